@@ -1,0 +1,28 @@
+# The two commands of the README. Each sets itself up on a fresh clone: it creates .venv and
+# installs the pinned set from pyproject.toml (re-installs only when pyproject.toml changes).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+WORKSPACE ?= workspace
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the main job on demo data, in ./workspace
+	$(VENV)/bin/rgcd --workspace $(WORKSPACE) run
+
+test: $(STAMP)  ## lint + the whole test suite (what CI runs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(WORKSPACE) .pytest_cache

@@ -1,0 +1,156 @@
+"""Typed settings: one YAML file, loaded into pydantic models.
+
+Every path the platform writes is derived from the workspace folder (see `Workspace`),
+so a run is one self-contained directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemoConfig(_Section):
+    """Size and seed of the synthetic KuaiLive-M3 world."""
+
+    users: int = Field(20_000, gt=0)
+    days: int = Field(14, gt=1)
+    seed: int = 7
+
+
+class IngestConfig(_Section):
+    """How raw files are streamed into the lake."""
+
+    batch_rows: int = Field(500_000, gt=0, description="rows per streamed batch of a large file")
+
+
+class WarehouseConfig(_Section):
+    """dbt-duckdb settings."""
+
+    pair_window_hours: int = Field(24, gt=0, description="co-engagement window for behaviour pairs")
+    threads: int = Field(2, gt=0)
+
+
+class FeaturesConfig(_Section):
+    """Feast settings."""
+
+    project: str = "rgcd"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection_string: str = "localhost:6379"
+
+
+class TeacherConfig(_Section):
+    """Stage 1a: who writes the reasoning."""
+
+    backend: Literal["metadata", "openai", "hf"] = "metadata"
+    model: str = ""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "RGCD_TEACHER_API_KEY"
+    max_pairs: int = Field(2_000, gt=0)
+    concurrency: int = Field(4, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(2, ge=0)
+
+
+class RetrievalConfig(_Section):
+    """Vector store settings: Milvus Lite file by default, a server by URI."""
+
+    milvus_uri: str = Field("", description="empty: the Milvus Lite file in the workspace")
+
+
+class EvaluationConfig(_Section):
+    """Evaluation protocols and trust settings."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 20, 40, 50])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+
+
+class Settings(_Section):
+    """The whole configuration of one rgcd workspace."""
+
+    demo: DemoConfig = DemoConfig()
+    ingest: IngestConfig = IngestConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Load settings from a YAML file; a missing path gives the embedded defaults."""
+    if path is None or not Path(path).exists():
+        return Settings()
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return Settings.model_validate(data)
+
+
+class Workspace:
+    """The folder layout of one run; every path the platform writes lives here."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "rgcd.yaml"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    def lake_table(self, table: str) -> Path:
+        return self.lake / table
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    def quarantine_table(self, table: str) -> Path:
+        return self.quarantine / f"{table}.parquet"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def marts(self) -> Path:
+        return self.root / "marts"
+
+    @property
+    def feast(self) -> Path:
+        return self.root / "feast"
+
+    @property
+    def milvus(self) -> Path:
+        return self.root / "milvus"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def demo_data(self) -> Path:
+        return self.root / "demo_data"
+
+    def ensure(self) -> Workspace:
+        """Create the folder skeleton (idempotent)."""
+        for folder in (self.lake, self.quarantine, self.marts, self.feast, self.milvus, self.models,
+                       self.reports):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def settings(self) -> Settings:
+        """The workspace's settings: its rgcd.yaml if present, else the defaults."""
+        return load_settings(self.config_file)

@@ -1,0 +1,52 @@
+"""The stage order of `rgcd run`, nothing else.
+
+Each stage is a function (workspace, settings, data folder) -> one line of figures. A stage whose
+code does not exist yet is listed with `run=None` and reported as not built, never faked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rgcd.config import Settings, Workspace
+
+StageFn = Callable[[Workspace, Settings, Path | None], str]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    what: str
+    run: StageFn | None
+
+
+def _demo_data(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    if data is not None:
+        return f"skipped: using {data}"
+    from transforms.demo import generate
+
+    summary = generate(ws.demo_data, users=settings.demo.users, days=settings.demo.days,
+                       seed=settings.demo.seed)
+    return summary.one_line()
+
+
+def _ingest(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from transforms.ingest import ingest
+
+    report = ingest(data or ws.demo_data, ws, settings.ingest)
+    return report.one_line()
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("demo-data", "generate the synthetic KuaiLive-M3 world (without --data)", _demo_data),
+    Stage("ingest", "validate raw files, quarantine bad rows, write the lake", _ingest),
+    Stage("build", "dbt build: staging -> intermediate -> marts", None),
+    Stage("features", "feast apply + materialize", None),
+    Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", None),
+    Stage("distill", "stage 1b: student with chorus tokens", None),
+    Stage("transfer", "stage 2: transferable / residual decomposition", None),
+    Stage("publish", "item vectors to Feast and Milvus", None),
+    Stage("evaluate", "both protocols, baselines, report", None),
+)
