@@ -125,6 +125,11 @@ class Workspace:
         return self.root / "marts"
 
     @property
+    def feature_data(self) -> Path:
+        """Tables written by the model stages that Feast reads (reasoning, item embeddings)."""
+        return self.root / "feature_data"
+
+    @property
     def feast(self) -> Path:
         return self.root / "feast"
 
@@ -146,8 +151,8 @@ class Workspace:
 
     def ensure(self) -> Workspace:
         """Create the folder skeleton (idempotent)."""
-        for folder in (self.lake, self.quarantine, self.marts, self.feast, self.milvus, self.models,
-                       self.reports):
+        for folder in (self.lake, self.quarantine, self.marts, self.feature_data, self.feast,
+                       self.milvus, self.models, self.reports):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
