@@ -1,0 +1,52 @@
+"""Teacher reasoning written by stage 1a (<workspace>/feature_data/{item,pair}_reasoning.parquet).
+
+Reasoning is regenerated (new teacher, new prompt version), so these views are tagged
+`regenerated`: training frames read them with filter_by_created_timestamp, and a row written
+after a request time is never visible at it.
+"""
+
+from datetime import timedelta
+
+from entities import item, pair
+from feast import FeatureView, Field
+from feast.types import Bool, Float64, String
+from sources import item_reasoning_source, pair_reasoning_source
+
+item_reasoning = FeatureView(
+    name="item_reasoning",
+    entities=[item],
+    # Knowledge about an item does not go stale by itself; a year bounds the PIT scan.
+    ttl=timedelta(days=365),
+    schema=[
+        Field(name="item_id", dtype=String),
+        Field(name="vertical_domain", dtype=String, description="teacher: the item's vertical"),
+        Field(name="key_subject", dtype=String, description="teacher: what the item is about"),
+        Field(name="content_theme", dtype=String, description="teacher: the item's theme"),
+        Field(name="teacher_id", dtype=String, description="which teacher wrote it"),
+        Field(name="prompt_version", dtype=String),
+    ],
+    source=item_reasoning_source,
+    online=True,
+    description="Per-item structured knowledge from the teacher (stage 1a).",
+    tags={"regenerated": "true", "written_by": "reason"},
+)
+
+pair_reasoning = FeatureView(
+    name="pair_reasoning",
+    entities=[pair],
+    ttl=timedelta(days=365),
+    schema=[
+        Field(name="pair_id", dtype=String),
+        Field(name="photo_item_id", dtype=String),
+        Field(name="target_id", dtype=String),
+        Field(name="match", dtype=Bool, description="teacher: do the two items match"),
+        Field(name="reason", dtype=String, description="teacher: a brief reason"),
+        Field(name="semantic_transferability", dtype=Float64, description="teacher: in [0, 1]"),
+        Field(name="teacher_id", dtype=String),
+        Field(name="prompt_version", dtype=String),
+    ],
+    source=pair_reasoning_source,
+    online=False,
+    description="Per-pair judgement from the teacher (stage 1a); read by stage 2's routing loss.",
+    tags={"regenerated": "true", "written_by": "reason"},
+)

@@ -1,0 +1,326 @@
+"""The Feast-facing API: apply the repo to a workspace, fetch point-in-time frames as polars,
+materialize, read online features, serve them.
+
+Configuration is built in code from the workspace (`repo_config`), so every path Feast touches
+lives in the workspace whatever the working directory; the resolved configuration is also written
+to <workspace>/feast/feature_store.yaml, the folder `feast serve` and the `feast` CLI run from.
+The definitions are feature_repo/*.py, imported the way `feast apply` imports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+import yaml
+
+from rgcd.config import Settings, Workspace
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
+    from feast.repo_config import RepoConfig
+    from feast.repo_contents import RepoContents
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REPO_DIR = PROJECT_ROOT / "feature_repo"
+DEFAULT_MANIFEST = PROJECT_ROOT / "dbt" / "target" / "manifest.json"
+GENERATED = Path("views") / "generated.py"
+# Top-level module names of feature_repo/ (Feast imports repo files by their path in the repo).
+_REPO_MODULES = ("entities", "sources", "services", "views")
+ROW = "__rgcd_row"
+
+
+class FeatureStoreError(RuntimeError):
+    """The feature store cannot do what was asked; the message says what to do."""
+
+
+def _config_dict(ws: Workspace, settings: Settings) -> dict:
+    f = settings.features
+    if f.online_store == "redis":
+        online = {"type": "redis", "connection_string": f.redis_connection_string}
+    else:
+        online = {"type": "sqlite", "path": str(ws.feast / "online_store.db")}
+    return {
+        "project": f.project,
+        "provider": "local",
+        "registry": {"path": str(ws.feast / "registry.db"), "cache_ttl_seconds": 5},
+        "online_store": online,
+        "offline_store": {"type": "duckdb"},
+        "entity_key_serialization_version": 3,
+    }
+
+
+def repo_config(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> RepoConfig:
+    """Feast's configuration for this workspace: registry and online store under <ws>/feast."""
+    from feast.repo_config import RepoConfig
+
+    config = RepoConfig(**_config_dict(ws, settings))
+    config.repo_path = repo_dir
+    return config
+
+
+def write_runtime_yaml(ws: Workspace, settings: Settings) -> Path:
+    """Write <ws>/feast/feature_store.yaml (resolved paths) for `feast serve` / `feast -c <ws>/feast`."""
+    ws.feast.mkdir(parents=True, exist_ok=True)
+    path = ws.feast / "feature_store.yaml"
+    header = "# Written by `rgcd features apply` from rgcd.yaml; edit rgcd.yaml instead.\n"
+    path.write_text(header + yaml.safe_dump(_config_dict(ws, settings), sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def _repo_import(ws: Workspace, repo_dir: Path) -> Iterator[None]:
+    """Import the repo's files fresh, as `feast apply` does, with RGCD_WORKSPACE set to `ws`."""
+    repo_dir = repo_dir.resolve()
+    old_env, old_cwd = os.environ.get("RGCD_WORKSPACE"), os.getcwd()
+    for name in list(sys.modules):
+        if name.split(".")[0] in _REPO_MODULES:
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    os.environ["RGCD_WORKSPACE"] = str(ws.root)
+    sys.path.insert(0, str(repo_dir))
+    os.chdir(repo_dir)  # Feast names repo modules by their path relative to the working directory
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        sys.path.remove(str(repo_dir))
+        if old_env is None:
+            os.environ.pop("RGCD_WORKSPACE", None)
+        else:
+            os.environ["RGCD_WORKSPACE"] = old_env
+
+
+def load_definitions(ws: Workspace, repo_dir: Path = REPO_DIR) -> RepoContents:
+    """Every Feast object defined under repo_dir, with source paths in `ws`."""
+    from feast.repo_operations import parse_repo
+
+    with _repo_import(ws, repo_dir):
+        try:
+            return parse_repo(repo_dir.resolve())
+        except ImportError as err:
+            raise FeatureStoreError(
+                f"feature_repo does not import ({err}); if a mart view went away, run "
+                "`rgcd features sync` and fix services.py") from err
+
+
+def entity_join_keys(repo_dir: Path = REPO_DIR) -> dict[str, str]:
+    """Entity name -> join key, from feature_repo/entities.py."""
+    import runpy
+
+    from feast import Entity
+
+    found = runpy.run_path(str(repo_dir / "entities.py"))
+    return {e.name: e.join_key for e in found.values() if isinstance(e, Entity)}
+
+
+def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:
+    """A FeatureStore over this workspace's registry (apply first)."""
+    from feast import FeatureStore
+
+    if not (ws.feast / "registry.db").exists() and settings.features.online_store == "sqlite":
+        raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
+    return FeatureStore(config=repo_config(ws, settings))
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    views: tuple[str, ...]
+    services: tuple[str, ...]
+    diff: str
+
+    def one_line(self) -> str:
+        return f"applied {len(self.views)} feature views, {len(self.services)} feature services"
+
+
+def apply(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> ApplyReport:
+    """`feast apply` for this workspace: register the repo's objects, delete the ones removed."""
+    from feast import FeatureStore, Project
+    from feast.repo_operations import apply_total_with_repo_instance
+
+    ws.feast.mkdir(parents=True, exist_ok=True)
+    write_runtime_yaml(ws, settings)
+    repo = load_definitions(ws, repo_dir)
+    store = FeatureStore(config=repo_config(ws, settings, repo_dir))
+    if not repo.projects:  # as `feast apply` does: the project named in the configuration
+        repo.projects.append(Project(name=store.project, description="rgcd feature store"))
+    out = io.StringIO()
+    # Sources are not validated: model-stage tables (reasoning, vectors) appear later in a run.
+    with contextlib.redirect_stdout(out):
+        apply_total_with_repo_instance(store, store.project, store.registry, repo,
+                                       skip_source_validation=True)
+    return ApplyReport(tuple(sorted(v.name for v in repo.feature_views)),
+                       tuple(sorted(s.name for s in repo.feature_services)), out.getvalue())
+
+
+def source_path(view: FeatureView) -> Path:
+    """The parquet file behind a feature view."""
+    return Path(view.batch_source.path)
+
+
+def missing_sources(views: list[FeatureView]) -> list[FeatureView]:
+    """The views whose parquet does not exist (yet)."""
+    return [v for v in views if not source_path(v).exists()]
+
+
+def _is_regenerated(view: FeatureView) -> bool:
+    return view.tags.get("regenerated") == "true"
+
+
+def _feature_refs(store: FeatureStore, service: str | None, features: list[str] | None) -> list[str]:
+    if features:
+        return list(features)
+    if service is None:
+        raise FeatureStoreError("give a feature service or a list of 'view:feature' references")
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        fs = store.get_feature_service(service)
+    except FeatureServiceNotFoundException:
+        names = sorted(s.name for s in store.list_feature_services())
+        raise FeatureStoreError(f"no feature service {service!r}; known: {names}") from None
+    return [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
+
+
+def _entity_frame(entities: pl.DataFrame) -> pl.DataFrame:
+    if "event_timestamp" not in entities.columns:
+        raise FeatureStoreError("the entity frame needs an event_timestamp column (the request time)")
+    ts = entities.schema["event_timestamp"]
+    if not isinstance(ts, pl.Datetime):
+        raise FeatureStoreError(f"event_timestamp must be a datetime column, not {ts}")
+    if ts.time_zone is None:  # naive request times are taken as UTC, like every time in the platform
+        entities = entities.with_columns(pl.col("event_timestamp").dt.replace_time_zone("UTC"))
+    return entities.with_columns(pl.col("event_timestamp").dt.convert_time_zone("UTC")
+                                 .dt.cast_time_unit("us"))
+
+
+def frame(store: FeatureStore, entities: pl.DataFrame, service: str | None = "training",
+          features: list[str] | None = None) -> pl.DataFrame:
+    """A point-in-time-correct frame: `entities` (join keys + event_timestamp) plus features.
+
+    Columns are named `<view>__<feature>`. A value is visible at a request time T when its
+    event_timestamp <= T and T is within the view's TTL after it; views tagged `regenerated`
+    (reasoning, vectors) also need created_timestamp <= T, so a row written later is not seen.
+    Rows keep the entities' order.
+    """
+    refs = _feature_refs(store, service, features)
+    views = {r.split(":")[0] for r in refs}
+    by_name = {v.name: v for v in store.list_feature_views()}
+    unknown = sorted(views - set(by_name))
+    if unknown:
+        raise FeatureStoreError(f"unknown feature views {unknown}; run `rgcd features apply`")
+    missing = missing_sources([by_name[v] for v in sorted(views)])
+    if missing:
+        listed = ", ".join(f"{v.name} ({source_path(v)})" for v in missing)
+        raise FeatureStoreError(f"no data yet for {listed}; run the stage that writes it, or ask for "
+                                "other features (--feature view:feature)")
+    base = _entity_frame(entities).with_row_index(ROW)
+    out = base
+    for regenerated in (False, True):
+        group = [r for r in refs if _is_regenerated(by_name[r.split(":")[0]]) == regenerated]
+        if not group:
+            continue
+        keys = sorted({k for v in {r.split(":")[0] for r in group} for k in by_name[v].join_keys})
+        absent = [k for k in keys if k not in base.columns]
+        if absent:
+            raise FeatureStoreError(f"the entity frame lacks join key column(s) {absent} "
+                                    f"needed by {sorted({r.split(':')[0] for r in group})}")
+        entity_df = base.select(ROW, "event_timestamp", *keys).to_pandas()
+        job = store.get_historical_features(entity_df=entity_df, features=group, full_feature_names=True,
+                                            filter_by_created_timestamp=regenerated)
+        got = pl.from_arrow(job.to_arrow())
+        feature_cols = [c for c in got.columns if "__" in c and c != ROW]
+        out = out.join(got.select(pl.col(ROW).cast(pl.UInt32), *feature_cols), on=ROW, how="left")
+    return out.sort(ROW).drop(ROW)
+
+
+@dataclass(frozen=True)
+class MaterializeReport:
+    fresh: tuple[str, ...]
+    incremental: tuple[str, ...]
+    waiting: tuple[str, ...]
+    end: datetime
+
+    def one_line(self) -> str:
+        line = (f"materialized {len(self.fresh) + len(self.incremental)} views "
+                f"({len(self.fresh)} full, {len(self.incremental)} incremental) up to "
+                f"{self.end:%Y-%m-%d %H:%M:%S} UTC")
+        if self.waiting:
+            line += f"; no data yet: {', '.join(self.waiting)}"
+        return line
+
+
+def _time_range(view: FeatureView) -> tuple[datetime, datetime] | None:
+    ts = view.batch_source.timestamp_field
+    row = pl.scan_parquet(source_path(view)).select(pl.col(ts).min().alias("lo"),
+                                                   pl.col(ts).max().alias("hi")).collect()
+    lo, hi = row["lo"][0], row["hi"][0]
+    if lo is None:
+        return None
+    return (lo if lo.tzinfo else lo.replace(tzinfo=UTC)), (hi if hi.tzinfo else hi.replace(tzinfo=UTC))
+
+
+def materialize(store: FeatureStore, end: datetime | None = None) -> MaterializeReport:
+    """Load the latest value per entity into the online store.
+
+    A view never materialized is loaded from its first row (Feast's incremental start, now minus
+    TTL, would skip historical logs such as KuaiLive-M3's); afterwards only what is new since the
+    last run. Views whose parquet does not exist yet are reported as waiting.
+    """
+    online = [v for v in store.list_feature_views() if v.online]
+    waiting = missing_sources(online)
+    ready = [v for v in online if v not in waiting]
+    ranges = {v.name: _time_range(v) for v in ready}
+    latest = max((r[1] for r in ranges.values() if r), default=None)
+    if end is None:
+        now = datetime.now(UTC)
+        end = max(now, latest + timedelta(seconds=1)) if latest else now
+    fresh = [v for v in ready if not v.materialization_intervals and ranges[v.name]]
+    incremental = [v for v in ready if v.materialization_intervals]
+    if fresh:
+        start = min(ranges[v.name][0] for v in fresh)
+        store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in fresh])
+    if incremental:
+        store.materialize_incremental(end_date=end, feature_views=[v.name for v in incremental])
+    return MaterializeReport(tuple(v.name for v in fresh), tuple(v.name for v in incremental),
+                             tuple(v.name for v in waiting), end)
+
+
+def online_features(store: FeatureStore, service: str, entity_rows: dict[str, list]) -> pl.DataFrame:
+    """Online features of a service for entity rows (columns of equal length), one row per input."""
+    fs = store.get_feature_service(service)
+    response = store.get_online_features(features=fs, entity_rows=_rows(entity_rows), full_feature_names=True)
+    return pl.DataFrame(response.to_dict(), strict=False)
+
+
+def _rows(columns: dict[str, list]) -> list[dict]:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        sizes = {k: len(v) for k, v in columns.items()}
+        raise FeatureStoreError(f"entity columns differ in length: {sizes}")
+    n = lengths.pop()
+    return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+
+
+def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int = 6566,
+          workers: int = 1) -> None:
+    """Run Feast's HTTP feature server in the foreground (gunicorn; stop it with SIGTERM)."""
+    from feast import FeatureStore
+    from feast.feature_server import start_server
+
+    if not (ws.feast / "registry.db").exists():
+        raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
+    write_runtime_yaml(ws, settings)
+    store = FeatureStore(repo_path=str(ws.feast))
+    start_server(store, host=host, port=port, no_access_log=True, workers=workers, worker_connections=1000,
+                 max_requests=0, max_requests_jitter=0, keep_alive_timeout=30, registry_ttl_sec=5,
+                 tls_key_path="", tls_cert_path="", metrics=False)
