@@ -1,0 +1,116 @@
+"""Point-in-time correctness of training frames on a crafted world: no value from the future."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from feast_marts import write_feature_data, write_mart
+
+from rgcd import features as fs
+from rgcd.cli import cli
+from rgcd.config import Settings, Workspace
+
+T = datetime(2025, 5, 10, tzinfo=UTC)
+S = timedelta(seconds=1)
+D = timedelta(days=1)
+BUILD = datetime(2025, 6, 1, tzinfo=UTC)  # when dbt built the marts: after every request time
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("ws")).ensure()
+    # user 1 changes at T (5 -> 7); user 2's only snapshot is at T - 3d (TTL 2d).
+    write_mart(ws.marts, "user_features_daily", {
+        "user_id": [1, 1, 2], "event_timestamp": [T - D, T, T - 3 * D], "created_timestamp": [BUILD] * 3,
+        "sv_plays_7d": [5, 7, 3], "top_category_1": ["food", "games", "music"]})
+    write_mart(ws.marts, "item_content", {
+        "item_id": ["photo:1", "photo:2"], "domain": ["photo", "photo"], "title": ["a", "b"],
+        "event_timestamp": [T - 10 * D] * 2, "created_timestamp": [BUILD] * 2})
+    at_t = {"event_timestamp": [T], "created_timestamp": [T]}
+    write_mart(ws.marts, "live_schedule", {"item_id": ["live:9"], **at_t})
+    write_mart(ws.marts, "behaviour_pairs", {"pair_id": ["p"], **at_t})
+    # photo:1's reasoning was written at T - 5d ("old") and restated at T + 1h ("new", same event time);
+    # photo:2's reasoning exists only since T + 1h.
+    write_feature_data(ws.feature_data, "item_reasoning", {
+        "item_id": ["photo:1", "photo:1", "photo:2"], "key_subject": ["old", "new", "late"],
+        "event_timestamp": [T - 5 * D] * 3,
+        "created_timestamp": [T - 5 * D, T + timedelta(hours=1), T + timedelta(hours=1)]})
+    write_feature_data(ws.feature_data, "item_embeddings", {
+        "item_id": ["photo:1"], "transferable": [[1.0, 2.0]], "residual": [[0.5]], "model_version": ["m1"],
+        "event_timestamp": [T - 5 * D], "created_timestamp": [T - 5 * D]})
+    fs.apply(ws, Settings())
+    return ws, fs.feature_store(ws, Settings())
+
+
+def _frame(store, users, items, times) -> pl.DataFrame:
+    entities = pl.DataFrame({"user_id": users, "item_id": items, "event_timestamp": times},
+                            schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")})
+    return fs.frame(store, entities, service="training")
+
+
+def test_a_feature_changing_at_t_is_old_before_and_new_at_t(world):
+    _, store = world
+    got = _frame(store, [1, 1, 1], ["photo:1"] * 3, [T - S, T, T + S])
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 7, 7]
+    assert got["user_features_daily__top_category_1"].to_list() == ["food", "games", "games"]
+
+
+def test_ttl_expiry_gives_null(world):
+    _, store = world
+    # user 2's snapshot at T - 3d lives for 2 days: visible up to T - 1d inclusive.
+    got = _frame(store, [2, 2, 2], ["photo:1"] * 3, [T - 3 * D - S, T - D, T - D + S])
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [None, 3, None]
+
+
+def test_a_row_restated_after_the_request_time_is_not_visible(world):
+    _, store = world
+    got = _frame(store, [1, 1, 1, 1], ["photo:1", "photo:1", "photo:2", "photo:2"],
+                 [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1)])
+    assert got["item_reasoning__key_subject"].to_list() == ["old", "new", None, "late"]
+
+
+def test_marts_are_not_filtered_by_their_build_time(world):
+    # dbt stamps created_timestamp at build time; only regenerated views are cut by it.
+    _, store = world
+    got = _frame(store, [1], ["photo:2"], [T])
+    assert got["item_content__title"].to_list() == ["b"]
+
+
+def test_frame_keeps_row_order_types_and_unknown_entities(world):
+    _, store = world
+    times = [T + S, T - S, T, T]
+    got = _frame(store, [1, 1, 99, 1], ["photo:1", "photo:1", "photo:1", "nope"], times)
+    assert got.height == 4
+    assert got["user_id"].to_list() == [1, 1, 99, 1]
+    assert got["event_timestamp"].to_list() == times
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [7, 5, None, 7]
+    assert got["item_embeddings__transferable"].to_list()[:3] == [[1.0, 2.0]] * 3
+    assert got["item_embeddings__transferable"].dtype == pl.List(pl.Float32)
+    assert got["item_embeddings__model_version"].to_list() == ["m1", "m1", "m1", None]
+
+
+def test_frame_command_writes_the_same_frame(world, tmp_path):
+    ws, store = world
+    entities = pl.DataFrame({"user_id": [1, 2], "item_id": ["photo:1", "photo:2"],
+                             "event_timestamp": [T - S, T - D]})  # naive times are UTC
+    entities.write_parquet(tmp_path / "entities.parquet")
+    res = CliRunner().invoke(cli, ["-w", str(ws.root), "features", "frame",
+                                   str(tmp_path / "entities.parquet"), "--service", "training",
+                                   "--out", str(tmp_path / "frame.parquet")])
+    assert res.exit_code == 0, res.output
+    written = pl.read_parquet(tmp_path / "frame.parquet")
+    assert written["user_features_daily__sv_plays_7d"].to_list() == [5, 3]
+    assert written.equals(fs.frame(store, entities, service="training"))
+
+
+def test_frame_errors_say_what_to_do(world):
+    _, store = world
+    with pytest.raises(fs.FeatureStoreError, match="join key"):
+        fs.frame(store, pl.DataFrame({"user_id": [1], "event_timestamp": [T]}), service="training")
+    with pytest.raises(fs.FeatureStoreError, match="no data yet for pair_reasoning"):
+        fs.frame(store, pl.DataFrame({"pair_id": ["p"], "event_timestamp": [T]}), service="pair_training")
+    with pytest.raises(fs.FeatureStoreError, match="no feature service"):
+        fs.frame(store, pl.DataFrame({"pair_id": ["p"], "event_timestamp": [T]}), service="nope")
