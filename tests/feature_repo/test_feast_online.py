@@ -1,0 +1,136 @@
+"""Online features: incremental materialization, the SDK, and `feast serve` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from feast_marts import write_feature_data, write_mart
+
+from rgcd import features as fs
+from rgcd.config import Settings, Workspace
+
+T = datetime(2025, 5, 10, tzinfo=UTC)
+D = timedelta(days=1)
+ITEMS = ["live:1", "live:2"]
+
+
+def _users(ws: Workspace, rows: dict) -> None:
+    write_mart(ws.marts, "user_features_daily", rows)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("ws")).ensure()
+    _users(ws, {"user_id": [1, 1], "sv_plays_7d": [3, 8], "is_live_cold_start": [True, True],
+                "event_timestamp": [T - D, T], "created_timestamp": [T - D, T]})
+    write_mart(ws.marts, "item_content", {
+        "item_id": ITEMS, "domain": ["live", "live"], "author_id": [10, 20],
+        "event_timestamp": [T - D] * 2, "created_timestamp": [T - D] * 2})
+    write_mart(ws.marts, "live_schedule", {
+        "item_id": ITEMS, "live_id": [1, 2], "start_timestamp": [T - D, T], "end_timestamp": [T, None],
+        "event_timestamp": [T - D, T], "created_timestamp": [T - D, T]})
+    write_mart(ws.marts, "behaviour_pairs", {"pair_id": ["p"], "event_timestamp": [T],
+                                             "created_timestamp": [T]})
+    write_feature_data(ws.feature_data, "item_embeddings", {
+        "item_id": ITEMS, "transferable": [[0.5, 1.5], [2.5, 3.5]], "residual": [[1.0], [2.0]],
+        "model_version": ["m7", "m7"], "event_timestamp": [T] * 2, "created_timestamp": [T] * 2})
+    # item_reasoning and pair_reasoning are not written: their views wait for data.
+    settings = Settings()
+    fs.apply(ws, settings)
+    store = fs.feature_store(ws, settings)
+    report = fs.materialize(store)
+    return ws, store, report
+
+
+def test_first_materialization_loads_history_and_waits_for_missing_tables(world):
+    _, _, report = world
+    assert set(report.fresh) == {"user_features_daily", "item_content", "live_schedule", "behaviour_pairs",
+                                 "item_embeddings"}
+    assert report.waiting == ("item_reasoning",)
+    assert "no data yet: item_reasoning" in report.one_line()
+
+
+def test_sdk_reads_the_ranker_service(world):
+    _, store, _ = world
+    got = fs.online_features(store, "ranker", {"user_id": [1, 1], "item_id": ITEMS})
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [8, 8]  # the latest snapshot
+    assert got["item_content__author_id"].to_list() == [10, 20]
+    assert got["item_embeddings__transferable"].to_list() == [[0.5, 1.5], [2.5, 3.5]]
+    assert got["item_embeddings__model_version"].to_list() == ["m7", "m7"]
+    assert got["item_reasoning__key_subject"].to_list() == [None, None]
+
+
+def test_incremental_materialization_picks_up_new_snapshots(world):
+    ws, store, first = world
+    # A snapshot newer than the previous run's end (incremental runs start there).
+    new = first.end + timedelta(hours=1)
+    _users(ws, {"user_id": [1, 1, 1], "sv_plays_7d": [3, 8, 11], "is_live_cold_start": [True, True, False],
+                "event_timestamp": [T - D, T, new], "created_timestamp": [T - D, T, new]})
+    report = fs.materialize(store, end=new + timedelta(hours=1))
+    assert "user_features_daily" in report.incremental and not report.fresh
+    got = fs.online_features(store, "ranker", {"user_id": [1], "item_id": ["live:1"]})
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [11]
+    assert got["user_features_daily__is_live_cold_start"].to_list() == [False]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_feature_server_serves_the_ranker_service_over_http(world):
+    ws, store, _ = world
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "features", "serve",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "feature server did not become healthy in 90 s"
+            time.sleep(0.5)
+        body = _post(f"{base}/get-online-features", {
+            "feature_service": "ranker", "full_feature_names": True,
+            "entities": {"user_id": [1, 1], "item_id": ITEMS}})
+        names = body["metadata"]["feature_names"]
+        values = {n: r["values"] for n, r in zip(names, body["results"], strict=True)}
+        assert values["item_id"] == ITEMS
+        assert values["item_content__author_id"] == [10, 20]
+        assert values["item_embeddings__model_version"] == ["m7", "m7"]
+        assert values["item_embeddings__transferable"] == [[0.5, 1.5], [2.5, 3.5]]
+        sdk = fs.online_features(store, "ranker", {"user_id": [1, 1], "item_id": ITEMS})
+        assert values["user_features_daily__sv_plays_7d"] == sdk["user_features_daily__sv_plays_7d"].to_list()
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the gunicorn master stops its workers
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the server still listens after SIGTERM"
