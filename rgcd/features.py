@@ -162,6 +162,35 @@ def apply(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> Apply
                        tuple(sorted(s.name for s in repo.feature_services)), out.getvalue())
 
 
+def generated_marts(repo_dir: Path = REPO_DIR) -> list[str]:
+    """The marts the generated views read (from views/generated.py, without importing Feast)."""
+    import re
+
+    path = repo_dir / GENERATED
+    return re.findall(r"source=mart_source\('(\w+)'", path.read_text()) if path.exists() else []
+
+
+def run_stage(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> str:
+    """The `features` stage of `rgcd run`: apply, then materialize; skipped while marts are missing."""
+    marts = generated_marts(repo_dir)
+    missing = [m for m in marts if not (ws.marts / f"{m}.parquet").exists()]
+    if not marts or missing:
+        return (f"skipped: marts not built yet ({', '.join(missing) or 'no generated views'} under "
+                f"{ws.marts}); run the build stage (dbt) first")
+    note = ""
+    if DEFAULT_MANIFEST.exists():
+        from rgcd import dbt_to_feast
+
+        check = dbt_to_feast.sync(DEFAULT_MANIFEST, entity_join_keys(repo_dir), repo_dir / GENERATED,
+                                  check=True)
+        if check.stale:
+            note = "; WARNING views/generated.py is stale vs dbt's manifest: run `rgcd features sync`"
+    applied = apply(ws, settings, repo_dir)
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress line per view
+        loaded = materialize(feature_store(ws, settings))
+    return f"{applied.one_line()}; {loaded.one_line()}{note}"
+
+
 def source_path(view: FeatureView) -> Path:
     """The parquet file behind a feature view."""
     return Path(view.batch_source.path)

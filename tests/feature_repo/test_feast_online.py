@@ -134,3 +134,17 @@ def test_feature_server_serves_the_ranker_service_over_http(world):
             proc.wait(timeout=10)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the server still listens after SIGTERM"
+
+
+def test_the_pipeline_stage_skips_without_marts_and_runs_with_them(world, tmp_path):
+    from rgcd.pipeline import STAGES
+
+    stage = next(s for s in STAGES if s.name == "features")
+    empty = Workspace(tmp_path / "empty").ensure()
+    line = stage.run(empty, Settings(), None)
+    assert line.startswith("skipped: marts not built yet (behaviour_pairs, item_content")
+    assert not (empty.feast / "registry.db").exists()
+    ws, _, _ = world
+    line = stage.run(ws, Settings(), None)
+    assert "applied 7 feature views, 4 feature services; materialized 5 views" in line
+    assert "(0 full, 5 incremental)" in line
