@@ -224,7 +224,7 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
         sys.exit(EXIT_CONTRACT)
     out.parent.mkdir(parents=True, exist_ok=True)
     got.write_parquet(out)
-    n_features = got.width - pl.read_parquet_schema(entities).__len__()
+    n_features = got.width - len(pl.read_parquet_schema(entities))
     console.print(f"[green]✓[/] {got.height} rows x {n_features} features -> {out}")
 
 
