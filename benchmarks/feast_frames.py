@@ -1,6 +1,6 @@
 """Claim: a point-in-time training frame through Feast costs a stated factor over a raw DuckDB ASOF JOIN.
 
-Both read the same parquet (a `user_features_daily` mart of the contract's 39 feature columns, one
+Both read the same parquet (a `user_features_daily` mart of the contract's 32 feature columns, one
 snapshot per user and day) and answer the same entity rows (user_id, event_timestamp) with the
 same rule: the latest snapshot at or before the request time, null once older than the view's TTL.
 Measured side by side, each run in a fresh process (time and peak RSS of that process):

@@ -1,10 +1,10 @@
 """Claim: a ranker reads one user + 200 candidate items of the `ranker` service in stated p50/p99 ms,
 through the Feast SDK in-process and through `feast serve` over HTTP (the peer), side by side.
 
-World: 1,000 users (user_features_daily, 39 features), 5,000 live items (item_content,
+World: 1,000 users (user_features_daily, 32 features), 5,000 live items (item_content,
 live_schedule, item_reasoning, item_embeddings with 64-d transferable and residual vectors),
 applied and materialized into the SQLite online store. Each request is one random user and 200
-random items (200 entity rows, 39 + 13 + 2 + 3 + 3 features). The SDK path is
+random items (200 entity rows, 32 + 5 + 2 + 3 + 3 = 45 features). The SDK path is
 `FeatureStore.get_online_features(...).to_dict()`; the HTTP path is POST /get-online-features
 on a one-worker `rgcd features serve` over a kept-alive connection, response parsed as JSON.
 
@@ -132,7 +132,9 @@ def bench_http(ws_root: Path, requests: list[dict[str, list]], warmup: int) -> t
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
+                health = conn.getresponse()
+                health.read()  # the connection is reused: drain the response
+                if health.status == 200:
                     break
             except OSError:
                 time.sleep(0.3)
