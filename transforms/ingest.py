@@ -4,11 +4,12 @@ The flow per raw file (parents before children, `contract.ingest_order`):
 
 1. The layout is checked first, for every file, before anything is written: a missing required
    file or column raises `ContractError` naming the file and the column.
-2. The file is streamed in batches of `IngestConfig.batch_rows` rows (parquet by row-group
-   batches, CSV by blocks), each batch normalised to the lake types and checked row by row:
-   missing or unparsable values, negative durations and counts, intervals that end before they
-   start, ids their parent table does not know. Accepted rows go to staged parquet files, one per
-   day partition for event tables; rejected rows go to a staged quarantine file with a `reason`.
+2. The file is streamed in batches of `IngestConfig.batch_rows` rows, fewer when rows are wide
+   (`batch_mib`); parquet by row-group batches, CSV by blocks. Each batch is normalised to the
+   lake types and checked row by row: missing or unparsable values, negative durations and
+   counts, intervals that end before they start, ids their parent table does not know.
+   Accepted rows go to staged parquet files, one per day partition for event tables; rejected
+   rows go to a staged quarantine file with a `reason`.
 3. Each staged partition is then reconciled with the lake: rows repeating a key already seen in
    the same file are quarantined as duplicates, lake rows with a key the new data also has are
    replaced (a rerun replaces, never appends), other lake rows are kept. The result replaces the
@@ -180,13 +181,21 @@ def check_layout(src: Path) -> tuple[list[_Source], list[str]]:
 # Reading in batches
 
 
-def _csv_block_size(path: Path, batch_rows: int) -> int:
-    """Bytes per CSV block so that a block holds about `batch_rows` rows (1 MiB .. 256 MiB)."""
-    with path.open("rb") as fh:
+def _row_bytes(source: _Source) -> float:
+    """Approximate in-memory bytes per row of a raw file (parquet metadata, or a CSV sample)."""
+    if source.spec.fmt == "parquet":
+        meta = pq.ParquetFile(source.path).metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        return max(size / max(meta.num_rows, 1), 1.0)
+    with source.path.open("rb") as fh:
         sample = fh.read(1 << 20)
-    lines = max(sample.count(b"\n"), 1)
-    per_row = max(len(sample) // lines, 1)
-    return int(min(max(per_row * batch_rows, 1 << 20), 256 << 20))
+    return max(len(sample) / max(sample.count(b"\n"), 1), 1.0)
+
+
+def batch_rows_for(source: _Source, cfg: IngestConfig) -> int:
+    """Rows per batch: `cfg.batch_rows`, fewer for wide rows (vectors) to stay near `cfg.batch_mib`."""
+    by_bytes = int(cfg.batch_mib * 2**20 / _row_bytes(source))
+    return max(min(cfg.batch_rows, by_bytes), 1)
 
 
 def _batches(source: _Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -199,7 +208,9 @@ def _batches(source: _Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
     # becomes a quarantined row instead of a failed read.
     reader = pacsv.open_csv(
         source.path,
-        read_options=pacsv.ReadOptions(block_size=_csv_block_size(source.path, batch_rows)),
+        # a block must hold at least one whole row, hence the 1 MiB floor
+        read_options=pacsv.ReadOptions(
+            block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             include_columns=list(source.columns),
@@ -294,30 +305,31 @@ def _check(frame: pl.DataFrame, source: _Source, parent_keys: dict[str, pl.Serie
     for name in source.columns:
         col = spec.column(name)
         value, missing = _parse(name, col.kind, frame.schema[name])
-        parsed += [_as_text(name, frame.schema[name]).alias(f"__raw_{name}"),
-                   missing.alias(f"__missing_{name}"), value.alias(name)]
-        is_missing = pl.col(f"__missing_{name}")
+        parsed += [missing.alias(f"__missing_{name}"), value.alias(f"__value_{name}")]
+        is_missing, parsed_value = pl.col(f"__missing_{name}"), pl.col(f"__value_{name}")
         if not col.nullable:
             reasons.append((is_missing, f"missing {name}"))
-        reasons.append((~is_missing & pl.col(name).is_null(), f"unparsable {name}"))
+        reasons.append((~is_missing & parsed_value.is_null(), f"unparsable {name}"))
         if col.kind is Kind.VECTOR and spec.stem in VECTOR_DIMS:
             dim = VECTOR_DIMS[spec.stem]
-            reasons.append((pl.col(name).list.len() != dim, f"{name} has not {dim} values"))
+            reasons.append((parsed_value.list.len() != dim, f"{name} has not {dim} values"))
     # From here on the checks read the normalised values; a null there is already explained.
     for name in spec.non_negative:
-        reasons.append((pl.col(name) < 0, f"negative {name}"))
+        reasons.append((pl.col(f"__value_{name}") < 0, f"negative {name}"))
     if spec.interval:
         start, end = spec.interval
-        reasons.append((pl.col(end) < pl.col(start), "end before start"))
+        reasons.append((pl.col(f"__value_{end}") < pl.col(f"__value_{start}"), "end before start"))
     for fk in spec.foreign_keys:
-        reasons.append((~pl.col(fk.column).is_in(parent_keys[fk.column].implode()),
+        reasons.append((~pl.col(f"__value_{fk.column}").is_in(parent_keys[fk.column].implode()),
                         f"unknown {fk.column} (not in {fk.parent})"))
     # the first failing check, in contract order, is the row's reason
     reason = pl.coalesce([pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in reasons])
-    checked = frame.select(pl.col(_ROW), *parsed).with_columns(reason.alias(_REASON))
-    good = checked.filter(pl.col(_REASON).is_null()).select(_ROW, *source.columns)
+    checked = frame.with_columns(*parsed).with_columns(reason.alias(_REASON))
+    good = checked.filter(pl.col(_REASON).is_null()).select(
+        _ROW, *[pl.col(f"__value_{n}").alias(n) for n in source.columns])
+    # only rejected rows pay for the conversion of their original values to text
     bad = checked.filter(pl.col(_REASON).is_not_null()).select(
-        *[pl.col(f"__raw_{n}").alias(n) for n in source.columns], _REASON,
+        *[_as_text(n, frame.schema[n]).alias(n) for n in source.columns], _REASON,
         pl.col(_ROW).alias("source_row"))
     return good, bad
 
@@ -481,9 +493,10 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
     quarantine = _Quarantine(ws, source, folder)
     total = pq.ParquetFile(source.path).metadata.num_rows if spec.fmt == "parquet" else None
     task = progress.add_task(spec.filename, total=total)
+    batch_rows = batch_rows_for(source, cfg)
     offset = 0
     try:
-        for batch in _batches(source, cfg.batch_rows):
+        for batch in _batches(source, batch_rows):
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
             rows = pl.int_range(offset, offset + frame.height, dtype=pl.Int64)
@@ -492,7 +505,8 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
             good, bad = _check(frame, source, parents)
             counts.read += frame.height
             counts.quarantined += bad.height
-            counts.reasons.update(bad.get_column(_REASON).to_list())
+            if bad.height:
+                counts.reasons.update(dict(bad.get_column(_REASON).value_counts().iter_rows()))
             quarantine.write(bad)
             if spec.time_column:
                 good = good.with_columns(pl.col(spec.time_column).dt.strftime("%Y-%m-%d").alias(_DAY))
@@ -510,11 +524,11 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
         staged.close()
         parts = ["all"]
     for part in parts:
-        dups = _reconcile(part, source, ws, staged, quarantine, cfg.batch_rows)
+        dups = _reconcile(part, source, ws, staged, quarantine, batch_rows)
         counts.quarantined += dups
         if dups:
             counts.reasons[_duplicate_reason(spec)] += dups
-    quarantine.finish(cfg.batch_rows)
+    quarantine.finish(batch_rows)
     counts.accepted = counts.read - counts.quarantined
     counts.partitions = len(parts)
     progress.update(task, total=counts.read, completed=counts.read)

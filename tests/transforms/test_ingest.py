@@ -272,3 +272,24 @@ def test_json_output_shape(tmp_path):
         assert set(counts) == {"read", "accepted", "quarantined"}
         assert counts["read"] == counts["accepted"] + counts["quarantined"]
     assert out["files"]["live_comment"] == {"read": 3, "accepted": 2, "quarantined": 1}
+
+
+def test_a_later_export_upserts_dimensions_and_late_events_by_key(tmp_path, ws):
+    ingest(_world(tmp_path / "day1"), ws, SMALL)
+    later = tmp_path / "later"
+    _dimensions(later)
+    write_raw(later, "photo_meta", pl.DataFrame({  # photo 10 changed, photo 13 new, 11 and 12 absent
+        "photo_id": [10, 13], "author_id": [100, 101], "duration": [16_000, 5_000],
+        "display_type": [1, 1], "cover_title": ["a2", "d"], "video_texts": ["x", "w"]}))
+    late = _plays(DAY1, [1], [10]).with_columns(pl.lit(1, pl.Int64).alias("like_status_type"))
+    write_raw(later, "photo_play", pl.concat([late, _plays(DAY2, [4], [13])]))
+    write_raw(later, "live_interaction", _sessions(DAY2, [4]))
+    report = ingest(later, ws, SMALL)
+    assert report.quarantined == 0
+    photos = _lake(ws, "photo_meta").sort("photo_id")
+    assert photos.get_column("photo_id").to_list() == [10, 11, 12, 13]
+    assert photos.filter(pl.col("photo_id") == 10).get_column("cover_title").item() == "a2"
+    plays = _lake(ws, "photo_play")
+    assert plays.height == 9 + 1  # the late day-1 play replaced its row; one new day-2 play
+    replaced = plays.filter((pl.col("user_id") == 1) & (pl.col("photo_id") == 10))
+    assert replaced.get_column("like_status_type").to_list() == [1]
