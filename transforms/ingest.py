@@ -285,6 +285,32 @@ def _parse_time(s: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.lit(None, utc)
 
 
+def _normalise(frame: pl.DataFrame, name: str, kind: Kind) -> list[pl.Series]:
+    """[missing flags, values in the lake type] of one column of a batch, named for `_check`.
+
+    Clean text columns take a fast path (one cast or one strptime); only a column where that
+    leaves a non-empty value unparsed pays for the tolerant parse (whitespace, null spellings,
+    "3.0", epoch-ms text, ISO 'T').
+    """
+    dtype = frame.schema[name]
+    raw = pl.col(name)
+    fast: pl.Expr | None = None
+    if isinstance(dtype, pl.String) and kind is Kind.INT:
+        fast = raw.cast(pl.Int64, strict=False)
+    elif isinstance(dtype, pl.String) and kind in (Kind.TIMESTAMP, Kind.DATETIME_STR, Kind.EPOCH_MS):
+        fast = raw.str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S%.f", strict=False) \
+            .dt.replace_time_zone("UTC")
+    if fast is not None:
+        missing = raw.is_null() | (raw == "")
+        out = frame.select(missing.alias(f"__missing_{name}"), fast.alias(f"__value_{name}"))
+        flags, values = out.get_columns()
+        if not (values.is_null() & ~flags).any():
+            return [flags, values]
+    value, missing = _parse(name, kind, dtype)
+    out = frame.select(missing.alias(f"__missing_{name}"), value.alias(f"__value_{name}"))
+    return out.get_columns()
+
+
 def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
     """The original value as a string, for the quarantine."""
     col = pl.col(name)
@@ -300,12 +326,11 @@ def _check(frame: pl.DataFrame, source: _Source, parent_keys: dict[str, pl.Serie
            ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split one raw batch into (accepted rows in lake types, rejected raw rows as text + reason)."""
     spec = source.spec
-    parsed: list[pl.Expr] = []
+    parsed: list[pl.Series] = []
     reasons: list[tuple[pl.Expr, str]] = []
     for name in source.columns:
         col = spec.column(name)
-        value, missing = _parse(name, col.kind, frame.schema[name])
-        parsed += [missing.alias(f"__missing_{name}"), value.alias(f"__value_{name}")]
+        parsed += _normalise(frame, name, col.kind)
         is_missing, parsed_value = pl.col(f"__missing_{name}"), pl.col(f"__value_{name}")
         if not col.nullable:
             reasons.append((is_missing, f"missing {name}"))

@@ -201,6 +201,30 @@ def test_csv_datetimes_without_milliseconds_are_tolerated(tmp_path, ws):
     assert ingest(raw, ws, SMALL).quarantined == 0
 
 
+def test_csv_values_in_tolerated_spellings_are_parsed(tmp_path, ws):
+    raw = _world(tmp_path / "raw")
+    sessions = _sessions(DAY1, [1, 2, 3, 4, 1]).with_columns(pl.all().cast(pl.String))
+    start = DAY1 + timedelta(milliseconds=456)
+    tolerated = {
+        "live_play_start_timestamp": [f"{start:%Y-%m-%dT%H:%M:%S}.456",       # ISO 'T'
+                                      str(int(start.timestamp() * 1000) + 60_000),  # epoch ms text
+                                      *[f"{start:%Y-%m-%d %H:%M:%S}.456"] * 3],
+        "like_cnt": ["2.0", " 7 ", "NULL", "1.5", "0"],  # float spelling, padding; NULL; not an int
+        "user_id": ["1", "2", "3", "4", "NA"],
+    }
+    sessions = sessions.with_columns(*[pl.Series(k, v) for k, v in tolerated.items()])
+    write_raw(raw, "live_interaction", sessions)
+    report = ingest(raw, ws, SMALL)
+    quarantine = pl.read_parquet(ws.quarantine_table("live_interaction")).sort("source_row")
+    assert quarantine.select("source_row", "reason").rows() == [
+        (2, "missing like_cnt"), (3, "unparsable like_cnt"), (4, "missing user_id")]
+    lake = _lake(ws, "live_interaction").sort("user_id")
+    assert lake.get_column("like_cnt").to_list() == [2, 7]
+    assert lake.get_column("live_play_start_timestamp").dt.second().to_list() == [0, 0]
+    assert lake.get_column("live_play_start_timestamp").dt.minute().to_list() == [0, 1]
+    assert report.files["live_interaction"].read == 5
+
+
 def test_reingesting_the_same_folder_leaves_lake_and_quarantine_byte_equal(tmp_path, ws):
     raw = _world(tmp_path / "raw")
     plays = _plays(DAY1, [1, 2, 3], [10, 11])
