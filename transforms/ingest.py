@@ -534,9 +534,9 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
                 counts.reasons.update(dict(bad.get_column(_REASON).value_counts().iter_rows()))
             quarantine.write(bad)
             if spec.time_column:
-                good = good.with_columns(pl.col(spec.time_column).dt.strftime("%Y-%m-%d").alias(_DAY))
+                good = good.with_columns(pl.col(spec.time_column).dt.date().alias(_DAY))
                 for (day,), part in good.partition_by(_DAY, as_dict=True, maintain_order=True).items():
-                    staged.write(str(day), part.drop(_DAY))
+                    staged.write(day.isoformat(), part.drop(_DAY))
             elif good.height:
                 staged.write("all", good)
             progress.advance(task, frame.height)
