@@ -249,6 +249,11 @@ def _vectors(rng: np.random.Generator, topics: np.ndarray, dim: int, noise: floa
     return pl.Series(vec.astype(np.float32)).cast(pl.List(pl.Float32))
 
 
+def cut_day(days: int) -> int:
+    """Day index of the cold-start cut: the last ~20% of the window, at least one day on each side."""
+    return max(1, min(days - 1, round(days * CUT_FRACTION)))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -456,22 +461,29 @@ def _user_topics(rng, u: _Users, user_idx: np.ndarray, topic_prior: np.ndarray,
 
 def _draw_live(rng, u: _Users, user_idx: np.ndarray, days: int, topic_prior, rooms, play_user_counts,
                play_photo, photo_author, explore: float, linked_share: float):
-    """For each (user) request pick an on-air room and a moment inside its interval.
+    """For each user request pick an on-air room and a moment inside its interval.
 
+    Returns the requests that found a room: (user index, room index, epoch ms, creator-linked).
     Held-out users only see rooms after the cut. A `linked_share` of requests go to a room of a
     creator whose short video the user played; the rest pick a topic, then a room by popularity.
     """
     room_author, room_topic, room_weight, room_start, room_end = rooms
     start_ms = int(START.timestamp() * 1000)
-    cut = start_ms + int(round(days * CUT_FRACTION)) * MS_DAY
+    cut = start_ms + cut_day(days) * MS_DAY
     n = len(user_idx)
     held = u.held_out[user_idx]
 
-    topic = _user_topics(rng, u, user_idx, topic_prior, explore)
     after_cut = room_end > cut
-    pick_all = GroupedSampler(room_topic, room_weight).draw(rng, topic)
     late = np.flatnonzero(after_cut)
-    pick_late = late[GroupedSampler(room_topic[late], room_weight[late]).draw(rng, topic)]
+    # A tiny world may have no room at all, or none after the cut: those requests find nothing.
+    found = np.full(n, len(room_topic) > 0) & (~held | (len(late) > 0))
+    user_idx, held, n = user_idx[found], held[found], int(found.sum())
+    if n == 0:
+        return user_idx, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    topic = _user_topics(rng, u, user_idx, topic_prior, explore)
+    pick_all = GroupedSampler(room_topic, room_weight).draw(rng, topic)
+    pick_late = late[GroupedSampler(room_topic[late], room_weight[late]).draw(rng, topic)] if len(late) \
+        else pick_all
     room = np.where(held, pick_late, pick_all)
 
     # Creator-linked route: a random short-video play of the user -> that author's rooms.
@@ -491,22 +503,19 @@ def _draw_live(rng, u: _Users, user_idx: np.ndarray, days: int, topic_prior, roo
 
     lo = np.where(held, np.maximum(room_start[room], cut), room_start[room])
     at = lo + (rng.random(n) * (room_end[room] - lo)).astype(np.int64)  # in [lo, end)
-    return room, at, ok
+    return user_idx, room, at, ok
 
 
 def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_ids, plays_info):
     """live_interaction, live_comment and live_show."""
     room_author, room_topic, *_ , room_end = rooms
     play_user_counts, play_photo, photo_author = plays_info
-    start_ms = int(START.timestamp() * 1000)
-    cut = start_ms + int(round(days * CUT_FRACTION)) * MS_DAY
-    cut_days = (cut - start_ms) / MS_DAY
-    span = np.where(u.held_out, days - cut_days, days)
+    span = np.where(u.held_out, days - cut_day(days), days)
     counts = rng.poisson(LIVE_SESSIONS_PER_USER_DAY * span * u.live_taste)
-    user_idx = np.repeat(np.arange(len(u.ids)), counts)
+    user_idx, room, at, linked = _draw_live(
+        rng, u, np.repeat(np.arange(len(u.ids)), counts), days, topic_prior, rooms, play_user_counts,
+        play_photo, photo_author, EXPLORE, AUTHOR_LINKED_SESSIONS)
     n = len(user_idx)
-    room, at, linked = _draw_live(rng, u, user_idx, days, topic_prior, rooms, play_user_counts,
-                                  play_photo, photo_author, EXPLORE, AUTHOR_LINKED_SESSIONS)
     match = u.interest[user_idx, room_topic[room]] / u.interest.max(axis=1)[user_idx]
     hour = (at // MS_HOUR) % 24
     evening = ((hour >= 18) & (hour <= 23)).astype(float)
@@ -567,7 +576,7 @@ def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_
 
     # Impressions without entry: more exploration, no creator link.
     show_user = np.repeat(np.arange(len(u.ids)), rng.poisson(SHOWS_PER_SESSION * counts))
-    s_room, s_at, _ = _draw_live(rng, u, show_user, days, topic_prior, rooms, play_user_counts,
+    show_user, s_room, s_at, _ = _draw_live(rng, u, show_user, days, topic_prior, rooms, play_user_counts,
                                  play_photo, photo_author, 0.4, 0.0)
     shows = pl.DataFrame({
         "live_id": room_ids[s_room],
@@ -633,7 +642,7 @@ def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool
         files = {stem: write_raw(out, stem, frame) for stem, frame in frames.items()}
         step(6)
 
-    cut = START + timedelta(days=int(round(days * CUT_FRACTION)))
+    cut = START + timedelta(days=cut_day(days))
     cut_pl = cut.replace(tzinfo=None)
     live_before = sessions.filter(pl.col("live_play_start_timestamp") < cut_pl)["user_id"].unique()
     cold = users - live_before.len()
