@@ -412,8 +412,8 @@ def _make_rooms(rng: np.random.Generator, a: _Authors, days: int):
     return meta, emb, author_idx, topic, start, np.minimum(end, window_end), on_air
 
 
-def _make_plays(rng, u: _Users, a: _Authors, photo_author, photo_topic, photo_weight, photo_duration,
-                days: int, topic_prior: np.ndarray):
+def _make_plays(rng, u: _Users, a: _Authors, photo_ids, photo_author, photo_topic, photo_weight,
+                photo_duration, days: int, topic_prior: np.ndarray):
     """photo_play: who watched what, when, how far, and what they did."""
     counts = rng.poisson(PLAYS_PER_USER_DAY * days * u.activity)
     user_idx = np.repeat(np.arange(len(u.ids)), counts)  # grouped by user, ascending
@@ -436,7 +436,7 @@ def _make_plays(rng, u: _Users, a: _Authors, photo_author, photo_topic, photo_we
     follow_new = rng.random(n) < _sigmoid(-6.5 + 2.5 * match + 1.2 * complete)
     frame = pl.DataFrame({
         "user_id": u.ids[user_idx],
-        "photo_id": photo,  # replaced by ids below; kept as index for the join-free mapping
+        "photo_id": photo_ids[photo],
         "author_id": a.ids[photo_author[photo]],
         "enter_timestamp": _ms_to_datetime(enter),
         "leave_timestamp": _ms_to_datetime(enter + watched),
@@ -620,8 +620,8 @@ def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool
         room_weight = a.popularity[room_author] ** 0.8 * np.sqrt(duration_h)
         step(3)
         plays, play_user, play_photo, play_counts = _make_plays(
-            rng, u, a, photo_author, photo_topic, photo_weight, photo_duration, days, topic_prior)
-        plays = plays.with_columns(photo_id=pl.Series(photo_ids).gather(plays["photo_id"])).unique(
+            rng, u, a, photo_ids, photo_author, photo_topic, photo_weight, photo_duration, days, topic_prior)
+        plays = plays.unique(
             subset=["user_id", "photo_id", "enter_timestamp"], keep="first", maintain_order=True
         ).sort("enter_timestamp", "user_id", maintain_order=True)  # logs come in time order
         step(4)
