@@ -9,7 +9,7 @@ quarantine. Each measurement runs in a fresh process, so peak RSS is that proces
     python benchmarks/ingest.py --src DIR             # an existing KuaiLive-M3-layout folder
     python benchmarks/ingest.py --random-plays 3000000  # a random world that size (scaling check)
 
-Writes benchmarks/results/ingest.json.
+Writes benchmarks/results/ingest.json (ingest_random_<plays>.json for a random world).
 """
 
 from __future__ import annotations
@@ -223,8 +223,9 @@ def main() -> None:
         "rss_ratio_first_vs_pyarrow": round(first["peak_rss_mib"] / peer["peak_rss_mib"], 2),
         "command": "python benchmarks/ingest.py " + " ".join(sys.argv[1:]),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS if not args.random_plays else RESULTS.with_name(f"ingest_random_{args.random_plays}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

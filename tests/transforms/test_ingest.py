@@ -249,18 +249,31 @@ def test_same_rows_from_a_copy_elsewhere_are_not_duplicated(tmp_path, ws):
         assert _lake(ws, stem).sort(pl.all()).equals(frame), stem
 
 
+def _with_a_bad_play(folder: Path, day: datetime) -> None:
+    plays = _plays(day, [1, 2, 3], [10, 11, 12])
+    write_raw(folder, "photo_play", pl.concat([plays, plays.head(1).with_columns(
+        pl.lit(None, pl.Int64).alias("photo_id"))]))
+
+
 def test_a_second_day_adds_its_partitions_and_leaves_the_first_days_alone(tmp_path, ws):
-    ingest(_world(tmp_path / "day1"), ws, SMALL)
+    _with_a_bad_play(_world(tmp_path / "day1"), DAY1)
+    ingest(tmp_path / "day1", ws, SMALL)
     day1 = {k: v for k, v in _lake_bytes(ws).items() if "event_date=2026-03-01" in k}
     assert day1
     day2 = _world(tmp_path / "day2", day=DAY2, dims=False)
     _dimensions(day2)  # the next export repeats the dimensions: upserted, not duplicated
+    _with_a_bad_play(day2, DAY2)
     ingest(day2, ws, SMALL)
     after = _lake_bytes(ws)
     assert {k: v for k, v in after.items() if "event_date=2026-03-01" in k} == day1
     assert any("event_date=2026-03-02" in k for k in after)
     assert _lake(ws, "photo_play").height == 18
     assert _lake(ws, "photo_meta").height == 3
+    # each folder's quarantined rows stay, and a rerun of the second leaves everything as it was
+    sources = pl.read_parquet(ws.quarantine_table("photo_play")).get_column("source").to_list()
+    assert sorted(Path(s).parent.name for s in sources) == ["day1", "day2"]
+    ingest(day2, ws, SMALL)
+    assert _lake_bytes(ws) == after
 
 
 def test_missing_column_exits_2_naming_file_and_column(tmp_path):
