@@ -94,7 +94,8 @@ def random_world(out: Path, users: int, plays: int, sessions: int, days: int, se
         **counts}))
     write_raw(out, "photo_emb_128", pl.DataFrame({
         "photo_id": np.arange(photos),
-        "feature": rng.standard_normal((photos, 128), dtype=np.float32).tolist()}))
+        # a fixed-size list column (parquet fixed_size_list), which ingest accepts as a vector
+        "feature": pl.Series("feature", rng.standard_normal((photos, 128), dtype=np.float32))}))
 
 
 def _child_ingest(src: Path, ws_root: Path, batch_rows: int) -> dict:
@@ -215,6 +216,7 @@ def main() -> None:
         "batch_rows": args.batch_rows,
         "repeat": args.repeat,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}",
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),  # the machine is shared
         "ingest_first": first,
         "ingest_rerun": rerun,
         "pyarrow_read_write": peer,
