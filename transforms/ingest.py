@@ -51,6 +51,7 @@ COMPRESSION = "zstd"
 _ROW = "__source_row"
 _DAY = "__event_date"
 _REASON = "reason"
+RAW_LINE = "raw_line"
 
 
 class ContractError(Exception):
@@ -66,6 +67,10 @@ class FileCounts:
     quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     partitions: int = 0
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        """(read, accepted, quarantined)."""
+        return self.read, self.accepted, self.quarantined
 
 
 @dataclass
@@ -198,12 +203,22 @@ def batch_rows_for(source: _Source, cfg: IngestConfig) -> int:
     return max(min(cfg.batch_rows, by_bytes), 1)
 
 
-def _batches(source: _Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most `batch_rows` rows of the contract's columns of one raw file."""
+def _batches(source: _Source, batch_rows: int, malformed: list[tuple[str, str]]
+             ) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most `batch_rows` rows of the contract's columns of one raw file.
+
+    CSV lines with the wrong number of fields are skipped by the reader and appended to
+    `malformed` as (line text, reason) for the caller to quarantine.
+    """
     if source.spec.fmt == "parquet":
         yield from pq.ParquetFile(source.path).iter_batches(batch_size=batch_rows,
                                                             columns=list(source.columns))
         return
+    def keep_malformed(row: pacsv.InvalidRow) -> str:
+        malformed.append((row.text, f"malformed CSV line ({row.actual_columns} fields, "
+                                    f"header has {row.expected_columns})"))
+        return "skip"
+
     # Every CSV column is read as text: the contract decides how to parse it, so a bad value
     # becomes a quarantined row instead of a failed read.
     reader = pacsv.open_csv(
@@ -211,7 +226,7 @@ def _batches(source: _Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
         # a block must hold at least one whole row, hence the 1 MiB floor
         read_options=pacsv.ReadOptions(
             block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep_malformed),
         convert_options=pacsv.ConvertOptions(
             include_columns=list(source.columns),
             column_types={c: pa.string() for c in source.columns},
@@ -238,7 +253,8 @@ def _parse(name: str, kind: Kind, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]
         missing = raw.is_null() | stripped.is_in(NULL_TOKENS)
         s = pl.when(missing).then(None).otherwise(stripped)
     else:
-        missing = raw.is_null()
+        # NaN in a float column is how pandas writes a missing integer
+        missing = (raw.is_null() | raw.is_nan()) if dtype.is_float() else raw.is_null()
         s = raw
     if kind is Kind.INT:
         if text:
@@ -418,7 +434,8 @@ class _Quarantine:
     def __init__(self, ws: Workspace, source: _Source, staging: Path) -> None:
         self.final = ws.quarantine_table(source.spec.stem)
         self.source = str(source.path.resolve())
-        self.columns = list(source.columns)
+        # CSV sources also keep whole lines that could not be split into fields
+        self.columns = list(source.columns) + ([RAW_LINE] if source.spec.fmt == "csv" else [])
         self.schema = _quarantine_schema(self.columns)
         self.path = staging / "quarantine.parquet.tmp"
         self.writer: pq.ParquetWriter | None = None
@@ -520,8 +537,21 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
     task = progress.add_task(spec.filename, total=total)
     batch_rows = batch_rows_for(source, cfg)
     offset = 0
+    malformed: list[tuple[str, str]] = []
+
+    def flush_malformed() -> None:
+        if malformed:
+            lines, reasons = zip(*malformed, strict=True)
+            quarantine.write(pl.DataFrame({RAW_LINE: list(lines), _REASON: list(reasons),
+                                           "source_row": pl.Series([None] * len(lines), dtype=pl.Int64)}))
+            counts.read += len(lines)
+            counts.quarantined += len(lines)
+            counts.reasons.update(reasons)
+            malformed.clear()
+
     try:
-        for batch in _batches(source, batch_rows):
+        for batch in _batches(source, batch_rows, malformed):
+            flush_malformed()
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
             rows = pl.int_range(offset, offset + frame.height, dtype=pl.Int64)
@@ -540,6 +570,7 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
             elif good.height:
                 staged.write("all", good)
             progress.advance(task, frame.height)
+        flush_malformed()
     finally:
         staged.close()
     parts = sorted(staged.writers)

@@ -225,6 +225,25 @@ def test_csv_values_in_tolerated_spellings_are_parsed(tmp_path, ws):
     assert report.files["live_interaction"].read == 5
 
 
+def test_malformed_csv_lines_and_nan_integers_are_quarantined(tmp_path, ws):
+    raw = _world(tmp_path / "raw")
+    path = write_raw(raw, "live_interaction", _sessions(DAY1, [1, 2]))
+    with path.open("a") as fh:
+        fh.write("1,101,900\n")  # a truncated line: 3 fields instead of 20
+    plays = _plays(DAY1, [1, 2], [10]).with_columns(pl.col("like_status_type").cast(pl.Float64))
+    write_raw(raw, "photo_play", plays.with_columns(
+        pl.when(pl.col("user_id") == 2).then(float("nan")).otherwise(pl.col("like_status_type"))
+        .alias("like_status_type")))
+    report = ingest(raw, ws, SMALL)
+    q = pl.read_parquet(ws.quarantine_table("live_interaction"))
+    assert q.select("raw_line", "reason").rows() == [
+        ("1,101,900", "malformed CSV line (3 fields, header has 20)")]
+    assert report.files["live_interaction"].as_tuple() == (3, 2, 1)
+    assert pl.read_parquet(ws.quarantine_table("photo_play")).get_column("reason").to_list() == [
+        "missing like_status_type"]
+    assert _lake(ws, "photo_play").get_column("like_status_type").dtype == pl.Int64
+
+
 def test_reingesting_the_same_folder_leaves_lake_and_quarantine_byte_equal(tmp_path, ws):
     raw = _world(tmp_path / "raw")
     plays = _plays(DAY1, [1, 2, 3], [10, 11])
