@@ -257,6 +257,30 @@ def test_reingesting_the_same_folder_leaves_lake_and_quarantine_byte_equal(tmp_p
     assert not (ws.root / ".ingest-staging").exists()
 
 
+def test_an_interrupted_ingest_leaves_no_half_written_part(tmp_path, ws, monkeypatch):
+    import transforms.ingest as ingest_module
+
+    raw = _world(tmp_path / "raw")
+    ingest(raw, ws, SMALL)
+    before = _lake_bytes(ws)
+    write_raw(raw, "photo_play", _plays(DAY1, [1, 2, 3, 4], [10, 11, 12]))  # new data, same days
+    real_check, calls = ingest_module._check, []
+
+    def crash_midway(frame, source, parents):
+        calls.append(source.spec.stem)
+        if calls.count("photo_play") == 2:  # the second batch of photo_play
+            raise KeyboardInterrupt
+        return real_check(frame, source, parents)
+
+    monkeypatch.setattr(ingest_module, "_check", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(raw, ws, SMALL)
+    assert _lake_bytes(ws) == before
+    assert not (ws.root / ".ingest-staging").exists()
+    monkeypatch.setattr(ingest_module, "_check", real_check)
+    assert ingest(raw, ws, SMALL).files["photo_play"].accepted == 12
+
+
 def test_same_rows_from_a_copy_elsewhere_are_not_duplicated(tmp_path, ws):
     raw = _world(tmp_path / "raw")
     ingest(raw, ws, SMALL)
