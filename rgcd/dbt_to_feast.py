@@ -62,6 +62,8 @@ class DbtFeastError(ValueError):
 
 @dataclass(frozen=True)
 class FeastField:
+    """One column of a mart as a Feast field."""
+
     name: str
     dtype: str  # a Feast type expression, e.g. "Array(Float32)"
     description: str
@@ -253,6 +255,8 @@ def read_manifest(path: Path) -> dict:
 
 @dataclass(frozen=True)
 class SyncResult:
+    """The generated file, its views, and whether it differed from the manifest."""
+
     path: Path
     views: tuple[str, ...]
     stale: bool  # the file on disk differed from the manifest (before writing, when writing)

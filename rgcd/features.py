@@ -134,11 +134,14 @@ def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:
 
 @dataclass(frozen=True)
 class ApplyReport:
+    """What `apply` registered, and Feast's printed registry diff."""
+
     views: tuple[str, ...]
     services: tuple[str, ...]
     diff: str
 
     def one_line(self) -> str:
+        """Figures for the command line and the stage report."""
         return f"applied {len(self.views)} feature views, {len(self.services)} feature services"
 
 
@@ -274,12 +277,15 @@ def frame(store: FeatureStore, entities: pl.DataFrame, service: str | None = "tr
 
 @dataclass(frozen=True)
 class MaterializeReport:
+    """Which views were loaded in full, incrementally, or wait for their table; up to when."""
+
     fresh: tuple[str, ...]
     incremental: tuple[str, ...]
     waiting: tuple[str, ...]
     end: datetime
 
     def one_line(self) -> str:
+        """Figures for the command line and the stage report."""
         line = (f"materialized {len(self.fresh) + len(self.incremental)} views "
                 f"({len(self.fresh)} full, {len(self.incremental)} incremental) up to "
                 f"{self.end:%Y-%m-%d %H:%M:%S} UTC")
