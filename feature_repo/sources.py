@@ -10,7 +10,9 @@ from pathlib import Path
 
 from feast import FileSource
 
-WORKSPACE = Path(os.environ.get("RGCD_WORKSPACE", "workspace")).resolve()
+# Default: ./workspace of this checkout, the `rgcd` command's default workspace from its root.
+_CHECKOUT_WORKSPACE = Path(__file__).resolve().parents[1] / "workspace"
+WORKSPACE = Path(os.environ.get("RGCD_WORKSPACE") or _CHECKOUT_WORKSPACE).resolve()
 MARTS = WORKSPACE / "marts"
 FEATURE_DATA = WORKSPACE / "feature_data"
 

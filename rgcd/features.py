@@ -46,6 +46,11 @@ class FeatureStoreError(RuntimeError):
 def _config_dict(ws: Workspace, settings: Settings) -> dict:
     f = settings.features
     if f.online_store == "redis":
+        import importlib.util
+
+        if importlib.util.find_spec("redis") is None:
+            raise FeatureStoreError("features.online_store is redis but the redis client is not "
+                                    "installed: pip install 'feast[redis]==0.67.0'")
         online = {"type": "redis", "connection_string": f.redis_connection_string}
     else:
         online = {"type": "sqlite", "path": str(ws.feast / "online_store.db")}
