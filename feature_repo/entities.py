@@ -23,8 +23,8 @@ author = Entity(
     description="A creator (author_id); live authors are the klm3-cdr benchmark's targets.",
 )
 
-pair = Entity(
-    name="pair",
+behaviour_pair = Entity(
+    name="behaviour_pair",
     join_keys=["pair_id"],
     value_type=ValueType.STRING,
     description="A behaviour pair (short video, live room or live author), id from behaviour_pairs.",

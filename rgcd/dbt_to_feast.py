@@ -104,7 +104,7 @@ def feast_type(data_type: str) -> str:
 
 
 def parse_ttl(text: str | int) -> timedelta:
-    """'30d' / '12h' / '90m' / '45s' / '2w' (or a number of seconds) -> timedelta."""
+    """'30d' / '12h' / '90m' / '45s' / '2w' (or a number of seconds) -> timedelta; '0d' = never expires."""
     if isinstance(text, int):
         return timedelta(seconds=text)
     match = _TTL.match(str(text))
@@ -115,6 +115,8 @@ def parse_ttl(text: str | int) -> timedelta:
 
 def _ttl_code(ttl: timedelta) -> str:
     seconds = int(ttl.total_seconds())
+    if seconds == 0:
+        return "timedelta(0)"  # Feast's convention: no TTL, a value never expires
     for unit, size in (("weeks", 604_800), ("days", 86_400), ("hours", 3_600), ("minutes", 60)):
         if seconds % size == 0:
             return f"timedelta({unit}={seconds // size})"

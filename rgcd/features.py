@@ -125,7 +125,11 @@ def entity_join_keys(repo_dir: Path = REPO_DIR) -> dict[str, str]:
     from feast import Entity
 
     found = runpy.run_path(str(repo_dir / "entities.py"))
-    return {e.name: e.join_key for e in found.values() if isinstance(e, Entity)}
+    entities = {var: e for var, e in found.items() if isinstance(e, Entity)}
+    for var, e in entities.items():
+        if var != e.name:  # generated.py imports an entity by its name
+            raise FeatureStoreError(f"entities.py: variable {var!r} must be named like its entity {e.name!r}")
+    return {e.name: e.join_key for e in entities.values()}
 
 
 def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:

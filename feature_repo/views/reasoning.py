@@ -7,7 +7,7 @@ after a request time is never visible at it.
 
 from datetime import timedelta
 
-from entities import item, pair
+from entities import behaviour_pair, item
 from feast import FeatureView, Field
 from feast.types import Bool, Float64, String
 from sources import item_reasoning_source, pair_reasoning_source
@@ -33,7 +33,7 @@ item_reasoning = FeatureView(
 
 pair_reasoning = FeatureView(
     name="pair_reasoning",
-    entities=[pair],
+    entities=[behaviour_pair],
     ttl=timedelta(days=365),
     schema=[
         Field(name="pair_id", dtype=String),

@@ -27,6 +27,8 @@ def _user_features_daily() -> list[tuple[str, str]]:
     return cols
 
 
+# TTLs as the dbt YAML sets them (0d = never expires), except user_features_daily: 2 days here
+# (30 in dbt) so that the leakage tests can cross its expiry with small numbers.
 _TIMES = [("event_timestamp", "timestamp with time zone"), ("created_timestamp", "timestamp with time zone")]
 
 CONTRACT_MARTS: dict[str, dict] = {
@@ -35,7 +37,7 @@ CONTRACT_MARTS: dict[str, dict] = {
         "columns": _user_features_daily() + _TIMES,
     },
     "item_content": {
-        "feast": {"entity": "item", "join_key": "item_id", "ttl": "365d"},
+        "feast": {"entity": "item", "join_key": "item_id", "ttl": "0d"},
         "columns": [("item_id", "varchar"), ("domain", "varchar"), ("source_id", "bigint"),
                     ("author_id", "bigint"), ("title", "varchar"), ("body_text", "varchar"),
                     ("category_l1", "varchar"), ("category_l2", "varchar"), ("category_l3", "varchar"),
@@ -44,13 +46,13 @@ CONTRACT_MARTS: dict[str, dict] = {
                     ("end_timestamp", "timestamp with time zone"), ("mm_embedding", "float[]")] + _TIMES,
     },
     "live_schedule": {
-        "feast": {"entity": "item", "join_key": "item_id", "ttl": "2d"},
+        "feast": {"entity": "item", "join_key": "item_id", "ttl": "0d"},
         "columns": [("item_id", "varchar"), ("live_id", "bigint"), ("author_id", "bigint"),
                     ("start_timestamp", "timestamp with time zone"),
                     ("end_timestamp", "timestamp with time zone")] + _TIMES,
     },
     "behaviour_pairs": {
-        "feast": {"entity": "pair", "join_key": "pair_id", "ttl": "30d"},
+        "feast": {"entity": "behaviour_pair", "join_key": "pair_id", "ttl": "0d"},
         "columns": [("pair_id", "varchar"), ("pair_type", "varchar"), ("photo_item_id", "varchar"),
                     ("target_id", "varchar"), ("photo_id", "bigint"), ("live_id", "bigint"),
                     ("author_id", "bigint"), ("co_count", "bigint"), ("distinct_users", "bigint"),
@@ -81,6 +83,22 @@ def manifest(marts: dict[str, dict] = CONTRACT_MARTS,
                                        "columns": {"user_id": {"name": "user_id", "data_type": "bigint"}}}
     nodes["test.rgcd.not_null_x"] = {"resource_type": "test", "name": "not_null_x", "tags": ["feast"]}
     return {"metadata": {"dbt_version": "1.11.16"}, "nodes": nodes}
+
+
+def contract_repo(dest: Path) -> Path:
+    """A copy of feature_repo/ whose generated views come from the crafted contract manifest.
+
+    Tests that depend on a TTL use it, so they do not move when dbt's YAML changes.
+    """
+    import shutil
+
+    from rgcd import dbt_to_feast
+    from rgcd import features as fs
+
+    shutil.copytree(fs.REPO_DIR, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / fs.GENERATED).write_text(dbt_to_feast.render(
+        dbt_to_feast.tagged_marts(manifest(), fs.entity_join_keys(dest))))
+    return dest
 
 
 def write_manifest(path: Path, data: dict) -> Path:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from feast_marts import write_feature_data, write_mart
+from feast_marts import contract_repo, write_feature_data, write_mart
 
 from rgcd import features as fs
 from rgcd.cli import cli
@@ -41,8 +41,10 @@ def world(tmp_path_factory):
     write_feature_data(ws.feature_data, "item_embeddings", {
         "item_id": ["photo:1"], "transferable": [[1.0, 2.0]], "residual": [[0.5]], "model_version": ["m1"],
         "event_timestamp": [T - 5 * D], "created_timestamp": [T - 5 * D]})
-    fs.apply(ws, Settings())
-    return ws, fs.feature_store(ws, Settings())
+    fs.apply(ws, Settings(), contract_repo(tmp_path_factory.mktemp("repo") / "feature_repo"))
+    store = fs.feature_store(ws, Settings())
+    assert store.get_feature_view("user_features_daily").ttl == 2 * D
+    return ws, store
 
 
 def _frame(store, users, items, times) -> pl.DataFrame:
@@ -114,3 +116,11 @@ def test_frame_errors_say_what_to_do(world):
         fs.frame(store, pl.DataFrame({"pair_id": ["p"], "event_timestamp": [T]}), service="pair_training")
     with pytest.raises(fs.FeatureStoreError, match="no feature service"):
         fs.frame(store, pl.DataFrame({"pair_id": ["p"], "event_timestamp": [T]}), service="nope")
+
+
+def test_a_view_without_ttl_never_expires(world):
+    # dbt's `ttl: 0d` (item content, schedules): a value stays until replaced.
+    _, store = world
+    assert not store.get_feature_view("item_content").ttl
+    got = _frame(store, [1, 1], ["photo:2", "photo:2"], [T - 10 * D - S, T + 1000 * D])
+    assert got["item_content__title"].to_list() == [None, "b"]

@@ -17,7 +17,7 @@ from rgcd.cli import cli
 from rgcd.config import Settings, Workspace
 
 T = datetime(2025, 5, 10, tzinfo=UTC)
-ENTITIES = {"user": "user_id", "item": "item_id", "author": "author_id", "pair": "pair_id"}
+ENTITIES = {"user": "user_id", "item": "item_id", "author": "author_id", "behaviour_pair": "pair_id"}
 
 
 @pytest.fixture
@@ -58,6 +58,7 @@ def test_untagged_models_tests_and_timestamps_are_not_features():
     assert names[0] == "item_id" and "event_timestamp" not in names and "created_timestamp" not in names
     assert dict((f.name, f.dtype) for f in item.fields)["mm_embedding"] == "Array(Float32)"
     assert views["user_features_daily"].ttl == timedelta(days=2)
+    assert views["item_content"].ttl == timedelta(0)  # 0d: never expires
 
 
 def test_missing_facts_in_the_yaml_are_named():
