@@ -8,7 +8,9 @@ Measured side by side, each run in a fresh process (time and peak RSS of that pr
 - `asof`: DuckDB `ASOF LEFT JOIN` + the TTL as a CASE, parquet in, arrow out (the peer);
 - `window`: the plan Feast's DuckDB offline store builds (inner join on key and time window, then
   ROW_NUMBER() per entity row), written by hand in DuckDB SQL: the algorithm without Feast;
-- `feast`: `rgcd.features.frame` (polars in, polars out) over an applied store.
+- `feast`: `rgcd.features.frame` (polars in, polars out) over an applied store;
+- `rgcd_asof`: `rgcd.features.frame(..., engine="asof")`: the same definitions from Feast's
+  registry, answered with DuckDB ASOF JOINs (ties on event time resolved first).
 
 The frames are checked equal. At the largest size one Feast run is profiled (where its time goes).
 
@@ -125,7 +127,7 @@ def one(method: str, ws_root: Path, entities: Path, out: Path | None, ttl_days: 
     mart = ws_root / "marts" / f"{VIEW}.parquet"
     ent = pl.read_parquet(entities)
     store = None
-    if method == "feast":
+    if method in ("feast", "rgcd_asof"):
         from rgcd import features as fs
         from rgcd.config import Settings, Workspace
 
@@ -161,6 +163,10 @@ def one(method: str, ws_root: Path, entities: Path, out: Path | None, ttl_days: 
         from rgcd import features as fs
 
         got = fs.frame(store, ent, service=None, features=[f"{VIEW}:{c}" for c in feats])
+    elif method == "rgcd_asof":
+        from rgcd import features as fs
+
+        got = fs.frame(store, ent, service=None, features=[f"{VIEW}:{c}" for c in feats], engine="asof")
     else:
         raise SystemExit(f"unknown method {method}")
     seconds = time.perf_counter() - t0
@@ -252,7 +258,7 @@ def main() -> None:
             write_entities(entities, rows, args.users, args.days, args.seed)
             runs: dict[str, list[dict]] = {}
             for rep in range(args.repeats):
-                for method in ("asof", "window", "feast"):
+                for method in ("asof", "window", "feast", "rgcd_asof"):
                     out = work / f"{method}.parquet" if rep == 0 else None
                     extra = ["--out", str(out)] if out else []
                     got = _child(["--one", method, "--ws", str(work / "ws"), "--entities", str(entities),
@@ -261,7 +267,7 @@ def main() -> None:
                     print(f"{rows:>9} {method:<7} {got['seconds']:.2f}s peak {got['peak_rss_mb']:.0f} MB",
                           file=sys.stderr)
             frames = {m: pl.read_parquet(work / f"{m}.parquet") for m in runs}
-            same = all(frames["asof"].equals(frames[m]) for m in ("window", "feast"))
+            same = all(frames["asof"].equals(frames[m]) for m in ("window", "feast", "rgcd_asof"))
             best = {m: min(r["seconds"] for r in rs) for m, rs in runs.items()}
             peak = {m: max(r["peak_rss_mb"] for r in rs) for m, rs in runs.items()}
             sizes.append({
@@ -274,6 +280,8 @@ def main() -> None:
                 "rss_before_mb": {m: rs[0]["rss_before_mb"] for m, rs in runs.items()},
                 "ratio_feast_over_asof": round(best["feast"] / best["asof"], 2),
                 "ratio_window_over_asof": round(best["window"] / best["asof"], 2),
+                "ratio_rgcd_asof_over_asof": round(best["rgcd_asof"] / best["asof"], 2),
+                "ratio_feast_over_rgcd_asof": round(best["feast"] / best["rgcd_asof"], 2),
             })
         profile = _child(["--one", "profile", "--ws", str(work / "ws"),
                           "--entities", str(work / f"entities_{max(args.rows)}.parquet")])
@@ -293,7 +301,8 @@ def main() -> None:
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for s in sizes:
         print(f"{s['entity_rows']:>9} rows: asof {s['seconds_best']['asof']:.2f}s, window "
-              f"{s['seconds_best']['window']:.2f}s, feast {s['seconds_best']['feast']:.2f}s "
+              f"{s['seconds_best']['window']:.2f}s, feast {s['seconds_best']['feast']:.2f}s, rgcd asof "
+              f"{s['seconds_best']['rgcd_asof']:.2f}s "
               f"({s['ratio_feast_over_asof']}x); peak MB asof {s['peak_rss_mb']['asof']:.0f}, feast "
               f"{s['peak_rss_mb']['feast']:.0f}; same frame: {s['same_frame']}")
     print(f"-> {RESULTS}")

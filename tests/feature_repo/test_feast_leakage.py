@@ -23,9 +23,11 @@ BUILD = datetime(2025, 6, 1, tzinfo=UTC)  # when dbt built the marts: after ever
 def world(tmp_path_factory):
     ws = Workspace(tmp_path_factory.mktemp("ws")).ensure()
     # user 1 changes at T (5 -> 7); user 2's only snapshot is at T - 3d (TTL 2d).
+    # user 3 has two rows for the same snapshot time, the second built later (a tie on event time).
     write_mart(ws.marts, "user_features_daily", {
-        "user_id": [1, 1, 2], "event_timestamp": [T - D, T, T - 3 * D], "created_timestamp": [BUILD] * 3,
-        "sv_plays_7d": [5, 7, 3], "top_category_1": ["food", "games", "music"]})
+        "user_id": [1, 1, 2, 3, 3], "event_timestamp": [T - D, T, T - 3 * D, T, T],
+        "created_timestamp": [BUILD] * 4 + [BUILD + D],
+        "sv_plays_7d": [5, 7, 3, 1, 2], "top_category_1": ["food", "games", "music", "a", "b"]})
     write_mart(ws.marts, "item_content", {
         "item_id": ["photo:1", "photo:2"], "domain": ["photo", "photo"], "title": ["a", "b"],
         "event_timestamp": [T - 10 * D] * 2, "created_timestamp": [BUILD] * 2})
@@ -47,44 +49,49 @@ def world(tmp_path_factory):
     return ws, store
 
 
-def _frame(store, users, items, times) -> pl.DataFrame:
+@pytest.fixture(params=["feast", "asof"])
+def engine(request):
+    return request.param
+
+
+def _frame(store, users, items, times, engine) -> pl.DataFrame:
     entities = pl.DataFrame({"user_id": users, "item_id": items, "event_timestamp": times},
                             schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")})
-    return fs.frame(store, entities, service="training")
+    return fs.frame(store, entities, service="training", engine=engine)
 
 
-def test_a_feature_changing_at_t_is_old_before_and_new_at_t(world):
+def test_a_feature_changing_at_t_is_old_before_and_new_at_t(world, engine):
     _, store = world
-    got = _frame(store, [1, 1, 1], ["photo:1"] * 3, [T - S, T, T + S])
+    got = _frame(store, [1, 1, 1], ["photo:1"] * 3, [T - S, T, T + S], engine)
     assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 7, 7]
     assert got["user_features_daily__top_category_1"].to_list() == ["food", "games", "games"]
 
 
-def test_ttl_expiry_gives_null(world):
+def test_ttl_expiry_gives_null(world, engine):
     _, store = world
     # user 2's snapshot at T - 3d lives for 2 days: visible up to T - 1d inclusive.
-    got = _frame(store, [2, 2, 2], ["photo:1"] * 3, [T - 3 * D - S, T - D, T - D + S])
+    got = _frame(store, [2, 2, 2], ["photo:1"] * 3, [T - 3 * D - S, T - D, T - D + S], engine)
     assert got["user_features_daily__sv_plays_7d"].to_list() == [None, 3, None]
 
 
-def test_a_row_restated_after_the_request_time_is_not_visible(world):
+def test_a_row_restated_after_the_request_time_is_not_visible(world, engine):
     _, store = world
     got = _frame(store, [1, 1, 1, 1], ["photo:1", "photo:1", "photo:2", "photo:2"],
-                 [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1)])
+                 [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1)], engine)
     assert got["item_reasoning__key_subject"].to_list() == ["old", "new", None, "late"]
 
 
-def test_marts_are_not_filtered_by_their_build_time(world):
+def test_marts_are_not_filtered_by_their_build_time(world, engine):
     # dbt stamps created_timestamp at build time; only regenerated views are cut by it.
     _, store = world
-    got = _frame(store, [1], ["photo:2"], [T])
+    got = _frame(store, [1], ["photo:2"], [T], engine)
     assert got["item_content__title"].to_list() == ["b"]
 
 
-def test_frame_keeps_row_order_types_and_unknown_entities(world):
+def test_frame_keeps_row_order_types_and_unknown_entities(world, engine):
     _, store = world
     times = [T + S, T - S, T, T]
-    got = _frame(store, [1, 1, 99, 1], ["photo:1", "photo:1", "photo:1", "nope"], times)
+    got = _frame(store, [1, 1, 99, 1], ["photo:1", "photo:1", "photo:1", "nope"], times, engine)
     assert got.height == 4
     assert got["user_id"].to_list() == [1, 1, 99, 1]
     assert got["event_timestamp"].to_list() == times
@@ -101,7 +108,7 @@ def test_frame_command_writes_the_same_frame(world, tmp_path):
     entities.write_parquet(tmp_path / "entities.parquet")
     res = CliRunner().invoke(cli, ["-w", str(ws.root), "features", "frame",
                                    str(tmp_path / "entities.parquet"), "--service", "training",
-                                   "--out", str(tmp_path / "frame.parquet")])
+                                   "--out", str(tmp_path / "frame.parquet"), "--engine", "asof"])
     assert res.exit_code == 0, res.output
     written = pl.read_parquet(tmp_path / "frame.parquet")
     assert written["user_features_daily__sv_plays_7d"].to_list() == [5, 3]
@@ -118,9 +125,26 @@ def test_frame_errors_say_what_to_do(world):
         fs.frame(store, pl.DataFrame({"pair_id": ["p"], "event_timestamp": [T]}), service="nope")
 
 
-def test_a_view_without_ttl_never_expires(world):
+def test_a_view_without_ttl_never_expires(world, engine):
     # dbt's `ttl: 0d` (item content, schedules): a value stays until replaced.
     _, store = world
     assert not store.get_feature_view("item_content").ttl
-    got = _frame(store, [1, 1], ["photo:2", "photo:2"], [T - 10 * D - S, T + 1000 * D])
+    got = _frame(store, [1, 1], ["photo:2", "photo:2"], [T - 10 * D - S, T + 1000 * D], engine)
     assert got["item_content__title"].to_list() == [None, "b"]
+
+
+def test_ties_on_event_time_take_the_latest_created(world, engine):
+    _, store = world
+    got = _frame(store, [3], ["photo:1"], [T], engine)
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [2]
+
+
+def test_both_engines_give_the_same_frame(world):
+    _, store = world
+    users = [1, 1, 2, 2, 3, 99, 1, 2]
+    items = ["photo:1", "photo:2", "photo:1", "nope", "photo:2", "photo:1", "photo:1", "photo:2"]
+    times = [T - S, T, T - D, T - D + S, T, T, T + 1000 * D, T - 20 * D]
+    feast = _frame(store, users, items, times, "feast")
+    asof = _frame(store, users, items, times, "asof")
+    assert feast.columns == asof.columns
+    assert feast.equals(asof)
