@@ -136,7 +136,7 @@ def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:
     """A FeatureStore over this workspace's registry (apply first)."""
     from feast import FeatureStore
 
-    if not (ws.feast / "registry.db").exists() and settings.features.online_store == "sqlite":
+    if not (ws.feast / "registry.db").exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
     return FeatureStore(config=repo_config(ws, settings))
 
