@@ -99,7 +99,8 @@ def write_tiny_lake(lake: Path, n_days: int, seed: int = 3, embeddings: bool = T
                 plays["photo_id"].append(1000 + p)
                 plays["author_id"].append(photo_author[p])
                 plays["enter_timestamp"].append(enter)
-                plays["leave_timestamp"].append(enter + timedelta(milliseconds=float(progress * photo_duration[p])))
+                played_ms = float(progress * photo_duration[p])
+                plays["leave_timestamp"].append(enter + timedelta(milliseconds=played_ms))
                 plays["enter_play_type"].append("feed")
                 plays["is_complete_play"].append(int(progress == 1.0))
                 plays["like_status_type"].append(int(day_rng.random() < 0.2))
@@ -136,10 +137,6 @@ def write_tiny_lake(lake: Path, n_days: int, seed: int = 3, embeddings: bool = T
 
 
 @pytest.fixture
-def tiny_workspace(tmp_path: Path):
-    """A workspace whose lake holds the tiny world's first 5 days."""
-    from rgcd.config import Workspace
-
-    ws = Workspace(tmp_path / "ws").ensure()
-    write_tiny_lake(ws.lake, n_days=5)
-    return ws
+def tiny_lake():
+    """The tiny-lake writer: tiny_lake(lake_folder, n_days, seed=3, embeddings=True)."""
+    return write_tiny_lake
