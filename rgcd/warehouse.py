@@ -118,7 +118,10 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
         args += ["--select", select, "--indirect-selection", "cautious"]
     started = time.perf_counter()
     with _environment(profiles_env(ws, settings)):
-        result = dbtRunner().invoke(args)
+        try:
+            result = dbtRunner().invoke(args)
+        finally:
+            _release_warehouse()
     report = BuildReport(command=command, seconds=time.perf_counter() - started)
     for node_result in getattr(result.result, "results", None) or []:
         node = node_result.node
@@ -139,6 +142,21 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
                         "a server): close it and run again. Readers should use the parquet marts.")
         raise WarehouseError(f"dbt {command} failed:\n{message}")
     return report
+
+
+def _release_warehouse() -> None:
+    """Close the DuckDB file that dbt-duckdb keeps open in-process after `invoke` returns.
+
+    dbt-duckdb caches one database environment per process (a class attribute), so without this
+    the rest of `rgcd run`, or any long-lived process that built, would hold the warehouse lock.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            env.close()
+        DuckDBConnectionManager.close_all_connections()
 
 
 def _parquet_rows(path: Path) -> int:

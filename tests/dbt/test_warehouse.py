@@ -136,7 +136,7 @@ def test_missing_lake_table_is_refused(tmp_path: Path) -> None:
         build(ws, Settings())
 
 
-def test_a_process_holding_the_warehouse_gets_a_clear_message(tmp_path: Path, tiny_lake) -> None:
+def test_the_warehouse_lock_is_explained_and_released(tmp_path: Path, tiny_lake) -> None:
     ws = Workspace(tmp_path / "ws").ensure()
     tiny_lake(ws.lake, n_days=2)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
@@ -152,3 +152,8 @@ def test_a_process_holding_the_warehouse_gets_a_clear_message(tmp_path: Path, ti
     finally:
         holder.kill()
         holder.wait()
+    # and once rgcd has built, it holds nothing: another process can open the file
+    build(ws, Settings(), select="stg_lake__users")
+    opened = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(ws.warehouse)!r})"],
+                            capture_output=True, text=True)
+    assert opened.returncode == 0, opened.stderr
