@@ -51,9 +51,10 @@ class BuildReport:
         """One line of figures: nodes run, tests passed, rows per mart."""
         tests = self.count("test") + self.count("unit_test")
         failed = sum(n for (_, status), n in self.statuses.items() if status in _FAILED)
+        warned = sum(n for (_, status), n in self.statuses.items() if status == "warn")
         marts = ", ".join(f"{name} {rows:,}" for name, rows in sorted(self.marts.items()))
-        return (f"dbt {self.command}: {self.count('model')} models, {tests} tests, {failed} failed "
-                f"in {self.seconds:.1f}s; mart rows: {marts or 'none'}")
+        return (f"dbt {self.command}: {self.count('model')} models, {tests} tests, {failed} failed, "
+                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}")
 
 
 def profiles_env(ws: Workspace, settings: Settings) -> dict[str, str]:

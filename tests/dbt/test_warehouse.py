@@ -112,6 +112,16 @@ def test_absent_optional_files_give_null_vectors(tmp_path: Path, tiny_lake) -> N
     assert live["category_l1"].null_count() == 0  # rooms inherit their author's category path
 
 
+def test_an_empty_mart_is_an_empty_parquet_file(tmp_path: Path, tiny_lake) -> None:
+    """No user reaches a 1000-core: the split is an empty file (no placeholder row), and a warning."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    tiny_lake(ws.lake, n_days=2)
+    report = run_dbt(ws, Settings(), "build", select="+eval_klm3_cdr", extra_vars={"klm3_core": 1000})
+    assert report.marts == {"eval_klm3_cdr": 0}
+    assert report.statuses[("test", "warn")] == 1
+    assert pl.read_parquet(ws.marts / "eval_klm3_cdr.parquet").columns == MART_COLUMNS["eval_klm3_cdr"]
+
+
 def test_failing_test_exits_nonzero_with_dbt_message(tmp_path: Path, tiny_lake) -> None:
     """A room that ends before it starts fails a data test: exit code 1 and dbt's own message."""
     import pyarrow.parquet as pq
@@ -157,3 +167,24 @@ def test_the_warehouse_lock_is_explained_and_released(tmp_path: Path, tiny_lake)
     opened = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(ws.warehouse)!r})"],
                             capture_output=True, text=True)
     assert opened.returncode == 0, opened.stderr
+
+
+@pytest.mark.slow
+def test_build_at_ci_size_on_the_demo_world(tmp_path: Path) -> None:
+    """2,000 demo users through the real ingest: every dbt test passes and both protocols have
+    test users in both domains, cold-start users included."""
+    from transforms.demo import generate
+    from transforms.ingest import ingest
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    settings = Settings()
+    generate(ws.demo_data, users=2_000, days=14, seed=7, show_progress=False)
+    ingest(ws.demo_data, ws, settings.ingest)
+    report = build(ws, settings)
+    assert report.success and all(rows > 0 for rows in report.marts.values()), report.marts
+    klm3 = pl.read_parquet(ws.marts / "eval_klm3_cdr.parquet")
+    assert set(klm3.filter(pl.col("split") == "test")["domain"]) == {"photo", "live"}
+    live_room = pl.read_parquet(ws.marts / "eval_live_room.parquet").filter(pl.col("split") == "test")
+    assert live_room["is_cold_start_user"].any() and live_room["is_tail_item"].any()
+    features = pl.read_parquet(ws.marts / "user_features_daily.parquet")
+    assert features.height == 2_000 * 14
