@@ -100,16 +100,18 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bool = False,
-            select: str | None = None, extra_vars: dict[str, object] | None = None) -> BuildReport:
+            select: str | None = None, extra_vars: dict[str, object] | None = None,
+            project: Path = DBT_PROJECT) -> BuildReport:
     """Run one dbt command (`build`, `run`, `test`, `docs generate`, ...) on the workspace.
 
-    Returns the report; raises WarehouseError with dbt's own messages when anything failed.
+    `project` is the dbt project folder (default: this repository's dbt/). Returns the report;
+    raises WarehouseError with dbt's own messages when anything failed.
     """
     from dbt.cli.main import dbtRunner  # ~2 s import: only when a build is asked for
 
     ws.ensure()
     artifacts = ws.dbt_artifacts
-    args = [*command.split(), "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
+    args = [*command.split(), "--project-dir", str(project), "--profiles-dir", str(project),
             "--target-path", str(artifacts / "target"), "--log-path", str(artifacts / "logs"),
             "--vars", json.dumps({**dbt_vars(ws, settings), **(extra_vars or {})})]
     if full_refresh:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from polars.testing import assert_frame_equal
 
 from rgcd.cli import cli
 from rgcd.config import Settings, Workspace
-from rgcd.warehouse import WarehouseError, build, generate_docs, run_dbt
+from rgcd.warehouse import DBT_PROJECT, WarehouseError, build, generate_docs, run_dbt
 
 # The marts of the BRIEF, with their columns in order.
 MART_COLUMNS = {
@@ -120,6 +121,23 @@ def test_an_empty_mart_is_an_empty_parquet_file(tmp_path: Path, tiny_lake) -> No
     assert report.marts == {"eval_klm3_cdr": 0}
     assert report.statuses[("test", "warn")] == 1
     assert pl.read_parquet(ws.marts / "eval_klm3_cdr.parquet").columns == MART_COLUMNS["eval_klm3_cdr"]
+
+
+def test_a_new_mart_column_reaches_the_docs_without_other_changes(tmp_path: Path, tiny_lake) -> None:
+    """An analytics engineer adds a column to a mart's SQL only: dbt docs list it."""
+    project = tmp_path / "dbt"
+    shutil.copytree(DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs"))
+    sql = project / "models/marts/live_schedule.sql"
+    new_column = "    epoch_ms(end_timestamp) - epoch_ms(start_timestamp) as on_air_ms,\n"
+    sql.write_text(sql.read_text().replace("    author_id,\n", "    author_id,\n" + new_column))
+    ws = Workspace(tmp_path / "ws").ensure()
+    tiny_lake(ws.lake, n_days=2)
+    settings = Settings()
+    run_dbt(ws, settings, "build", select="+live_schedule", project=project)
+    run_dbt(ws, settings, "docs generate", project=project)
+    catalog = json.loads((ws.dbt_artifacts / "target/catalog.json").read_text())
+    assert "on_air_ms" in catalog["nodes"]["model.rgcd.live_schedule"]["columns"]
+    assert "on_air_ms" in pl.read_parquet_schema(ws.marts / "live_schedule.parquet").names()
 
 
 def test_failing_test_exits_nonzero_with_dbt_message(tmp_path: Path, tiny_lake) -> None:
