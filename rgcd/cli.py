@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from rgcd.config import Settings, Workspace, load_settings
+from rgcd.errors import RgcdError
 
 console = Console(stderr=True)
 
@@ -70,7 +71,12 @@ def run(c: Context, data: Path | None) -> None:
             continue
         console.rule(f"[bold]{stage.name}[/]: {stage.what}")
         t0 = time.perf_counter()
-        line = stage.run(c.ws, settings, data)
+        try:
+            line = stage.run(c.ws, settings, data)
+        except RgcdError as err:
+            console.print(f"[red]✗ {stage.name:<10}[/] {err}")
+            console.print("[dim]Fix the cause and run again: finished work is kept and reused.[/]")
+            sys.exit(err.exit_code)
         console.print(f"[green]✓ {stage.name:<10}[/] {line} [dim]({time.perf_counter() - t0:.1f}s)[/]")
     console.print(f"[bold green]done[/] in {time.perf_counter() - started:.1f}s; workspace: {c.ws.root}")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rgcd.config import Settings, Workspace
+from rgcd.errors import RgcdError
 from transforms.contract import FILES
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
@@ -26,7 +27,7 @@ DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
 _FAILED = {"error", "fail", "runtime error"}
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(RgcdError):
     """dbt could not run, or a model or test failed; the message says which and what to do."""
 
 
