@@ -39,6 +39,12 @@ def _ingest(ws: Workspace, settings: Settings, data: Path | None) -> str:
     return report.one_line()
 
 
+def _build(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from rgcd.warehouse import build
+
+    return build(ws, settings).one_line()
+
+
 def _features(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rgcd.features import run_stage
 
@@ -48,7 +54,7 @@ def _features(ws: Workspace, settings: Settings, data: Path | None) -> str:
 STAGES: tuple[Stage, ...] = (
     Stage("demo-data", "generate the synthetic KuaiLive-M3 world (without --data)", _demo_data),
     Stage("ingest", "validate raw files, quarantine bad rows, write the lake", _ingest),
-    Stage("build", "dbt build: staging -> intermediate -> marts", None),
+    Stage("build", "dbt build: staging -> intermediate -> marts", _build),
     Stage("features", "feast apply + materialize", _features),
     Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", None),
     Stage("distill", "stage 1b: student with chorus tokens", None),
