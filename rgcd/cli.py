@@ -195,7 +195,8 @@ def features_apply(c: Context, repo_dir: Path | None) -> None:
 
 @features.command("sync")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="dbt's manifest (default: dbt/target/manifest.json; `dbt parse` writes it).")
+              help="Use this dbt manifest.json as is. Default: run `dbt parse` on dbt/ first (a few "
+                   "seconds, no data needed) and read <workspace>/dbt/target/manifest.json.")
 @click.option("--check", is_flag=True,
               help="Only check: exit 1 if views/generated.py differs from what the manifest gives (CI).")
 @click.option("--no-apply", is_flag=True, help="Regenerate the file but do not apply.")
@@ -210,11 +211,13 @@ def features_sync(c: Context, manifest: Path | None, check: bool, no_apply: bool
     """
     from rgcd import dbt_to_feast
     from rgcd import features as fs
+    from rgcd.warehouse import WarehouseError
 
     repo = repo_dir or fs.REPO_DIR
     try:
-        result = dbt_to_feast.sync(manifest or fs.DEFAULT_MANIFEST, fs.entity_join_keys(repo),
-                                   repo / fs.GENERATED, check=check)
+        if manifest is None:
+            manifest = fs.parse_dbt(c.ws.ensure(), c.settings)
+        result = dbt_to_feast.sync(manifest, fs.entity_join_keys(repo), repo / fs.GENERATED, check=check)
         if check:
             if result.stale:
                 console.print(f"[red]stale:[/] {result.path} differs from the dbt manifest; "
@@ -226,7 +229,7 @@ def features_sync(c: Context, manifest: Path | None, check: bool, no_apply: bool
         console.print(f"[green]✓[/] {result.path.name} {state}: {', '.join(result.views)}")
         if not no_apply:
             console.print(f"[green]✓[/] {fs.apply(c.ws.ensure(), c.settings, repo).one_line()}")
-    except _feature_store_errors() as err:
+    except (*_feature_store_errors(), WarehouseError) as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
 

@@ -250,8 +250,8 @@ def render(views: list[MartView]) -> str:
 def read_manifest(path: Path) -> dict:
     """dbt's manifest.json, with an error that says how to produce it."""
     if not path.exists():
-        raise DbtFeastError(f"{path} does not exist; run `dbt parse` (or `rgcd build`) in the dbt project "
-                            "first, or pass --manifest")
+        raise DbtFeastError(f"{path} does not exist; run `rgcd features sync` without --manifest (it "
+                            "runs `dbt parse`), or `rgcd build`")
     return json.loads(path.read_text())
 
 

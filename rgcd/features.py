@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REPO_DIR = PROJECT_ROOT / "feature_repo"
-DEFAULT_MANIFEST = PROJECT_ROOT / "dbt" / "target" / "manifest.json"
 GENERATED = Path("views") / "generated.py"
 # Top-level module names of feature_repo/ (Feast imports repo files by their path in the repo).
 _REPO_MODULES = ("entities", "sources", "services", "views")
@@ -103,6 +102,19 @@ def _repo_import(ws: Workspace, repo_dir: Path) -> Iterator[None]:
             os.environ.pop("RGCD_WORKSPACE", None)
         else:
             os.environ["RGCD_WORKSPACE"] = old_env
+
+
+def dbt_manifest(ws: Workspace) -> Path:
+    """Where `rgcd build` (and `dbt parse` through rgcd) leave dbt's manifest for this workspace."""
+    return ws.dbt_artifacts / "target" / "manifest.json"
+
+
+def parse_dbt(ws: Workspace, settings: Settings) -> Path:
+    """`dbt parse` of this checkout's dbt project (no data needed): a fresh manifest of the YAML."""
+    from rgcd.warehouse import run_dbt
+
+    run_dbt(ws, settings, "parse")
+    return dbt_manifest(ws)
 
 
 def load_definitions(ws: Workspace, repo_dir: Path = REPO_DIR) -> RepoContents:
@@ -190,10 +202,10 @@ def run_stage(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> s
         return (f"skipped: marts not built yet ({', '.join(missing) or 'no generated views'} under "
                 f"{ws.marts}); run the build stage (dbt) first")
     note = ""
-    if DEFAULT_MANIFEST.exists():
+    if dbt_manifest(ws).exists():  # written by the build stage
         from rgcd import dbt_to_feast
 
-        check = dbt_to_feast.sync(DEFAULT_MANIFEST, entity_join_keys(repo_dir), repo_dir / GENERATED,
+        check = dbt_to_feast.sync(dbt_manifest(ws), entity_join_keys(repo_dir), repo_dir / GENERATED,
                                   check=True)
         if check.stale:
             note = "; WARNING views/generated.py is stale vs dbt's manifest: run `rgcd features sync`"

@@ -94,7 +94,7 @@ def test_check_fails_when_the_generated_file_is_stale(tmp_path, repo):
     assert (repo / fs.GENERATED).read_text() == generated  # --check never writes
 
     missing = run(cli, [*base[:-4], "--manifest", str(tmp_path / "nope.json"), "--check"])
-    assert missing.exit_code == 2 and "dbt parse" in missing.output
+    assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
 def test_generated_file_compiles():
@@ -150,3 +150,10 @@ def test_a_column_added_to_a_tagged_mart_reaches_frames_and_online_features(tmp_
     online = fs.online_features(store, "ranker", {"user_id": [1, 2], "item_id": ["live:1", "live:1"]})
     assert online["user_features_daily__sv_shares_7d"].to_list() == [4, 6]
     assert online["item_embeddings__model_version"].to_list() == ["m", "m"]
+
+
+def test_committed_generated_views_match_the_dbt_project(tmp_path):
+    """What CI checks: `dbt parse` of dbt/ gives exactly the committed views/generated.py."""
+    res = CliRunner().invoke(cli, ["-w", str(tmp_path / "ws"), "features", "sync", "--check"])
+    assert res.exit_code == 0, f"{res.output}\nrun `rgcd features sync` and commit views/generated.py"
+    assert (tmp_path / "ws" / "dbt" / "target" / "manifest.json").exists()
