@@ -70,6 +70,19 @@ class EvaluationConfig(_Section):
 
     ks: list[int] = Field(default_factory=lambda: [10, 20, 40, 50])
     seeds: list[int] = Field(default_factory=lambda: [0])
+    models: list[str] = Field(
+        default_factory=lambda: ["popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr"],
+        description="models evaluated, in report order (see training/baselines)")
+    protocols: list[Literal["klm3-cdr", "live-room"]] = Field(
+        default_factory=lambda: ["klm3-cdr", "live-room"])
+    head_fraction: float = Field(0.2, gt=0, lt=1, description="klm3-cdr: popular share that is not tail")
+    klm3_cold_start_quantile: float = Field(
+        0.25, gt=0, lt=1, description="klm3-cdr cold_start slice: users at or below this quantile of "
+                                      "live training interactions (10-core leaves no true cold start)")
+    epochs: int = Field(4, gt=0, description="training epochs of every trained baseline (small, fixed)")
+    dim: int = Field(32, gt=0, description="embedding size of the trained baselines")
+    text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
+                                                        "is encoded (MiniLM costs ~10 ms per text here)")
 
 
 class Settings(_Section):
