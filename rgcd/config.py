@@ -69,7 +69,7 @@ class EvaluationConfig(_Section):
     """Evaluation protocols and trust settings."""
 
     ks: list[int] = Field(default_factory=lambda: [10, 20, 40, 50])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     models: list[str] = Field(
         default_factory=lambda: ["popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr"],
         description="models evaluated, in report order (see training/baselines)")
@@ -81,6 +81,7 @@ class EvaluationConfig(_Section):
                                       "live training interactions (10-core leaves no true cold start)")
     epochs: int = Field(4, gt=0, description="training epochs of every trained baseline (small, fixed)")
     dim: int = Field(32, gt=0, description="embedding size of the trained baselines")
+    torch_threads: int = Field(1, gt=0, description="torch threads while baselines train and score")
     text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
                                                         "is encoded (MiniLM costs ~10 ms per text here)")
 

@@ -32,7 +32,7 @@ import polars as pl
 
 from rgcd.config import EvaluationConfig, Workspace
 from training.metrics import batch_metrics
-from training.recommender import ItemCatalog, Recommender, TrainData
+from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
 
 PROTOCOLS = ("klm3-cdr", "live-room")
 SLICES = ("all", "cold_start", "tail")
@@ -267,20 +267,28 @@ def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed
     counts = dict.fromkeys(SLICES, 0)
     for start in range(0, evalset.n_cases, chunk):
         rows = np.arange(start, min(start + chunk, evalset.n_cases))
-        users = evalset.users[rows]
-        uniq, inverse = np.unique(users, return_inverse=True)
-        scores = np.asarray(model.score(uniq, evalset.candidates), dtype=np.float64)
-        if scores.shape != (len(uniq), n_cand):
-            raise ValueError(f"{model.name}.score returned {scores.shape}, expected {(len(uniq), n_cand)}")
-        scores = scores[inverse]
-        if evalset.excl_ptr is not None:
-            scores[_dense_rows(evalset.excl_ptr, evalset.excl_idx, rows, n_cand)] = -np.inf
+        cols = np.arange(n_cand)
+        on_air = None
         if evalset.request_ms is not None:
             t = evalset.request_ms[rows][:, None]
             on_air = (evalset.cand_start_ms[None, :] <= t) & (t < evalset.cand_end_ms[None, :])
+            # Cases are sorted by request time, so a chunk sees few rooms: score only those.
+            cols = np.flatnonzero(on_air.any(axis=0))
+            on_air = on_air[:, cols]
+        users = evalset.users[rows]
+        uniq, inverse = np.unique(users, return_inverse=True)
+        items = [evalset.candidates[c] for c in cols]
+        scores = np.asarray(model.score(uniq, items), dtype=np.float64)
+        if scores.shape != (len(uniq), len(cols)):
+            raise ValueError(f"{model.name}.score returned {scores.shape}, expected {(len(uniq), len(cols))}")
+        scores = scores[inverse]
+        if evalset.excl_ptr is not None:
+            scores[_dense_rows(evalset.excl_ptr, evalset.excl_idx, rows, n_cand)[:, cols]] = -np.inf
+        if on_air is not None:
             scores[~on_air] = -np.inf
-        top = rank_top(scores, k_max, rng)
-        valid = np.isfinite(np.take_along_axis(scores, top, axis=1))
+        top_local = rank_top(scores, k_max, rng)
+        valid = np.isfinite(np.take_along_axis(scores, top_local, axis=1))
+        top = cols[top_local]
         positive = _dense_rows(evalset.pos_ptr, evalset.pos_idx, rows, n_cand)
         hits = np.take_along_axis(positive, top, axis=1) & valid
         tail_hits = hits & evalset.tail_item[top]
@@ -318,12 +326,14 @@ class ModelRun:
     eval_s: float
 
 
-def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], seed: int) -> ModelRun:
+def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], seed: int,
+                     threads: int = 1) -> ModelRun:
     """Fit on the protocol's training split, then rank its test cases."""
     t0 = time.perf_counter()
-    model.fit(protocol.train, seed)
-    t1 = time.perf_counter()
-    metrics, counts = evaluate_model(model, protocol.test, ks, seed)
+    with torch_threads(threads):
+        model.fit(protocol.train, seed)
+        t1 = time.perf_counter()
+        metrics, counts = evaluate_model(model, protocol.test, ks, seed)
     return ModelRun(protocol.name, model.name, seed, metrics, counts, t1 - t0, time.perf_counter() - t1)
 
 
@@ -361,7 +371,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
                 for m_name, factory in factories.items():
                     bar.update(task, description=f"seed {seed} {p_name} {m_name}")
                     model = factory()
-                    r = fit_and_evaluate(model, protocol, result.ks, seed)
+                    r = fit_and_evaluate(model, protocol, result.ks, seed, cfg.torch_threads)
                     r.model = m_name
                     result.runs.append(r)
                     result.cases.setdefault(p_name, r.counts)

@@ -21,3 +21,12 @@ def eval_ws(tmp_path_factory) -> Workspace:
 @pytest.fixture(scope="session")
 def eval_cfg() -> EvaluationConfig:
     return EvaluationConfig(epochs=2, dim=8, text_max_items=50)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """As in `rgcd evaluate`: small models train far faster on one thread on a shared machine."""
+    from training.recommender import torch_threads
+
+    with torch_threads(1):
+        yield

@@ -25,6 +25,7 @@ class BPRConfig:
     dim: int = 32
     epochs: int = 4
     batch_size: int = 4096
+    pairs_per_epoch: int = 2**18  # a random sample each epoch bounds the CPU cost at demo size
     lr: float = 0.01
     l2: float = 1e-4
 
@@ -47,8 +48,8 @@ def train_bpr(pairs: pl.DataFrame, config: BPRConfig, seed: int) -> tuple[Indexe
         torch.nn.init.normal_(table.weight, std=0.1, generator=gen)
     opt = torch.optim.Adam([users.weight, items.weight], lr=config.lr)
     for _ in range(config.epochs):
-        order = torch.randperm(len(u), generator=gen)
-        for start in range(0, len(u), config.batch_size):
+        order = torch.randperm(len(u), generator=gen)[:config.pairs_per_epoch]
+        for start in range(0, len(order), config.batch_size):
             b = order[start:start + config.batch_size]
             ub, ib = users(u[b]), items(i[b])
             jb = items(torch.randint(len(item_ids), (len(b),), generator=gen))

@@ -48,7 +48,7 @@ class _ContentProfile:
         self.catalog: ItemCatalog | None = None
         self.vectors: dict[str, np.ndarray] = {}
         self.profiles: dict[int, np.ndarray] = {}
-        self._candidates: tuple[Sequence[str], np.ndarray, np.ndarray] | None = None
+        self._candidates: dict[str, np.ndarray | None] = {}
 
     def _item_vectors(self, data: TrainData) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -62,7 +62,7 @@ class _ContentProfile:
     def fit(self, data: TrainData, seed: int) -> None:
         """Build item vectors and each training user's profile (seed unused: nothing random)."""
         self.catalog = data.catalog
-        self._candidates = None
+        self._candidates = {}
         self.vectors = self._item_vectors(data)
         hist = self._history(data).select("user_id", "item_id").unique()
         hist = hist.filter(pl.col("item_id").is_in(list(self.vectors)))
@@ -76,13 +76,14 @@ class _ContentProfile:
 
     def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
         """Cosine of user profile and item vector; unknown users score 0, unknown items UNKNOWN_SCORE."""
-        if self._candidates is None or self._candidates[0] is not item_ids:
-            found = self._candidate_vectors(item_ids)
-            dim = next((v.shape[0] for v in found if v is not None), 1)
-            known = np.array([v is not None for v in found])
-            mat = np.stack([v if v is not None else np.zeros(dim, np.float32) for v in found])
-            self._candidates = (item_ids, _unit(mat.astype(np.float32)), known)
-        _, items, known = self._candidates
+        todo = [i for i in dict.fromkeys(item_ids) if i not in self._candidates]
+        if todo:
+            self._candidates.update(zip(todo, self._candidate_vectors(todo), strict=True))
+        found = [self._candidates[i] for i in item_ids]
+        dim = next((v.shape[0] for v in found if v is not None), 1)
+        known = np.array([v is not None for v in found], dtype=bool)
+        items = _unit(np.stack([v if v is not None else np.zeros(dim, np.float32) for v in found])
+                      .astype(np.float32))
         users = np.zeros((len(user_ids), items.shape[1]), dtype=np.float32)
         for r, u in enumerate(user_ids):
             p = self.profiles.get(int(u))

@@ -5,7 +5,9 @@ domains): users, short videos and live authors live in one `dim`-d space. An ite
 its id embedding plus a domain-specific linear projection of its multimodal vector (photo 128-d,
 live author = mean of its rooms' 64-d vectors), so content shapes the space too. Training is
 InfoNCE over (user, item) positives of *both* domains mixed in each batch, the other items of
-the batch as negatives, on unit vectors with a fixed temperature. A user with short-video history
+the batch as negatives, on unit vectors with a fixed temperature; popular items are more often
+in-batch negatives, so their logits are corrected by log(sampling probability) as industrial
+two-tower training does (switch: `logq_correction`). A user with short-video history
 but no live history is still placed in the space, which is how interest crosses domains.
 There is one vector per item: no transferable / residual split (that is the full method).
 """
@@ -29,9 +31,11 @@ class UniEmbedConfig:
 
     dim: int = 32
     epochs: int = 4
-    batch_size: int = 2048
+    batch_size: int = 1024
+    pairs_per_epoch: int = 2**17  # a random sample each epoch bounds the CPU cost at demo size
     lr: float = 0.01
     temperature: float = 0.1
+    logq_correction: bool = True  # in-batch softmax sampling-bias correction (Yi et al., RecSys 2019)
     rooms_per_author: int = 5
 
 
@@ -104,6 +108,8 @@ class UniEmbed:
         i = torch.tensor([k_index[x] for x in pairs["key"].to_list()], dtype=torch.long)
         self.item_domain = dict(zip(pairs["key"].to_list(), pairs["domain"].to_list(), strict=True))
 
+        log_q = torch.log(torch.bincount(i, minlength=len(keys)).float() / len(i))
+
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         users = torch.nn.Embedding(len(user_ids), cfg.dim)
@@ -111,12 +117,14 @@ class UniEmbed:
         items = ItemTower(len(keys), cfg.dim, _content_matrix(data.catalog, keys, cfg.rooms_per_author))
         opt = torch.optim.Adam([*users.parameters(), *items.parameters()], lr=cfg.lr)
         for _ in range(cfg.epochs):
-            order = torch.randperm(len(u), generator=gen)
-            for start in range(0, len(u), cfg.batch_size):
+            order = torch.randperm(len(u), generator=gen)[:cfg.pairs_per_epoch]
+            for start in range(0, len(order), cfg.batch_size):
                 b = order[start:start + cfg.batch_size]
                 ub = F.normalize(users(u[b]), dim=-1)
                 ib = F.normalize(items(i[b]), dim=-1)
                 logits = ub @ ib.T / cfg.temperature
+                if cfg.logq_correction:
+                    logits = logits - log_q[i[b]][None, :]
                 # Several rows of a batch may share an item: those are positives too, not negatives.
                 same = i[b][None, :] == i[b][:, None]
                 logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), float("-inf"))

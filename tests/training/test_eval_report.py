@@ -1,0 +1,63 @@
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from rgcd.cli import cli
+from training.evaluation import SLICES, run_evaluation
+from training.report import pca_2d
+
+
+def test_report_files_and_schema(eval_ws, eval_cfg):
+    out, doc = run_evaluation(eval_ws, eval_cfg, seeds=[0, 1], run="t", models=["popularity", "uniembed"],
+                              progress=False)
+    assert out == eval_ws.reports / "t"
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["protocols"] == doc["protocols"] and doc["seeds"] == [0, 1]
+    names = {f"{m}@{k}" for m in ("HR", "Recall", "NDCG") for k in eval_cfg.ks}
+    assert set(doc["protocols"]) == {"klm3-cdr", "live-room"}
+    for p, models in doc["protocols"].items():
+        assert list(models) == ["popularity", "uniembed"]
+        for m, slices in models.items():
+            assert set(slices) == set(SLICES)
+            for s, metrics in slices.items():
+                assert set(metrics) == names, (p, m, s)
+                assert all(0.0 <= v <= 1.0 for v in metrics.values())
+                assert set(doc["std"][p][m][s]) == names
+                assert all(isinstance(v, float) for v in doc["std"][p][m][s].values())
+        # The "strongest" entry is computed from the table, not written by hand.
+        for s in SLICES:
+            best = max(models, key=lambda m, s=s: models[m][s]["NDCG@10"])
+            assert doc["strongest"][p][s]["model"] == best
+    md = (out / "report.md").read_text()
+    assert "| model |" in md and "the strongest baseline is" in md and "± " in md
+    for png in ("hr_at_k_klm3-cdr.png", "hr_at_k_live-room.png", "item_projection.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert doc["timing_s"]["total"] > 0
+
+
+def test_same_seeds_reproduce_the_same_numbers(eval_ws, eval_cfg):
+    _, a = run_evaluation(eval_ws, eval_cfg, seeds=[5], run="r1", models=["bpr_mf"], progress=False)
+    _, b = run_evaluation(eval_ws, eval_cfg, seeds=[5], run="r2", models=["bpr_mf"], progress=False)
+    assert a["protocols"] == b["protocols"]
+    assert a["std"]["live-room"]["bpr_mf"]["all"]["HR@10"] is None  # one seed: no noise estimate
+
+
+def test_cli_evaluate_and_missing_marts(eval_ws, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["--workspace", str(eval_ws.root), "evaluate", "--seeds", "0",
+                              "--run", "cli", "--models", "popularity"])
+    assert res.exit_code == 0, res.output
+    assert (eval_ws.reports / "cli" / "metrics.json").exists()
+    res = runner.invoke(cli, ["--workspace", str(tmp_path / "empty"), "evaluate"])
+    assert res.exit_code == 2 and "rgcd build" in res.output
+    res = runner.invoke(cli, ["--workspace", str(eval_ws.root), "evaluate", "--seeds", "a,b"])
+    assert res.exit_code == 2 and "comma-separated" in res.output
+
+
+def test_pca_finds_the_direction_of_largest_variance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 5)) * np.array([10.0, 1, 1, 1, 1])
+    coords, ratio = pca_2d(x)
+    assert coords.shape == (500, 2) and ratio[0] > 0.8
+    assert abs(np.corrcoef(coords[:, 0], x[:, 0])[0, 1]) > 0.99
