@@ -42,9 +42,12 @@ def _ingest(ws: Workspace, settings: Settings, data: Path | None) -> str:
 def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rich.console import Console
 
-    from training.evaluation import run_evaluation
+    from training.evaluation import MART_NAMES, run_evaluation
     from training.report import rich_tables
 
+    needed = {m for p in settings.evaluation.protocols for m in MART_NAMES[p]}
+    if not any((ws.marts / f"{m}.parquet").exists() for m in needed):
+        return f"skipped: no evaluation marts in {ws.marts} (the build stage writes them)"
     out, doc = run_evaluation(ws, settings.evaluation)
     console = Console(stderr=True)
     for table in rich_tables(doc):

@@ -34,7 +34,9 @@ def model_path() -> Path:
 def _load():  # noqa: ANN202 - (tokenizer, model), both from transformers
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the weight-loading bar would break the evaluation's own
     path = model_path()
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 

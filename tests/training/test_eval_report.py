@@ -61,3 +61,14 @@ def test_pca_finds_the_direction_of_largest_variance():
     coords, ratio = pca_2d(x)
     assert coords.shape == (500, 2) and ratio[0] > 0.8
     assert abs(np.corrcoef(coords[:, 0], x[:, 0])[0, 1]) > 0.99
+
+
+def test_pipeline_stage_evaluates_or_says_why_not(eval_ws, eval_cfg, tmp_path):
+    from rgcd.config import Settings, Workspace
+    from rgcd.pipeline import STAGES
+
+    stage = next(s for s in STAGES if s.name == "evaluate")
+    settings = Settings(evaluation=eval_cfg.model_copy(update={"models": ["popularity"], "seeds": [0]}))
+    line = stage.run(eval_ws, settings, None)
+    assert "2 protocols x 1 models x 1 seeds" in line and str(eval_ws.reports) in line
+    assert stage.run(Workspace(tmp_path).ensure(), settings, None).startswith("skipped: no evaluation marts")
