@@ -160,12 +160,17 @@ def _plot_hr_curves(result: EvaluationResult, mean: dict, std: dict, out: Path) 
                 y = [vals[f"HR@{k}"] for k in result.ks]
                 e = [std[p][m][s].get(f"HR@{k}") or 0.0 for k in result.ks]
                 ax.errorbar(result.ks, y, yerr=e, marker="o", capsize=3, label=m)
+            if not ax.lines:
+                ax.text(0.5, 0.5, "no test cases in this slice", ha="center", va="center",
+                        transform=ax.transAxes, color="grey")
             ax.set_title(f"{SLICE_TITLE[s]} (n={result.cases.get(p, {}).get(s, 0)})")
             ax.set_xlabel("K")
             ax.set_xticks(result.ks)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("HR@K")
-        axes[-1].legend(fontsize=8, loc="best")
+        with_lines = [ax for ax in axes if ax.lines]
+        if with_lines:
+            with_lines[-1].legend(fontsize=8, loc="best")
         fig.suptitle(f"{p}: HR@K per slice (mean ± std over seeds {result.seeds})")
         fig.tight_layout()
         path = out / f"hr_at_k_{p}.png"
