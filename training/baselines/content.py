@@ -31,9 +31,9 @@ def _unit(m: np.ndarray) -> np.ndarray:
     return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
-def _mean_by(ids: list[str], groups: list[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean vector per group id over rows of `vectors` (rows align with `groups`)."""
-    out: dict[str, list[np.ndarray]] = {}
+def _mean_by(groups: list, vectors: np.ndarray) -> dict:
+    """Mean vector per group over the rows of `vectors` (row i belongs to groups[i])."""
+    out: dict = {}
     for g, v in zip(groups, vectors, strict=True):
         out.setdefault(g, []).append(v)
     return {g: np.mean(vs, axis=0) for g, vs in out.items()}
@@ -69,10 +69,8 @@ class _ContentProfile:
         self.profiles = {}
         if hist.is_empty():
             return
-        users = hist["user_id"].to_list()
         mat = _unit(np.stack([self.vectors[i] for i in hist["item_id"].to_list()]))
-        for u, v in _mean_by(users, [str(u) for u in users], mat).items():
-            self.profiles[int(u)] = v
+        self.profiles = _mean_by(hist["user_id"].to_list(), mat)
 
     def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
         """Cosine of user profile and item vector; unknown users score 0, unknown items UNKNOWN_SCORE."""
@@ -130,7 +128,7 @@ class ContentMM(_ContentProfile):
         if not rooms.is_empty():
             mat = _unit(np.asarray(rooms["mm_embedding"].to_list(), dtype=np.float32))
             authors = [f"author:{a}" for a in rooms["author_id"].to_list()]
-            out.update(_mean_by(authors, authors, mat))
+            out.update(_mean_by(authors, mat))
         return out
 
 
@@ -175,7 +173,7 @@ class ContentText(_ContentProfile):
         rooms = rooms.filter(pl.col("text") != "")
         if not rooms.is_empty():
             authors = [f"author:{a}" for a in rooms["author_id"].to_list()]
-            out.update(_mean_by(authors, authors, text_encoder.encode(rooms["text"].to_list())))
+            out.update(_mean_by(authors, text_encoder.encode(rooms["text"].to_list())))
         return out
 
     def _history(self, data: TrainData) -> pl.DataFrame:
