@@ -260,24 +260,31 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
 
 
 def rich_tables(metrics_json: dict) -> list:
-    """One rich Table per protocol from a metrics.json document (what `rgcd run` ends with)."""
+    """One rich Table per protocol from a metrics.json document (what `rgcd run` ends with).
+
+    Rows are (model, metric) for the protocol's two @10 headline metrics, columns are slices;
+    cells are mean±std over seeds, narrow enough for an 80-column terminal.
+    """
+    from rich import box
     from rich.table import Table
 
     tables = []
     for p, models in metrics_json["protocols"].items():
-        metrics = [m for m in HEADLINE.get(p, ("NDCG@10",))[:2]]
-        table = Table(title=f"{p} (seeds {metrics_json['seeds']})")
-        table.add_column("model")
+        metrics = list(HEADLINE.get(p, ("NDCG@10",))[:2])
+        table = Table(title=f"{p}: mean±std over seeds {metrics_json['seeds']}", box=box.SIMPLE_HEAD,
+                      caption="every metric and K: report.md, metrics.json")
+        table.add_column("model", no_wrap=True)
+        table.add_column("metric", no_wrap=True)
         for s in SLICES:
-            for m in metrics:
-                table.add_column(f"{s}\n{m}", justify="right")
-        for name, slices in models.items():
-            row = [name]
-            for s in SLICES:
-                for m in metrics:
+            n = metrics_json.get("cases", {}).get(p, {}).get(s)
+            table.add_column(s + (f"\nn={n}" if n is not None else ""), justify="right", no_wrap=True)
+        for model, slices in models.items():
+            for i, m in enumerate(metrics):
+                row = [model if i == 0 else "", m]
+                for s in SLICES:
                     v = slices[s].get(m)
-                    sd = metrics_json["std"][p][name][s].get(m)
-                    row.append(_fmt(v, sd))
-            table.add_row(*row)
+                    sd = metrics_json["std"][p][model][s].get(m)
+                    row.append("–" if v is None else f"{v:.4f}" + ("" if sd is None else f"±{sd:.4f}"))
+                table.add_row(*row, end_section=i == len(metrics) - 1)
         tables.append(table)
     return tables
