@@ -169,10 +169,11 @@ def _plot_hr_curves(result: EvaluationResult, mean: dict, std: dict, out: Path) 
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("HR@K")
         with_lines = [ax for ax in axes if ax.lines]
-        if with_lines:
-            with_lines[-1].legend(fontsize=8, loc="best")
+        if with_lines:  # one legend beside the panels, so it never hides a curve
+            handles, labels = with_lines[0].get_legend_handles_labels()
+            fig.legend(handles, labels, loc="center right", fontsize=8)
         fig.suptitle(f"{p}: HR@K per slice (mean ± std over seeds {result.seeds})")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 0.88, 1))
         path = out / f"hr_at_k_{p}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
