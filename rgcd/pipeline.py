@@ -39,29 +39,33 @@ def _ingest(ws: Workspace, settings: Settings, data: Path | None) -> str:
     return report.one_line()
 
 
+def _build(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from rgcd.warehouse import build
+
+    return build(ws, settings).one_line()
+
+
 def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rich.console import Console
 
-    from training.evaluation import MART_NAMES, run_evaluation
+    from training.evaluation import run_evaluation
     from training.report import rich_tables
 
-    needed = {m for p in settings.evaluation.protocols for m in MART_NAMES[p]}
-    if not any((ws.marts / f"{m}.parquet").exists() for m in needed):
-        return f"skipped: no evaluation marts in {ws.marts} (the build stage writes them)"
     out, doc = run_evaluation(ws, settings.evaluation)
     console = Console(stderr=True)
     for table in rich_tables(doc):
         console.print(table)
     best = doc["strongest"].get("live-room", {}).get("all", {})
     lead = f"; strongest on live-room/all: {best['model']} NDCG@10 {best['value']:.4f}" if best else ""
+    skipped = f"; skipped {', '.join(doc['skipped'])} (see report.md)" if doc["skipped"] else ""
     return (f"{len(doc['protocols'])} protocols x {len(next(iter(doc['protocols'].values())))} models x "
-            f"{len(doc['seeds'])} seeds{lead} -> {out}")
+            f"{len(doc['seeds'])} seeds{lead}{skipped} -> {out}")
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("demo-data", "generate the synthetic KuaiLive-M3 world (without --data)", _demo_data),
     Stage("ingest", "validate raw files, quarantine bad rows, write the lake", _ingest),
-    Stage("build", "dbt build: staging -> intermediate -> marts", None),
+    Stage("build", "dbt build: staging -> intermediate -> marts", _build),
     Stage("features", "feast apply + materialize", None),
     Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", None),
     Stage("distill", "stage 1b: student with chorus tokens", None),

@@ -22,3 +22,13 @@ def test_run_goes_through_every_stage(tmp_path):
             assert f"✓ {stage.name}" in result.output, stage.name
     assert any((ws / "lake" / "photo_play").rglob("*.parquet"))
     assert (ws / "demo_data" / "photo_play.parquet").exists()
+
+
+def test_run_stops_with_the_stage_error_and_its_exit_code(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "user_id_set.csv").write_text("user_id\n1\n")
+    result = CliRunner().invoke(cli, ["--workspace", str(tmp_path / "ws"), "run", "--data", str(raw)])
+    assert result.exit_code == 2
+    assert "✗ ingest" in result.output and "author_profile" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from rgcd.config import EvaluationConfig, Workspace
+from rgcd.errors import RgcdError
 from training.metrics import batch_metrics
 from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
 
@@ -38,8 +39,20 @@ PROTOCOLS = ("klm3-cdr", "live-room")
 SLICES = ("all", "cold_start", "tail")
 
 
-class MissingMartError(RuntimeError):
+class MissingMartError(RgcdError):
     """A mart the evaluation reads is not in the workspace."""
+
+    exit_code = 2
+
+
+class EvaluationDataError(RgcdError):
+    """The marts are there but define no test case for any protocol."""
+
+    exit_code = 2
+
+
+class EmptyProtocol(Exception):
+    """A protocol without test cases at this data size; it is skipped and the report says why."""
 
 
 @dataclass
@@ -118,6 +131,9 @@ def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Prot
              .select("user_id", pl.col("key").alias("item_id"), "key", "domain", "event_timestamp"))
     catalog = ItemCatalog(marts["item_content"])
     live = ev.filter(pl.col("domain") == "live")
+    if live.filter(pl.col("split") == "test").is_empty():
+        raise EmptyProtocol(f"eval_klm3_cdr has no live test rows ({ev.height} rows in all; the "
+                            "10-core filter leaves none when the data is small)")
     candidates = sorted(live["key"].unique().to_list())
     cand_index = pl.DataFrame({"key": candidates, "cand": np.arange(len(candidates), dtype=np.int64)})
 
@@ -154,7 +170,8 @@ def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Pro
     ev = marts["eval_live_room"]
     test_rows = ev.filter(pl.col("split") == "test")
     if test_rows.is_empty():
-        raise ValueError("eval_live_room has no test rows; the live-room protocol needs a test period")
+        raise EmptyProtocol(f"eval_live_room has no test rows ({ev.height} rows in all): no live "
+                            "session after the cut")
     cut: datetime = test_rows["request_timestamp"].min()
     catalog = ItemCatalog(marts["item_content"], cut=cut)
 
@@ -210,16 +227,23 @@ LOADERS: dict[str, Callable[[dict[str, pl.DataFrame], EvaluationConfig], Protoco
     "klm3-cdr": load_klm3_cdr, "live-room": load_live_room}
 
 
-def load_protocols(ws: Workspace, cfg: EvaluationConfig,
-                   names: Sequence[str] = PROTOCOLS) -> dict[str, Protocol]:
-    """Read the marts each named protocol needs and build its train split and test cases."""
+def load_protocols(ws: Workspace, cfg: EvaluationConfig, names: Sequence[str] = PROTOCOLS,
+                   skipped: dict[str, str] | None = None) -> dict[str, Protocol]:
+    """Read the marts each named protocol needs and build its train split and test cases.
+
+    A protocol without test cases is left out; its reason goes into `skipped` when given.
+    """
     cache: dict[str, pl.DataFrame] = {}
     out = {}
     for name in names:
         for mart in MART_NAMES[name]:
             if mart not in cache:
                 cache[mart] = read_mart(ws, mart)
-        out[name] = LOADERS[name](cache, cfg)
+        try:
+            out[name] = LOADERS[name](cache, cfg)
+        except EmptyProtocol as why:
+            if skipped is not None:
+                skipped[name] = str(why)
     return out
 
 
@@ -351,17 +375,24 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from training.baselines import build_model
+    from training.baselines import MODELS, UnknownModelError, build_model
     from training.report import EvaluationResult, write_report
 
     started = time.perf_counter()
     seeds = list(seeds if seeds is not None else cfg.seeds)
     names = list(models if models is not None else cfg.models)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise UnknownModelError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     factories: dict[str, Callable[[], Recommender]] = {n: (lambda n=n: build_model(n, cfg)) for n in names}
     factories.update(extra or {})
     run = run or datetime.now().astimezone().strftime("%Y%m%dT%H%M%S")
-    protocols = load_protocols(ws, cfg, cfg.protocols)
-    result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(names))
+    skipped: dict[str, str] = {}
+    protocols = load_protocols(ws, cfg, cfg.protocols, skipped)
+    if not protocols:
+        raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
+    result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(names),
+                              skipped=skipped)
     total = len(seeds) * len(protocols) * len(factories)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
@@ -375,7 +406,8 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
                     r.model = m_name
                     result.runs.append(r)
                     result.cases.setdefault(p_name, r.counts)
-                    if seed == seeds[0] and p_name == cfg.protocols[0] and hasattr(model, "item_vectors"):
+                    first_fit = seed == seeds[0] and p_name == next(iter(protocols))
+                    if first_fit and hasattr(model, "item_vectors"):
                         ids, vecs = model.item_vectors()
                         if any(i.startswith("photo:") for i in ids):  # both domains: worth projecting
                             result.item_vectors[m_name] = (ids, vecs)

@@ -10,7 +10,8 @@ metrics.json (one seed or many; with many, `protocols` holds the mean over seeds
      "strongest": {"<protocol>": {"<slice>": {"metric", "model", "value", "runner_up",
                                               "runner_up_value", "within_noise"}}},
      "timing_s":  {"total": s, "fit": {"<protocol>": {"<model>": mean s}}, "eval": {...}},
-     "notes":     {"<protocol>": {data-quality counts}}}
+     "notes":     {"<protocol>": {data-quality counts}},
+     "skipped":   {"<protocol>": why it has no test cases (e.g. 10-core leaves none)}}
 
 A slice with no cases (e.g. no cold-start user) maps each model to {}.
 """
@@ -48,6 +49,7 @@ class EvaluationResult:
     cases: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: dict[str, dict[str, int]] = field(default_factory=dict)
     item_vectors: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
 
     def protocols(self) -> list[str]:
@@ -234,7 +236,8 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
                        for p, ms in timing[key].items()}
     doc = {"run": result.run, "created": datetime.now(UTC).isoformat(timespec="seconds"),
            "seeds": result.seeds, "ks": result.ks, "protocols": mean, "std": std, "per_seed": per_seed,
-           "cases": result.cases, "strongest": best, "timing_s": timing, "notes": result.notes}
+           "cases": result.cases, "strongest": best, "timing_s": timing, "notes": result.notes,
+           "skipped": result.skipped}
     (out / "metrics.json").write_text(json.dumps(doc, indent=2))
 
     plots = _plot_hr_curves(result, mean, std, out)
@@ -247,6 +250,8 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
           f"full-sort ranking, K = {result.ks}. Wall time {result.wall_s:.1f} s. "
           "Nothing was tuned on the test split: budgets are fixed in the configuration.", ""]
     md += strongest_sentences(best) + [""]
+    md += [f"Protocol {p} was skipped: {why}." for p, why in result.skipped.items()]
+    md += [""] if result.skipped else []
     for p in result.protocols():
         md += [f"## {p}", "", "Cases: " + ", ".join(f"{s} {n}" for s, n in result.cases.get(p, {}).items())
                + (f"; notes: {result.notes[p]}" if result.notes.get(p) else ""), "",

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from training.baselines import MODELS, build_model
+from training.baselines import MODELS, UnknownModelError, build_model
 from training.baselines.popularity import Popularity
 from training.evaluation import evaluate_model, load_protocols
 from training.recommender import UNKNOWN_SCORE, ItemCatalog, Recommender, TrainData
@@ -28,7 +28,7 @@ def test_popularity_ranks_by_training_count_through_the_author():
 
 
 def test_unknown_model_name_says_which_exist():
-    with pytest.raises(ValueError, match="popularity"):
+    with pytest.raises(UnknownModelError, match="popularity"):
         build_model("nope", None)
 
 

@@ -1,10 +1,11 @@
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from rgcd.cli import cli
-from training.evaluation import SLICES, run_evaluation
+from training.evaluation import SLICES, MissingMartError, run_evaluation
 from training.report import pca_2d
 
 
@@ -51,6 +52,8 @@ def test_cli_evaluate_and_missing_marts(eval_ws, tmp_path):
     assert (eval_ws.reports / "cli" / "metrics.json").exists()
     res = runner.invoke(cli, ["--workspace", str(tmp_path / "empty"), "evaluate"])
     assert res.exit_code == 2 and "rgcd build" in res.output
+    res = runner.invoke(cli, ["--workspace", str(eval_ws.root), "evaluate", "--models", "popularity,magic"])
+    assert res.exit_code == 2 and "unknown model(s) magic" in res.output
     res = runner.invoke(cli, ["--workspace", str(eval_ws.root), "evaluate", "--seeds", "a,b"])
     assert res.exit_code == 2 and "comma-separated" in res.output
 
@@ -63,7 +66,7 @@ def test_pca_finds_the_direction_of_largest_variance():
     assert abs(np.corrcoef(coords[:, 0], x[:, 0])[0, 1]) > 0.99
 
 
-def test_pipeline_stage_evaluates_or_says_why_not(eval_ws, eval_cfg, tmp_path):
+def test_pipeline_stage_evaluates_or_says_what_is_missing(eval_ws, eval_cfg, tmp_path):
     from rgcd.config import Settings, Workspace
     from rgcd.pipeline import STAGES
 
@@ -71,4 +74,28 @@ def test_pipeline_stage_evaluates_or_says_why_not(eval_ws, eval_cfg, tmp_path):
     settings = Settings(evaluation=eval_cfg.model_copy(update={"models": ["popularity"], "seeds": [0]}))
     line = stage.run(eval_ws, settings, None)
     assert "2 protocols x 1 models x 1 seeds" in line and str(eval_ws.reports) in line
-    assert stage.run(Workspace(tmp_path).ensure(), settings, None).startswith("skipped: no evaluation marts")
+    with pytest.raises(MissingMartError, match="rgcd build"):
+        stage.run(Workspace(tmp_path).ensure(), settings, None)
+
+
+def test_a_protocol_without_test_cases_is_skipped_and_reported(eval_ws, eval_cfg, tmp_path):
+    import shutil
+
+    import polars as pl
+
+    from rgcd.config import Workspace
+    from training.evaluation import EvaluationDataError
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    for f in eval_ws.marts.glob("*.parquet"):
+        shutil.copy(f, ws.marts / f.name)
+    klm3 = pl.read_parquet(ws.marts / "eval_klm3_cdr.parquet")
+    klm3.filter(pl.col("domain") == "photo").write_parquet(ws.marts / "eval_klm3_cdr.parquet")
+    out, doc = run_evaluation(ws, eval_cfg, seeds=[0], run="s", models=["popularity"], progress=False)
+    assert list(doc["protocols"]) == ["live-room"] and "no live test rows" in doc["skipped"]["klm3-cdr"]
+    assert "Protocol klm3-cdr was skipped" in (out / "report.md").read_text()
+
+    live = pl.read_parquet(ws.marts / "eval_live_room.parquet")
+    live.filter(pl.col("split") == "train").write_parquet(ws.marts / "eval_live_room.parquet")
+    with pytest.raises(EvaluationDataError, match="no protocol has test cases"):
+        run_evaluation(ws, eval_cfg, seeds=[0], run="s2", models=["popularity"], progress=False)

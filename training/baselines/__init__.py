@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rgcd.config import EvaluationConfig
+from rgcd.errors import RgcdError
 from training.recommender import Recommender
+
+
+class UnknownModelError(RgcdError):
+    """A model name that is not in MODELS."""
+
+    exit_code = 2
 
 
 def _popularity(cfg: EvaluationConfig) -> Recommender:
@@ -63,5 +70,5 @@ MODELS: dict[str, Callable[[EvaluationConfig], Recommender]] = {
 def build_model(name: str, cfg: EvaluationConfig) -> Recommender:
     """A fresh, unfitted model by name; unknown names say which exist."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+        raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     return MODELS[name](cfg)
