@@ -81,7 +81,9 @@ class EvaluationConfig(_Section):
     klm3_cold_start_quantile: float = Field(
         0.25, gt=0, lt=1, description="klm3-cdr cold_start slice: users at or below this quantile of "
                                       "live training interactions (10-core leaves no true cold start)")
-    epochs: int = Field(4, gt=0, description="training epochs of every trained baseline (small, fixed)")
+    mf_samples: int = Field(2**21, gt=0, description="training rows drawn by each BPR-MF fit (bpr_mf, "
+                                                     "both of emcdr's): a fixed CPU budget, not epochs")
+    contrastive_samples: int = Field(2**19, gt=0, description="training rows drawn by each uniembed fit")
     dim: int = Field(32, gt=0, description="embedding size of the trained baselines")
     torch_threads: int = Field(1, gt=0, description="torch threads while baselines train and score")
     text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "

@@ -137,3 +137,20 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def training_batches(n_rows: int, samples: int, batch_size: int, generator) -> Iterator:
+    """Index batches (torch) over `n_rows` training rows until `samples` rows have been drawn.
+
+    The budget is a number of samples, not of epochs: small data get many passes, large data
+    a part of one, so every model costs about the same and none gets only a handful of steps.
+    Each pass is a fresh permutation (from `generator`, so a seed fixes it).
+    """
+    import torch
+
+    drawn = 0
+    while drawn < samples and n_rows > 0:
+        order = torch.randperm(n_rows, generator=generator)[: samples - drawn]
+        for start in range(0, len(order), batch_size):
+            yield order[start:start + batch_size]
+        drawn += len(order)

@@ -20,7 +20,7 @@ def eval_ws(tmp_path_factory) -> Workspace:
 
 @pytest.fixture(scope="session")
 def eval_cfg() -> EvaluationConfig:
-    return EvaluationConfig(epochs=2, dim=8, text_max_items=50)
+    return EvaluationConfig(mf_samples=2**14, contrastive_samples=2**13, dim=8, text_max_items=50)
 
 
 @pytest.fixture(autouse=True)

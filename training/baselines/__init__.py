@@ -28,7 +28,7 @@ def _popularity(cfg: EvaluationConfig) -> Recommender:
 def _bpr_mf(cfg: EvaluationConfig) -> Recommender:
     from training.baselines.bpr_mf import BPRMF, BPRConfig
 
-    return BPRMF(BPRConfig(dim=cfg.dim, epochs=cfg.epochs))
+    return BPRMF(BPRConfig(dim=cfg.dim, samples=cfg.mf_samples))
 
 
 def _content_mm(cfg: EvaluationConfig) -> Recommender:
@@ -46,14 +46,14 @@ def _content_text(cfg: EvaluationConfig) -> Recommender:
 def _uniembed(cfg: EvaluationConfig) -> Recommender:
     from training.baselines.uniembed import UniEmbed, UniEmbedConfig
 
-    return UniEmbed(UniEmbedConfig(dim=cfg.dim, epochs=cfg.epochs))
+    return UniEmbed(UniEmbedConfig(dim=cfg.dim, samples=cfg.contrastive_samples))
 
 
 def _emcdr(cfg: EvaluationConfig) -> Recommender:
     from training.baselines.bpr_mf import BPRConfig
     from training.baselines.emcdr import EMCDR, EMCDRConfig
 
-    mf = BPRConfig(dim=cfg.dim, epochs=cfg.epochs)
+    mf = BPRConfig(dim=cfg.dim, samples=cfg.mf_samples)
     return EMCDR(EMCDRConfig(source=mf, target=mf))
 
 

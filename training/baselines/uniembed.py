@@ -22,7 +22,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from training.recommender import IndexedVectors, ItemCatalog, TrainData, dot_scores
+from training.recommender import IndexedVectors, ItemCatalog, TrainData, dot_scores, training_batches
 
 
 @dataclass
@@ -30,9 +30,8 @@ class UniEmbedConfig:
     """Small fixed budget; common defaults, not tuned."""
 
     dim: int = 32
-    epochs: int = 4
+    samples: int = 2**19  # training rows drawn in all; each costs a row of in-batch logits
     batch_size: int = 1024
-    pairs_per_epoch: int = 2**17  # a random sample each epoch bounds the CPU cost at demo size
     lr: float = 0.01
     temperature: float = 0.1
     logq_correction: bool = True  # in-batch softmax sampling-bias correction (Yi et al., RecSys 2019)
@@ -116,22 +115,19 @@ class UniEmbed:
         torch.nn.init.normal_(users.weight, std=0.1, generator=gen)
         items = ItemTower(len(keys), cfg.dim, _content_matrix(data.catalog, keys, cfg.rooms_per_author))
         opt = torch.optim.Adam([*users.parameters(), *items.parameters()], lr=cfg.lr)
-        for _ in range(cfg.epochs):
-            order = torch.randperm(len(u), generator=gen)[:cfg.pairs_per_epoch]
-            for start in range(0, len(order), cfg.batch_size):
-                b = order[start:start + cfg.batch_size]
-                ub = F.normalize(users(u[b]), dim=-1)
-                ib = F.normalize(items(i[b]), dim=-1)
-                logits = ub @ ib.T / cfg.temperature
-                if cfg.logq_correction:
-                    logits = logits - log_q[i[b]][None, :]
-                # Several rows of a batch may share an item: those are positives too, not negatives.
-                same = i[b][None, :] == i[b][:, None]
-                logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), float("-inf"))
-                loss = F.cross_entropy(logits, torch.arange(len(b)))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        for b in training_batches(len(u), cfg.samples, cfg.batch_size, gen):
+            ub = F.normalize(users(u[b]), dim=-1)
+            ib = F.normalize(items(i[b]), dim=-1)
+            logits = ub @ ib.T / cfg.temperature
+            if cfg.logq_correction:
+                logits = logits - log_q[i[b]][None, :]
+            # Several rows of a batch may share an item: those are positives too, not negatives.
+            same = i[b][None, :] == i[b][:, None]
+            logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), float("-inf"))
+            loss = F.cross_entropy(logits, torch.arange(len(b)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         with torch.no_grad():
             self.users = IndexedVectors([str(x) for x in user_ids], F.normalize(users.weight, dim=-1).numpy())
             all_items = F.normalize(items(torch.arange(len(keys))), dim=-1).numpy()
