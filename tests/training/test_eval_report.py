@@ -99,3 +99,11 @@ def test_a_protocol_without_test_cases_is_skipped_and_reported(eval_ws, eval_cfg
     live.filter(pl.col("split") == "train").write_parquet(ws.marts / "eval_live_room.parquet")
     with pytest.raises(EvaluationDataError, match="no protocol has test cases"):
         run_evaluation(ws, eval_cfg, seeds=[0], run="s2", models=["popularity"], progress=False)
+
+
+def test_other_ks_still_give_a_table_and_a_strongest_model(eval_ws, eval_cfg):
+    cfg = eval_cfg.model_copy(update={"ks": [5]})
+    out, doc = run_evaluation(eval_ws, cfg, seeds=[0], run="k5", models=["popularity", "content_mm"],
+                              progress=False)
+    assert doc["strongest"]["live-room"]["all"]["metric"] == "NDCG@5"
+    assert "Overall HR@5" in (out / "report.md").read_text()
