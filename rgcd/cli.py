@@ -305,6 +305,47 @@ def features_serve(c: Context, host: str, port: int, workers: int) -> None:
         sys.exit(EXIT_CONTRACT)
 
 
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 0,1,2, got {value!r}") from None
+
+
+@cli.command()
+@click.option("--seeds", callback=_int_list, default=None,
+              help="Comma-separated seeds, e.g. 0,1,2: every model is trained and scored once per "
+                   "seed and the report gives mean ± std. Default: evaluation.seeds of the config.")
+@click.option("--run", "run_name", default=None,
+              help="Report name: writes <workspace>/reports/NAME/. Default: the local time.")
+@click.option("--models", default=None,
+              help="Comma-separated model names (default: evaluation.models of the config): "
+                   "popularity, bpr_mf, content_mm, content_text, uniembed, emcdr.")
+@pass_ctx
+def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: str | None) -> None:
+    """Train the baselines on the training splits and rank the test cases of both protocols.
+
+    klm3-cdr (the KuaiLive-M3 benchmark: live authors, full-sort, train/valid items excluded)
+    and live-room (rooms on air at each test request), HR/Recall/NDCG at evaluation.ks, for all
+    users, cold-start users and tail items. Reads the marts (run `rgcd build` first); writes
+    metrics.json, report.md and PNG plots under <workspace>/reports/<run>/.
+    """
+    from training.evaluation import run_evaluation
+    from training.report import rich_tables
+
+    try:
+        out, doc = run_evaluation(c.ws, c.settings.evaluation, seeds=seeds, run=run_name,
+                                  models=models.split(",") if models else None)
+    except RgcdError as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(err.exit_code)
+    for table in rich_tables(doc):
+        console.print(table)
+    console.print(f"[green]✓[/] report -> {out} ({doc['timing_s']['total']:.1f}s)")
+
+
 def main() -> None:
     cli()
 

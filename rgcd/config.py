@@ -71,7 +71,23 @@ class EvaluationConfig(_Section):
     """Evaluation protocols and trust settings."""
 
     ks: list[int] = Field(default_factory=lambda: [10, 20, 40, 50])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    models: list[str] = Field(
+        default_factory=lambda: ["popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr"],
+        description="models evaluated, in report order (see training/baselines)")
+    protocols: list[Literal["klm3-cdr", "live-room"]] = Field(
+        default_factory=lambda: ["klm3-cdr", "live-room"])
+    head_fraction: float = Field(0.2, gt=0, lt=1, description="klm3-cdr: popular share that is not tail")
+    klm3_cold_start_quantile: float = Field(
+        0.25, gt=0, lt=1, description="klm3-cdr cold_start slice: users at or below this quantile of "
+                                      "live training interactions (10-core leaves no true cold start)")
+    mf_samples: int = Field(2**21, gt=0, description="training rows drawn by each BPR-MF fit (bpr_mf, "
+                                                     "both of emcdr's): a fixed CPU budget, not epochs")
+    contrastive_samples: int = Field(2**19, gt=0, description="training rows drawn by each uniembed fit")
+    dim: int = Field(32, gt=0, description="embedding size of the trained baselines")
+    torch_threads: int = Field(1, gt=0, description="torch threads while baselines train and score")
+    text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
+                                                        "is encoded (MiniLM costs ~10 ms per text here)")
 
 
 class Settings(_Section):

@@ -51,6 +51,23 @@ def _features(ws: Workspace, settings: Settings, data: Path | None) -> str:
     return run_stage(ws, settings)
 
 
+def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from rich.console import Console
+
+    from training.evaluation import run_evaluation
+    from training.report import rich_tables
+
+    out, doc = run_evaluation(ws, settings.evaluation)
+    console = Console(stderr=True)
+    for table in rich_tables(doc):
+        console.print(table)
+    best = doc["strongest"].get("live-room", {}).get("all", {})
+    lead = f"; strongest on live-room/all: {best['model']} NDCG@10 {best['value']:.4f}" if best else ""
+    skipped = f"; skipped {', '.join(doc['skipped'])} (see report.md)" if doc["skipped"] else ""
+    return (f"{len(doc['protocols'])} protocols x {len(next(iter(doc['protocols'].values())))} models x "
+            f"{len(doc['seeds'])} seeds{lead}{skipped} -> {out}")
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("demo-data", "generate the synthetic KuaiLive-M3 world (without --data)", _demo_data),
     Stage("ingest", "validate raw files, quarantine bad rows, write the lake", _ingest),
@@ -60,5 +77,5 @@ STAGES: tuple[Stage, ...] = (
     Stage("distill", "stage 1b: student with chorus tokens", None),
     Stage("transfer", "stage 2: transferable / residual decomposition", None),
     Stage("publish", "item vectors to Feast and Milvus", None),
-    Stage("evaluate", "both protocols, baselines, report", None),
+    Stage("evaluate", "both protocols, baselines, report", _evaluate),
 )

@@ -1,0 +1,149 @@
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+
+from training.evaluation import EvalSet, evaluate_model, load_protocols, rank_top
+from training.recommender import ItemCatalog, Recommender
+
+
+class TableModel:
+    """Scores from a fixed {user: {item: score}} table; everything else 0."""
+
+    name = "table"
+
+    def __init__(self, table: dict[int, dict[str, float]]) -> None:
+        self.table = table
+
+    def fit(self, data, seed: int) -> None:
+        pass
+
+    def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
+        return np.array([[self.table.get(int(u), {}).get(i, 0.0) for i in item_ids] for u in user_ids])
+
+
+def _evalset(**kw) -> EvalSet:
+    base = dict(protocol="t", candidates=["a", "b", "c", "d", "e"], users=np.array([1, 2]),
+                pos_ptr=np.array([0, 1, 3]), pos_idx=np.array([2, 0, 4]),
+                cold_start=np.array([True, False]), tail_item=np.array([False, False, False, False, True]))
+    base.update(kw)
+    return EvalSet(**base)
+
+
+def test_hand_ranked_cases_give_hand_computed_metrics():
+    # user 1: ranking e d c b a, positive c at rank 3. user 2: ranking a b c d e, positives a, e.
+    model = TableModel({1: dict(zip("abcde", [1, 2, 3, 4, 5], strict=True)),
+                        2: dict(zip("abcde", [5, 4, 3, 2, 1], strict=True))})
+    metrics, counts = evaluate_model(model, _evalset(), ks=[1, 3], seed=0)
+    assert counts == {"all": 2, "cold_start": 1, "tail": 1}
+    assert metrics["all"]["HR@1"] == pytest.approx(0.5)
+    assert metrics["all"]["HR@3"] == pytest.approx(1.0)
+    assert metrics["all"]["Recall@3"] == pytest.approx((1 + 0.5) / 2)
+    ndcg_u1 = (1 / np.log2(4)) / 1.0
+    ndcg_u2 = 1.0 / (1 + 1 / np.log2(3))
+    assert metrics["all"]["NDCG@3"] == pytest.approx((ndcg_u1 + ndcg_u2) / 2)
+    assert metrics["cold_start"]["NDCG@3"] == pytest.approx(ndcg_u1)
+    # tail slice: user 2 keeps only its tail positive e, ranked 5th -> no hit in the top 3.
+    assert metrics["tail"]["HR@3"] == 0.0
+
+
+def test_excluded_and_off_air_items_are_never_ranked():
+    model = TableModel({1: {"a": 9, "b": 8, "c": 1}, 2: {"a": 9, "b": 8, "e": 1}})
+    excl = _evalset(pos_ptr=np.array([0, 1, 2]), pos_idx=np.array([2, 4]),
+                    excl_ptr=np.array([0, 2, 4]), excl_idx=np.array([0, 1, 0, 1]))
+    metrics, _ = evaluate_model(model, excl, ks=[1], seed=0)
+    assert metrics["all"]["HR@1"] == 1.0  # a and b excluded: the positive is first
+    on_air = _evalset(pos_ptr=np.array([0, 1, 2]), pos_idx=np.array([2, 4]),
+                      request_ms=np.array([100, 100]), cand_start_ms=np.array([200, 200, 0, 0, 0]),
+                      cand_end_ms=np.array([300, 300, 150, 150, 150]))
+    metrics, _ = evaluate_model(model, on_air, ks=[1], seed=0)
+    assert metrics["all"]["HR@1"] == 1.0  # a and b not on air at t=100
+
+
+def test_masked_items_never_count_as_hits_even_with_few_candidates():
+    # Only b is on air; the positive a is not, so K=3 over 1 candidate must be a miss.
+    model = TableModel({1: {"a": 5}})
+    es = _evalset(candidates=["a", "b"], users=np.array([1]), pos_ptr=np.array([0, 1]), pos_idx=np.array([0]),
+                  cold_start=np.array([False]), tail_item=np.array([False, False]),
+                  request_ms=np.array([10]), cand_start_ms=np.array([20, 0]), cand_end_ms=np.array([30, 30]))
+    metrics, _ = evaluate_model(model, es, ks=[3], seed=0)
+    assert metrics["all"]["HR@3"] == 0.0
+
+
+def test_ties_are_broken_at_random_not_by_position():
+    scores = np.zeros((2000, 20))
+    top = rank_top(scores, 1, np.random.default_rng(0))
+    counts = np.bincount(top[:, 0], minlength=20)
+    assert counts.min() > 50 and counts.max() < 160  # ~100 each: uniform, not always index 0
+    scores[:, 7] = 1.0
+    assert (rank_top(scores, 3, np.random.default_rng(1))[:, 0] == 7).all()
+    # Different rows get different random orders among ties.
+    assert len({tuple(r) for r in rank_top(np.zeros((50, 20)), 5, np.random.default_rng(2))}) > 40
+
+
+def test_oracle_scores_perfectly_on_both_protocols(eval_ws, eval_cfg):
+    protocols = load_protocols(eval_ws, eval_cfg)
+    klm3 = pl.read_parquet(eval_ws.marts / "eval_klm3_cdr.parquet").filter(
+        (pl.col("domain") == "live") & (pl.col("split") == "test"))
+    table_klm3: dict[int, dict[str, float]] = {}
+    for u, a in klm3.select("user_id", "item_id").iter_rows():
+        table_klm3.setdefault(u, {})[f"author:{a}"] = 1.0
+    metrics, counts = evaluate_model(TableModel(table_klm3), protocols["klm3-cdr"].test, eval_cfg.ks, 0)
+    assert counts["all"] > 20 and counts["cold_start"] > 0 and counts["tail"] > 0
+    for s in ("all", "cold_start", "tail"):
+        assert metrics[s]["HR@10"] == 1.0
+        assert metrics[s]["Recall@50"] == 1.0
+        assert metrics[s]["NDCG@50"] == pytest.approx(1.0)
+
+    live = pl.read_parquet(eval_ws.marts / "eval_live_room.parquet").filter(pl.col("split") == "test")
+    table = {}
+    for u, i in live.select("user_id", "item_id").iter_rows():
+        table.setdefault(u, {})[i] = 1.0
+    metrics, counts = evaluate_model(TableModel(table), protocols["live-room"].test, eval_cfg.ks, 0)
+    assert counts["cold_start"] > 0
+    for s in ("all", "cold_start", "tail"):
+        assert metrics[s]["HR@10"] == 1.0  # a user enters < 10 rooms in the test days
+
+    # The reverse oracle ranks every positive after all other candidates (40 live authors).
+    anti = TableModel({u: {i: -v for i, v in row.items()} for u, row in table_klm3.items()})
+    metrics, _ = evaluate_model(anti, protocols["klm3-cdr"].test, [10], 0)
+    assert metrics["all"]["HR@10"] == 0.0
+
+
+def test_live_room_split_and_candidates_follow_the_schedule(eval_ws, eval_cfg):
+    p = load_protocols(eval_ws, eval_cfg, ["live-room"])["live-room"]
+    test = p.test
+    cut_ms = int(test.request_ms.min())
+    train_ms = p.train.interactions["event_timestamp"].dt.epoch("ms").to_numpy()
+    assert (train_ms < cut_ms).all()
+    for case in range(test.n_cases):
+        t = test.request_ms[case]
+        for c in test.pos_idx[test.pos_ptr[case]:test.pos_ptr[case + 1]]:
+            assert test.cand_start_ms[c] <= t < test.cand_end_ms[c]
+    assert set(p.train.interactions.filter(pl.col("domain") == "live")["key"].str.slice(0, 7)) == {"author:"}
+
+
+def test_klm3_excludes_train_and_valid_items_but_not_test_positives(eval_ws, eval_cfg):
+    p = load_protocols(eval_ws, eval_cfg, ["klm3-cdr"])["klm3-cdr"]
+    t = p.test
+    for case in range(t.n_cases):
+        pos = set(t.pos_idx[t.pos_ptr[case]:t.pos_ptr[case + 1]])
+        excl = set(t.excl_idx[t.excl_ptr[case]:t.excl_ptr[case + 1]])
+        assert pos and not pos & excl
+    assert set(p.train.interactions["domain"]) == {"photo", "live"}
+    assert int(np.ceil(0.25 * t.n_cases)) == t.cold_start.sum()
+
+
+def test_catalog_maps_rooms_to_authors():
+    content = pl.DataFrame({"item_id": ["live:1", "photo:2"], "domain": ["live", "photo"],
+                            "author_id": [7, 8],
+                            "start_timestamp": [datetime(2025, 1, 1, tzinfo=UTC), None]})
+    cat = ItemCatalog(content)
+    assert cat.cf_keys(["live:1", "photo:2", "author:3", "live:99"]) == ["author:7", "photo:2", "author:3",
+                                                                        "live:99"]
+
+
+def test_table_model_satisfies_the_protocol():
+    assert isinstance(TableModel({}), Recommender)

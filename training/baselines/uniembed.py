@@ -1,0 +1,147 @@
+"""Unified contrastive embedding of both domains, without decomposition (UniEmbedding-style).
+
+In the spirit of UniEmbedding (user-view contrastive learning of one item space shared by all
+domains): users, short videos and live authors live in one `dim`-d space. An item's vector is
+its id embedding plus a domain-specific linear projection of its multimodal vector (photo 128-d,
+live author = mean of its rooms' 64-d vectors), so content shapes the space too. Training is
+InfoNCE over (user, item) positives of *both* domains mixed in each batch, the other items of
+the batch as negatives, on unit vectors with a fixed temperature; popular items are more often
+in-batch negatives, so their logits are corrected by log(sampling probability) as industrial
+two-tower training does (switch: `logq_correction`). A user with short-video history
+but no live history is still placed in the space, which is how interest crosses domains.
+There is one vector per item: no transferable / residual split (that is the full method).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from training.recommender import IndexedVectors, ItemCatalog, TrainData, dot_scores, training_batches
+
+
+@dataclass
+class UniEmbedConfig:
+    """Small fixed budget; common defaults, not tuned."""
+
+    dim: int = 32
+    samples: int = 2**19  # training rows drawn in all; each costs a row of in-batch logits
+    batch_size: int = 1024
+    lr: float = 0.01
+    temperature: float = 0.1
+    logq_correction: bool = True  # in-batch softmax sampling-bias correction (Yi et al., RecSys 2019)
+    rooms_per_author: int = 5
+
+
+def _content_matrix(catalog: ItemCatalog, keys: list[str], rooms_per_author: int) -> dict[str, np.ndarray]:
+    """Per domain, a (len(keys), d) matrix of multimodal vectors (zeros where an item has none)."""
+    content = catalog.content.filter(pl.col("mm_embedding").is_not_null())
+    photo = dict(zip(content.filter(pl.col("domain") == "photo")["item_id"].to_list(),
+                     content.filter(pl.col("domain") == "photo")["mm_embedding"].to_list(), strict=True))
+    rooms = catalog.author_rooms().filter(pl.col("mm_embedding").is_not_null())
+    if "start_timestamp" in rooms.columns:
+        rooms = rooms.sort("start_timestamp", descending=True)
+    rooms = rooms.group_by("author_id", maintain_order=True).head(rooms_per_author)
+    author: dict[str, list] = {}
+    for a, v in zip(rooms["author_id"].to_list(), rooms["mm_embedding"].to_list(), strict=True):
+        author.setdefault(f"author:{a}", []).append(v)
+    out = {}
+    for domain, table in (("photo", photo), ("live", author)):
+        first = next(iter(table.values()), None)
+        if first is None:
+            continue
+        dim = len(first) if domain == "photo" else len(first[0])
+        mat = np.zeros((len(keys), dim), dtype=np.float32)
+        for r, k in enumerate(keys):
+            if k in table:
+                mat[r] = np.asarray(table[k], dtype=np.float32).reshape(-1, dim).mean(axis=0)
+        out[domain] = mat
+    return out
+
+
+class ItemTower(torch.nn.Module):
+    """id embedding + per-domain projection of the multimodal vector."""
+
+    def __init__(self, n_items: int, dim: int, content: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.ids = torch.nn.Embedding(n_items, dim)
+        torch.nn.init.normal_(self.ids.weight, std=0.1)
+        self.content = {d: torch.from_numpy(m) for d, m in content.items()}
+        self.proj = torch.nn.ModuleDict({d: torch.nn.Linear(m.shape[1], dim, bias=False)
+                                         for d, m in content.items()})
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        out = self.ids(idx)
+        for d, proj in self.proj.items():
+            out = out + proj(self.content[d][idx])
+        return out
+
+
+class UniEmbed:
+    """One contrastive space for users, short videos and live authors (see module doc)."""
+
+    name = "uniembed"
+
+    def __init__(self, config: UniEmbedConfig | None = None) -> None:
+        self.config = config or UniEmbedConfig()
+        self.users: IndexedVectors | None = None
+        self.items: IndexedVectors | None = None
+        self.item_domain: dict[str, str] = {}
+        self.catalog: ItemCatalog | None = None
+
+    def fit(self, data: TrainData, seed: int) -> None:
+        """InfoNCE on (user, item) pairs of both domains; in-batch negatives."""
+        cfg = self.config
+        self.catalog = data.catalog
+        pairs = data.interactions.select("user_id", "key", "domain").unique().sort("user_id", "key")
+        user_ids = pairs["user_id"].unique().sort().to_list()
+        keys = pairs["key"].unique().sort().to_list()
+        u_index = {u: i for i, u in enumerate(user_ids)}
+        k_index = {k: i for i, k in enumerate(keys)}
+        u = torch.tensor([u_index[x] for x in pairs["user_id"].to_list()], dtype=torch.long)
+        i = torch.tensor([k_index[x] for x in pairs["key"].to_list()], dtype=torch.long)
+        self.item_domain = dict(zip(pairs["key"].to_list(), pairs["domain"].to_list(), strict=True))
+
+        log_q = torch.log(torch.bincount(i, minlength=len(keys)).float() / len(i))
+
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        users = torch.nn.Embedding(len(user_ids), cfg.dim)
+        torch.nn.init.normal_(users.weight, std=0.1, generator=gen)
+        items = ItemTower(len(keys), cfg.dim, _content_matrix(data.catalog, keys, cfg.rooms_per_author))
+        opt = torch.optim.Adam([*users.parameters(), *items.parameters()], lr=cfg.lr)
+        for b in training_batches(len(u), cfg.samples, cfg.batch_size, gen):
+            ub = F.normalize(users(u[b]), dim=-1)
+            ib = F.normalize(items(i[b]), dim=-1)
+            logits = ub @ ib.T / cfg.temperature
+            if cfg.logq_correction:
+                logits = logits - log_q[i[b]][None, :]
+            # Several rows of a batch may share an item: those are positives too, not negatives.
+            same = i[b][None, :] == i[b][:, None]
+            logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), float("-inf"))
+            loss = F.cross_entropy(logits, torch.arange(len(b)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            self.users = IndexedVectors([str(x) for x in user_ids], F.normalize(users.weight, dim=-1).numpy())
+            all_items = F.normalize(items(torch.arange(len(keys))), dim=-1).numpy()
+        self.items = IndexedVectors(keys, all_items)
+
+    def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
+        """Cosine of user and item (a live room through its author)."""
+        assert self.users is not None and self.items is not None and self.catalog is not None, "fit first"
+        uv, uk = self.users.take([str(int(x)) for x in user_ids])
+        iv, ik = self.items.take(self.catalog.cf_keys(item_ids))
+        return dot_scores(uv, uk, iv, ik)
+
+    def item_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every learned item vector (short videos and live authors), for the projection plot."""
+        assert self.items is not None, "fit first"
+        ids = sorted(self.items.index, key=self.items.index.__getitem__)
+        return ids, self.items.vectors

@@ -1,0 +1,418 @@
+"""Both evaluation protocols, full-sort, one code path for every model.
+
+- **klm3-cdr**: the KuaiLive-M3 cross-domain benchmark's rules, read from the `eval_klm3_cdr`
+  mart (source = photo_id, target = live author_id, per-user chronological 80/10/10). Each test
+  user is scored against *all* live authors of the mart; items the user had in train or valid
+  are excluded from the ranking unless they are also test positives, as RecBole's full-sort
+  evaluation does. Positives: the user's test authors.
+- **live-room**: the production task, read from `eval_live_room` + `live_schedule`. A test event
+  is (user, request time); its positives are the rooms the user entered at that time and its
+  candidates are the rooms on air then (start <= request < end, end NULL = still on air). Rooms
+  a user entered before are *not* excluded: returning to a streamer is the common case.
+  Training data: `user_item_interactions` strictly before the first test request (the cut).
+
+Slices: `all`; `cold_start` (live-room: the mart's is_cold_start_user, no live history before
+the cut; klm3-cdr: 10-core leaves no user without live history, so it is the quarter of test
+users with the fewest live training interactions); `tail` (live-room: the mart's is_tail_item;
+klm3-cdr: authors outside the most popular 20% by training interactions). In the tail slice a
+case keeps only its tail positives and is dropped if it has none; ranking is still over all
+candidates. Ties in scores are broken by a seeded random order, never by id order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rgcd.config import EvaluationConfig, Workspace
+from rgcd.errors import RgcdError
+from training.metrics import batch_metrics
+from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
+
+PROTOCOLS = ("klm3-cdr", "live-room")
+SLICES = ("all", "cold_start", "tail")
+
+
+class MissingMartError(RgcdError):
+    """A mart the evaluation reads is not in the workspace."""
+
+    exit_code = 2
+
+
+class EvaluationDataError(RgcdError):
+    """The marts are there but define no test case for any protocol."""
+
+    exit_code = 2
+
+
+class EmptyProtocol(Exception):
+    """A protocol without test cases at this data size; it is skipped and the report says why."""
+
+
+@dataclass
+class EvalSet:
+    """Test cases of one protocol, ready to rank.
+
+    Case i is user `users[i]`; its positives are candidate indices
+    `pos_idx[pos_ptr[i]:pos_ptr[i+1]]`. Candidates are masked per case either by an exclusion
+    list (klm3-cdr, same CSR layout) or by the on-air interval at `request_ms[i]` (live-room).
+    """
+
+    protocol: str
+    candidates: list[str]
+    users: np.ndarray
+    pos_ptr: np.ndarray
+    pos_idx: np.ndarray
+    cold_start: np.ndarray
+    tail_item: np.ndarray
+    excl_ptr: np.ndarray | None = None
+    excl_idx: np.ndarray | None = None
+    request_ms: np.ndarray | None = None
+    cand_start_ms: np.ndarray | None = None
+    cand_end_ms: np.ndarray | None = None
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.users)
+
+
+@dataclass
+class Protocol:
+    """A protocol's training split and its test cases."""
+
+    name: str
+    train: TrainData
+    test: EvalSet
+
+
+# ---- reading the marts -----------------------------------------------------------------------------
+
+def read_mart(ws: Workspace, name: str) -> pl.DataFrame:
+    """One mart from `<ws>/marts/<name>.parquet`, with a message saying how to produce it."""
+    path = Path(ws.marts) / f"{name}.parquet"
+    if not path.exists():
+        raise MissingMartError(f"mart {name} not found at {path}; run `rgcd build` (dbt) first")
+    return pl.read_parquet(path)
+
+
+def _csr(groups: pl.DataFrame, n_cases: int, case_col: str, idx_col: str) -> tuple[np.ndarray, np.ndarray]:
+    """CSR layout (ptr, idx) of (case, index) rows, cases 0..n_cases-1."""
+    groups = groups.sort(case_col)
+    counts = np.bincount(groups[case_col].to_numpy(), minlength=n_cases)
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return ptr, groups[idx_col].to_numpy().astype(np.int64)
+
+
+def _tail_mask(train: pl.DataFrame, candidates: list[str], head_fraction: float) -> np.ndarray:
+    """Candidates outside the most popular `head_fraction` of candidates (by training count)."""
+    counts = dict(train.group_by("key").len().iter_rows())
+    pop = np.array([counts.get(c, 0) for c in candidates], dtype=np.int64)
+    n_head = int(np.ceil(head_fraction * len(candidates)))
+    head = np.zeros(len(candidates), dtype=bool)
+    head[np.argsort(-pop, kind="stable")[:n_head]] = True
+    return ~head
+
+
+def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Protocol:
+    """The klm3-cdr protocol from the eval_klm3_cdr and item_content marts."""
+    ev = marts["eval_klm3_cdr"].with_columns(
+        pl.when(pl.col("domain") == "photo")
+        .then(pl.lit("photo:") + pl.col("item_id").cast(pl.Utf8))
+        .otherwise(pl.lit("author:") + pl.col("item_id").cast(pl.Utf8))
+        .alias("key"))
+    train = (ev.filter(pl.col("split") == "train")
+             .select("user_id", pl.col("key").alias("item_id"), "key", "domain", "event_timestamp"))
+    catalog = ItemCatalog(marts["item_content"])
+    live = ev.filter(pl.col("domain") == "live")
+    if live.filter(pl.col("split") == "test").is_empty():
+        raise EmptyProtocol(f"eval_klm3_cdr has no live test rows ({ev.height} rows in all; the "
+                            "10-core filter leaves none when the data is small)")
+    candidates = sorted(live["key"].unique().to_list())
+    cand_index = pl.DataFrame({"key": candidates, "cand": np.arange(len(candidates), dtype=np.int64)})
+
+    test = live.filter(pl.col("split") == "test").select("user_id", "key").unique()
+    users = np.sort(test["user_id"].unique().to_numpy())
+    case_of = pl.DataFrame({"user_id": users, "case": np.arange(len(users), dtype=np.int64)})
+    pos = test.join(case_of, on="user_id").join(cand_index, on="key")
+    pos_ptr, pos_idx = _csr(pos, len(users), "case", "cand")
+
+    seen = (live.filter(pl.col("split").is_in(["train", "valid"])).select("user_id", "key").unique()
+            .join(test, on=["user_id", "key"], how="anti")
+            .join(case_of, on="user_id").join(cand_index, on="key"))
+    excl_ptr, excl_idx = _csr(seen, len(users), "case", "cand")
+
+    live_train = train.filter(pl.col("domain") == "live")
+    n_hist = dict(live_train.group_by("user_id").len().iter_rows())
+    hist = np.array([n_hist.get(int(u), 0) for u in users], dtype=np.int64)
+    # Exactly the lowest quantile of users by live history (ties by user id), not a threshold:
+    # with many equal counts a threshold could put nearly everyone in the slice.
+    cold = np.zeros(len(users), dtype=bool)
+    cold[np.argsort(hist, kind="stable")[:int(np.ceil(cfg.klm3_cold_start_quantile * len(users)))]] = True
+    tail = _tail_mask(live_train, candidates, cfg.head_fraction)
+    evalset = EvalSet("klm3-cdr", candidates, users, pos_ptr, pos_idx, cold, tail,
+                      excl_ptr=excl_ptr, excl_idx=excl_idx)
+    return Protocol("klm3-cdr", TrainData("klm3-cdr", train, catalog), evalset)
+
+
+def _ms(col: str) -> pl.Expr:
+    return pl.col(col).dt.epoch("ms")
+
+
+def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Protocol:
+    """The live-room protocol from eval_live_room, live_schedule, user_item_interactions, item_content."""
+    ev = marts["eval_live_room"]
+    test_rows = ev.filter(pl.col("split") == "test")
+    if test_rows.is_empty():
+        raise EmptyProtocol(f"eval_live_room has no test rows ({ev.height} rows in all): no live "
+                            "session after the cut")
+    cut: datetime = test_rows["request_timestamp"].min()
+    catalog = ItemCatalog(marts["item_content"], cut=cut)
+
+    inter = marts["user_item_interactions"].filter(
+        pl.col("is_positive") & (pl.col("event_timestamp") < cut))
+    keys = catalog.cf_keys(inter["item_id"].to_list())
+    train = inter.select("user_id", "item_id", "domain", "event_timestamp").with_columns(
+        pl.Series("key", keys, dtype=pl.Utf8))
+
+    # Every room on air at some moment of the test period can be a candidate.
+    sched = marts["live_schedule"].with_columns(
+        _ms("start_timestamp").alias("start_ms"),
+        pl.coalesce(_ms("end_timestamp"), pl.lit(np.iinfo(np.int64).max)).alias("end_ms"))
+    t_min = int(test_rows.select(_ms("request_timestamp").min()).item())
+    t_max = int(test_rows.select(_ms("request_timestamp").max()).item())
+    sched = sched.filter((pl.col("start_ms") <= t_max) & (pl.col("end_ms") > t_min)).sort("item_id")
+    candidates = sched["item_id"].to_list()
+    cand_index = pl.DataFrame({"item_id": candidates, "cand": np.arange(len(candidates), dtype=np.int64)})
+
+    events = (test_rows.group_by("user_id", "request_timestamp")
+              .agg(pl.col("is_cold_start_user").any().alias("cold"))
+              .sort("request_timestamp", "user_id")
+              .with_row_index("case").with_columns(pl.col("case").cast(pl.Int64)))
+    pos_all = test_rows.join(events, on=["user_id", "request_timestamp"])
+    pos = pos_all.join(cand_index, on="item_id").select("case", "cand").unique()
+    notes = {"positives_without_schedule": pos_all.height - pos_all.join(cand_index, on="item_id").height}
+    pos_ptr, pos_idx = _csr(pos, events.height, "case", "cand")
+    keep = np.diff(pos_ptr) > 0
+    if not keep.all():  # an event whose entered room is not in the schedule cannot be ranked
+        notes["events_dropped_no_scheduled_positive"] = int((~keep).sum())
+        events = events.filter(pl.Series(keep)).drop("case").with_row_index("case").with_columns(
+            pl.col("case").cast(pl.Int64))
+        pos = pos_all.join(events.select("user_id", "request_timestamp", "case"),
+                           on=["user_id", "request_timestamp"]).join(cand_index, on="item_id")
+        pos_ptr, pos_idx = _csr(pos.select("case", "cand").unique(), events.height, "case", "cand")
+
+    tail_rooms = set(test_rows.filter(pl.col("is_tail_item"))["item_id"].to_list())
+    tail = np.array([c in tail_rooms for c in candidates], dtype=bool)
+    evalset = EvalSet(
+        "live-room", candidates, events["user_id"].to_numpy().astype(np.int64), pos_ptr, pos_idx,
+        events["cold"].to_numpy().astype(bool), tail,
+        request_ms=events.select(_ms("request_timestamp")).to_series().to_numpy().astype(np.int64),
+        cand_start_ms=sched["start_ms"].to_numpy().astype(np.int64),
+        cand_end_ms=sched["end_ms"].to_numpy().astype(np.int64), notes=notes)
+    return Protocol("live-room", TrainData("live-room", train, catalog), evalset)
+
+
+MART_NAMES = {
+    "klm3-cdr": ("eval_klm3_cdr", "item_content"),
+    "live-room": ("eval_live_room", "live_schedule", "user_item_interactions", "item_content"),
+}
+LOADERS: dict[str, Callable[[dict[str, pl.DataFrame], EvaluationConfig], Protocol]] = {
+    "klm3-cdr": load_klm3_cdr, "live-room": load_live_room}
+
+
+def load_protocols(ws: Workspace, cfg: EvaluationConfig, names: Sequence[str] = PROTOCOLS,
+                   skipped: dict[str, str] | None = None) -> dict[str, Protocol]:
+    """Read the marts each named protocol needs and build its train split and test cases.
+
+    A protocol without test cases is left out; its reason goes into `skipped` when given.
+    """
+    cache: dict[str, pl.DataFrame] = {}
+    out = {}
+    for name in names:
+        for mart in MART_NAMES[name]:
+            if mart not in cache:
+                cache[mart] = read_mart(ws, mart)
+        try:
+            out[name] = LOADERS[name](cache, cfg)
+        except EmptyProtocol as why:
+            if skipped is not None:
+                skipped[name] = str(why)
+    return out
+
+
+# ---- ranking and scoring ---------------------------------------------------------------------------
+
+def rank_top(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the k best columns per row, best first; equal scores in a random (seeded) order.
+
+    Returns (n_rows, min(k, n_cols)) indices into the columns of `scores`. Ties are broken by an
+    independent random key per cell, so a model that cannot tell items apart ranks them at
+    random for each case, never by their position in the candidate list.
+    """
+    if np.isnan(scores).any():
+        raise ValueError("a model returned NaN scores; every score must be a number or -inf")
+    n = scores.shape[1]
+    k_eff = min(k, n)
+    tie = rng.random(scores.shape)
+    if k_eff < n:
+        kth = -np.partition(-scores, k_eff - 1, axis=1)[:, k_eff - 1:k_eff]  # k-th best per row
+        # Everything above the k-th score is in; among scores equal to it, the highest tie keys.
+        key = np.where(scores > kth, 2.0, np.where(scores == kth, tie, -1.0))
+        part = np.argpartition(-key, k_eff - 1, axis=1)[:, :k_eff]
+    else:
+        part = np.tile(np.arange(n), (scores.shape[0], 1))
+    order = np.lexsort((np.take_along_axis(tie, part, axis=1),
+                        -np.take_along_axis(scores, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def _dense_rows(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray, n_cols: int) -> np.ndarray:
+    """Boolean matrix (len(rows), n_cols) with True at the CSR entries of the given rows."""
+    out = np.zeros((len(rows), n_cols), dtype=bool)
+    for r, case in enumerate(rows):
+        out[r, idx[ptr[case]:ptr[case + 1]]] = True
+    return out
+
+
+def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed: int,
+                   chunk: int = 1024) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Rank every test case's candidates with `model`; mean metrics per slice and case counts."""
+    k_max = max(ks)
+    rng = np.random.default_rng(seed + 7919)
+    n_cand = len(evalset.candidates)
+    per_slice: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SLICES}
+    counts = dict.fromkeys(SLICES, 0)
+    for start in range(0, evalset.n_cases, chunk):
+        rows = np.arange(start, min(start + chunk, evalset.n_cases))
+        cols = np.arange(n_cand)
+        on_air = None
+        if evalset.request_ms is not None:
+            t = evalset.request_ms[rows][:, None]
+            on_air = (evalset.cand_start_ms[None, :] <= t) & (t < evalset.cand_end_ms[None, :])
+            # Cases are sorted by request time, so a chunk sees few rooms: score only those.
+            cols = np.flatnonzero(on_air.any(axis=0))
+            on_air = on_air[:, cols]
+        users = evalset.users[rows]
+        uniq, inverse = np.unique(users, return_inverse=True)
+        items = [evalset.candidates[c] for c in cols]
+        scores = np.asarray(model.score(uniq, items), dtype=np.float64)
+        if scores.shape != (len(uniq), len(cols)):
+            raise ValueError(f"{model.name}.score returned {scores.shape}, expected {(len(uniq), len(cols))}")
+        scores = scores[inverse]
+        if evalset.excl_ptr is not None:
+            scores[_dense_rows(evalset.excl_ptr, evalset.excl_idx, rows, n_cand)[:, cols]] = -np.inf
+        if on_air is not None:
+            scores[~on_air] = -np.inf
+        top_local = rank_top(scores, k_max, rng)
+        valid = np.isfinite(np.take_along_axis(scores, top_local, axis=1))
+        top = cols[top_local]
+        positive = _dense_rows(evalset.pos_ptr, evalset.pos_idx, rows, n_cand)
+        hits = np.take_along_axis(positive, top, axis=1) & valid
+        tail_hits = hits & evalset.tail_item[top]
+        if top.shape[1] < k_max:  # fewer candidates than K: the missing ranks are misses
+            pad = np.zeros((len(rows), k_max - top.shape[1]), dtype=bool)
+            hits, tail_hits = np.hstack([hits, pad]), np.hstack([tail_hits, pad])
+        n_pos = positive.sum(axis=1)
+        n_tail = (positive & evalset.tail_item[None, :]).sum(axis=1)
+        for name, sel, h, n in (("all", n_pos > 0, hits, n_pos),
+                                ("cold_start", (n_pos > 0) & evalset.cold_start[rows], hits, n_pos),
+                                ("tail", n_tail > 0, tail_hits, n_tail)):
+            if sel.any():
+                per_slice[name].append(batch_metrics(h[sel], n[sel], ks))
+                counts[name] += int(sel.sum())
+    result: dict[str, dict[str, float]] = {}
+    for name in SLICES:
+        parts = per_slice[name]
+        if not parts:
+            result[name] = {}
+            continue
+        result[name] = {m: float(np.concatenate([p[m] for p in parts]).mean()) for m in parts[0]}
+    return result, counts
+
+
+@dataclass
+class ModelRun:
+    """One model fitted and evaluated on one protocol with one seed."""
+
+    protocol: str
+    model: str
+    seed: int
+    metrics: dict[str, dict[str, float]]
+    counts: dict[str, int]
+    fit_s: float
+    eval_s: float
+
+
+def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], seed: int,
+                     threads: int = 1) -> ModelRun:
+    """Fit on the protocol's training split, then rank its test cases."""
+    t0 = time.perf_counter()
+    with torch_threads(threads):
+        model.fit(protocol.train, seed)
+        t1 = time.perf_counter()
+        metrics, counts = evaluate_model(model, protocol.test, ks, seed)
+    return ModelRun(protocol.name, model.name, seed, metrics, counts, t1 - t0, time.perf_counter() - t1)
+
+
+def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | None = None,
+                   run: str | None = None, models: Sequence[str] | None = None,
+                   extra: dict[str, Callable[[], Recommender]] | None = None,
+                   progress: bool = True) -> tuple[Path, dict]:
+    """Fit and evaluate every model on every protocol for every seed; write the report.
+
+    `models` are names from `training.baselines.MODELS` (default: the configuration's list);
+    `extra` adds models by factory (how the full method plugs in; they are not baselines, so the
+    "strongest baseline" sentence leaves them out). Returns (report folder, metrics.json document).
+    """
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.baselines import MODELS, UnknownModelError, build_model
+    from training.report import EvaluationResult, write_report
+
+    started = time.perf_counter()
+    seeds = list(seeds if seeds is not None else cfg.seeds)
+    names = list(models if models is not None else cfg.models)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise UnknownModelError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    factories: dict[str, Callable[[], Recommender]] = {n: (lambda n=n: build_model(n, cfg)) for n in names}
+    factories.update(extra or {})
+    run = run or datetime.now().astimezone().strftime("%Y%m%dT%H%M%S")
+    skipped: dict[str, str] = {}
+    protocols = load_protocols(ws, cfg, cfg.protocols, skipped)
+    if not protocols:
+        raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
+    result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(names),
+                              skipped=skipped)
+    total = len(seeds) * len(protocols) * len(factories)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not progress, transient=True) as bar:
+        task = bar.add_task("evaluate", total=total)
+        for seed in seeds:
+            for p_name, protocol in protocols.items():
+                for m_name, factory in factories.items():
+                    bar.update(task, description=f"seed {seed} {p_name} {m_name}")
+                    model = factory()
+                    r = fit_and_evaluate(model, protocol, result.ks, seed, cfg.torch_threads)
+                    r.model = m_name
+                    result.runs.append(r)
+                    result.cases.setdefault(p_name, r.counts)
+                    first_fit = seed == seeds[0] and p_name == next(iter(protocols))
+                    if first_fit and hasattr(model, "item_vectors"):
+                        ids, vecs = model.item_vectors()
+                        if any(i.startswith("photo:") for i in ids):  # both domains: worth projecting
+                            result.item_vectors[m_name] = (ids, vecs)
+                    bar.advance(task)
+    result.notes = {p: pr.test.notes for p, pr in protocols.items() if pr.test.notes}
+    result.wall_s = time.perf_counter() - started
+    out = write_report(result, ws.reports)
+    return out, json.loads((out / "metrics.json").read_text())
