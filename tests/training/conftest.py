@@ -1,0 +1,18 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from world import write_world  # noqa: E402
+
+from rgcd.config import Workspace  # noqa: E402
+
+
+@pytest.fixture
+def world_ws(tmp_path) -> Workspace:
+    """A workspace whose marts hold a tiny crafted world."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    write_world(ws.marts)
+    return ws
