@@ -39,13 +39,33 @@ def _ingest(ws: Workspace, settings: Settings, data: Path | None) -> str:
     return report.one_line()
 
 
+def _reason(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from training.frames import MissingInput
+    from training.reasoning.run import reason
+
+    try:
+        return reason(ws, settings).one_line()
+    except MissingInput as err:
+        return f"skipped: {err}"
+
+
+def _distill(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from training.distill import distill
+    from training.frames import MissingInput
+
+    try:
+        return distill(ws, settings).one_line()
+    except MissingInput as err:
+        return f"skipped: {err}"
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("demo-data", "generate the synthetic KuaiLive-M3 world (without --data)", _demo_data),
     Stage("ingest", "validate raw files, quarantine bad rows, write the lake", _ingest),
     Stage("build", "dbt build: staging -> intermediate -> marts", None),
     Stage("features", "feast apply + materialize", None),
-    Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", None),
-    Stage("distill", "stage 1b: student with chorus tokens", None),
+    Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", _reason),
+    Stage("distill", "stage 1b: student with chorus tokens", _distill),
     Stage("transfer", "stage 2: transferable / residual decomposition", None),
     Stage("publish", "item vectors to Feast and Milvus", None),
     Stage("evaluate", "both protocols, baselines, report", None),

@@ -31,12 +31,16 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 2_000
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|pad|>",
-                                   bos_token=None, unk_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|pad|>", bos_token=None, unk_token=None
+    )
     fast.chat_template = CHAT_TEMPLATE
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,9 +48,17 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 2_000
     return fast
 
 
-def build_tiny_causal_lm(texts: Iterable[str], out_dir: Path, *, hidden: int = 64, layers: int = 2,
-                         heads: int = 4, vocab_size: int = 2_000, max_positions: int = 512,
-                         seed: int = 0) -> Path:
+def build_tiny_causal_lm(
+    texts: Iterable[str],
+    out_dir: Path,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    vocab_size: int = 2_000,
+    max_positions: int = 512,
+    seed: int = 0,
+) -> Path:
     """Write a tiny Qwen2 causal LM (random weights, safetensors) and its tokenizer to `out_dir`.
 
     Returns `out_dir`, loadable with `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer`
@@ -59,17 +71,26 @@ def build_tiny_causal_lm(texts: Iterable[str], out_dir: Path, *, hidden: int = 6
     tok = train_tokenizer(texts, out_dir, vocab_size=vocab_size)
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 4, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
-        tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
         bos_token_id=None,
     )
     model = AutoModelForCausalLM.from_config(config)
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                               max_new_tokens=64, do_sample=False)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, max_new_tokens=64, do_sample=False
+    )
     model.save_pretrained(out_dir)
     (out_dir / "README.md").write_text(
         f"# {TINY_BASE_NAME}\n\nBuilt from a Qwen2 config (hidden {hidden}, {layers} layers) with a "
         "byte-level BPE tokenizer trained offline on the item-text corpus. Random weights: it stands "
-        "in for a real pretrained base in tests and the demo.\n")
+        "in for a real pretrained base in tests and the demo.\n"
+    )
     return out_dir
