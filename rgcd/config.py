@@ -84,6 +84,8 @@ class StudentConfig(_Section):
     lr: float = Field(3e-3, gt=0)
     encode_batch_size: int = Field(128, gt=0)
     eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
+    torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default); "
+                                                    "tiny students run fastest on one")
     seed: int = 0
 
 

@@ -313,6 +313,8 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
 
     hf_logging.disable_progress_bar()
     cfg = settings.student
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     reasoning_path = ws.feature_data / "item_reasoning.parquet"
     if not reasoning_path.exists():
         raise MissingInput(

@@ -16,3 +16,14 @@ def world_ws(tmp_path) -> Workspace:
     ws = Workspace(tmp_path / "ws").ensure()
     write_world(ws.marts)
     return ws
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and the test machine is shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

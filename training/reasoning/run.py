@@ -196,12 +196,17 @@ def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int)
     return [d for d in done if d is not None]
 
 
-def reason(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> ReasonReport:
-    """Run stage 1a end to end (see the module docstring); resumes from the answer cache."""
+def reason(
+    ws: Workspace, settings: Settings, *, show_progress: bool = True, teacher: Teacher | None = None
+) -> ReasonReport:
+    """Run stage 1a end to end (see the module docstring); resumes from the answer cache.
+
+    `teacher` overrides the backend the settings name (for callers that hold one already).
+    """
     cfg = settings.teacher
     frames = read_stage1_frames(ws)
     pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength)
-    teacher = make_teacher(cfg)
+    teacher = teacher or make_teacher(cfg)
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
     cache = AnswerCache(ws.models / "teacher" / "answers.sqlite")
