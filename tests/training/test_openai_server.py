@@ -42,7 +42,8 @@ def _settings(**teacher) -> Settings:
 def served_teacher(world_ws, tmp_path):
     pairs, _ = select_pairs(read_stage1_frames(world_ws), 2, 0.0)
     model_dir = build_tiny_teacher(pairs, tmp_path / "tiny-teacher")
-    serve = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
+    here = str(Path(sys.executable).parent)
+    serve = shutil.which("transformers", path=here) or shutil.which("transformers")
     assert serve, "the `transformers` CLI is missing: install transformers[serving] (see pyproject.toml)"
     port = _free_port()
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
@@ -59,7 +60,9 @@ def served_teacher(world_ws, tmp_path):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("transformers serve did not come up:\n" + (tmp_path / "serve.log").read_text())
+                log.flush()
+                served = (tmp_path / "serve.log").read_text()
+                raise AssertionError(f"transformers serve did not come up:\n{served}")
             time.sleep(1)
         yield f"http://127.0.0.1:{port}/v1", str(model_dir)
     finally:
@@ -83,7 +86,8 @@ def test_openai_backend_against_transformers_serve(world_ws, served_teacher, mon
     assert report.teacher_id == f"openai:{model}" and report.is_llm
     assert (report.pairs_selected, report.accepted, report.rejected) == (2, 2, 0)
     rows = pl.read_parquet(world_ws.feature_data / "pair_reasoning.parquet")
-    assert set(rows["teacher_id"]) == {f"openai:{model}"} and rows["semantic_transferability"].is_between(0, 1).all()
+    assert set(rows["teacher_id"]) == {f"openai:{model}"}
+    assert rows["semantic_transferability"].is_between(0, 1).all()
     # the key travels in the header only: not in logs, not in reports
     assert SECRET not in caplog.text and SECRET not in (world_ws.reports / "reason.json").read_text()
     # a rerun is answered from the cache, without the server's help
