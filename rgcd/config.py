@@ -29,6 +29,8 @@ class IngestConfig(_Section):
     """How raw files are streamed into the lake."""
 
     batch_rows: int = Field(500_000, gt=0, description="rows per streamed batch of a large file")
+    batch_mib: int = Field(64, gt=0, description="cap on a batch's raw size; wide rows (vectors) "
+                                                  "get fewer rows per batch")
 
 
 class WarehouseConfig(_Section):
