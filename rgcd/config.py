@@ -57,6 +57,8 @@ class TeacherConfig(_Section):
     api_key_env: str = "RGCD_TEACHER_API_KEY"
     max_pairs: int = Field(2_000, gt=0, description="budget: the strongest pairs taken")
     min_strength: float = Field(0.0, ge=0.0, le=1.0, description="high-confidence cut on pair strength")
+    max_pairs_per_item: int = Field(3, gt=0, description="spreads the budget over more items: at most this "
+                                                          "many pairs per short video and per live room")
     concurrency: int = Field(4, gt=0, description="requests in flight (openai) / batch size (hf)")
     timeout_s: float = Field(60.0, gt=0)
     retries: int = Field(2, ge=0, description="extra attempts for transport errors and for invalid answers")

@@ -211,6 +211,7 @@ def encode_all(
     model_version: str,
     batch_size: int,
     show_progress: bool = True,
+    shard_items: int = SHARD_ITEMS,
 ) -> tuple[torch.Tensor, pl.DataFrame, float]:
     """Encode every item into shards (skipping shards a previous run finished), then merge.
 
@@ -228,8 +229,8 @@ def encode_all(
     seconds = 0.0
     with _progress(show_progress) as progress:
         task = progress.add_task("encoding all items", total=len(rows))
-        for shard, start in enumerate(range(0, len(rows), SHARD_ITEMS)):
-            chunk = rows[start : start + SHARD_ITEMS]
+        for shard, start in enumerate(range(0, len(rows), shard_items)):
+            chunk = rows[start : start + shard_items]
             path = shard_dir / f"part-{shard:05d}.safetensors"
             if not path.exists():
                 t0 = time.perf_counter()
@@ -250,6 +251,21 @@ def encode_all(
         }
     )
     return states, index, seconds
+
+
+def _finished_states(states_path: Path, index_path: Path, model_version: str, items: pl.DataFrame):
+    """The chorus states of a previous run of this very model over these very items, else None."""
+    from safetensors import safe_open
+
+    if not (states_path.exists() and index_path.exists()):
+        return None
+    with safe_open(states_path, "pt") as f:
+        if (f.metadata() or {}).get("model_version") != model_version:
+            return None
+        index = pl.read_parquet(index_path)
+        if index["item_id"].to_list() != items["item_id"].to_list():
+            return None
+        return f.get_tensor("chorus_states")
 
 
 def linear_probe(
@@ -378,15 +394,21 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         stamp.write_text(fingerprint)
     train_seconds = time.perf_counter() - t0
 
-    states, index, encode_seconds = encode_all(
-        student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
-    )
-    save_file(
-        {"chorus_states": states.contiguous()},
-        out_dir / "chorus_states.safetensors",
-        metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus)},
-    )
-    index.write_parquet(out_dir / "chorus_index.parquet")
+    states_path, index_path = out_dir / "chorus_states.safetensors", out_dir / "chorus_index.parquet"
+    states = _finished_states(states_path, index_path, model_version, items)
+    encode_seconds = 0.0
+    if states is None:
+        states, index, encode_seconds = encode_all(
+            student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
+        )
+        save_file(
+            {"chorus_states": states.contiguous()},
+            states_path,
+            metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus)},
+        )
+        index.write_parquet(index_path)
+        shutil.rmtree(out_dir / "chorus_shards")  # merged; the shards were only the resume points
+    index = pl.read_parquet(index_path)
 
     row_of = dict(zip(index["item_id"].to_list(), index["row"].to_list(), strict=True))
     accuracy, majority, n_classes = linear_probe(

@@ -2,6 +2,7 @@ import json
 
 import polars as pl
 import pytest
+import torch
 from safetensors import safe_open
 
 from rgcd.config import Settings
@@ -61,3 +62,25 @@ def test_distill_end_to_end_and_resume(world_ws):
     # a rerun reuses the finished training and the finished shards
     again = distill(world_ws, settings, show_progress=False)
     assert again.reused_training and again.encode_seconds == 0 and again.model_version == report.model_version
+    assert not (world_ws.models / "student" / "chorus_shards").exists()
+
+
+def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
+    from training.distill import encode_all, read_item_content
+    from training.student import ChorusStudent, ChorusStudentConfig
+    from training.tiny_base import build_tiny_causal_lm
+
+    items = read_item_content(world_ws)
+    base = build_tiny_causal_lm(
+        ["photo live noodles"] * 20, tmp_path / "b", hidden=32, layers=1, heads=2, vocab_size=300
+    )
+    student = ChorusStudent.from_base(ChorusStudentConfig(base_path=str(base))).eval()
+    full, index, _ = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    shards = sorted((tmp_path / "out" / "chorus_shards" / "v1").glob("part-*.safetensors"))
+    assert len(shards) == -(-items.height // 16)
+    before = {p: p.stat().st_mtime_ns for p in shards}
+    shards[-1].unlink()  # as if the run died while writing the last shard
+    again, _, seconds = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    assert torch.allclose(again, full, atol=1e-5) and seconds > 0
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != shards[-1])
+    assert index["item_id"].to_list() == items["item_id"].to_list()

@@ -48,8 +48,12 @@ def served_teacher(world_ws, tmp_path):
     port = _free_port()
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([serve, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-                             str(model_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [serve, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", str(model_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -80,8 +84,17 @@ def test_openai_backend_against_transformers_serve(world_ws, served_teacher, mon
     base_url, model = served_teacher
     monkeypatch.setenv("RGCD_TEACHER_API_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
-    settings = _settings(backend="openai", base_url=base_url, model=model, max_pairs=2, concurrency=2,
-                         timeout_s=120, retries=1, backoff_s=0.1, max_new_tokens=200)
+    settings = _settings(
+        backend="openai",
+        base_url=base_url,
+        model=model,
+        max_pairs=2,
+        concurrency=2,
+        timeout_s=120,
+        retries=1,
+        backoff_s=0.1,
+        max_new_tokens=200,
+    )
     report = reason(world_ws, settings, show_progress=False)
     assert report.teacher_id == f"openai:{model}" and report.is_llm
     assert (report.pairs_selected, report.accepted, report.rejected) == (2, 2, 0)
@@ -95,14 +108,22 @@ def test_openai_backend_against_transformers_serve(world_ws, served_teacher, mon
     assert (again.from_cache, again.generated) == (2, 0)
 
     # the hf backend, same model in process, same answers
-    hf = reason(world_ws, _settings(backend="hf", model=model, max_pairs=2, max_new_tokens=200),
-                show_progress=False)
+    hf = reason(
+        world_ws, _settings(backend="hf", model=model, max_pairs=2, max_new_tokens=200), show_progress=False
+    )
     assert hf.accepted == 2 and hf.teacher_id == "hf:tiny-teacher"
 
 
 def test_openai_backend_unreachable_server_ends_rejected(world_ws):
-    settings = _settings(backend="openai", base_url=f"http://127.0.0.1:{_free_port()}/v1", model="nobody",
-                         max_pairs=3, retries=1, backoff_s=0.0, timeout_s=5)
+    settings = _settings(
+        backend="openai",
+        base_url=f"http://127.0.0.1:{_free_port()}/v1",
+        model="nobody",
+        max_pairs=3,
+        retries=1,
+        backoff_s=0.0,
+        timeout_s=5,
+    )
     report = reason(world_ws, settings, show_progress=False)
     assert (report.accepted, report.rejected) == (0, 3)
     q = pl.read_parquet(world_ws.quarantine_table("pair_reasoning"))

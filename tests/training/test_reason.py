@@ -21,7 +21,7 @@ def _settings(**teacher) -> Settings:
 
 
 def test_reason_writes_the_contract_tables_with_the_baseline_named(world_ws):
-    report = reason(world_ws, _settings(max_pairs=30), show_progress=False)
+    report = reason(world_ws, _settings(max_pairs=30, max_pairs_per_item=1000), show_progress=False)
     pairs = pl.read_parquet(world_ws.feature_data / "pair_reasoning.parquet")
     items = pl.read_parquet(world_ws.feature_data / "item_reasoning.parquet")
     assert dict(pairs.schema) == PAIR_REASONING_SCHEMA
@@ -49,6 +49,17 @@ def test_metadata_teacher_judges_from_categories(world_ws):
         assert answer["photo"]["vertical_domain"] == p.photo.categories[0]
         assert answer["match"] == (p.photo.categories[0] == p.live.categories[0])
         assert answer["match"] or answer["semantic_transferability"] < 0.5
+
+
+def test_per_item_cap_spreads_the_budget(world_ws):
+    frames = read_stage1_frames(world_ws)
+    capped, _ = select_pairs(frames, 1000, 0.0, max_per_item=2)
+    uncapped, _ = select_pairs(frames, 1000, 0.0)
+    from collections import Counter
+
+    uses = Counter([p.photo.item_id for p in capped] + [p.live.item_id for p in capped])
+    assert max(uses.values()) == 2 and len(capped) < len(uncapped)
+    assert [p.strength for p in capped] == sorted((p.strength for p in capped), reverse=True)
 
 
 def test_author_pairs_use_the_authors_latest_live_room(world_ws):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -107,11 +108,15 @@ def _item_facts(row: dict, creators: dict[int, tuple[int, int, str]]) -> ItemFac
     )
 
 
-def select_pairs(frames: Stage1Frames, max_pairs: int, min_strength: float) -> tuple[list[PairFacts], int]:
+def select_pairs(
+    frames: Stage1Frames, max_pairs: int, min_strength: float, max_per_item: int | None = None
+) -> tuple[list[PairFacts], int]:
     """The strongest pairs (strength >= min_strength), at most `max_pairs`, with both items' facts.
 
-    An author pair ('photo_live_author') is shown to the teacher with the author's latest live room
-    as its live item. Returns the pairs and how many were skipped because an item had no content.
+    Taken strongest first; a pair is passed over once its short video or its live room already has
+    `max_per_item` pairs, so the budget covers more items. An author pair ('photo_live_author') is
+    shown to the teacher with the author's latest live room as its live item. Returns the pairs and
+    how many were skipped because an item had no content.
     """
     items = frames.items
     creators = _creator_facts(items)
@@ -125,6 +130,7 @@ def select_pairs(frames: Stage1Frames, max_pairs: int, min_strength: float) -> t
     )
     selected: list[PairFacts] = []
     unresolved = 0
+    per_item: Counter[str] = Counter()
     for p in ranked.iter_rows(named=True):
         if len(selected) >= max_pairs:
             break
@@ -133,6 +139,10 @@ def select_pairs(frames: Stage1Frames, max_pairs: int, min_strength: float) -> t
         if photo is None or live is None:
             unresolved += 1
             continue
+        if max_per_item and max(per_item[photo["item_id"]], per_item[live["item_id"]]) >= max_per_item:
+            continue
+        per_item[photo["item_id"]] += 1
+        per_item[live["item_id"]] += 1
         selected.append(
             PairFacts(
                 pair_id=p["pair_id"],
@@ -205,7 +215,7 @@ def reason(
     """
     cfg = settings.teacher
     frames = read_stage1_frames(ws)
-    pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength)
+    pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength, cfg.max_pairs_per_item)
     teacher = teacher or make_teacher(cfg)
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
