@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from world import write_world  # noqa: E402
+from stage1_world import write_world  # noqa: E402
 
 from rgcd.config import Workspace  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The `openai` backend against a REAL OpenAI-compatible server: `transformers serve` on 127.0.0.1.
 
 The served model is a tiny Qwen2 taught in seconds to answer this world's two strongest pairs
-(tests/training/tiny_teacher.py), so the accepted path runs end to end over HTTP, offline.
+(tests/training/stage1_tiny_teacher.py), so the accepted path runs end to end over HTTP, offline.
 """
 
 import json
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tiny_teacher import build_tiny_teacher
+from stage1_tiny_teacher import build_tiny_teacher
 
 from rgcd.config import Settings
 from training.frames import read_stage1_frames

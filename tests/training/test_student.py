@@ -1,6 +1,6 @@
 import pytest
 import torch
-from world import build_world
+from stage1_world import build_world
 
 from training.student import ChorusStudent, ChorusStudentConfig, item_text
 from training.tiny_base import build_tiny_causal_lm

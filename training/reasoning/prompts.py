@@ -68,7 +68,7 @@ _ITEM_BLOCK = {
         "text: {body_text}\n"
         "categories: {categories}\n"
         "creator: author {author_id}, {creator_photos} short videos, {creator_lives} live rooms, "
-        "mostly {creator_top_category}"
+        "mostly {creator_top_category}{cover}"
     ),
 }
 
@@ -94,6 +94,8 @@ def _item_block(version: str, label: str, item: ItemFacts) -> str:
         creator_photos=item.creator_photos,
         creator_lives=item.creator_lives,
         creator_top_category=item.creator_top_category or "unknown",
+        # Only where the item has a cover: backends that see images attach the file.
+        cover=f"\ncover image: {item.cover_path}" if item.cover_path else "",
     )
 
 
