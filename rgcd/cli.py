@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from rgcd.config import Settings, Workspace, load_settings
+from rgcd.errors import RgcdError
 
 console = Console(stderr=True)
 
@@ -70,7 +71,12 @@ def run(c: Context, data: Path | None) -> None:
             continue
         console.rule(f"[bold]{stage.name}[/]: {stage.what}")
         t0 = time.perf_counter()
-        line = stage.run(c.ws, settings, data)
+        try:
+            line = stage.run(c.ws, settings, data)
+        except RgcdError as err:
+            console.print(f"[red]✗ {stage.name:<10}[/] {err}")
+            console.print("[dim]Fix the cause and run again: finished work is kept and reused.[/]")
+            sys.exit(err.exit_code)
         console.print(f"[green]✓ {stage.name:<10}[/] {line} [dim]({time.perf_counter() - t0:.1f}s)[/]")
     console.print(f"[bold green]done[/] in {time.perf_counter() - started:.1f}s; workspace: {c.ws.root}")
 
@@ -119,6 +125,36 @@ def ingest(c: Context, src: Path, as_json: bool) -> None:
         click.echo(json.dumps(report.as_json()))
     else:
         console.print(report.table())
+
+
+@cli.command()
+@click.option("--full-refresh", is_flag=True,
+              help="Rebuild the incremental (by-day) models from the whole lake instead of adding the "
+                   "newest days; needed after older days of the lake were restated.")
+@click.option("--select", "-s", default=None,
+              help="dbt node selection, e.g. 'user_features_daily+' or 'tag:feast'.")
+@click.option("--docs", is_flag=True, help="Also run `dbt docs generate` (into <workspace>/dbt/target).")
+@pass_ctx
+def build(c: Context, full_refresh: bool, select: str | None, docs: bool) -> None:
+    """Run `dbt build` on the warehouse: lake -> staging -> intermediate -> marts, with every data
+    test and unit test.
+
+    The marts are written as parquet to <workspace>/marts/ (what Feast reads). A failing model or
+    test prints dbt's own message and exits with code 1. Nothing may hold
+    <workspace>/warehouse.duckdb open meanwhile. To run dbt directly, see the README section
+    "Warehouse (dbt)".
+    """
+    from rgcd.warehouse import WarehouseError, generate_docs
+    from rgcd.warehouse import build as run_build
+
+    try:
+        report = run_build(c.ws, c.settings, full_refresh=full_refresh, select=select)
+        if docs:
+            console.print(f"[green]✓[/] docs: {generate_docs(c.ws, c.settings) / 'index.html'}")
+    except WarehouseError as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(1)
+    console.print(f"[green]✓[/] {report.one_line()}")
 
 
 @cli.command()

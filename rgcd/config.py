@@ -160,6 +160,11 @@ class Workspace:
         return self.root / "marts"
 
     @property
+    def dbt_artifacts(self) -> Path:
+        """dbt's target/ (manifest, catalog, docs) and logs/ for this workspace."""
+        return self.root / "dbt"
+
+    @property
     def feature_data(self) -> Path:
         """Tables written by the model stages that Feast reads (reasoning, item embeddings)."""
         return self.root / "feature_data"

@@ -39,6 +39,12 @@ def _ingest(ws: Workspace, settings: Settings, data: Path | None) -> str:
     return report.one_line()
 
 
+def _build(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from rgcd.warehouse import build
+
+    return build(ws, settings).one_line()
+
+
 def _reason(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from training.frames import MissingInput
     from training.reasoning.run import reason
@@ -62,7 +68,7 @@ def _distill(ws: Workspace, settings: Settings, data: Path | None) -> str:
 STAGES: tuple[Stage, ...] = (
     Stage("demo-data", "generate the synthetic KuaiLive-M3 world (without --data)", _demo_data),
     Stage("ingest", "validate raw files, quarantine bad rows, write the lake", _ingest),
-    Stage("build", "dbt build: staging -> intermediate -> marts", None),
+    Stage("build", "dbt build: staging -> intermediate -> marts", _build),
     Stage("features", "feast apply + materialize", None),
     Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", _reason),
     Stage("distill", "stage 1b: student with chorus tokens", _distill),

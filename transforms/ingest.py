@@ -41,6 +41,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rgcd.config import IngestConfig, Workspace
+from rgcd.errors import RgcdError
 from transforms.contract import VECTOR_DIMS, Kind, RawFile, ingest_order
 
 # Spellings of "no value" in CSV exports (pandas, Hive, Spark) for columns that are not free text.
@@ -54,8 +55,10 @@ _REASON = "reason"
 RAW_LINE = "raw_line"
 
 
-class ContractError(Exception):
+class ContractError(RgcdError):
     """The raw folder does not have the layout of the data contract; nothing was written."""
+
+    exit_code = 2
 
 
 @dataclass

@@ -1,0 +1,16 @@
+with source as (
+    select * from {{ source('lake', 'live_room_meta') }}
+),
+
+renamed as (
+    select
+        cast(live_id as bigint) as live_id,
+        cast(author_id as bigint) as author_id,
+        coalesce(live_name, '') as live_name,
+        start_timestamp,
+        end_timestamp,
+        cast(live_duration as bigint) as live_duration_ms
+    from source
+)
+
+select * from renamed

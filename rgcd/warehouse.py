@@ -1,0 +1,182 @@
+"""The warehouse stage: run the dbt project in `dbt/` over the workspace's lake.
+
+dbt runs in this process through `dbtRunner` and prints its own progress lines. The DuckDB file
+is `<workspace>/warehouse.duckdb`; the marts come out as parquet in `<workspace>/marts/`, so
+nothing downstream opens the DuckDB file (DuckDB allows one writer, and a reader holding the file
+makes `dbt build` fail to take its lock). dbt's artifacts and logs go to `<workspace>/dbt/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rgcd.config import Settings, Workspace
+from rgcd.errors import RgcdError
+from transforms.contract import FILES
+
+DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
+
+# dbt's node statuses that mean "this did not work"
+_FAILED = {"error", "fail", "runtime error"}
+
+
+class WarehouseError(RgcdError):
+    """dbt could not run, or a model or test failed; the message says which and what to do."""
+
+
+@dataclass
+class BuildReport:
+    """What one dbt invocation did."""
+
+    command: str
+    seconds: float
+    statuses: Counter = field(default_factory=Counter)  # (resource type, status) -> count
+    marts: dict[str, int] = field(default_factory=dict)  # mart -> rows in its parquet file
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+    def count(self, resource_type: str) -> int:
+        return sum(n for (kind, _), n in self.statuses.items() if kind == resource_type)
+
+    def one_line(self) -> str:
+        """One line of figures: nodes run, tests passed, rows per mart."""
+        tests = self.count("test") + self.count("unit_test")
+        failed = sum(n for (_, status), n in self.statuses.items() if status in _FAILED)
+        warned = sum(n for (_, status), n in self.statuses.items() if status == "warn")
+        marts = ", ".join(f"{name} {rows:,}" for name, rows in sorted(self.marts.items()))
+        return (f"dbt {self.command}: {self.count('model')} models, {tests} tests, {failed} failed, "
+                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}")
+
+
+def profiles_env(ws: Workspace, settings: Settings) -> dict[str, str]:
+    """The environment dbt's profile (dbt/profiles.yml) reads."""
+    return {
+        "RGCD_WORKSPACE": str(ws.root),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT),
+        "RGCD_DBT_THREADS": str(settings.warehouse.threads),
+    }
+
+
+def dbt_vars(ws: Workspace, settings: Settings) -> dict[str, object]:
+    """The project vars rgcd sets (every other var keeps its default in dbt_project.yml)."""
+    return {
+        "lake_path": str(ws.lake),
+        "marts_path": str(ws.marts),
+        "pair_window_hours": settings.warehouse.pair_window_hours,
+    }
+
+
+def check_lake(ws: Workspace) -> None:
+    """Refuse to build over a lake that lacks a required table."""
+    for raw in FILES:
+        if raw.required and not any(ws.lake_table(raw.stem).glob("**/*.parquet")):
+            raise WarehouseError(
+                f"the lake has no {raw.stem} table ({ws.lake_table(raw.stem)}): run "
+                f"`rgcd --workspace {ws.root} ingest SRC` on a KuaiLive-M3 folder first")
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    # dbt reads env_var() from os.environ; restore it so in-process callers (tests) see no leak
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bool = False,
+            select: str | None = None, extra_vars: dict[str, object] | None = None,
+            project: Path = DBT_PROJECT) -> BuildReport:
+    """Run one dbt command (`build`, `run`, `test`, `docs generate`, ...) on the workspace.
+
+    `project` is the dbt project folder (default: this repository's dbt/). Returns the report;
+    raises WarehouseError with dbt's own messages when anything failed.
+    """
+    from dbt.cli.main import dbtRunner  # ~2 s import: only when a build is asked for
+
+    ws.ensure()
+    artifacts = ws.dbt_artifacts
+    args = [*command.split(), "--project-dir", str(project), "--profiles-dir", str(project),
+            "--target-path", str(artifacts / "target"), "--log-path", str(artifacts / "logs"),
+            "--vars", json.dumps({**dbt_vars(ws, settings), **(extra_vars or {})})]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        # only tests whose parents are all selected: a partial build must not test unbuilt models
+        args += ["--select", select, "--indirect-selection", "cautious"]
+    started = time.perf_counter()
+    with _environment(profiles_env(ws, settings)):
+        try:
+            result = dbtRunner().invoke(args)
+        finally:
+            _release_warehouse()
+    report = BuildReport(command=command, seconds=time.perf_counter() - started)
+    for node_result in getattr(result.result, "results", None) or []:
+        node = node_result.node
+        status = str(node_result.status).lower()
+        report.statuses[(str(node.resource_type), status)] += 1
+        if status in _FAILED:
+            report.failures.append(f"{node.resource_type} {node.name}: {node_result.message}")
+        elif str(node.resource_type) == "model" and node.config.materialized == "external":
+            report.marts[node.name] = _parquet_rows(ws.marts / f"{node.name}.parquet")
+    if result.exception is not None:
+        report.failures.append(str(result.exception))
+    elif not result.success and not report.failures:
+        report.failures.append("dbt reported a failure; see its log lines above")
+    if report.failures:
+        message = "\n".join(report.failures)
+        if "lock" in message.lower():
+            message += (f"\nAnother process holds {ws.warehouse} open (a DuckDB shell, a notebook, "
+                        "a server): close it and run again. Readers should use the parquet marts.")
+        raise WarehouseError(f"dbt {command} failed:\n{message}")
+    return report
+
+
+def _release_warehouse() -> None:
+    """Close the DuckDB file that dbt-duckdb keeps open in-process after `invoke` returns.
+
+    dbt-duckdb caches one database environment per process (a class attribute), so without this
+    the rest of `rgcd run`, or any long-lived process that built, would hold the warehouse lock.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            env.close()
+        DuckDBConnectionManager.close_all_connections()
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows if path.exists() else 0
+
+
+def build(ws: Workspace, settings: Settings, *, full_refresh: bool = False,
+          select: str | None = None) -> BuildReport:
+    """`dbt build` over the workspace's lake: models, data tests and unit tests, marts as parquet."""
+    check_lake(ws)
+    return run_dbt(ws, settings, "build", full_refresh=full_refresh, select=select)
+
+
+def generate_docs(ws: Workspace, settings: Settings) -> Path:
+    """`dbt docs generate`; returns the folder holding index.html, manifest.json and catalog.json."""
+    run_dbt(ws, settings, "docs generate")
+    return ws.dbt_artifacts / "target"
