@@ -346,6 +346,62 @@ def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: 
     console.print(f"[green]✓[/] report -> {out} ({doc['timing_s']['total']:.1f}s)")
 
 
+@cli.command()
+@click.option("--backend", type=click.Choice(["metadata", "openai", "hf"]), default=None,
+              help="Override teacher.backend. 'metadata' is a non-LLM baseline (categories and text); "
+                   "'openai' is any OpenAI-compatible endpoint (teacher.base_url, teacher.model, key from "
+                   "$RGCD_TEACHER_API_KEY or teacher.api_key_env); 'hf' is a local model folder or "
+                   ".gguf file.")
+@click.option("--model", default=None,
+              help="Override teacher.model (served model name, or a local path for hf).")
+@click.option("--max-pairs", type=click.IntRange(min=1), default=None,
+              help="Override teacher.max_pairs: how many of the strongest behaviour pairs to reason about.")
+@pass_ctx
+def reason(c: Context, backend: str | None, model: str | None, max_pairs: int | None) -> None:
+    """Stage 1a: a teacher writes structured reasoning about the strongest behaviour pairs.
+
+    Reads the behaviour_pairs and item_content marts; writes feature_data/item_reasoning.parquet and
+    pair_reasoning.parquet (what Feast serves), rejected answers with their raw text to
+    quarantine/pair_reasoning.parquet, and reports/reason.json. Answers are cached by (content hash,
+    prompt version, teacher id), so a rerun or an interrupted run only asks for what is missing.
+    """
+    from training.frames import MissingInput
+    from training.reasoning.run import reason as run_reason
+
+    c.ws.ensure()
+    settings = c.settings
+    overrides = {k: v for k, v in (("backend", backend), ("model", model), ("max_pairs", max_pairs)) if v}
+    settings = settings.model_copy(update={"teacher": settings.teacher.model_copy(update=overrides)})
+    try:
+        report = run_reason(c.ws, settings)
+    except (MissingInput, ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(EXIT_CONTRACT)
+    console.print(f"[green]✓[/] {report.one_line()}")
+
+
+@cli.command()
+@pass_ctx
+def distill(c: Context) -> None:
+    """Stage 1b: train the student with chorus tokens on the teacher's item knowledge.
+
+    Writes the student to models/student/model (safetensors), every item's chorus states to
+    models/student/chorus_states.safetensors + chorus_index.parquet, and reports/distill.json
+    (held-out linear probe vs majority rate; generation reproduction per teacher field). Settings:
+    the `student` section (base_path empty = a tiny untrained Qwen2 built from config, a stand-in).
+    """
+    from training.distill import distill as run_distill
+    from training.frames import MissingInput
+
+    c.ws.ensure()
+    try:
+        report = run_distill(c.ws, c.settings)
+    except MissingInput as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(EXIT_CONTRACT)
+    console.print(f"[green]✓[/] {report.one_line()}")
+
+
 def main() -> None:
     cli()
 

@@ -55,10 +55,42 @@ class TeacherConfig(_Section):
     model: str = ""
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "RGCD_TEACHER_API_KEY"
-    max_pairs: int = Field(2_000, gt=0)
-    concurrency: int = Field(4, gt=0)
+    max_pairs: int = Field(2_000, gt=0, description="budget: the strongest pairs taken")
+    min_strength: float = Field(0.0, ge=0.0, le=1.0, description="high-confidence cut on pair strength")
+    max_pairs_per_item: int = Field(3, gt=0, description="spreads the budget over more items: at most this "
+                                                          "many pairs per short video and per live room")
+    concurrency: int = Field(4, gt=0, description="requests in flight (openai) / batch size (hf)")
     timeout_s: float = Field(60.0, gt=0)
-    retries: int = Field(2, ge=0)
+    retries: int = Field(2, ge=0, description="extra attempts for transport errors and for invalid answers")
+    backoff_s: float = Field(1.0, ge=0, description="first retry wait; doubles each attempt")
+    temperature: float = Field(0.0, ge=0)
+    max_new_tokens: int = Field(256, gt=0)
+
+
+class StudentConfig(_Section):
+    """Stage 1b: the student with chorus tokens and its distillation budget."""
+
+    base_path: str = Field("", description="any transformers causal LM folder; empty: build a tiny "
+                                           "untrained Qwen2 from config + a tokenizer trained offline")
+    tiny_hidden: int = Field(64, gt=0)
+    tiny_layers: int = Field(2, gt=0)
+    tiny_heads: int = Field(4, gt=0)
+    tiny_vocab: int = Field(2_000, gt=0)
+    n_chorus: int = Field(16, gt=0, description="learnable chorus tokens appended after the item inputs")
+    n_soft_tokens: int = Field(2, gt=0, description="soft tokens the multimodal vector is projected into")
+    mask_direct_path: bool = Field(True, description="knowledge tokens see the item only via chorus tokens")
+    max_item_tokens: int = Field(64, gt=0)
+    max_knowledge_tokens: int = Field(40, gt=0)
+    max_train_items: int = Field(3_000, gt=0, description="cap on items with teacher knowledge used")
+    held_out_fraction: float = Field(0.2, gt=0, lt=1)
+    steps: int = Field(800, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(5e-3, gt=0)
+    encode_batch_size: int = Field(128, gt=0)
+    eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
+    torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default); "
+                                                    "tiny students run fastest on one")
+    seed: int = 0
 
 
 class RetrievalConfig(_Section):
@@ -98,6 +130,7 @@ class Settings(_Section):
     warehouse: WarehouseConfig = WarehouseConfig()
     features: FeaturesConfig = FeaturesConfig()
     teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 

@@ -51,6 +51,26 @@ def _features(ws: Workspace, settings: Settings, data: Path | None) -> str:
     return run_stage(ws, settings)
 
 
+def _reason(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from training.frames import MissingInput
+    from training.reasoning.run import reason
+
+    try:
+        return reason(ws, settings).one_line()
+    except MissingInput as err:
+        return f"skipped: {err}"
+
+
+def _distill(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from training.distill import distill
+    from training.frames import MissingInput
+
+    try:
+        return distill(ws, settings).one_line()
+    except MissingInput as err:
+        return f"skipped: {err}"
+
+
 def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rich.console import Console
 
@@ -73,8 +93,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("ingest", "validate raw files, quarantine bad rows, write the lake", _ingest),
     Stage("build", "dbt build: staging -> intermediate -> marts", _build),
     Stage("features", "feast apply + materialize", _features),
-    Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", None),
-    Stage("distill", "stage 1b: student with chorus tokens", None),
+    Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", _reason),
+    Stage("distill", "stage 1b: student with chorus tokens", _distill),
     Stage("transfer", "stage 2: transferable / residual decomposition", None),
     Stage("publish", "item vectors to Feast and Milvus", None),
     Stage("evaluate", "both protocols, baselines, report", _evaluate),

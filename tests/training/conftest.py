@@ -6,6 +6,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from eval_world import build_marts  # noqa: E402
+from stage1_world import write_world  # noqa: E402
 
 from rgcd.config import EvaluationConfig, Workspace  # noqa: E402
 
@@ -21,6 +22,14 @@ def eval_ws(tmp_path_factory) -> Workspace:
 @pytest.fixture(scope="session")
 def eval_cfg() -> EvaluationConfig:
     return EvaluationConfig(mf_samples=2**14, contrastive_samples=2**13, dim=8, text_max_items=50)
+
+
+@pytest.fixture
+def world_ws(tmp_path) -> Workspace:
+    """A workspace whose marts hold a tiny crafted stage-1 world."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    write_world(ws.marts)
+    return ws
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,86 @@
+import json
+
+import polars as pl
+import pytest
+import torch
+from safetensors import safe_open
+
+from rgcd.config import Settings
+from training.distill import distill, linear_probe
+from training.frames import MissingInput
+from training.reasoning.run import reason
+
+
+def _small() -> Settings:
+    s = Settings()
+    student = s.student.model_copy(
+        update={
+            "tiny_hidden": 32,
+            "tiny_layers": 2,
+            "tiny_heads": 2,
+            "tiny_vocab": 500,
+            "steps": 60,
+            "batch_size": 16,
+            "lr": 5e-3,
+            "eval_items": 20,
+        }
+    )
+    return s.model_copy(update={"student": student})
+
+
+def test_linear_probe_on_hand_made_states():
+    import torch
+
+    x = torch.tensor([[0.0, 1.0], [0.1, 0.9], [1.0, 0.0], [0.9, 0.1], [0.8, 0.0]])
+    acc, majority, k = linear_probe(x, ["a", "a", "b", "b", "b"], x[[0, 1, 2]], ["a", "a", "b"])
+    assert (acc, k) == (1.0, 2) and majority == pytest.approx(1 / 3)
+
+
+def test_distill_needs_reasoning_first(world_ws):
+    with pytest.raises(MissingInput, match="rgcd reason"):
+        distill(world_ws, _small(), show_progress=False)
+
+
+def test_distill_end_to_end_and_resume(world_ws):
+    settings = _small()
+    reason(world_ws, settings, show_progress=False)
+    report = distill(world_ws, settings, show_progress=False)
+    items = pl.read_parquet(world_ws.marts / "item_content.parquet")
+    index = pl.read_parquet(world_ws.models / "student" / "chorus_index.parquet")
+    assert sorted(index["item_id"]) == sorted(items["item_id"]) and set(index["domain"]) == {"photo", "live"}
+    with safe_open(world_ws.models / "student" / "chorus_states.safetensors", "pt") as f:
+        assert f.get_tensor("chorus_states").shape == (items.height, 16, 32)
+        assert f.metadata()["model_version"] == report.model_version
+    saved = json.loads((world_ws.reports / "distill.json").read_text())
+    assert saved["probe_accuracy"] > saved["probe_majority_rate"] + 0.3
+    assert saved["final_loss"] < saved["first_loss"] / 3
+    assert set(saved["generation_field_rate"]) == {"vertical_domain", "key_subject", "content_theme"}
+    assert "not a pretrained LM" in saved["base"] and saved["teacher_ids"] == [
+        "metadata-baseline (not an LLM)"
+    ]
+    assert (world_ws.models / "student" / "model" / "model.safetensors").exists()
+    # a rerun reuses the finished training and the finished shards
+    again = distill(world_ws, settings, show_progress=False)
+    assert again.reused_training and again.encode_seconds == 0 and again.model_version == report.model_version
+    assert not (world_ws.models / "student" / "chorus_shards").exists()
+
+
+def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
+    from training.distill import encode_all, read_item_content
+    from training.student import ChorusStudent, ChorusStudentConfig
+    from training.tiny_base import build_tiny_causal_lm
+
+    items = read_item_content(world_ws)
+    base = build_tiny_causal_lm(
+        ["photo live noodles"] * 20, tmp_path / "b", hidden=32, layers=1, heads=2, vocab_size=300
+    )
+    student = ChorusStudent.from_base(ChorusStudentConfig(base_path=str(base))).eval()
+    full, index, _ = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    shards = sorted((tmp_path / "out" / "chorus_shards" / "v1").glob("part-*.safetensors"))
+    assert len(shards) == -(-items.height // 16)
+    before = {p: p.stat().st_mtime_ns for p in shards}
+    shards[-1].unlink()  # as if the run died while writing the last shard
+    again, _, seconds = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    assert torch.allclose(again, full, atol=1e-5) and seconds > 0
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != shards[-1])
+    assert index["item_id"].to_list() == items["item_id"].to_list()

@@ -1,0 +1,156 @@
+import json
+
+import polars as pl
+import pytest
+
+from rgcd.config import Settings
+from training.frames import MissingInput, read_stage1_frames
+from training.reasoning.backends import METADATA_TEACHER_ID, Completion, MetadataTeacher
+from training.reasoning.run import (
+    ITEM_REASONING_SCHEMA,
+    PAIR_REASONING_SCHEMA,
+    answer_pairs,
+    reason,
+    select_pairs,
+)
+
+
+def _settings(**teacher) -> Settings:
+    s = Settings()
+    return s.model_copy(update={"teacher": s.teacher.model_copy(update=teacher)})
+
+
+def test_reason_writes_the_contract_tables_with_the_baseline_named(world_ws):
+    report = reason(world_ws, _settings(max_pairs=30, max_pairs_per_item=1000), show_progress=False)
+    pairs = pl.read_parquet(world_ws.feature_data / "pair_reasoning.parquet")
+    items = pl.read_parquet(world_ws.feature_data / "item_reasoning.parquet")
+    assert dict(pairs.schema) == PAIR_REASONING_SCHEMA
+    assert dict(items.schema) == ITEM_REASONING_SCHEMA
+    assert report.pairs_selected == 30 == pairs.height
+    assert "not an LLM" in report.teacher_id and not report.is_llm
+    assert set(pairs["teacher_id"]) == {METADATA_TEACHER_ID}
+    assert pairs["semantic_transferability"].is_between(0, 1).all()
+    assert items["item_id"].is_unique().all()
+    # every item that appears in an accepted pair has its knowledge
+    live_or_photo = set(pairs["photo_item_id"]) | {t for t in pairs["target_id"] if t.startswith("live:")}
+    assert live_or_photo <= set(items["item_id"])
+    # the strongest pairs are the ones taken
+    bp = pl.read_parquet(world_ws.marts / "behaviour_pairs.parquet")
+    assert pairs.join(bp, on="pair_id")["strength"].min() >= bp["strength"].sort(descending=True)[31]
+    saved = json.loads((world_ws.reports / "reason.json").read_text())
+    assert saved["teacher_id"] == METADATA_TEACHER_ID and saved["accepted"] == 30
+
+
+def test_metadata_teacher_judges_from_categories(world_ws):
+    frames = read_stage1_frames(world_ws)
+    pairs, _ = select_pairs(frames, 100, 0.0)
+    for p in pairs:
+        answer = json.loads(MetadataTeacher().answer(p))
+        assert answer["photo"]["vertical_domain"] == p.photo.categories[0]
+        assert answer["match"] == (p.photo.categories[0] == p.live.categories[0])
+        assert answer["match"] or answer["semantic_transferability"] < 0.5
+
+
+def test_per_item_cap_spreads_the_budget(world_ws):
+    frames = read_stage1_frames(world_ws)
+    capped, _ = select_pairs(frames, 1000, 0.0, max_per_item=2)
+    uncapped, _ = select_pairs(frames, 1000, 0.0)
+    from collections import Counter
+
+    uses = Counter([p.photo.item_id for p in capped] + [p.live.item_id for p in capped])
+    assert max(uses.values()) == 2 and len(capped) < len(uncapped)
+    assert [p.strength for p in capped] == sorted((p.strength for p in capped), reverse=True)
+
+
+def test_author_pairs_use_the_authors_latest_live_room(world_ws):
+    frames = read_stage1_frames(world_ws)
+    pairs, unresolved = select_pairs(frames, 1000, 0.0)
+    author_pairs = [p for p in pairs if p.target_id.startswith("author:")]
+    assert author_pairs and unresolved == 0
+    for p in author_pairs:
+        assert p.live.domain == "live" and f"author:{p.live.author_id}" == p.target_id
+
+
+def test_min_strength_cuts_weak_pairs(world_ws):
+    report = reason(world_ws, _settings(min_strength=0.9), show_progress=False)
+    bp = pl.read_parquet(world_ws.marts / "behaviour_pairs.parquet")
+    assert report.pairs_selected == bp.filter(pl.col("strength") >= 0.9).height > 0
+
+
+class Scripted:
+    """A teacher that replays given answers per pair (to drive the retry logic deterministically)."""
+
+    teacher_id = "scripted-test-teacher"
+    is_llm = False
+    batch_size = 4
+
+    def __init__(self, script):
+        self.script = script  # pair_id -> list of answers, one per attempt
+        self.calls: list[list[dict]] = []
+        self.attempts: dict[str, int] = {}
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            self.calls.append(r.messages)
+            answers = self.script(r.pair)
+            attempt = self.attempts.get(r.pair.pair_id, 0)
+            self.attempts[r.pair.pair_id] = attempt + 1
+            text = answers[min(attempt, len(answers) - 1)]
+            out.append(Completion(None, "ConnectionError: refused") if text is None else Completion(text))
+        return out
+
+
+def test_invalid_answer_is_retried_with_feedback_then_rejected_with_raw_text(world_ws):
+    valid = MetadataTeacher().answer
+    teacher = Scripted(lambda p: ["not json at all", valid(p)] if p.pair_id.endswith("0") else ["{oops"])
+    report = reason(world_ws, _settings(max_pairs=12, retries=1), show_progress=False, teacher=teacher)
+    q = pl.read_parquet(world_ws.quarantine_table("pair_reasoning"))
+    assert report.rejected == q.height > 0 and report.accepted == 12 - q.height
+    assert set(q["raw_text"]) == {"{oops"} and q["reason"].str.contains("unterminated").all()
+    retried = [m for m in teacher.calls if len(m) == 4]
+    assert retried and "invalid" in retried[0][-1]["content"]
+    accepted = pl.read_parquet(world_ws.feature_data / "pair_reasoning.parquet")
+    assert set(accepted["pair_id"]).isdisjoint(set(q["pair_id"]))
+
+
+def test_interrupted_run_resumes_from_the_cache(world_ws):
+    class Dies(MetadataTeacher):
+        teacher_id = METADATA_TEACHER_ID
+        batch_size = 5
+
+        def __init__(self):
+            self.batches = 0
+
+        def generate(self, requests):
+            self.batches += 1
+            if self.batches == 3:
+                raise KeyboardInterrupt
+            return super().generate(requests)
+
+    with pytest.raises(KeyboardInterrupt):
+        reason(world_ws, _settings(max_pairs=20), show_progress=False, teacher=Dies())
+    again = Dies()
+    report = reason(world_ws, _settings(max_pairs=20), show_progress=False, teacher=again)
+    assert (report.from_cache, report.generated, report.accepted) == (10, 10, 20)
+    third = reason(world_ws, _settings(max_pairs=20), show_progress=False)
+    assert (third.from_cache, third.generated) == (20, 0)
+
+
+def test_missing_marts_say_which_command_to_run(tmp_path):
+    from rgcd.config import Workspace
+
+    with pytest.raises(MissingInput, match="rgcd build"):
+        reason(Workspace(tmp_path).ensure(), Settings(), show_progress=False)
+
+
+def test_answer_pairs_counts_attempts(world_ws):
+    pairs, _ = select_pairs(read_stage1_frames(world_ws), 3, 0.0)
+    from training.reasoning.backends import TeacherRequest
+    from training.reasoning.prompts import pair_messages
+
+    teacher = Scripted(lambda p: [None, "nope", MetadataTeacher().answer(p)])
+    done = answer_pairs(teacher, [TeacherRequest(p, pair_messages(p)) for p in pairs], retries=2)
+    assert [d.status for d in done] == ["accepted"] * 3 and [d.attempts for d in done] == [3] * 3
+    done = answer_pairs(Scripted(lambda p: [None]), [TeacherRequest(pairs[0], pair_messages(pairs[0]))], 1)
+    assert done[0].status == "rejected" and "refused" in done[0].error

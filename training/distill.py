@@ -1,0 +1,451 @@
+"""`rgcd distill`: train the chorus-token student on teacher knowledge, encode every item, prove it.
+
+Writes, under `<ws>/models/student/`:
+- `model/`: the student (`save_pretrained`: base LM + tokenizer as safetensors, chorus head);
+- `chorus_states.safetensors` (tensor `chorus_states`, N x n_chorus x d, float32) and
+  `chorus_index.parquet` (row, item_id, domain, model_version): every item of both domains;
+and `<ws>/reports/distill.json`: on held-out items (never trained on), a linear probe's accuracy at
+predicting `vertical_domain` from chorus states next to the majority-class rate (and the same probe
+on the untrained student, as a control), and the rate at which the student's own generation
+reproduces each teacher field.
+
+Resumable: a finished training (same settings, same reasoning table) is reused, and encoding
+writes shards that a rerun skips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rgcd.config import Settings, StudentConfig, Workspace
+from training.frames import MissingInput, read_item_content
+from training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
+from training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, item_text
+from training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
+
+ITEM_COLUMNS = [
+    "item_id",
+    "domain",
+    "title",
+    "body_text",
+    "category_l1",
+    "category_l2",
+    "category_l3",
+    "category_l4",
+    "mm_embedding",
+]
+SHARD_ITEMS = 2_048
+
+
+@dataclass
+class DistillReport:
+    """Figures of one `rgcd distill` run (also written to reports/distill.json)."""
+
+    base: str
+    teacher_ids: list[str]
+    model_version: str
+    hidden_size: int
+    n_chorus: int
+    items_encoded: int
+    items_with_knowledge: int
+    train_items: int
+    held_out_items: int
+    steps: int
+    first_loss: float | None
+    final_loss: float | None
+    train_seconds: float
+    encode_seconds: float
+    encode_items_per_s: float
+    probe_accuracy: float | None
+    probe_majority_rate: float | None
+    probe_classes: int
+    probe_accuracy_untrained_student: float | None
+    generation_items: int
+    generation_parse_rate: float | None
+    generation_field_rate: dict[str, float]
+    reused_training: bool
+
+    def one_line(self) -> str:
+        """The run in one line of figures."""
+        probe = (
+            f"probe {self.probe_accuracy:.2f} vs majority {self.probe_majority_rate:.2f}"
+            if self.probe_accuracy is not None
+            else "probe n/a"
+        )
+        fields = ", ".join(f"{k} {v:.2f}" for k, v in self.generation_field_rate.items())
+        return (
+            f"{self.items_encoded} items encoded ({self.n_chorus}x{self.hidden_size}), trained on "
+            f"{self.train_items} items x {self.steps} steps (loss {self.first_loss} -> {self.final_loss}); "
+            f"held-out {self.held_out_items}: {probe}; generation reproduces {fields}"
+        )
+
+
+def _held_out(item_id: str, fraction: float) -> bool:
+    # A hash split: stable across runs and machines, independent of row order.
+    return int(hashlib.sha1(item_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def _fingerprint(cfg: StudentConfig, reasoning_path: Path, base: str) -> str:
+    h = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode())
+    h.update(base.encode())
+    h.update(hashlib.sha256(reasoning_path.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def _ensure_base(
+    ws: Workspace, cfg: StudentConfig, items: pl.DataFrame, knowledge: dict[str, str]
+) -> tuple[Path, str]:
+    """The base LM folder: the configured one, or a tiny one built from config in the workspace."""
+    if cfg.base_path:
+        path = Path(cfg.base_path)
+        if not (path / "config.json").exists():
+            raise MissingInput(
+                f"student.base_path {path} is not a transformers model folder (no config.json)"
+            )
+        return path, str(path)
+    path = ws.models / "student" / "tiny_base"
+    stamp = path / "built_with.json"
+    wanted = {
+        "hidden": cfg.tiny_hidden,
+        "layers": cfg.tiny_layers,
+        "heads": cfg.tiny_heads,
+        "vocab": cfg.tiny_vocab,
+        "items": items.height,
+        "seed": cfg.seed,
+    }
+    if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
+        rows = items.select(ITEM_COLUMNS[:-1]).to_dicts()
+        corpus = [item_text(r) for r in rows[:50_000]] + list(knowledge.values())
+        max_positions = 2 * (
+            cfg.n_soft_tokens + cfg.max_item_tokens + cfg.n_chorus + cfg.max_knowledge_tokens
+        )
+        build_tiny_causal_lm(
+            corpus,
+            path,
+            hidden=cfg.tiny_hidden,
+            layers=cfg.tiny_layers,
+            heads=cfg.tiny_heads,
+            vocab_size=cfg.tiny_vocab,
+            max_positions=max_positions,
+            seed=cfg.seed,
+        )
+        stamp.write_text(json.dumps(wanted))
+    return path, TINY_BASE_NAME
+
+
+def _progress(show: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]distill[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not show,
+        transient=True,
+    )
+
+
+def train_student(
+    student: ChorusStudent,
+    items: list[dict],
+    knowledge: list[str],
+    cfg: StudentConfig,
+    show_progress: bool = True,
+) -> list[float]:
+    """Next-token training on (item, knowledge) samples; returns the loss per step."""
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
+    losses = []
+    student.train()
+    with _progress(show_progress) as progress:
+        task = progress.add_task("training", total=cfg.steps)
+        for step in range(cfg.steps):
+            idx = rng.sample(range(len(items)), min(cfg.batch_size, len(items)))
+            batch = student.collate([items[i] for i in idx], [knowledge[i] for i in idx])
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, cfg.steps, cfg.lr)
+            loss = student(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+            progress.update(task, advance=1, description=f"training loss {losses[-1]:.3f}")
+    student.eval()
+    return losses
+
+
+def encode_items(
+    student: ChorusStudent,
+    items: list[dict],
+    batch_size: int,
+    show_progress: bool = False,
+    description: str = "encoding",
+) -> torch.Tensor:
+    """Chorus states of `items`, (N, n_chorus, d), in batches."""
+    out = []
+    with _progress(show_progress) as progress:
+        task = progress.add_task(description, total=len(items))
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            out.append(student.chorus_states(student.collate(chunk)).float().cpu())
+            progress.advance(task, len(chunk))
+    return torch.cat(out) if out else torch.empty(0, student.cfg.n_chorus, student.hidden_size)
+
+
+def encode_all(
+    student: ChorusStudent,
+    items: pl.DataFrame,
+    out_dir: Path,
+    model_version: str,
+    batch_size: int,
+    show_progress: bool = True,
+    shard_items: int = SHARD_ITEMS,
+) -> tuple[torch.Tensor, pl.DataFrame, float]:
+    """Encode every item into shards (skipping shards a previous run finished), then merge.
+
+    Returns (states, index, seconds spent encoding in this run).
+    """
+    from safetensors.torch import load_file, save_file
+
+    shard_dir = out_dir / "chorus_shards" / model_version
+    if shard_dir.parent.exists():  # shards of another model version are stale
+        for old in shard_dir.parent.iterdir():
+            if old.name != model_version:
+                shutil.rmtree(old)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    rows = items.select(ITEM_COLUMNS).to_dicts()
+    seconds = 0.0
+    with _progress(show_progress) as progress:
+        task = progress.add_task("encoding all items", total=len(rows))
+        for shard, start in enumerate(range(0, len(rows), shard_items)):
+            chunk = rows[start : start + shard_items]
+            path = shard_dir / f"part-{shard:05d}.safetensors"
+            if not path.exists():
+                t0 = time.perf_counter()
+                states = encode_items(student, chunk, batch_size)
+                seconds += time.perf_counter() - t0
+                tmp = path.with_suffix(".tmp")
+                save_file({"chorus_states": states.contiguous()}, tmp)
+                tmp.rename(path)  # a shard exists only once complete
+            progress.advance(task, len(chunk))
+    parts = sorted(shard_dir.glob("part-*.safetensors"))
+    states = torch.cat([load_file(p)["chorus_states"] for p in parts])
+    index = pl.DataFrame(
+        {
+            "row": np.arange(len(rows), dtype=np.int64),
+            "item_id": [r["item_id"] for r in rows],
+            "domain": [r["domain"] for r in rows],
+            "model_version": [model_version] * len(rows),
+        }
+    )
+    return states, index, seconds
+
+
+def _finished_states(states_path: Path, index_path: Path, model_version: str, items: pl.DataFrame):
+    """The chorus states of a previous run of this very model over these very items, else None."""
+    from safetensors import safe_open
+
+    if not (states_path.exists() and index_path.exists()):
+        return None
+    with safe_open(states_path, "pt") as f:
+        if (f.metadata() or {}).get("model_version") != model_version:
+            return None
+        index = pl.read_parquet(index_path)
+        if index["item_id"].to_list() != items["item_id"].to_list():
+            return None
+        return f.get_tensor("chorus_states")
+
+
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: list[str],
+    test_x: torch.Tensor,
+    test_y: list[str],
+    seed: int = 0,
+    steps: int = 300,
+) -> tuple[float, float, int]:
+    """Multinomial logistic regression on flattened, standardised states; (accuracy, majority rate, classes).
+
+    The majority rate is the share of test items in the training set's most frequent class.
+    """
+    classes = sorted(set(train_y))
+    pos = {c: i for i, c in enumerate(classes)}
+    x = train_x.reshape(len(train_x), -1).float()
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    x = (x - mean) / std
+    xt = (test_x.reshape(len(test_x), -1).float() - mean) / std
+    y = torch.tensor([pos[c] for c in train_y])
+    torch.manual_seed(seed)
+    probe = torch.nn.Linear(x.shape[1], len(classes))
+    opt = torch.optim.Adam(probe.parameters(), lr=0.01, weight_decay=1e-3)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(probe(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = [classes[i] for i in probe(xt).argmax(-1).tolist()]
+    accuracy = float(np.mean([p == t for p, t in zip(pred, test_y, strict=True)]))
+    majority = max(classes, key=train_y.count)
+    return accuracy, float(np.mean([t == majority for t in test_y])), len(classes)
+
+
+def _normalise(value: str) -> str:
+    return " ".join(value.lower().split())
+
+
+def generation_rates(
+    student: ChorusStudent, items: list[dict], teacher: list[dict], batch_size: int
+) -> tuple[float, dict[str, float]]:
+    """The share of items whose generation parses, and per field the share reproducing the teacher exactly."""
+    parsed_ok, hits = 0, dict.fromkeys(ITEM_FIELDS, 0)
+    for start in range(0, len(items), batch_size):
+        texts = student.generate_knowledge(student.collate(items[start : start + batch_size]))
+        for text, truth in zip(texts, teacher[start : start + batch_size], strict=True):
+            got = parse_knowledge_text(text)
+            parsed_ok += all(f in got for f in ITEM_FIELDS)
+            for f in ITEM_FIELDS:
+                hits[f] += _normalise(got.get(f, "")) == _normalise(truth[f])
+    n = max(1, len(items))
+    return round(parsed_ok / n, 4), {f: round(h / n, 4) for f, h in hits.items()}
+
+
+def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> DistillReport:
+    """Run stage 1b end to end (see the module docstring)."""
+    from safetensors.torch import save_file
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    cfg = settings.student
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    reasoning_path = ws.feature_data / "item_reasoning.parquet"
+    if not reasoning_path.exists():
+        raise MissingInput(
+            f"{reasoning_path} is missing: run `rgcd reason` first (the student learns from it)"
+        )
+    items = read_item_content(ws)
+    reasoning = pl.read_parquet(reasoning_path)
+    if reasoning.height == 0:
+        raise MissingInput(
+            f"{reasoning_path} has no rows (every teacher answer was rejected?): see "
+            f"{ws.quarantine_table('pair_reasoning')} and reports/reason.json"
+        )
+    knowledge = {r["item_id"]: knowledge_text(r) for r in reasoning.iter_rows(named=True)}
+    base_path, base_name = _ensure_base(ws, cfg, items, knowledge)
+    out_dir = ws.models / "student"
+    model_dir = out_dir / "model"
+    fingerprint = _fingerprint(cfg, reasoning_path, base_name)
+    model_version = f"student-{fingerprint}"
+
+    labelled = reasoning.join(items.select(ITEM_COLUMNS), on="item_id", how="inner").sort("item_id")
+    rows = labelled.to_dicts()
+    train = [r for r in rows if not _held_out(r["item_id"], cfg.held_out_fraction)][: cfg.max_train_items]
+    held = [r for r in rows if _held_out(r["item_id"], cfg.held_out_fraction)]
+    if len(train) < 2 or len(held) < 1:
+        raise MissingInput(
+            f"only {len(rows)} items have teacher knowledge and content ({len(train)} train, "
+            f"{len(held)} held out): raise teacher.max_pairs and rerun `rgcd reason`"
+        )
+    student_cfg = ChorusStudentConfig(
+        base_path=str(base_path),
+        n_chorus=cfg.n_chorus,
+        n_soft_tokens=cfg.n_soft_tokens,
+        mask_direct_path=cfg.mask_direct_path,
+        max_item_tokens=cfg.max_item_tokens,
+        max_knowledge_tokens=cfg.max_knowledge_tokens,
+    )
+    torch.manual_seed(cfg.seed)
+    untrained = ChorusStudent.from_base(student_cfg)
+    untrained.eval()
+    probe_rows = train[:2_000]
+    control = linear_probe(
+        encode_items(untrained, probe_rows, cfg.encode_batch_size),
+        [r["vertical_domain"] for r in probe_rows],
+        encode_items(untrained, held, cfg.encode_batch_size),
+        [r["vertical_domain"] for r in held],
+        seed=cfg.seed,
+    )[0]
+    stamp = model_dir / "distill_fingerprint.txt"
+    reused = stamp.exists() and stamp.read_text() == fingerprint
+    t0 = time.perf_counter()
+    if reused:
+        student = ChorusStudent.from_pretrained(model_dir).eval()
+        losses = json.loads((model_dir / "losses.json").read_text())
+    else:
+        student = untrained
+        losses = train_student(student, train, [knowledge[r["item_id"]] for r in train], cfg, show_progress)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        student.save_pretrained(model_dir)
+        (model_dir / "losses.json").write_text(json.dumps(losses))
+        stamp.write_text(fingerprint)
+    train_seconds = time.perf_counter() - t0
+
+    states_path, index_path = out_dir / "chorus_states.safetensors", out_dir / "chorus_index.parquet"
+    states = _finished_states(states_path, index_path, model_version, items)
+    encode_seconds = 0.0
+    if states is None:
+        states, index, encode_seconds = encode_all(
+            student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
+        )
+        save_file(
+            {"chorus_states": states.contiguous()},
+            states_path,
+            metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus)},
+        )
+        index.write_parquet(index_path)
+        shutil.rmtree(out_dir / "chorus_shards")  # merged; the shards were only the resume points
+    index = pl.read_parquet(index_path)
+
+    row_of = dict(zip(index["item_id"].to_list(), index["row"].to_list(), strict=True))
+    accuracy, majority, n_classes = linear_probe(
+        states[[row_of[r["item_id"]] for r in probe_rows]],
+        [r["vertical_domain"] for r in probe_rows],
+        states[[row_of[r["item_id"]] for r in held]],
+        [r["vertical_domain"] for r in held],
+        seed=cfg.seed,
+    )
+    scored = held[: cfg.eval_items]
+    parse_rate, field_rate = generation_rates(student, scored, scored, cfg.encode_batch_size)
+    encoded_now = states.shape[0] if encode_seconds > 0 else 0
+    report = DistillReport(
+        base=base_name,
+        teacher_ids=sorted(reasoning["teacher_id"].unique().to_list()),
+        model_version=model_version,
+        hidden_size=student.hidden_size,
+        n_chorus=cfg.n_chorus,
+        items_encoded=states.shape[0],
+        items_with_knowledge=len(rows),
+        train_items=len(train),
+        held_out_items=len(held),
+        steps=len(losses),
+        first_loss=round(losses[0], 4) if losses else None,
+        final_loss=round(float(np.mean(losses[-10:])), 4) if losses else None,
+        train_seconds=round(train_seconds, 2),
+        encode_seconds=round(encode_seconds, 2),
+        encode_items_per_s=round(encoded_now / encode_seconds, 1) if encode_seconds > 0 else 0.0,
+        probe_accuracy=round(accuracy, 4),
+        probe_majority_rate=round(majority, 4),
+        probe_classes=n_classes,
+        probe_accuracy_untrained_student=round(control, 4),
+        generation_items=len(scored),
+        generation_parse_rate=parse_rate,
+        generation_field_rate=field_rate,
+        reused_training=reused,
+    )
+    ws.reports.mkdir(parents=True, exist_ok=True)
+    (ws.reports / "distill.json").write_text(json.dumps(asdict(report), indent=2))
+    return report

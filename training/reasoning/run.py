@@ -1,0 +1,330 @@
+"""`rgcd reason`: pick high-confidence behaviour pairs, ask the teacher, validate, write the reasoning tables.
+
+Writes `<ws>/feature_data/pair_reasoning.parquet` and `item_reasoning.parquet` (the tables the Feast
+reasoning views read), rejected answers with their raw text to `<ws>/quarantine/pair_reasoning.parquet`,
+and `<ws>/reports/reason.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rgcd.config import Settings, Workspace
+from training.frames import Stage1Frames, read_stage1_frames
+from training.reasoning.backends import Teacher, TeacherRequest, make_teacher
+from training.reasoning.cache import AnswerCache, CachedAnswer
+from training.reasoning.prompts import PROMPT_VERSION, ItemFacts, PairFacts, content_hash, pair_messages
+from training.reasoning.schema import ITEM_FIELDS, SchemaError, parse_pair_answer
+
+ITEM_REASONING_SCHEMA = {
+    "item_id": pl.Utf8,
+    "vertical_domain": pl.Utf8,
+    "key_subject": pl.Utf8,
+    "content_theme": pl.Utf8,
+    "teacher_id": pl.Utf8,
+    "prompt_version": pl.Utf8,
+    "event_timestamp": pl.Datetime("ms", "UTC"),
+    "created_timestamp": pl.Datetime("ms", "UTC"),
+}
+PAIR_REASONING_SCHEMA = {
+    "pair_id": pl.Utf8,
+    "photo_item_id": pl.Utf8,
+    "target_id": pl.Utf8,
+    "match": pl.Boolean,
+    "reason": pl.Utf8,
+    "semantic_transferability": pl.Float64,
+    "teacher_id": pl.Utf8,
+    "prompt_version": pl.Utf8,
+    "event_timestamp": pl.Datetime("ms", "UTC"),
+    "created_timestamp": pl.Datetime("ms", "UTC"),
+}
+
+
+@dataclass
+class ReasonReport:
+    """Figures of one `rgcd reason` run."""
+
+    teacher_id: str
+    is_llm: bool
+    prompt_version: str
+    pairs_available: int
+    pairs_selected: int
+    pairs_unresolved: int
+    from_cache: int
+    generated: int
+    accepted: int
+    rejected: int
+    items_with_reasoning: int
+    generation_seconds: float
+    pairs_per_minute: float | None
+    schema_valid_rate: float | None
+
+    def one_line(self) -> str:
+        """The run in one line of figures."""
+        rate = f"{self.schema_valid_rate:.0%}" if self.schema_valid_rate is not None else "n/a"
+        speed = f", {self.pairs_per_minute:.0f} pairs/min" if self.pairs_per_minute else ""
+        return (
+            f"teacher {self.teacher_id}: {self.pairs_selected} pairs ({self.from_cache} cached, "
+            f"{self.generated} generated{speed}), {self.accepted} accepted, {self.rejected} rejected "
+            f"(valid {rate}), {self.items_with_reasoning} items with reasoning"
+        )
+
+
+def _creator_facts(items: pl.DataFrame) -> dict[int, tuple[int, int, str]]:
+    counts = items.group_by("author_id").agg(
+        (pl.col("domain") == "photo").sum().alias("photos"),
+        (pl.col("domain") == "live").sum().alias("lives"),
+        pl.col("category_l1")
+        .drop_nulls()
+        .filter(pl.col("category_l1") != "")
+        .mode()
+        .sort()
+        .first()
+        .alias("top"),
+    )
+    return {r["author_id"]: (r["photos"], r["lives"], r["top"] or "") for r in counts.iter_rows(named=True)}
+
+
+def _item_facts(row: dict, creators: dict[int, tuple[int, int, str]]) -> ItemFacts:
+    photos, lives, top = creators.get(row["author_id"], (0, 0, ""))
+    return ItemFacts(
+        item_id=row["item_id"],
+        domain=row["domain"],
+        title=row["title"] or "",
+        body_text=row["body_text"] or "",
+        categories=tuple(row[f"category_l{i}"] or "" for i in range(1, 5)),
+        author_id=int(row["author_id"]),
+        creator_photos=int(photos),
+        creator_lives=int(lives),
+        creator_top_category=top,
+        cover_path=row.get("cover_path"),
+    )
+
+
+def select_pairs(
+    frames: Stage1Frames, max_pairs: int, min_strength: float, max_per_item: int | None = None
+) -> tuple[list[PairFacts], int]:
+    """The strongest pairs (strength >= min_strength), at most `max_pairs`, with both items' facts.
+
+    Taken strongest first; a pair is passed over once its short video or its live room already has
+    `max_per_item` pairs, so the budget covers more items. An author pair ('photo_live_author') is
+    shown to the teacher with the author's latest live room as its live item. Returns the pairs and
+    how many were skipped because an item had no content.
+    """
+    items = frames.items
+    creators = _creator_facts(items)
+    by_id = {r["item_id"]: r for r in items.iter_rows(named=True)}
+    latest_live = {
+        r["author_id"]: r["item_id"]
+        for r in items.filter(pl.col("domain") == "live").sort("event_timestamp").iter_rows(named=True)
+    }
+    ranked = frames.pairs.filter(pl.col("strength") >= min_strength).sort(
+        ["strength", "distinct_users", "pair_id"], descending=[True, True, False]
+    )
+    selected: list[PairFacts] = []
+    unresolved = 0
+    per_item: Counter[str] = Counter()
+    for p in ranked.iter_rows(named=True):
+        if len(selected) >= max_pairs:
+            break
+        live_id = p["target_id"] if p["target_id"].startswith("live:") else latest_live.get(p["author_id"])
+        photo, live = by_id.get(p["photo_item_id"]), by_id.get(live_id) if live_id else None
+        if photo is None or live is None:
+            unresolved += 1
+            continue
+        if max_per_item and max(per_item[photo["item_id"]], per_item[live["item_id"]]) >= max_per_item:
+            continue
+        per_item[photo["item_id"]] += 1
+        per_item[live["item_id"]] += 1
+        selected.append(
+            PairFacts(
+                pair_id=p["pair_id"],
+                pair_type=p["pair_type"],
+                photo_item_id=p["photo_item_id"],
+                target_id=p["target_id"],
+                co_count=int(p["co_count"]),
+                distinct_users=int(p["distinct_users"]),
+                strength=float(p["strength"]),
+                event_timestamp=p["event_timestamp"],
+                photo=_item_facts(photo, creators),
+                live=_item_facts(live, creators),
+            )
+        )
+    return selected, unresolved
+
+
+def _retry_messages(messages: list[dict], raw: str, error: str) -> list[dict]:
+    """The conversation for a retry: the invalid answer and what was wrong with it."""
+    return [
+        *messages,
+        {"role": "assistant", "content": raw},
+        {
+            "role": "user",
+            "content": f"That answer is invalid ({error}). Reply with only the JSON object, "
+            "exactly the keys asked for.",
+        },
+    ]
+
+
+def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int) -> list[CachedAnswer]:
+    """Ask the teacher, validate, retry invalid answers up to `retries` times; one finished answer each."""
+    done: list[CachedAnswer | None] = [None] * len(requests)
+    current = list(requests)
+    last: list[tuple[str, str]] = [("", "")] * len(requests)
+    todo = list(range(len(requests)))
+    for attempt in range(retries + 1):
+        completions = teacher.generate([current[i] for i in todo])
+        still = []
+        for i, completion in zip(todo, completions, strict=True):
+            if completion.text is None:
+                last[i] = ("", completion.error or "no answer")
+                still.append(i)
+                continue
+            try:
+                parsed = parse_pair_answer(completion.text)
+                done[i] = CachedAnswer(
+                    "accepted", completion.text, parsed.model_dump_json(), None, attempt + 1
+                )
+            except SchemaError as err:
+                last[i] = (completion.text, str(err))
+                current[i] = TeacherRequest(
+                    requests[i].pair, _retry_messages(requests[i].messages, completion.text, str(err))
+                )
+                still.append(i)
+        todo = still
+        if not todo:
+            break
+    for i in todo:
+        done[i] = CachedAnswer("rejected", last[i][0], None, last[i][1], retries + 1)
+    return [d for d in done if d is not None]
+
+
+def reason(
+    ws: Workspace, settings: Settings, *, show_progress: bool = True, teacher: Teacher | None = None
+) -> ReasonReport:
+    """Run stage 1a end to end (see the module docstring); resumes from the answer cache.
+
+    `teacher` overrides the backend the settings name (for callers that hold one already).
+    """
+    cfg = settings.teacher
+    frames = read_stage1_frames(ws)
+    pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength, cfg.max_pairs_per_item)
+    teacher = teacher or make_teacher(cfg)
+    requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
+    keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
+    cache = AnswerCache(ws.models / "teacher" / "answers.sqlite")
+    answers = cache.get_many(keys)
+    from_cache = len(answers)
+    todo = [i for i, k in enumerate(keys) if k not in answers]
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]reason[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not show_progress,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(teacher.teacher_id, total=len(todo))
+        for start in range(0, len(todo), teacher.batch_size):
+            chunk = todo[start : start + teacher.batch_size]
+            finished = answer_pairs(teacher, [requests[i] for i in chunk], cfg.retries)
+            rows = [(keys[i], a) for i, a in zip(chunk, finished, strict=True)]
+            cache.put_many(rows)  # the resume point
+            answers.update(rows)
+            progress.advance(task, len(chunk))
+    seconds = time.perf_counter() - started
+    cache.close()
+    report = _write_tables(ws, pairs, [answers[k] for k in keys], teacher)
+    report.update(
+        pairs_available=frames.pairs.height,
+        pairs_unresolved=unresolved,
+        from_cache=from_cache,
+        generated=len(todo),
+        generation_seconds=round(seconds, 3),
+        pairs_per_minute=round(len(todo) / seconds * 60, 1) if todo and seconds > 0 else None,
+    )
+    result = ReasonReport(**report)
+    ws.reports.mkdir(parents=True, exist_ok=True)
+    (ws.reports / "reason.json").write_text(json.dumps(asdict(result), indent=2))
+    return result
+
+
+def _write_tables(
+    ws: Workspace, pairs: list[PairFacts], answers: list[CachedAnswer], teacher: Teacher
+) -> dict:
+    created = datetime.now(UTC)
+    pair_rows, item_rows, rejected_rows = [], {}, []
+    for pair, answer in zip(pairs, answers, strict=True):
+        if answer.status != "accepted":
+            rejected_rows.append(
+                {
+                    "pair_id": pair.pair_id,
+                    "teacher_id": teacher.teacher_id,
+                    "prompt_version": PROMPT_VERSION,
+                    "raw_text": answer.raw_text,
+                    "reason": answer.error,
+                    "attempts": answer.attempts,
+                }
+            )
+            continue
+        knowledge = json.loads(answer.parsed_json)
+        seen = pair.event_timestamp
+        pair_rows.append(
+            {
+                "pair_id": pair.pair_id,
+                "photo_item_id": pair.photo_item_id,
+                "target_id": pair.target_id,
+                "match": knowledge["match"],
+                "reason": knowledge["reason"],
+                "semantic_transferability": knowledge["semantic_transferability"],
+                "teacher_id": teacher.teacher_id,
+                "prompt_version": PROMPT_VERSION,
+                "event_timestamp": seen,
+                "created_timestamp": created,
+            }
+        )
+        # Pairs arrive strongest first: an item's knowledge comes from its strongest accepted pair.
+        for side, facts in (("photo", pair.photo), ("live", pair.live)):
+            item_rows.setdefault(
+                facts.item_id,
+                {
+                    "item_id": facts.item_id,
+                    **{f: knowledge[side][f] for f in ITEM_FIELDS},
+                    "teacher_id": teacher.teacher_id,
+                    "prompt_version": PROMPT_VERSION,
+                    "event_timestamp": seen,
+                    "created_timestamp": created,
+                },
+            )
+    ws.feature_data.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(pair_rows, schema=PAIR_REASONING_SCHEMA).write_parquet(
+        ws.feature_data / "pair_reasoning.parquet"
+    )
+    pl.DataFrame(list(item_rows.values()), schema=ITEM_REASONING_SCHEMA).sort("item_id").write_parquet(
+        ws.feature_data / "item_reasoning.parquet"
+    )
+    quarantine = ws.quarantine_table("pair_reasoning")
+    if rejected_rows:
+        quarantine.parent.mkdir(parents=True, exist_ok=True)
+        pl.DataFrame(rejected_rows).write_parquet(quarantine)
+    elif quarantine.exists():
+        quarantine.unlink()
+    finished = len(pair_rows) + len(rejected_rows)
+    return {
+        "teacher_id": teacher.teacher_id,
+        "is_llm": teacher.is_llm,
+        "prompt_version": PROMPT_VERSION,
+        "pairs_selected": len(pairs),
+        "accepted": len(pair_rows),
+        "rejected": len(rejected_rows),
+        "items_with_reasoning": len(item_rows),
+        "schema_valid_rate": round(len(pair_rows) / finished, 4) if finished else None,
+    }
