@@ -12,7 +12,13 @@ from rgcd.pipeline import STAGES
 def test_run_goes_through_every_stage(tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()
-    (ws / "rgcd.yaml").write_text(yaml.safe_dump({"demo": {"users": 400, "days": 6, "seed": 3}}))
+    small = {
+        "demo": {"users": 400, "days": 6, "seed": 3},
+        "student": {"steps": 40, "max_train_items": 300, "eval_items": 40},
+        "evaluation": {"seeds": [0], "mf_samples": 2**15, "contrastive_samples": 2**14,
+                       "text_max_items": 200},
+    }
+    (ws / "rgcd.yaml").write_text(yaml.safe_dump(small))
     result = CliRunner().invoke(cli, ["--workspace", str(ws), "run"])
     assert result.exit_code == 0, result.output
     for stage in STAGES:
