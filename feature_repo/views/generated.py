@@ -31,7 +31,7 @@ behaviour_pairs = FeatureView(
     ],
     source=mart_source('behaviour_pairs', timestamp_field='event_timestamp',
                        created_timestamp_column='created_timestamp'),
-    online=True,
+    online=False,
     description='Behaviour pairs for both training stages: a short video and a live room (pair_type photo_live_room) or a live author (photo_live_author) that the same users engaged within var pair_window_hours (default 24 h, setting warehouse.pair_window_hours), either order. Engagement = a valid play (>= 10% progress) and an entered live session. co_count counts the (play, session) co-engagements; strength is their mean of (play strength + session strength) / 2, from play progress, completion, likes, follows, watch time, gifts and comments (macros/strength.sql). Written to <marts>/behaviour_pairs.parquet.',
     tags={'origin': 'dbt', 'dbt_unique_id': 'model.rgcd.behaviour_pairs', 'regenerated': 'false'},
 )
