@@ -147,4 +147,4 @@ def test_the_pipeline_stage_skips_without_marts_and_runs_with_them(world, tmp_pa
     ws, _, _ = world
     line = stage.run(ws, Settings(), None)
     assert "applied 7 feature views, 4 feature services; materialized 4 views" in line
-    assert "(0 full, 5 incremental)" in line
+    assert "(0 full, 4 incremental)" in line
