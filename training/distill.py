@@ -29,7 +29,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rgcd.config import Settings, StudentConfig, Workspace
-from training.frames import MissingInput, read_item_content
+from training.frames import MissingInput, read_stage1_frames
 from training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
 from training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, item_text
 from training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
@@ -336,7 +336,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         raise MissingInput(
             f"{reasoning_path} is missing: run `rgcd reason` first (the student learns from it)"
         )
-    items = read_item_content(ws)
+    items = read_stage1_frames(ws, settings, pairs=False).items
     reasoning = pl.read_parquet(reasoning_path)
     if reasoning.height == 0:
         raise MissingInput(

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_world import build_marts  # noqa: E402
 from stage1_world import write_world  # noqa: E402
 
-from rgcd.config import EvaluationConfig, Workspace  # noqa: E402
+from rgcd.config import EvaluationConfig, Settings, Workspace  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +25,20 @@ def eval_cfg() -> EvaluationConfig:
 
 
 @pytest.fixture
-def world_ws(tmp_path) -> Workspace:
-    """A workspace whose marts hold a tiny crafted stage-1 world."""
+def world_marts(tmp_path) -> Workspace:
+    """A workspace whose marts hold a tiny crafted stage-1 world; Feast not applied yet."""
     ws = Workspace(tmp_path / "ws").ensure()
     write_world(ws.marts)
     return ws
+
+
+@pytest.fixture
+def world_ws(world_marts) -> Workspace:
+    """The tiny stage-1 world with the Feast repo applied: what stage 1 reads from."""
+    from rgcd.features import apply
+
+    apply(world_marts, Settings())  # ~4 s for the first in a process (imports), ~0.05 s after
+    return world_marts
 
 
 @pytest.fixture(autouse=True)

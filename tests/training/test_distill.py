@@ -7,7 +7,7 @@ from safetensors import safe_open
 
 from rgcd.config import Settings
 from training.distill import distill, linear_probe
-from training.frames import MissingInput
+from training.frames import MissingInput, read_stage1_frames
 from training.reasoning.run import reason
 
 
@@ -66,11 +66,11 @@ def test_distill_end_to_end_and_resume(world_ws):
 
 
 def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
-    from training.distill import encode_all, read_item_content
+    from training.distill import encode_all
     from training.student import ChorusStudent, ChorusStudentConfig
     from training.tiny_base import build_tiny_causal_lm
 
-    items = read_item_content(world_ws)
+    items = read_stage1_frames(world_ws, Settings(), pairs=False).items
     base = build_tiny_causal_lm(
         ["photo live noodles"] * 20, tmp_path / "b", hidden=32, layers=1, heads=2, vocab_size=300
     )

@@ -40,7 +40,7 @@ def _settings(**teacher) -> Settings:
 
 @pytest.fixture
 def served_teacher(world_ws, tmp_path):
-    pairs, _ = select_pairs(read_stage1_frames(world_ws), 2, 0.0)
+    pairs, _ = select_pairs(read_stage1_frames(world_ws, Settings()), 2, 0.0)
     model_dir = build_tiny_teacher(pairs, tmp_path / "tiny-teacher")
     here = str(Path(sys.executable).parent)
     serve = shutil.which("transformers", path=here) or shutil.which("transformers")

@@ -42,7 +42,7 @@ def test_reason_writes_the_contract_tables_with_the_baseline_named(world_ws):
 
 
 def test_metadata_teacher_judges_from_categories(world_ws):
-    frames = read_stage1_frames(world_ws)
+    frames = read_stage1_frames(world_ws, Settings())
     pairs, _ = select_pairs(frames, 100, 0.0)
     for p in pairs:
         answer = json.loads(MetadataTeacher().answer(p))
@@ -52,7 +52,7 @@ def test_metadata_teacher_judges_from_categories(world_ws):
 
 
 def test_per_item_cap_spreads_the_budget(world_ws):
-    frames = read_stage1_frames(world_ws)
+    frames = read_stage1_frames(world_ws, Settings())
     capped, _ = select_pairs(frames, 1000, 0.0, max_per_item=2)
     uncapped, _ = select_pairs(frames, 1000, 0.0)
     from collections import Counter
@@ -63,7 +63,7 @@ def test_per_item_cap_spreads_the_budget(world_ws):
 
 
 def test_author_pairs_use_the_authors_latest_live_room(world_ws):
-    frames = read_stage1_frames(world_ws)
+    frames = read_stage1_frames(world_ws, Settings())
     pairs, unresolved = select_pairs(frames, 1000, 0.0)
     author_pairs = [p for p in pairs if p.target_id.startswith("author:")]
     assert author_pairs and unresolved == 0
@@ -145,7 +145,7 @@ def test_missing_marts_say_which_command_to_run(tmp_path):
 
 
 def test_answer_pairs_counts_attempts(world_ws):
-    pairs, _ = select_pairs(read_stage1_frames(world_ws), 3, 0.0)
+    pairs, _ = select_pairs(read_stage1_frames(world_ws, Settings()), 3, 0.0)
     from training.reasoning.backends import TeacherRequest
     from training.reasoning.prompts import pair_messages
 

@@ -123,7 +123,7 @@ def select_pairs(
     by_id = {r["item_id"]: r for r in items.iter_rows(named=True)}
     latest_live = {
         r["author_id"]: r["item_id"]
-        for r in items.filter(pl.col("domain") == "live").sort("event_timestamp").iter_rows(named=True)
+        for r in items.filter(pl.col("domain") == "live").sort("start_timestamp").iter_rows(named=True)
     }
     ranked = frames.pairs.filter(pl.col("strength") >= min_strength).sort(
         ["strength", "distinct_users", "pair_id"], descending=[True, True, False]
@@ -214,7 +214,7 @@ def reason(
     `teacher` overrides the backend the settings name (for callers that hold one already).
     """
     cfg = settings.teacher
-    frames = read_stage1_frames(ws)
+    frames = read_stage1_frames(ws, settings)
     pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength, cfg.max_pairs_per_item)
     teacher = teacher or make_teacher(cfg)
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
