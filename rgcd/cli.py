@@ -360,9 +360,10 @@ def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: 
 def reason(c: Context, backend: str | None, model: str | None, max_pairs: int | None) -> None:
     """Stage 1a: a teacher writes structured reasoning about the strongest behaviour pairs.
 
-    Reads the behaviour_pairs and item_content marts; writes feature_data/item_reasoning.parquet and
-    pair_reasoning.parquet (what Feast serves), rejected answers with their raw text to
-    quarantine/pair_reasoning.parquet, and reports/reason.json. Answers are cached by (content hash,
+    Reads behaviour pairs and item content through Feast (after `rgcd build` and `rgcd features
+    apply`); writes feature_data/item_reasoning.parquet and pair_reasoning.parquet (what Feast
+    serves), rejected answers with their raw text to quarantine/pair_reasoning.parquet, and
+    reports/reason.json. Answers are cached by (content hash,
     prompt version, teacher id), so a rerun or an interrupted run only asks for what is missing.
     """
     from training.frames import MissingInput

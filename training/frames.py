@@ -9,9 +9,10 @@ depends only on the data (a rerun next week reads the same values, so the teache
 still hits), and it sees every row a request "now" would see, since no row lies after it.
 
 The engine is Feast's own retrieval (`engine="feast"`, the DuckDB offline store). At demo size
-(1.34M pairs, 80.7k items) it takes ~9 s and ~2 GB peak, against ~7 s and ~1.7 GB for the `asof`
-engine (DuckDB ASOF JOIN over the same registry definitions, same frames; tests/training/
-test_frames.py pins that) and 0.4 s / 0.5 GB for reading the parquet directly; README, Stage 1.
+(1.34M pairs, 80.7k items) it took 4.4 s and 2.0 GB peak, against 3.4 s / 1.7 GB for the `asof`
+engine (DuckDB ASOF JOINs over the same registry definitions, same frames; tests/training/
+test_frames.py pins that) and 1.8 s / 0.8 GB for reading the parquet directly
+(benchmarks/stage1_frames.py; README, Stage 1): affordable, so Feast's is the default.
 """
 
 from __future__ import annotations
