@@ -96,10 +96,12 @@ def _held_out(item_id: str, fraction: float) -> bool:
     return int(hashlib.sha1(item_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def _fingerprint(cfg: StudentConfig, reasoning_path: Path, base: str) -> str:
+def _fingerprint(cfg: StudentConfig, knowledge: dict[str, str], base: str) -> str:
     h = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode())
     h.update(base.encode())
-    h.update(hashlib.sha256(reasoning_path.read_bytes()).digest())
+    # What the student learns from, not the file's bytes: `rgcd reason` rewrites the table with a
+    # fresh created_timestamp even when every answer comes from its cache.
+    h.update(json.dumps(sorted(knowledge.items()), ensure_ascii=False).encode())
     return h.hexdigest()[:16]
 
 
@@ -347,7 +349,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
     base_path, base_name = _ensure_base(ws, cfg, items, knowledge)
     out_dir = ws.models / "student"
     model_dir = out_dir / "model"
-    fingerprint = _fingerprint(cfg, reasoning_path, base_name)
+    fingerprint = _fingerprint(cfg, knowledge, base_name)
     model_version = f"student-{fingerprint}"
 
     labelled = reasoning.join(items.select(ITEM_COLUMNS), on="item_id", how="inner").sort("item_id")

@@ -59,7 +59,9 @@ def test_distill_end_to_end_and_resume(world_ws):
         "metadata-baseline (not an LLM)"
     ]
     assert (world_ws.models / "student" / "model" / "model.safetensors").exists()
-    # a rerun reuses the finished training and the finished shards
+    # a rerun of both stages reuses the finished training and the finished shards: `rgcd reason`
+    # answers from its cache but rewrites the table with a new created_timestamp
+    reason(world_ws, settings, show_progress=False)
     again = distill(world_ws, settings, show_progress=False)
     assert again.reused_training and again.encode_seconds == 0 and again.model_version == report.model_version
     assert not (world_ws.models / "student" / "chorus_shards").exists()
