@@ -153,4 +153,14 @@ def test_answer_pairs_counts_attempts(world_ws):
     done = answer_pairs(teacher, [TeacherRequest(p, pair_messages(p)) for p in pairs], retries=2)
     assert [d.status for d in done] == ["accepted"] * 3 and [d.attempts for d in done] == [3] * 3
     done = answer_pairs(Scripted(lambda p: [None]), [TeacherRequest(pairs[0], pair_messages(pairs[0]))], 1)
-    assert done[0].status == "rejected" and "refused" in done[0].error
+    assert done[0].status == "unanswered" and "refused" in done[0].error
+
+
+def test_pairs_the_teacher_never_answered_are_asked_again_on_the_next_run(world_ws):
+    # A server that is down is no answer: nothing to cache, so a rerun once it is up asks again.
+    down = reason(world_ws, _settings(max_pairs=6, retries=0), show_progress=False,
+                  teacher=Scripted(lambda p: [None]))
+    assert down.accepted == 0 and down.rejected == 6
+    up = reason(world_ws, _settings(max_pairs=6, retries=0), show_progress=False,
+                teacher=Scripted(lambda p: [MetadataTeacher().answer(p)]))
+    assert (up.from_cache, up.generated, up.accepted) == (0, 6, 6)

@@ -174,19 +174,26 @@ def _retry_messages(messages: list[dict], raw: str, error: str) -> list[dict]:
 
 
 def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int) -> list[CachedAnswer]:
-    """Ask the teacher, validate, retry invalid answers up to `retries` times; one finished answer each."""
+    """Ask the teacher, validate, retry invalid answers up to `retries` times; one answer each.
+
+    An answer is 'accepted', 'rejected' (invalid text on every attempt) or 'unanswered' (no text
+    at all on the last attempt: a transport error, which the cache does not keep).
+    """
     done: list[CachedAnswer | None] = [None] * len(requests)
     current = list(requests)
     last: list[tuple[str, str]] = [("", "")] * len(requests)
     todo = list(range(len(requests)))
+    no_text: set[int] = set()  # the last attempt got no text at all (a transport error)
     for attempt in range(retries + 1):
         completions = teacher.generate([current[i] for i in todo])
         still = []
         for i, completion in zip(todo, completions, strict=True):
             if completion.text is None:
                 last[i] = ("", completion.error or "no answer")
+                no_text.add(i)
                 still.append(i)
                 continue
+            no_text.discard(i)
             try:
                 parsed = parse_pair_answer(completion.text)
                 done[i] = CachedAnswer(
@@ -202,7 +209,10 @@ def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int)
         if not todo:
             break
     for i in todo:
-        done[i] = CachedAnswer("rejected", last[i][0], None, last[i][1], retries + 1)
+        # No text on the last attempt means the transport failed (server down, timeouts): not an
+        # answer, so it must not be cached as one; a rerun asks again.
+        status = "unanswered" if i in no_text else "rejected"
+        done[i] = CachedAnswer(status, last[i][0], None, last[i][1], retries + 1)
     return [d for d in done if d is not None]
 
 
@@ -237,7 +247,7 @@ def reason(
             chunk = todo[start : start + teacher.batch_size]
             finished = answer_pairs(teacher, [requests[i] for i in chunk], cfg.retries)
             rows = [(keys[i], a) for i, a in zip(chunk, finished, strict=True)]
-            cache.put_many(rows)  # the resume point
+            cache.put_many([(k, a) for k, a in rows if a.status != "unanswered"])  # the resume point
             answers.update(rows)
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
