@@ -7,6 +7,7 @@ and `<ws>/reports/reason.json`.
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections import Counter
@@ -115,16 +116,27 @@ def select_pairs(
 
     Taken strongest first; a pair is passed over once its short video or its live room already has
     `max_per_item` pairs, so the budget covers more items. An author pair ('photo_live_author') is
-    shown to the teacher with the author's latest live room as its live item. Returns the pairs and
+    shown to the teacher with the author's latest live room started by the pair's last co-engagement
+    (its event_timestamp) as its live item. Returns the pairs and
     how many were skipped because an item had no content.
     """
     items = frames.items
     creators = _creator_facts(items)
     by_id = {r["item_id"]: r for r in items.iter_rows(named=True)}
-    latest_live = {
-        r["author_id"]: r["item_id"]
-        for r in items.filter(pl.col("domain") == "live").sort("start_timestamp").iter_rows(named=True)
-    }
+    # Per author, rooms by start time: an author pair shows the latest room started by the pair's
+    # last co-engagement, never a later one (the reasoning row is stamped with that time).
+    rooms: dict[int, tuple[list, list[str]]] = {}
+    live_rooms = items.filter((pl.col("domain") == "live") & pl.col("start_timestamp").is_not_null())
+    for r in live_rooms.sort("start_timestamp", "item_id").iter_rows(named=True):
+        starts, ids = rooms.setdefault(r["author_id"], ([], []))
+        starts.append(r["start_timestamp"])
+        ids.append(r["item_id"])
+
+    def latest_live(author_id: int, at) -> str | None:
+        starts, ids = rooms.get(author_id, ([], []))
+        k = bisect.bisect_right(starts, at)
+        return ids[k - 1] if k else None
+
     ranked = frames.pairs.filter(pl.col("strength") >= min_strength).sort(
         ["strength", "distinct_users", "pair_id"], descending=[True, True, False]
     )
@@ -134,7 +146,8 @@ def select_pairs(
     for p in ranked.iter_rows(named=True):
         if len(selected) >= max_pairs:
             break
-        live_id = p["target_id"] if p["target_id"].startswith("live:") else latest_live.get(p["author_id"])
+        live_id = (p["target_id"] if p["target_id"].startswith("live:")
+                   else latest_live(p["author_id"], p["event_timestamp"]))
         photo, live = by_id.get(p["photo_item_id"]), by_id.get(live_id) if live_id else None
         if photo is None or live is None:
             unresolved += 1
