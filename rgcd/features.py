@@ -379,12 +379,31 @@ def _time_range(view: FeatureView) -> tuple[datetime, datetime] | None:
     return (lo if lo.tzinfo else lo.replace(tzinfo=UTC)), (hi if hi.tzinfo else hi.replace(tzinfo=UTC))
 
 
+def _written_since(view: FeatureView, since: datetime) -> datetime | None:
+    """The earliest event time among the rows created after `since`; None if none (or no column)."""
+    created = view.batch_source.created_timestamp_column
+    if not created:
+        return None
+    ts = view.batch_source.timestamp_field
+    scan = pl.scan_parquet(source_path(view))
+    stamp = pl.col(created)
+    if scan.collect_schema()[created].time_zone is None:  # naive times are UTC, as everywhere
+        stamp = stamp.dt.replace_time_zone("UTC")
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    lo = scan.filter(stamp > since).select(pl.col(ts).min()).collect().item()
+    if lo is None:
+        return None
+    return lo if lo.tzinfo else lo.replace(tzinfo=UTC)
+
+
 def materialize(store: FeatureStore, end: datetime | None = None) -> MaterializeReport:
     """Load the latest value per entity into the online store.
 
     A view never materialized is loaded from its first row (Feast's incremental start, now minus
     TTL, would skip historical logs such as KuaiLive-M3's); afterwards only what is new since the
-    last run. Views whose parquet does not exist yet are reported as waiting.
+    last run: rows whose event time is after its end and rows created after it (a rebuilt mart,
+    restated reasoning), which with historical logs have event times long before it.
+    Views whose parquet does not exist yet are reported as waiting.
     """
     online = [v for v in store.list_feature_views() if v.online]
     waiting = missing_sources(online)
@@ -399,8 +418,16 @@ def materialize(store: FeatureStore, end: datetime | None = None) -> Materialize
     if fresh:
         start = min(ranges[v.name][0] for v in fresh)
         store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in fresh])
-    if incremental:
-        store.materialize_incremental(end_date=end, feature_views=[v.name for v in incremental])
+    rewritten = {}
+    for v in incremental:
+        since = _written_since(v, max(e for _, e in v.materialization_intervals))
+        if since is not None:
+            rewritten[v.name] = since
+    plain = [v.name for v in incremental if v.name not in rewritten]
+    if plain:
+        store.materialize_incremental(end_date=end, feature_views=plain)
+    for name, start in rewritten.items():
+        store.materialize(start_date=min(start, end), end_date=end, feature_views=[name])
     return MaterializeReport(tuple(v.name for v in fresh), tuple(v.name for v in incremental),
                              tuple(v.name for v in waiting), end)
 

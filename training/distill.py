@@ -10,7 +10,7 @@ on the untrained student, as a control), and the rate at which the student's own
 reproduces each teacher field.
 
 Resumable: a finished training (same settings, same reasoning table) is reused, and encoding
-writes shards that a rerun skips.
+writes shards that a rerun skips (same model version, same item content).
 """
 
 from __future__ import annotations
@@ -96,11 +96,20 @@ def _held_out(item_id: str, fraction: float) -> bool:
     return int(hashlib.sha1(item_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def _fingerprint(cfg: StudentConfig, reasoning_path: Path, base: str) -> str:
+def _fingerprint(cfg: StudentConfig, knowledge: dict[str, str], base: str) -> str:
     h = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode())
     h.update(base.encode())
-    h.update(hashlib.sha256(reasoning_path.read_bytes()).digest())
+    # What the student learns from, not the file's bytes: `rgcd reason` rewrites the table with a
+    # fresh created_timestamp even when every answer comes from its cache.
+    h.update(json.dumps(sorted(knowledge.items()), ensure_ascii=False).encode())
     return h.hexdigest()[:16]
+
+
+def items_digest(items: pl.DataFrame) -> str:
+    """A digest of what the student reads of every item, in order (ids and content)."""
+    # Ids alone are not enough: a restated title or a vector file added later keeps the ids.
+    hashes = items.select(ITEM_COLUMNS).hash_rows(seed=0).to_numpy()
+    return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
 
 def _ensure_base(
@@ -224,7 +233,12 @@ def encode_all(
         for old in shard_dir.parent.iterdir():
             if old.name != model_version:
                 shutil.rmtree(old)
+    # So are shards of other item content: the same ids with a restated title or a new vector.
+    stamp, digest = shard_dir / "items_digest.txt", items_digest(items)
+    if shard_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
     rows = items.select(ITEM_COLUMNS).to_dicts()
     seconds = 0.0
     with _progress(show_progress) as progress:
@@ -260,7 +274,8 @@ def _finished_states(states_path: Path, index_path: Path, model_version: str, it
     if not (states_path.exists() and index_path.exists()):
         return None
     with safe_open(states_path, "pt") as f:
-        if (f.metadata() or {}).get("model_version") != model_version:
+        meta = f.metadata() or {}
+        if meta.get("model_version") != model_version or meta.get("items_digest") != items_digest(items):
             return None
         index = pl.read_parquet(index_path)
         if index["item_id"].to_list() != items["item_id"].to_list():
@@ -347,7 +362,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
     base_path, base_name = _ensure_base(ws, cfg, items, knowledge)
     out_dir = ws.models / "student"
     model_dir = out_dir / "model"
-    fingerprint = _fingerprint(cfg, reasoning_path, base_name)
+    fingerprint = _fingerprint(cfg, knowledge, base_name)
     model_version = f"student-{fingerprint}"
 
     labelled = reasoning.join(items.select(ITEM_COLUMNS), on="item_id", how="inner").sort("item_id")
@@ -404,7 +419,8 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         save_file(
             {"chorus_states": states.contiguous()},
             states_path,
-            metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus)},
+            metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus),
+                      "items_digest": items_digest(items)},
         )
         index.write_parquet(index_path)
         shutil.rmtree(out_dir / "chorus_shards")  # merged; the shards were only the resume points

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
 import pytest
 from feast_marts import write_feature_data, write_mart
 
@@ -80,6 +81,24 @@ def test_incremental_materialization_picks_up_new_snapshots(world):
     got = fs.online_features(store, "ranker", {"user_id": [1], "item_id": ["live:1"]})
     assert got["user_features_daily__sv_plays_7d"].to_list() == [11]
     assert got["user_features_daily__is_live_cold_start"].to_list() == [False]
+
+
+def test_rows_written_since_the_last_run_are_loaded_even_with_past_event_times(world):
+    # Historical logs (KuaiLive-M3) arrive with event times long before the last run's end (the
+    # wall clock), e.g. the next day of logs or reasoning restated by a rerun; incremental runs
+    # that only look at event times after that end would never load them.
+    ws, store, _ = world
+    view = store.get_feature_view("user_features_daily")
+    last = max(end for _, end in view.materialization_intervals)
+    written = last + timedelta(minutes=1)
+    times = pl.read_parquet(ws.marts / "user_features_daily.parquet")["event_timestamp"].to_list()
+    _users(ws, {"user_id": [1, 1, 1, 2], "sv_plays_7d": [3, 8, 11, 5],
+                "is_live_cold_start": [True, True, False, True],
+                "event_timestamp": [*times, T + D], "created_timestamp": [*times, written]})
+    report = fs.materialize(store, end=written + timedelta(hours=1))
+    assert "user_features_daily" in report.incremental and not report.fresh
+    got = fs.online_features(store, "ranker", {"user_id": [2, 1], "item_id": ["live:1", "live:1"]})
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 11]
 
 
 def _free_port() -> int:

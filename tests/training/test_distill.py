@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 
 from rgcd.config import Settings
-from training.distill import distill, linear_probe
+from training.distill import _finished_states, distill, linear_probe
 from training.frames import MissingInput, read_stage1_frames
 from training.reasoning.run import reason
 
@@ -59,10 +59,19 @@ def test_distill_end_to_end_and_resume(world_ws):
         "metadata-baseline (not an LLM)"
     ]
     assert (world_ws.models / "student" / "model" / "model.safetensors").exists()
-    # a rerun reuses the finished training and the finished shards
+    # a rerun of both stages reuses the finished training and the finished shards: `rgcd reason`
+    # answers from its cache but rewrites the table with a new created_timestamp
+    reason(world_ws, settings, show_progress=False)
     again = distill(world_ws, settings, show_progress=False)
     assert again.reused_training and again.encode_seconds == 0 and again.model_version == report.model_version
     assert not (world_ws.models / "student" / "chorus_shards").exists()
+    # the finished states are this model's over these items' content, not only their ids
+    out = world_ws.models / "student"
+    args = (out / "chorus_states.safetensors", out / "chorus_index.parquet", report.model_version)
+    frames_items = read_stage1_frames(world_ws, settings, pairs=False).items
+    assert _finished_states(*args, frames_items) is not None
+    retitled = frames_items.with_columns(pl.lit("another title").alias("title"))
+    assert _finished_states(*args, retitled) is None
 
 
 def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
@@ -84,3 +93,9 @@ def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
     assert torch.allclose(again, full, atol=1e-5) and seconds > 0
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != shards[-1])
     assert index["item_id"].to_list() == items["item_id"].to_list()
+    # Same ids, same model, new content (a title restated, a vector file added): not the old shards.
+    retitled = items.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("another title")).otherwise("title").alias("title"))
+    fresh, _, seconds = encode_all(student, retitled, tmp_path / "out", "v1", 16, False, shard_items=16)
+    assert seconds > 0 and not torch.allclose(fresh[0], full[0], atol=1e-5)
+    assert torch.allclose(fresh[1:], full[1:], atol=1e-5)

@@ -153,4 +153,35 @@ def test_answer_pairs_counts_attempts(world_ws):
     done = answer_pairs(teacher, [TeacherRequest(p, pair_messages(p)) for p in pairs], retries=2)
     assert [d.status for d in done] == ["accepted"] * 3 and [d.attempts for d in done] == [3] * 3
     done = answer_pairs(Scripted(lambda p: [None]), [TeacherRequest(pairs[0], pair_messages(pairs[0]))], 1)
-    assert done[0].status == "rejected" and "refused" in done[0].error
+    assert done[0].status == "unanswered" and "refused" in done[0].error
+
+
+def test_pairs_the_teacher_never_answered_are_asked_again_on_the_next_run(world_ws):
+    # A server that is down is no answer: nothing to cache, so a rerun once it is up asks again.
+    down = reason(world_ws, _settings(max_pairs=6, retries=0), show_progress=False,
+                  teacher=Scripted(lambda p: [None]))
+    assert down.accepted == 0 and down.rejected == 6
+    up = reason(world_ws, _settings(max_pairs=6, retries=0), show_progress=False,
+                teacher=Scripted(lambda p: [MetadataTeacher().answer(p)]))
+    assert (up.from_cache, up.generated, up.accepted) == (0, 6, 6)
+
+
+def test_an_author_pair_never_shows_a_room_that_started_after_the_pair():
+    # Reasoning about the pair is stamped with its last co-engagement; a room the author started
+    # later is the future at that time, so the teacher must not be shown it.
+    from datetime import UTC, datetime, timedelta
+
+    from training.frames import Stage1Frames
+
+    t = datetime(2026, 3, 5, tzinfo=UTC)
+    cats = {f"category_l{i}": ["Food"] * 3 for i in range(1, 5)}
+    items = pl.DataFrame({
+        "item_id": ["photo:1", "live:10", "live:11"], "domain": ["photo", "live", "live"],
+        "author_id": [1, 7, 7], "title": ["p", "before", "after"], "body_text": ["", "", ""], **cats,
+        "start_timestamp": [None, t - timedelta(days=1), t + timedelta(days=1)]})
+    pairs = pl.DataFrame({
+        "pair_id": ["photo:1|author:7"], "pair_type": ["photo_live_author"], "photo_item_id": ["photo:1"],
+        "target_id": ["author:7"], "author_id": [7], "co_count": [3], "distinct_users": [2],
+        "strength": [0.9], "event_timestamp": [t]})
+    selected, unresolved = select_pairs(Stage1Frames(pairs, items, t + timedelta(days=2)), 10, 0.0)
+    assert unresolved == 0 and [p.live.item_id for p in selected] == ["live:10"]

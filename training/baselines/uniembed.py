@@ -91,21 +91,19 @@ class UniEmbed:
         self.config = config or UniEmbedConfig()
         self.users: IndexedVectors | None = None
         self.items: IndexedVectors | None = None
-        self.item_domain: dict[str, str] = {}
         self.catalog: ItemCatalog | None = None
 
     def fit(self, data: TrainData, seed: int) -> None:
         """InfoNCE on (user, item) pairs of both domains; in-batch negatives."""
         cfg = self.config
         self.catalog = data.catalog
-        pairs = data.interactions.select("user_id", "key", "domain").unique().sort("user_id", "key")
+        pairs = data.interactions.select("user_id", "key").unique().sort("user_id", "key")
         user_ids = pairs["user_id"].unique().sort().to_list()
         keys = pairs["key"].unique().sort().to_list()
         u_index = {u: i for i, u in enumerate(user_ids)}
         k_index = {k: i for i, k in enumerate(keys)}
         u = torch.tensor([u_index[x] for x in pairs["user_id"].to_list()], dtype=torch.long)
         i = torch.tensor([k_index[x] for x in pairs["key"].to_list()], dtype=torch.long)
-        self.item_domain = dict(zip(pairs["key"].to_list(), pairs["domain"].to_list(), strict=True))
 
         log_q = torch.log(torch.bincount(i, minlength=len(keys)).float() / len(i))
 

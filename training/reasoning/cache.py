@@ -16,7 +16,7 @@ from pathlib import Path
 class CachedAnswer:
     """A finished teacher answer: accepted (with its validated JSON) or rejected (with the error)."""
 
-    status: str  # 'accepted' | 'rejected'
+    status: str  # 'accepted' | 'rejected' ('unanswered', a transport failure, is never stored)
     raw_text: str
     parsed_json: str | None
     error: str | None

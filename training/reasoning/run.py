@@ -7,6 +7,7 @@ and `<ws>/reports/reason.json`.
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections import Counter
@@ -115,16 +116,27 @@ def select_pairs(
 
     Taken strongest first; a pair is passed over once its short video or its live room already has
     `max_per_item` pairs, so the budget covers more items. An author pair ('photo_live_author') is
-    shown to the teacher with the author's latest live room as its live item. Returns the pairs and
+    shown to the teacher with the author's latest live room started by the pair's last co-engagement
+    (its event_timestamp) as its live item. Returns the pairs and
     how many were skipped because an item had no content.
     """
     items = frames.items
     creators = _creator_facts(items)
     by_id = {r["item_id"]: r for r in items.iter_rows(named=True)}
-    latest_live = {
-        r["author_id"]: r["item_id"]
-        for r in items.filter(pl.col("domain") == "live").sort("start_timestamp").iter_rows(named=True)
-    }
+    # Per author, rooms by start time: an author pair shows the latest room started by the pair's
+    # last co-engagement, never a later one (the reasoning row is stamped with that time).
+    rooms: dict[int, tuple[list, list[str]]] = {}
+    live_rooms = items.filter((pl.col("domain") == "live") & pl.col("start_timestamp").is_not_null())
+    for r in live_rooms.sort("start_timestamp", "item_id").iter_rows(named=True):
+        starts, ids = rooms.setdefault(r["author_id"], ([], []))
+        starts.append(r["start_timestamp"])
+        ids.append(r["item_id"])
+
+    def latest_live(author_id: int, at) -> str | None:
+        starts, ids = rooms.get(author_id, ([], []))
+        k = bisect.bisect_right(starts, at)
+        return ids[k - 1] if k else None
+
     ranked = frames.pairs.filter(pl.col("strength") >= min_strength).sort(
         ["strength", "distinct_users", "pair_id"], descending=[True, True, False]
     )
@@ -134,7 +146,8 @@ def select_pairs(
     for p in ranked.iter_rows(named=True):
         if len(selected) >= max_pairs:
             break
-        live_id = p["target_id"] if p["target_id"].startswith("live:") else latest_live.get(p["author_id"])
+        live_id = (p["target_id"] if p["target_id"].startswith("live:")
+                   else latest_live(p["author_id"], p["event_timestamp"]))
         photo, live = by_id.get(p["photo_item_id"]), by_id.get(live_id) if live_id else None
         if photo is None or live is None:
             unresolved += 1
@@ -174,19 +187,26 @@ def _retry_messages(messages: list[dict], raw: str, error: str) -> list[dict]:
 
 
 def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int) -> list[CachedAnswer]:
-    """Ask the teacher, validate, retry invalid answers up to `retries` times; one finished answer each."""
+    """Ask the teacher, validate, retry invalid answers up to `retries` times; one answer each.
+
+    An answer is 'accepted', 'rejected' (invalid text on every attempt) or 'unanswered' (no text
+    at all on the last attempt: a transport error, which the cache does not keep).
+    """
     done: list[CachedAnswer | None] = [None] * len(requests)
     current = list(requests)
     last: list[tuple[str, str]] = [("", "")] * len(requests)
     todo = list(range(len(requests)))
+    no_text: set[int] = set()  # the last attempt got no text at all (a transport error)
     for attempt in range(retries + 1):
         completions = teacher.generate([current[i] for i in todo])
         still = []
         for i, completion in zip(todo, completions, strict=True):
             if completion.text is None:
                 last[i] = ("", completion.error or "no answer")
+                no_text.add(i)
                 still.append(i)
                 continue
+            no_text.discard(i)
             try:
                 parsed = parse_pair_answer(completion.text)
                 done[i] = CachedAnswer(
@@ -202,7 +222,10 @@ def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int)
         if not todo:
             break
     for i in todo:
-        done[i] = CachedAnswer("rejected", last[i][0], None, last[i][1], retries + 1)
+        # No text on the last attempt means the transport failed (server down, timeouts): not an
+        # answer, so it must not be cached as one; a rerun asks again.
+        status = "unanswered" if i in no_text else "rejected"
+        done[i] = CachedAnswer(status, last[i][0], None, last[i][1], retries + 1)
     return [d for d in done if d is not None]
 
 
@@ -237,7 +260,7 @@ def reason(
             chunk = todo[start : start + teacher.batch_size]
             finished = answer_pairs(teacher, [requests[i] for i in chunk], cfg.retries)
             rows = [(keys[i], a) for i, a in zip(chunk, finished, strict=True)]
-            cache.put_many(rows)  # the resume point
+            cache.put_many([(k, a) for k, a in rows if a.status != "unanswered"])  # the resume point
             answers.update(rows)
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
