@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import click
+import pydantic
+import yaml
 from rich.console import Console
 
 from rgcd.config import Settings, Workspace, load_settings
@@ -18,6 +20,12 @@ console = Console(stderr=True)
 EXIT_CONTRACT = 2
 
 
+class ConfigError(click.ClickException):
+    """The YAML configuration does not parse or does not fit the settings; exits 2."""
+
+    exit_code = EXIT_CONTRACT
+
+
 class Context:
     def __init__(self, workspace: Path, config: Path | None = None) -> None:
         self.ws = Workspace(workspace)
@@ -25,7 +33,16 @@ class Context:
 
     @property
     def settings(self) -> Settings:
-        return load_settings(self.config) if self.config else self.ws.settings()
+        path = self.config or self.ws.config_file
+        try:
+            return load_settings(self.config) if self.config else self.ws.settings()
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML ({err}); fix it (rgcd.example.yaml shows "
+                              "every setting with its default)") from None
+        except pydantic.ValidationError as err:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+            raise ConfigError(f"{path} does not fit the settings ({problems}); fix it "
+                              "(rgcd.example.yaml shows every setting with its default)") from None
 
 
 pass_ctx = click.make_pass_decorator(Context)

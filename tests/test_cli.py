@@ -26,3 +26,16 @@ def test_example_config_loads_into_settings(tmp_path):
 
     with pytest.raises(pydantic.ValidationError):
         load_settings(bad)
+
+
+def test_a_bad_config_is_a_message_naming_file_and_setting_not_a_traceback(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rgcd.yaml").write_text("demo:\n  userz: 3\n")
+    res = CliRunner().invoke(cli, ["--workspace", str(ws), "ingest", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)
+    assert "rgcd.yaml" in res.output and "demo.userz" in res.output and "rgcd.example.yaml" in res.output
+    (ws / "rgcd.yaml").write_text("demo: [\n")
+    res = CliRunner().invoke(cli, ["--workspace", str(ws), "ingest", str(tmp_path)])
+    assert res.exit_code == 2 and "not valid YAML" in res.output
