@@ -373,3 +373,15 @@ def test_a_later_export_upserts_dimensions_and_late_events_by_key(tmp_path, ws):
     assert plays.height == 9 + 1  # the late day-1 play replaced its row; one new day-2 play
     replaced = plays.filter((pl.col("user_id") == 1) & (pl.col("photo_id") == 10))
     assert replaced.get_column("like_status_type").to_list() == [1]
+
+
+def test_a_csv_that_is_not_utf8_exits_2_naming_the_file_and_leaves_its_table_alone(tmp_path):
+    raw = _world(tmp_path / "raw")
+    path = raw / "live_interaction.csv"
+    header, first, rest = path.read_bytes().split(b"\n", 2)
+    path.write_bytes(b"\n".join([header, first.replace(b"feed", b"caf\xe9"), rest]))  # latin-1 'é'
+    res = CliRunner().invoke(cli, ["--workspace", str(tmp_path / "ws"), "ingest", str(raw)])
+    assert res.exit_code == 2, res.output
+    assert "live_interaction.csv is not UTF-8" in res.output and "iconv" in res.output
+    assert not (tmp_path / "ws" / "lake" / "live_interaction").exists()
+    assert not (tmp_path / "ws" / ".ingest-staging").exists()
