@@ -385,3 +385,18 @@ def test_a_csv_that_is_not_utf8_exits_2_naming_the_file_and_leaves_its_table_alo
     assert "live_interaction.csv is not UTF-8" in res.output and "iconv" in res.output
     assert not (tmp_path / "ws" / "lake" / "live_interaction").exists()
     assert not (tmp_path / "ws" / ".ingest-staging").exists()
+
+
+def test_optional_live_files_with_an_unknown_author_are_quarantined(tmp_path, ws):
+    raw = _world(tmp_path / "raw")
+    write_raw(raw, "live_comment", pl.DataFrame({
+        "live_stream_id": [900, 900], "user_id": [1, 2], "author_id": [101, 555],
+        "content": ["hi", "?"], "comment_ts": [DAY1, DAY1]}))
+    write_raw(raw, "live_show", pl.DataFrame({
+        "live_id": [900, 901], "user_id": [1, 1], "author_id": [555, 101],
+        "show_timestamp": [DAY1, DAY1]}))
+    report = ingest(raw, ws, SMALL)
+    for stem in ("live_comment", "live_show"):
+        assert report.files[stem].as_tuple() == (2, 1, 1), stem
+        reasons = pl.read_parquet(ws.quarantine_table(stem)).get_column("reason").to_list()
+        assert reasons == ["unknown author_id (not in author_profile)"], stem
