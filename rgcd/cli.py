@@ -100,12 +100,15 @@ def run(c: Context, data: Path | None) -> None:
 
 @cli.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--users", type=click.IntRange(min=10), default=20_000, show_default=True,
-              help="Number of users (about 2000 for CI, 20000 for the demo).")
-@click.option("--days", type=click.IntRange(min=2), default=14, show_default=True,
-              help="Days of logs.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same files.")
-def demo_data(out: Path, users: int, days: int, seed: int) -> None:
+@click.option("--users", type=click.IntRange(min=10), default=None,
+              help="Number of users (about 2000 for CI, 20000 for the demo). "
+                   "Default: demo.users of the config (20000).")
+@click.option("--days", type=click.IntRange(min=2), default=None,
+              help="Days of logs. Default: demo.days of the config (14).")
+@click.option("--seed", type=int, default=None,
+              help="Same seed, same files. Default: demo.seed of the config (7).")
+@pass_ctx
+def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None) -> None:
     """Write a synthetic world in the exact KuaiLive-M3 layout to OUT.
 
     Users have latent interests that drive both domains; creators post short videos and go
@@ -113,7 +116,9 @@ def demo_data(out: Path, users: int, days: int, seed: int) -> None:
     """
     from transforms.demo import generate
 
-    summary = generate(out, users=users, days=days, seed=seed)
+    demo = c.settings.demo  # the same world `rgcd run` generates, unless an option says otherwise
+    summary = generate(out, users=demo.users if users is None else users,
+                       days=demo.days if days is None else days, seed=demo.seed if seed is None else seed)
     console.print(f"[green]✓[/] {summary.one_line()} -> {out}")
 
 

@@ -39,3 +39,22 @@ def test_a_bad_config_is_a_message_naming_file_and_setting_not_a_traceback(tmp_p
     (ws / "rgcd.yaml").write_text("demo: [\n")
     res = CliRunner().invoke(cli, ["--workspace", str(ws), "ingest", str(tmp_path)])
     assert res.exit_code == 2 and "not valid YAML" in res.output
+
+
+def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeypatch):
+    import transforms.demo
+
+    calls = []
+
+    def fake_generate(out, users, days, seed):  # records the world asked for; writes nothing
+        calls.append((users, days, seed))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(transforms.demo, "generate", fake_generate)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rgcd.yaml").write_text("demo: {users: 300, days: 5, seed: 11}\n")
+    runner = CliRunner()
+    runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out")])
+    runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out"), "--users", "50"])
+    assert calls == [(300, 5, 11), (50, 5, 11)]
