@@ -5,13 +5,24 @@ from rgcd.config import Settings, load_settings
 
 
 def test_every_command_has_help():
+    import click
+
     runner = CliRunner()
     top = runner.invoke(cli, ["--help"])
     assert top.exit_code == 0
-    for name in cli.commands:
-        res = runner.invoke(cli, [name, "--help"])
-        assert res.exit_code == 0, name
-        assert "Usage:" in res.output
+
+    def walk(group: click.Group, path: list[str]) -> None:
+        for name, command in group.commands.items():
+            res = runner.invoke(cli, [*path, name, "--help"])
+            assert res.exit_code == 0, [*path, name]
+            assert "Usage:" in res.output
+            assert command.help, [*path, name]
+            undocumented = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+            assert not undocumented, ([*path, name], undocumented)
+            if isinstance(command, click.Group):
+                walk(command, [*path, name])
+
+    walk(cli, [])
 
 
 def test_example_config_loads_into_settings(tmp_path):
