@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import click
+import pydantic
+import yaml
 from rich.console import Console
 
 from rgcd.config import Settings, Workspace, load_settings
@@ -18,6 +20,12 @@ console = Console(stderr=True)
 EXIT_CONTRACT = 2
 
 
+class ConfigError(click.ClickException):
+    """The YAML configuration does not parse or does not fit the settings; exits 2."""
+
+    exit_code = EXIT_CONTRACT
+
+
 class Context:
     def __init__(self, workspace: Path, config: Path | None = None) -> None:
         self.ws = Workspace(workspace)
@@ -25,7 +33,16 @@ class Context:
 
     @property
     def settings(self) -> Settings:
-        return load_settings(self.config) if self.config else self.ws.settings()
+        path = self.config or self.ws.config_file
+        try:
+            return load_settings(self.config) if self.config else self.ws.settings()
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML ({err}); fix it (rgcd.example.yaml shows "
+                              "every setting with its default)") from None
+        except pydantic.ValidationError as err:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+            raise ConfigError(f"{path} does not fit the settings ({problems}); fix it "
+                              "(rgcd.example.yaml shows every setting with its default)") from None
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -83,12 +100,15 @@ def run(c: Context, data: Path | None) -> None:
 
 @cli.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--users", type=click.IntRange(min=10), default=20_000, show_default=True,
-              help="Number of users (about 2000 for CI, 20000 for the demo).")
-@click.option("--days", type=click.IntRange(min=2), default=14, show_default=True,
-              help="Days of logs.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same files.")
-def demo_data(out: Path, users: int, days: int, seed: int) -> None:
+@click.option("--users", type=click.IntRange(min=10), default=None,
+              help="Number of users (about 2000 for CI, 20000 for the demo). "
+                   "Default: demo.users of the config (20000).")
+@click.option("--days", type=click.IntRange(min=2), default=None,
+              help="Days of logs. Default: demo.days of the config (14).")
+@click.option("--seed", type=int, default=None,
+              help="Same seed, same files. Default: demo.seed of the config (7).")
+@pass_ctx
+def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None) -> None:
     """Write a synthetic world in the exact KuaiLive-M3 layout to OUT.
 
     Users have latent interests that drive both domains; creators post short videos and go
@@ -96,7 +116,9 @@ def demo_data(out: Path, users: int, days: int, seed: int) -> None:
     """
     from transforms.demo import generate
 
-    summary = generate(out, users=users, days=days, seed=seed)
+    demo = c.settings.demo  # the same world `rgcd run` generates, unless an option says otherwise
+    summary = generate(out, users=demo.users if users is None else users,
+                       days=demo.days if days is None else days, seed=demo.seed if seed is None else seed)
     console.print(f"[green]✓[/] {summary.one_line()} -> {out}")
 
 
@@ -286,9 +308,11 @@ def features_materialize(c: Context) -> None:
 
 
 @features.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=6566, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")
+@click.option("--port", type=int, default=6566, show_default=True, help="TCP port to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server worker processes.")
 @pass_ctx
 def features_serve(c: Context, host: str, port: int, workers: int) -> None:
     """Feast's HTTP feature server for rankers (POST /get-online-features, GET /health).

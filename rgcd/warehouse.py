@@ -40,6 +40,7 @@ class BuildReport:
     statuses: Counter = field(default_factory=Counter)  # (resource type, status) -> count
     marts: dict[str, int] = field(default_factory=dict)  # mart -> rows in its parquet file
     failures: list[str] = field(default_factory=list)
+    note: str = ""  # why this build did something other than asked (a forced full refresh)
 
     @property
     def success(self) -> bool:
@@ -54,7 +55,8 @@ class BuildReport:
         failed = sum(n for (_, status), n in self.statuses.items() if status in _FAILED)
         warned = sum(n for (_, status), n in self.statuses.items() if status == "warn")
         marts = ", ".join(f"{name} {rows:,}" for name, rows in sorted(self.marts.items()))
-        return (f"dbt {self.command}: {self.count('model')} models, {tests} tests, {failed} failed, "
+        note = f" ({self.note})" if self.note else ""
+        return (f"dbt {self.command}{note}: {self.count('model')} models, {tests} tests, {failed} failed, "
                 f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}")
 
 
@@ -171,9 +173,25 @@ def _parquet_rows(path: Path) -> int:
 
 def build(ws: Workspace, settings: Settings, *, full_refresh: bool = False,
           select: str | None = None) -> BuildReport:
-    """`dbt build` over the workspace's lake: models, data tests and unit tests, marts as parquet."""
+    """`dbt build` over the workspace's lake: models, data tests and unit tests, marts as parquet.
+
+    The incremental models keep the days they already hold, so when the vars rgcd passes (e.g.
+    warehouse.pair_window_hours) differ from the last whole build's, this build is a full refresh:
+    otherwise old days would keep the old setting and the marts would differ from a rebuild.
+    """
     check_lake(ws)
-    return run_dbt(ws, settings, "build", full_refresh=full_refresh, select=select)
+    state = ws.dbt_artifacts / "last_build_vars.json"
+    current = json.loads(json.dumps(dbt_vars(ws, settings)))
+    previous = json.loads(state.read_text()) if state.exists() else None
+    note = ""
+    if not full_refresh and previous is not None and previous != current:
+        changed = sorted(k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k))
+        full_refresh, note = True, f"full refresh: {', '.join(changed)} changed since the last build"
+    report = run_dbt(ws, settings, "build", full_refresh=full_refresh, select=select)
+    report.note = note
+    if select is None:  # a partial build leaves other incremental models on the old vars
+        state.write_text(json.dumps(current))
+    return report
 
 
 def generate_docs(ws: Workspace, settings: Settings) -> Path:

@@ -5,13 +5,24 @@ from rgcd.config import Settings, load_settings
 
 
 def test_every_command_has_help():
+    import click
+
     runner = CliRunner()
     top = runner.invoke(cli, ["--help"])
     assert top.exit_code == 0
-    for name in cli.commands:
-        res = runner.invoke(cli, [name, "--help"])
-        assert res.exit_code == 0, name
-        assert "Usage:" in res.output
+
+    def walk(group: click.Group, path: list[str]) -> None:
+        for name, command in group.commands.items():
+            res = runner.invoke(cli, [*path, name, "--help"])
+            assert res.exit_code == 0, [*path, name]
+            assert "Usage:" in res.output
+            assert command.help, [*path, name]
+            undocumented = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+            assert not undocumented, ([*path, name], undocumented)
+            if isinstance(command, click.Group):
+                walk(command, [*path, name])
+
+    walk(cli, [])
 
 
 def test_example_config_loads_into_settings(tmp_path):
@@ -26,3 +37,35 @@ def test_example_config_loads_into_settings(tmp_path):
 
     with pytest.raises(pydantic.ValidationError):
         load_settings(bad)
+
+
+def test_a_bad_config_is_a_message_naming_file_and_setting_not_a_traceback(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rgcd.yaml").write_text("demo:\n  userz: 3\n")
+    res = CliRunner().invoke(cli, ["--workspace", str(ws), "ingest", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)
+    assert "rgcd.yaml" in res.output and "demo.userz" in res.output and "rgcd.example.yaml" in res.output
+    (ws / "rgcd.yaml").write_text("demo: [\n")
+    res = CliRunner().invoke(cli, ["--workspace", str(ws), "ingest", str(tmp_path)])
+    assert res.exit_code == 2 and "not valid YAML" in res.output
+
+
+def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeypatch):
+    import transforms.demo
+
+    calls = []
+
+    def fake_generate(out, users, days, seed):  # records the world asked for; writes nothing
+        calls.append((users, days, seed))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(transforms.demo, "generate", fake_generate)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rgcd.yaml").write_text("demo: {users: 300, days: 5, seed: 11}\n")
+    runner = CliRunner()
+    runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out")])
+    runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out"), "--users", "50"])
+    assert calls == [(300, 5, 11), (50, 5, 11)]

@@ -173,7 +173,8 @@ FILES: tuple[RawFile, ...] = (
          _c("comment_ts", Kind.EPOCH_MS)),
         required=False, key=("live_stream_id", "user_id", "comment_ts"),
         foreign_keys=(ForeignKey("live_stream_id", "live_room_meta", "live_id"),
-                      ForeignKey("user_id", "user_id_set", "user_id")),
+                      ForeignKey("user_id", "user_id_set", "user_id"),
+                      ForeignKey("author_id", "author_profile", "author_id")),
         time_column="comment_ts",
     ),
     RawFile(
@@ -181,7 +182,8 @@ FILES: tuple[RawFile, ...] = (
         (_c("live_id", I), _c("user_id", I), _c("author_id", I), _c("show_timestamp", T)),
         required=False, key=("live_id", "user_id", "show_timestamp"),
         foreign_keys=(ForeignKey("live_id", "live_room_meta", "live_id"),
-                      ForeignKey("user_id", "user_id_set", "user_id")),
+                      ForeignKey("user_id", "user_id_set", "user_id"),
+                      ForeignKey("author_id", "author_profile", "author_id")),
         time_column="show_timestamp",
     ),
 )

@@ -56,7 +56,11 @@ RAW_LINE = "raw_line"
 
 
 class ContractError(RgcdError):
-    """The raw folder does not have the layout of the data contract; nothing was written."""
+    """A raw file breaks the contract as a whole (missing file or column, not UTF-8); exit code 2.
+
+    Layout problems are found before anything is written; a file found unreadable while it is
+    streamed leaves its lake table as it was (files ingested before it stay ingested).
+    """
 
     exit_code = 2
 
@@ -145,11 +149,19 @@ def _header(path: Path, fmt: str) -> list[str]:
         except Exception as err:  # noqa: BLE001 - any reader error means the same to the user
             raise ContractError(f"{path.name} cannot be read as parquet ({err}); "
                                 "replace it with a valid parquet file") from err
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        try:
-            return next(csv.reader(fh))
-        except StopIteration:
-            raise ContractError(f"{path.name} is empty; it needs at least a header line") from None
+    with path.open("rb") as fh:
+        first = fh.readline()  # only the header: a bad byte further down is the reader's to report
+    if not first:
+        raise ContractError(f"{path.name} is empty; it needs at least a header line")
+    try:
+        return next(csv.reader([first.decode("utf-8-sig")]))
+    except UnicodeDecodeError as err:
+        raise ContractError(_not_utf8(path, err)) from None
+
+
+def _not_utf8(path: Path, err: Exception) -> str:
+    return (f"{path.name} is not UTF-8 text ({err}); the data contract's CSV files are UTF-8: "
+            f"convert it (e.g. `iconv -f GB18030 -t UTF-8`) and rerun")
 
 
 def check_layout(src: Path) -> tuple[list[_Source], list[str]]:
@@ -224,20 +236,26 @@ def _batches(source: _Source, batch_rows: int, malformed: list[tuple[str, str]]
 
     # Every CSV column is read as text: the contract decides how to parse it, so a bad value
     # becomes a quarantined row instead of a failed read.
-    reader = pacsv.open_csv(
-        source.path,
-        # a block must hold at least one whole row, hence the 1 MiB floor
-        read_options=pacsv.ReadOptions(
-            block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep_malformed),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=list(source.columns),
-            column_types={c: pa.string() for c in source.columns},
-            strings_can_be_null=False),
-    )
-    for batch in reader:
-        for start in range(0, batch.num_rows, batch_rows):
-            yield batch.slice(start, batch_rows)
+    try:
+        reader = pacsv.open_csv(
+            source.path,
+            # a block must hold at least one whole row, hence the 1 MiB floor
+            read_options=pacsv.ReadOptions(
+                block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep_malformed),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(source.columns),
+                column_types={c: pa.string() for c in source.columns},
+                strings_can_be_null=False),
+        )
+        for batch in reader:
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
+    except pa.ArrowInvalid as err:
+        # every column is read as text, so the only conversion that can fail is the decoding
+        if "UTF8" not in str(err):
+            raise
+        raise ContractError(_not_utf8(source.path, err)) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -100,6 +100,13 @@ def test_incremental_build_equals_full_refresh(tmp_path: Path, tiny_lake) -> Non
     assert feast["join_key"] == "pair_id" and "feast" in manifest["nodes"]["model.rgcd.item_content"]["tags"]
     assert (target / "index.html").exists()
 
+    # A changed setting must not leave old days on the old value: the next build is a full refresh.
+    narrower = Settings.model_validate({"warehouse": {"pair_window_hours": 1}})
+    changed = build(ws, narrower, select="+int_behaviour_pair_events_daily")
+    assert "full refresh: pair_window_hours changed" in changed.one_line()
+    run_sql = ws.dbt_artifacts / "target/run/rgcd/models/intermediate/int_behaviour_pair_events_daily.sql"
+    assert "event_date >=" not in run_sql.read_text()  # every day recomputed with the new window
+
 
 def test_absent_optional_files_give_null_vectors(tmp_path: Path, tiny_lake) -> None:
     """Without photo_emb_128 / live_emb_64 the item marts still build, with NULL vectors."""
@@ -206,3 +213,4 @@ def test_build_at_ci_size_on_the_demo_world(tmp_path: Path) -> None:
     assert live_room["is_cold_start_user"].any() and live_room["is_tail_item"].any()
     features = pl.read_parquet(ws.marts / "user_features_daily.parquet")
     assert features.height == 2_000 * 14
+

@@ -373,3 +373,30 @@ def test_a_later_export_upserts_dimensions_and_late_events_by_key(tmp_path, ws):
     assert plays.height == 9 + 1  # the late day-1 play replaced its row; one new day-2 play
     replaced = plays.filter((pl.col("user_id") == 1) & (pl.col("photo_id") == 10))
     assert replaced.get_column("like_status_type").to_list() == [1]
+
+
+def test_a_csv_that_is_not_utf8_exits_2_naming_the_file_and_leaves_its_table_alone(tmp_path):
+    raw = _world(tmp_path / "raw")
+    path = raw / "live_interaction.csv"
+    header, first, rest = path.read_bytes().split(b"\n", 2)
+    path.write_bytes(b"\n".join([header, first.replace(b"feed", b"caf\xe9"), rest]))  # latin-1 'é'
+    res = CliRunner().invoke(cli, ["--workspace", str(tmp_path / "ws"), "ingest", str(raw)])
+    assert res.exit_code == 2, res.output
+    assert "live_interaction.csv is not UTF-8" in res.output and "iconv" in res.output
+    assert not (tmp_path / "ws" / "lake" / "live_interaction").exists()
+    assert not (tmp_path / "ws" / ".ingest-staging").exists()
+
+
+def test_optional_live_files_with_an_unknown_author_are_quarantined(tmp_path, ws):
+    raw = _world(tmp_path / "raw")
+    write_raw(raw, "live_comment", pl.DataFrame({
+        "live_stream_id": [900, 900], "user_id": [1, 2], "author_id": [101, 555],
+        "content": ["hi", "?"], "comment_ts": [DAY1, DAY1]}))
+    write_raw(raw, "live_show", pl.DataFrame({
+        "live_id": [900, 901], "user_id": [1, 1], "author_id": [555, 101],
+        "show_timestamp": [DAY1, DAY1]}))
+    report = ingest(raw, ws, SMALL)
+    for stem in ("live_comment", "live_show"):
+        assert report.files[stem].as_tuple() == (2, 1, 1), stem
+        reasons = pl.read_parquet(ws.quarantine_table(stem)).get_column("reason").to_list()
+        assert reasons == ["unknown author_id (not in author_profile)"], stem

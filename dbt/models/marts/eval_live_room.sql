@@ -3,8 +3,9 @@
 -- that time (otherwise no on-air retrieval could return it). Flags:
 --   is_cold_start_user: the user has no live session before the cut;
 --   is_tail_item: the room's author is outside the top live_room_head_fraction of live authors
---     (authors of live_room_meta) ranked by sessions before the cut (ties by author_id). Rooms
---     starting during the test period have no history of their own, hence the author.
+--     (authors with a room started before the cut: authors who first go live later are not known
+--     at the cut) ranked by sessions before the cut (ties by author_id). Rooms starting during the
+--     test period have no history of their own, hence the author.
 
 with sessions as (
     select user_id, live_id, author_id, session_start_timestamp
@@ -41,7 +42,12 @@ author_popularity as (
     select
         live_authors.author_id,
         count(split_sessions.user_id) as pre_cut_sessions
-    from (select distinct author_id from rooms) as live_authors
+    from (
+        select distinct rooms.author_id
+        from rooms
+        cross join cut
+        where rooms.start_timestamp < cut.cut_timestamp
+    ) as live_authors
     left join split_sessions
         on live_authors.author_id = split_sessions.author_id and split_sessions.split = 'train'
     group by live_authors.author_id
