@@ -73,7 +73,6 @@ class FileCounts:
     accepted: int = 0
     quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
-    partitions: int = 0
 
     def as_tuple(self) -> tuple[int, int, int]:
         """(read, accepted, quarantined)."""
@@ -607,7 +606,6 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
             counts.reasons[_duplicate_reason(spec)] += dups
     quarantine.finish(batch_rows)
     counts.accepted = counts.read - counts.quarantined
-    counts.partitions = len(parts)
     progress.update(task, total=counts.read, completed=counts.read)
     return counts
 
