@@ -108,6 +108,31 @@ class IndexedVectors:
         out[known] = self.vectors[rows[known]]
         return out, known
 
+    @property
+    def ids(self) -> list[str]:
+        """The ids in row order of `vectors`."""
+        return sorted(self.index, key=self.index.__getitem__)
+
+
+class VectorScorer:
+    """The scoring half of the models that learn user and item vectors (BPR-MF, UniEmbed, EMCDR).
+
+    `fit` sets `users`, `items` (live authors, and for UniEmbed short videos too) and `catalog`;
+    `score` is their dot product, a live room scored through its author.
+    """
+
+    def __init__(self) -> None:
+        self.users: IndexedVectors | None = None
+        self.items: IndexedVectors | None = None
+        self.catalog: ItemCatalog | None = None
+
+    def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
+        """User x item dot products (see `dot_scores` for unknown ids)."""
+        assert self.users is not None and self.items is not None and self.catalog is not None, "fit first"
+        uv, uk = self.users.take([str(int(x)) for x in user_ids])
+        iv, ik = self.items.take(self.catalog.cf_keys(item_ids))
+        return dot_scores(uv, uk, iv, ik)
+
 
 def dot_scores(users: np.ndarray, users_known: np.ndarray, items: np.ndarray,
                items_known: np.ndarray) -> np.ndarray:

@@ -8,14 +8,18 @@ user without live history before the cut is unknown to it (scores are then a ran
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import torch
 
-from training.recommender import IndexedVectors, ItemCatalog, TrainData, dot_scores, training_batches
+from training.recommender import (
+    IndexedVectors,
+    TrainData,
+    VectorScorer,
+    training_batches,
+)
 
 
 @dataclass
@@ -60,31 +64,21 @@ def train_bpr(pairs: pl.DataFrame, config: BPRConfig, seed: int) -> tuple[Indexe
             IndexedVectors(item_ids, items.weight.detach().numpy()))
 
 
-class BPRMF:
+class BPRMF(VectorScorer):
     """BPR-MF trained on live interactions only."""
 
     name = "bpr_mf"
 
     def __init__(self, config: BPRConfig | None = None) -> None:
+        super().__init__()
         self.config = config or BPRConfig()
-        self.users: IndexedVectors | None = None
-        self.items: IndexedVectors | None = None
-        self.catalog: ItemCatalog | None = None
 
     def fit(self, data: TrainData, seed: int) -> None:
         """Train on the live-domain training interactions."""
         self.catalog = data.catalog
         self.users, self.items = train_bpr(data.domain("live"), self.config, seed)
 
-    def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
-        """Dot product of user and author vectors."""
-        assert self.users is not None and self.items is not None and self.catalog is not None, "fit first"
-        uv, uk = self.users.take([str(int(x)) for x in user_ids])
-        iv, ik = self.items.take(self.catalog.cf_keys(item_ids))
-        return dot_scores(uv, uk, iv, ik)
-
     def item_vectors(self) -> tuple[list[str], np.ndarray]:
         """The learned live-author vectors, for plots."""
         assert self.items is not None, "fit first"
-        ids = sorted(self.items.index, key=self.items.index.__getitem__)
-        return ids, self.items.vectors
+        return self.items.ids, self.items.vectors

@@ -10,14 +10,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from training.baselines.bpr_mf import BPRConfig, train_bpr
-from training.recommender import IndexedVectors, ItemCatalog, TrainData, dot_scores
+from training.recommender import IndexedVectors, TrainData, VectorScorer
 
 
 @dataclass
@@ -30,16 +29,14 @@ class EMCDRConfig:
     map_lr: float = 0.01
 
 
-class EMCDR:
+class EMCDR(VectorScorer):
     """Short-video user vectors mapped into the live space (see module doc)."""
 
     name = "emcdr"
 
     def __init__(self, config: EMCDRConfig | None = None) -> None:
+        super().__init__()
         self.config = config or EMCDRConfig()
-        self.users: IndexedVectors | None = None
-        self.items: IndexedVectors | None = None
-        self.catalog: ItemCatalog | None = None
         self.n_overlap = 0
 
     def fit(self, data: TrainData, seed: int) -> None:
@@ -69,10 +66,3 @@ class EMCDR:
         ids = list(tgt_users.index) + only_src
         vecs = tgt_users.vectors if mapped is None else np.vstack([tgt_users.vectors, mapped])
         self.users = IndexedVectors(ids, vecs)
-
-    def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
-        """Dot product of (own or mapped) live user vector and live author vector."""
-        assert self.users is not None and self.items is not None and self.catalog is not None, "fit first"
-        uv, uk = self.users.take([str(int(x)) for x in user_ids])
-        iv, ik = self.items.take(self.catalog.cf_keys(item_ids))
-        return dot_scores(uv, uk, iv, ik)

@@ -14,7 +14,6 @@ There is one vector per item: no transferable / residual split (that is the full
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +21,13 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from training.recommender import IndexedVectors, ItemCatalog, TrainData, dot_scores, training_batches
+from training.recommender import (
+    IndexedVectors,
+    ItemCatalog,
+    TrainData,
+    VectorScorer,
+    training_batches,
+)
 
 
 @dataclass
@@ -82,16 +87,14 @@ class ItemTower(torch.nn.Module):
         return out
 
 
-class UniEmbed:
+class UniEmbed(VectorScorer):
     """One contrastive space for users, short videos and live authors (see module doc)."""
 
     name = "uniembed"
 
     def __init__(self, config: UniEmbedConfig | None = None) -> None:
+        super().__init__()
         self.config = config or UniEmbedConfig()
-        self.users: IndexedVectors | None = None
-        self.items: IndexedVectors | None = None
-        self.catalog: ItemCatalog | None = None
 
     def fit(self, data: TrainData, seed: int) -> None:
         """InfoNCE on (user, item) pairs of both domains; in-batch negatives."""
@@ -131,15 +134,7 @@ class UniEmbed:
             all_items = F.normalize(items(torch.arange(len(keys))), dim=-1).numpy()
         self.items = IndexedVectors(keys, all_items)
 
-    def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
-        """Cosine of user and item (a live room through its author)."""
-        assert self.users is not None and self.items is not None and self.catalog is not None, "fit first"
-        uv, uk = self.users.take([str(int(x)) for x in user_ids])
-        iv, ik = self.items.take(self.catalog.cf_keys(item_ids))
-        return dot_scores(uv, uk, iv, ik)
-
     def item_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every learned item vector (short videos and live authors), for the projection plot."""
         assert self.items is not None, "fit first"
-        ids = sorted(self.items.index, key=self.items.index.__getitem__)
-        return ids, self.items.vectors
+        return self.items.ids, self.items.vectors
