@@ -75,17 +75,13 @@ def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rich.console import Console
 
     from training.evaluation import run_evaluation
-    from training.report import rich_tables
+    from training.report import one_line, rich_tables
 
     out, doc = run_evaluation(ws, settings.evaluation)
     console = Console(stderr=True)
     for table in rich_tables(doc):
         console.print(table)
-    best = doc["strongest"].get("live-room", {}).get("all", {})
-    lead = f"; strongest on live-room/all: {best['model']} NDCG@10 {best['value']:.4f}" if best else ""
-    skipped = f"; skipped {', '.join(doc['skipped'])} (see report.md)" if doc["skipped"] else ""
-    return (f"{len(doc['protocols'])} protocols x {len(next(iter(doc['protocols'].values())))} models x "
-            f"{len(doc['seeds'])} seeds{lead}{skipped} -> {out}")
+    return one_line(doc, out)
 
 
 STAGES: tuple[Stage, ...] = (

@@ -298,3 +298,13 @@ def rich_tables(metrics_json: dict) -> list:
                 table.add_row(*row, end_section=i == len(metrics) - 1)
         tables.append(table)
     return tables
+
+
+def one_line(metrics_json: dict, out: Path) -> str:
+    """The evaluation's one line of figures: its size, the strongest live-room model, where it went."""
+    doc = metrics_json
+    best = doc["strongest"].get("live-room", {}).get("all", {})
+    lead = f"; strongest on live-room/all: {best['model']} NDCG@10 {best['value']:.4f}" if best else ""
+    skipped = f"; skipped {', '.join(doc['skipped'])} (see report.md)" if doc["skipped"] else ""
+    return (f"{len(doc['protocols'])} protocols x {len(next(iter(doc['protocols'].values())))} models x "
+            f"{len(doc['seeds'])} seeds{lead}{skipped} -> {out}")
