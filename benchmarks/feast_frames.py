@@ -8,8 +8,8 @@ Measured side by side, each run in a fresh process (time and peak RSS of that pr
 - `asof`: DuckDB `ASOF LEFT JOIN` + the TTL as a CASE, parquet in, arrow out (the peer);
 - `window`: the plan Feast's DuckDB offline store builds (inner join on key and time window, then
   ROW_NUMBER() per entity row), written by hand in DuckDB SQL: the algorithm without Feast;
-- `feast`: `rgcd.features.frame` (polars in, polars out) over an applied store;
-- `rgcd_asof`: `rgcd.features.frame(..., engine="asof")`: the same definitions from Feast's
+- `feast`: `rgcd.featurestore.store.frame` (polars in, polars out) over an applied store;
+- `rgcd_asof`: `rgcd.featurestore.store.frame(..., engine="asof")`: the same definitions from Feast's
   registry, answered with DuckDB ASOF JOINs (ties on event time resolved first).
 
 The frames are checked equal. At the largest size one Feast run is profiled (where its time goes).
@@ -68,8 +68,8 @@ def build_world(ws_root: Path, users: int, days: int, seed: int) -> tuple[int, i
     sys.path.insert(0, str(ROOT / "tests" / "feature_repo"))
     from feast_marts import CONTRACT_MARTS, write_mart
 
-    from rgcd import features as fs
     from rgcd.config import Settings, Workspace
+    from rgcd.featurestore import store as fs
 
     rng = np.random.default_rng(seed)
     ws = Workspace(ws_root).ensure()
@@ -128,8 +128,8 @@ def one(method: str, ws_root: Path, entities: Path, out: Path | None, ttl_days: 
     ent = pl.read_parquet(entities)
     store = None
     if method in ("feast", "rgcd_asof"):
-        from rgcd import features as fs
         from rgcd.config import Settings, Workspace
+        from rgcd.featurestore import store as fs
 
         store = fs.feature_store(Workspace(ws_root), Settings())
         store.list_feature_views()  # registry read outside the timing
@@ -160,11 +160,11 @@ def one(method: str, ws_root: Path, entities: Path, out: Path | None, ttl_days: 
             FROM ent e LEFT JOIN (SELECT * FROM m WHERE rn = 1) m ON m.row = e.row
             ORDER BY e.row""").to_arrow_table())
     elif method == "feast":
-        from rgcd import features as fs
+        from rgcd.featurestore import store as fs
 
         got = fs.frame(store, ent, service=None, features=[f"{VIEW}:{c}" for c in feats])
     elif method == "rgcd_asof":
-        from rgcd import features as fs
+        from rgcd.featurestore import store as fs
 
         got = fs.frame(store, ent, service=None, features=[f"{VIEW}:{c}" for c in feats], engine="asof")
     else:
@@ -185,8 +185,8 @@ def profile_feast(ws_root: Path, entities: Path) -> dict:
 
     import polars as pl
 
-    from rgcd import features as fs
     from rgcd.config import Settings, Workspace
+    from rgcd.featurestore import store as fs
 
     feats = _features(ws_root)
     store = fs.feature_store(Workspace(ws_root), Settings())

@@ -42,8 +42,8 @@ def build_world(ws_root: Path, users: int, items: int, dim: int, seed: int):
     sys.path.insert(0, str(ROOT / "tests" / "feature_repo"))
     from feast_marts import CONTRACT_MARTS, write_feature_data, write_mart
 
-    from rgcd import features as fs
     from rgcd.config import Settings, Workspace
+    from rgcd.featurestore import store as fs
 
     rng = np.random.default_rng(seed)
     ws = Workspace(ws_root).ensure()

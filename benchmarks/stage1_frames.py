@@ -1,7 +1,7 @@
 """Claim: stage 1's read through Feast costs a stated factor over reading the marts' parquet directly.
 
 Stage 1 (training/frames.py) takes behaviour pairs and item content from the feature store: an
-entity frame of every pair_id / item_id at one request time, values from `rgcd.features.frame`.
+entity frame of every pair_id / item_id at one request time, values from `rgcd.featurestore.store.frame`.
 Measured side by side on one applied workspace, each run in a fresh process (wall time of the read
 and peak RSS of that process):
 

@@ -189,8 +189,8 @@ def features() -> None:
 
 
 def _feature_store_errors():
-    from rgcd.dbt_to_feast import DbtFeastError
-    from rgcd.features import FeatureStoreError
+    from rgcd.featurestore.dbt_sync import DbtFeastError
+    from rgcd.featurestore.store import FeatureStoreError
 
     return (DbtFeastError, FeatureStoreError)
 
@@ -205,7 +205,7 @@ _REPO_OPTION = click.option(
 @pass_ctx
 def features_apply(c: Context, repo_dir: Path | None) -> None:
     """Register entities, views and services in <workspace>/feast (deletes removed ones)."""
-    from rgcd import features as fs
+    from rgcd.featurestore import store as fs
 
     try:
         report = fs.apply(c.ws.ensure(), c.settings, repo_dir or fs.REPO_DIR)
@@ -231,15 +231,15 @@ def features_sync(c: Context, manifest: Path | None, check: bool, no_apply: bool
     A mart's dbt YAML says everything: `config: {tags: [feast], meta: {feast: {entity, join_key,
     timestamp_field, created_timestamp_column, ttl}}}` and a `data_type` on every column.
     """
-    from rgcd import dbt_to_feast
-    from rgcd import features as fs
+    from rgcd.featurestore import dbt_sync
+    from rgcd.featurestore import store as fs
     from rgcd.warehouse import WarehouseError
 
     repo = repo_dir or fs.REPO_DIR
     try:
         if manifest is None:
             manifest = fs.parse_dbt(c.ws.ensure(), c.settings)
-        result = dbt_to_feast.sync(manifest, fs.entity_join_keys(repo), repo / fs.GENERATED, check=check)
+        result = dbt_sync.sync(manifest, fs.entity_join_keys(repo), repo / fs.GENERATED, check=check)
         if check:
             if result.stale:
                 console.print(f"[red]stale:[/] {result.path} differs from the dbt manifest; "
@@ -278,7 +278,7 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
     """
     import polars as pl
 
-    from rgcd import features as fs
+    from rgcd.featurestore import store as fs
 
     try:
         store = fs.feature_store(c.ws, c.settings)
@@ -297,7 +297,7 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
 @pass_ctx
 def features_materialize(c: Context) -> None:
     """Load the latest feature values into the online store (incremental after the first run)."""
-    from rgcd import features as fs
+    from rgcd.featurestore import store as fs
 
     try:
         report = fs.materialize(fs.feature_store(c.ws, c.settings))
@@ -320,7 +320,7 @@ def features_serve(c: Context, host: str, port: int, workers: int) -> None:
     Runs in the foreground; stop it with SIGTERM (Ctrl-C). Example request:
     {"feature_service": "ranker", "entities": {"user_id": [1, 1], "item_id": ["live:7", "live:9"]}}
     """
-    from rgcd import features as fs
+    from rgcd.featurestore import store as fs
 
     try:
         fs.serve(c.ws, c.settings, host=host, port=port, workers=workers)

@@ -46,7 +46,7 @@ def _build(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
 
 def _features(ws: Workspace, settings: Settings, data: Path | None) -> str:
-    from rgcd.features import run_stage
+    from rgcd.featurestore.store import run_stage
 
     return run_stage(ws, settings)
 

@@ -2,7 +2,7 @@
 
 `read_stage1_frames` is the one place that knows. It builds an entity frame of ids only (the
 pair_id / item_id values of the marts Feast's views read) at ONE request time, and takes every
-feature value from the feature store with `rgcd.features.frame` (point in time, returned as polars).
+feature value from the feature store with `rgcd.featurestore.store.frame` (point in time, returned as polars).
 
 The request time is the latest event_timestamp in the two marts, not the wall clock: a frame then
 depends only on the data (a rerun next week reads the same values, so the teacher's answer cache
@@ -87,7 +87,7 @@ def _mart(ws: Workspace, view: str) -> Path:
 
 def _store(ws: Workspace, settings: Settings, views: list[str]):
     """The workspace's feature store, checked to define `views` over this workspace's marts."""
-    from rgcd.features import FeatureStoreError, feature_store, source_path
+    from rgcd.featurestore.store import FeatureStoreError, feature_store, source_path
 
     apply_hint = f"run `rgcd -w {ws.root} features apply`"
     try:
@@ -116,7 +116,7 @@ def _request_time(paths: list[Path]) -> datetime:
 def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]], at: datetime,
                engine: str) -> tuple[pl.DataFrame, int]:
     """One view's features for every id of its mart, at `at`; (frame, ids without an answer)."""
-    from rgcd.features import frame
+    from rgcd.featurestore.store import frame
 
     view, key, features = spec
     # Ids only: the entity frame an engineer would build; the values come from the store.
@@ -134,7 +134,7 @@ def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
     """Behaviour pairs and item content through Feast, point in time at the marts' latest event.
 
     `pairs=False` reads item content only (stage 1b) and leaves `pairs` empty. `engine` is
-    rgcd.features.frame's: "feast" (default) or "asof" (see the module docstring).
+    rgcd.featurestore.store.frame's: "feast" (default) or "asof" (see the module docstring).
     """
     specs = [PAIRS, ITEMS] if pairs else [ITEMS]
     paths = [_mart(ws, view) for view, _, _ in specs]

@@ -92,12 +92,12 @@ def contract_repo(dest: Path) -> Path:
     """
     import shutil
 
-    from rgcd import dbt_to_feast
-    from rgcd import features as fs
+    from rgcd.featurestore import dbt_sync
+    from rgcd.featurestore import store as fs
 
     shutil.copytree(fs.REPO_DIR, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    (dest / fs.GENERATED).write_text(dbt_to_feast.render(
-        dbt_to_feast.tagged_marts(manifest(), fs.entity_join_keys(dest))))
+    (dest / fs.GENERATED).write_text(dbt_sync.render(
+        dbt_sync.tagged_marts(manifest(), fs.entity_join_keys(dest))))
     return dest
 
 

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from rgcd import features as fs
 from rgcd.cli import cli
 from rgcd.config import Settings, Workspace
+from rgcd.featurestore import store as fs
 from rgcd.warehouse import DBT_PROJECT, run_dbt
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from feast_marts import contract_repo, write_feature_data, write_mart
 
-from rgcd import features as fs
 from rgcd.cli import cli
 from rgcd.config import Settings, Workspace
+from rgcd.featurestore import store as fs
 
 T = datetime(2025, 5, 10, tzinfo=UTC)
 S = timedelta(seconds=1)

@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from feast_marts import write_feature_data, write_mart
 
-from rgcd import features as fs
 from rgcd.config import Settings, Workspace
+from rgcd.featurestore import store as fs
 
 T = datetime(2025, 5, 10, tzinfo=UTC)
 D = timedelta(days=1)

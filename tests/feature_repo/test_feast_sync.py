@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from feast_marts import CONTRACT_MARTS, manifest, write_feature_data, write_manifest, write_mart
 
-from rgcd import dbt_to_feast as d2f
-from rgcd import features as fs
 from rgcd.cli import cli
 from rgcd.config import Settings, Workspace
+from rgcd.featurestore import dbt_sync as d2f
+from rgcd.featurestore import store as fs
 
 T = datetime(2025, 5, 10, tzinfo=UTC)
 ENTITIES = {"user": "user_id", "item": "item_id", "author": "author_id", "behaviour_pair": "pair_id"}

@@ -35,7 +35,7 @@ def world_marts(tmp_path) -> Workspace:
 @pytest.fixture
 def world_ws(world_marts) -> Workspace:
     """The tiny stage-1 world with the Feast repo applied: what stage 1 reads from."""
-    from rgcd.features import apply
+    from rgcd.featurestore.store import apply
 
     apply(world_marts, Settings())  # ~4 s for the first in a process (imports), ~0.05 s after
     return world_marts

@@ -9,7 +9,7 @@ from polars.testing import assert_frame_equal
 from stage1_world import write_world
 
 from rgcd.config import Settings, Workspace
-from rgcd.features import apply
+from rgcd.featurestore.store import apply
 from training.frames import ITEM_FEATURES, PAIR_FEATURES, MissingInput, read_stage1_frames
 
 

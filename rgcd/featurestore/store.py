@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
     from feast.repo_contents import RepoContents
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REPO_DIR = PROJECT_ROOT / "feature_repo"
 GENERATED = Path("views") / "generated.py"
 # Top-level module names of feature_repo/ (Feast imports repo files by their path in the repo).
@@ -203,9 +203,9 @@ def run_stage(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> s
                 f"{ws.marts}); run the build stage (dbt) first")
     note = ""
     if dbt_manifest(ws).exists():  # written by the build stage
-        from rgcd import dbt_to_feast
+        from rgcd.featurestore import dbt_sync
 
-        check = dbt_to_feast.sync(dbt_manifest(ws), entity_join_keys(repo_dir), repo_dir / GENERATED,
+        check = dbt_sync.sync(dbt_manifest(ws), entity_join_keys(repo_dir), repo_dir / GENERATED,
                                   check=True)
         if check.stale:
             note = "; WARNING views/generated.py is stale vs dbt's manifest: run `rgcd features sync`"
