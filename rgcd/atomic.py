@@ -113,7 +113,9 @@ def write_parquet_atomic(table: Any, path: Path, **options: Any) -> Path:
         elif hasattr(table, "write_parquet"):
             table.write_parquet(tmp, **options)
         else:
-            raise TypeError(f"write_parquet_atomic takes a pyarrow Table or polars DataFrame, not {type(table)}")
+            raise TypeError(
+                f"write_parquet_atomic takes a pyarrow Table or a polars DataFrame, not {type(table)}"
+            )
     return Path(path)
 
 

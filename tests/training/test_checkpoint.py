@@ -10,7 +10,6 @@ from training.checkpoint import Checkpointer, restore_rng, rng_state
 def _model_and_optimizer(seed: int = 0):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
-    model[1].weight = torch.nn.Parameter(model[1].weight)  # a plain model; tied weights below
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     return model, opt
 
