@@ -109,6 +109,8 @@ class TransferConfig(_Section):
     separation: bool = Field(True, description="penalise the squared cosine between an item's "
                                                "transferable and residual vectors")
     separation_weight: float = Field(0.1, ge=0)
+    domain_alignment_weight: float = Field(1.0, ge=0, description="pull the two domains' mean "
+                                                                  "transferable vectors together (0: off)")
     reasoning_weight: float = Field(0.5, ge=0, le=1, description="purity = behaviour^(1-w) x "
                                                                  "transferability^w")
     high_purity_quantile: float = Field(0.5, gt=0, lt=1, description="pairs at or above this quantile "
@@ -119,10 +121,10 @@ class TransferConfig(_Section):
                                                       "pair ids when there are more)")
     held_out_fraction: float = Field(0.1, gt=0, lt=1, description="pairs kept out of training for the "
                                                                   "alignment figures (hash of pair_id)")
-    steps: int = Field(800, gt=0)
+    steps: int = Field(300, gt=0, description="the loss flattens after ~100 steps at the demo size")
     batch_size: int = Field(256, gt=1)
     lr: float = Field(3e-3, gt=0)
-    checkpoint_every: int = Field(200, gt=0, description="steps between resumable checkpoints")
+    checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     encode_batch_size: int = Field(4_096, gt=0, description="items per chunk read from the chorus states")
     torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default)")
     keep_versions: int = Field(3, gt=0, description="model versions kept in item/user_embeddings "

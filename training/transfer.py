@@ -16,8 +16,11 @@ One shared student (stage 1b) wrote 16 chorus states per item of both domains. H
   batch as negatives, logits corrected by log(sampling probability) of the room (popular rooms
   are more often negatives); **routing**: high-purity pairs are matched in the transferable
   space, low-purity pairs only through transferable + residual together (the concatenation,
-  with no gradient into its transferable half), so what does not transfer sits in the residual; **separation**: the squared cosine between an
-  item's two vectors, so the spaces stay apart.
+  with no gradient into its transferable half), so what does not transfer sits in the residual;
+  **separation**: the squared cosine between an item's two vectors, so the spaces stay apart;
+  **domain alignment**: the squared distance between
+  the batch's mean transferable vector of each domain (InfoNCE is blind to a constant offset
+  between the domains, so without it the transferable space can keep them apart).
 
 Training is deterministic per (seed, step) and checkpointed (`training.checkpoint`), so a run killed
 mid-way resumes to the same weights. `encode_items` maps chorus states to the vectors; it is the
@@ -291,6 +294,19 @@ def routed_contrastive(photo: tuple[torch.Tensor, torch.Tensor | None],
     return per_row.mean(), parts
 
 
+def domain_gap(transferable: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+    """Squared distance between the batch's mean unit transferable vector per domain.
+
+    InfoNCE cannot see a constant offset between the domains (it shifts every logit of a row
+    alike), so without this term the transferable space may keep the two domains apart.
+    """
+    t = F.normalize(transferable, dim=-1)
+    photo, live = domain == 0, domain == 1
+    if not (photo.any() and live.any()):
+        return t.sum() * 0.0
+    return ((t[photo].mean(dim=0) - t[live].mean(dim=0)) ** 2).sum()
+
+
 def separation_loss(transferable: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """Mean squared cosine between each item's transferable and residual vectors (0 = orthogonal)."""
     return (F.cosine_similarity(transferable, residual, dim=-1) ** 2).mean()
@@ -344,6 +360,9 @@ def train(model: QueryAggregation, states: ChorusStates, pairs: PairSet, high: n
         if cfg.separation and p[1] is not None:
             loss = loss + cfg.separation_weight * separation_loss(torch.cat([p[0], lv[0]]),
                                                                   torch.cat([p[1], lv[1]]))
+        if cfg.domain_alignment_weight:
+            both = torch.cat([photo_domain[:len(b)], live_domain[:len(b)]])
+            loss = loss + cfg.domain_alignment_weight * domain_gap(torch.cat([p[0], lv[0]]), both)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -330,7 +330,7 @@ def _keep_versions(path: Path, new: pl.DataFrame, keep: int) -> pl.DataFrame:
 def _vectors(x: np.ndarray | None, n: int) -> pl.Series:
     if x is None:
         return pl.Series([None] * n, dtype=pl.List(pl.Float32))
-    return pl.Series(list(x.astype(np.float32)), dtype=pl.List(pl.Float32))
+    return pl.Series(np.ascontiguousarray(x, dtype=np.float32)).cast(pl.List(pl.Float32))
 
 
 def _stamps(n: int, cut: datetime, created: datetime) -> list[pl.Series]:

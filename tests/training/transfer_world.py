@@ -28,7 +28,8 @@ def write_chorus_states(ws: Workspace, items: pl.DataFrame, dim: int = 32, n_cho
     centre = {v: rng.normal(size=(n_chorus, dim)) for v in verticals}
     offset = {d: 1.5 * rng.normal(size=(n_chorus, dim)) for d in ("photo", "live")}
     states = np.stack([centre[v] + offset[d] + noise * rng.normal(size=(n_chorus, dim))
-                       for v, d in zip(items["category_l1"], items["domain"], strict=True)]).astype(np.float32)
+                       for v, d in zip(items["category_l1"], items["domain"], strict=True)])
+    states = states.astype(np.float32)
     out = ws.models / "student"
     out.mkdir(parents=True, exist_ok=True)
     save_file({"chorus_states": torch.from_numpy(states)}, out / "chorus_states.safetensors",
@@ -47,7 +48,8 @@ def write_pair_reasoning(ws: Workspace, pairs: pl.DataFrame, items: pl.DataFrame
         "pair_id": rooms["pair_id"], "photo_item_id": rooms["photo_item_id"], "target_id": rooms["target_id"],
         "match": same, "reason": ["same vertical" if s else "different verticals" for s in same],
         "semantic_transferability": [0.9 if s else 0.1 for s in same],
-        "teacher_id": ["metadata-baseline (not an LLM)"] * rooms.height, "prompt_version": ["pair-v1"] * rooms.height,
+        "teacher_id": ["metadata-baseline (not an LLM)"] * rooms.height,
+        "prompt_version": ["pair-v1"] * rooms.height,
         "event_timestamp": rooms["last_seen"].cast(ms),
         "created_timestamp": [datetime.now(UTC)] * rooms.height,
     }, schema_overrides={"created_timestamp": ms}).write_parquet(ws.feature_data / "pair_reasoning.parquet")
@@ -62,7 +64,7 @@ def write_interactions(ws: Workspace, items: pl.DataFrame, users: int = 40, seed
         fav = verticals[u % len(verticals)]
         for domain, n in (("photo", 12), ("live", 3 if u % 4 else 0)):  # every 4th user: live cold start
             pool = items.filter((pl.col("domain") == domain) & (pl.col("category_l1") == fav))["item_id"]
-            for k in range(n):
+            for _ in range(n):
                 rows.append({"user_id": u, "item_id": pool[int(rng.integers(len(pool)))], "domain": domain,
                              "event_timestamp": t0 + timedelta(hours=int(rng.integers(1, 200))),
                              "is_positive": True})
@@ -89,15 +91,17 @@ def systematic_pairs(items: pl.DataFrame, n: int, mismatch: float, seed: int = 0
         co = int(rng.integers(1, 40))
         rows.append({"pair_id": f"{photo['item_id']}|{live['item_id']}", "pair_type": "photo_live_room",
                      "photo_item_id": photo["item_id"], "target_id": live["item_id"],
-                     "photo_id": photo["source_id"], "live_id": live["source_id"], "author_id": live["author_id"],
-                     "co_count": co, "distinct_users": max(1, co // 2), "strength": float(rng.uniform(0.05, 1)),
+                     "photo_id": photo["source_id"], "live_id": live["source_id"],
+                     "author_id": live["author_id"], "co_count": co, "distinct_users": max(1, co // 2),
+                     "strength": float(rng.uniform(0.05, 1)),
                      "first_seen": seen - timedelta(days=1), "last_seen": seen, "event_timestamp": seen,
                      "created_timestamp": seen + timedelta(hours=1)})
     return pl.DataFrame(rows, schema_overrides={"live_id": pl.Int64}).unique("pair_id", keep="first",
                                                                              maintain_order=True)
 
 
-def build(ws: Workspace, pairs: int = 1500, mismatch: float = 0.3, **world) -> tuple[pl.DataFrame, pl.DataFrame]:
+def build(ws: Workspace, pairs: int = 1500, mismatch: float = 0.3,
+          **world) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Marts, chorus states, pair reasoning and interactions of a small stage-2 world."""
     items, _ = write_world(ws.marts, **world)
     pairs = systematic_pairs(items, pairs, mismatch)
