@@ -1,7 +1,10 @@
-"""Item vectors written by the publish stage (<workspace>/feature_data/item_embeddings.parquet).
+"""Item vectors written by stage 2 (`rgcd transfer`: <workspace>/feature_data/item_embeddings.parquet).
 
 Each row carries the model_version that produced it, so a ranker reads a vector and its version
-together. Regenerated on every retrain: read with filter_by_created_timestamp in frames.
+together. Stamped like every model-stage table (DESIGN.md, Serving): event_timestamp = the training
+cut the vectors were fitted at (or a room's start for a room encoded later), created_timestamp =
+when written. Frames do not cut by created_timestamp: vectors fitted at a cut are visible to
+frames from the cut on (they saw nothing after it), and a retrain at the same cut wins the tie.
 """
 
 from datetime import timedelta
@@ -25,5 +28,5 @@ item_embeddings = FeatureView(
     source=item_embeddings_source,
     online=True,
     description="Transferable and residual item vectors (stage 2), with their model version.",
-    tags={"regenerated": "true", "written_by": "publish"},
+    tags={"regenerated": "false", "stamped": "evidence", "written_by": "transfer"},
 )
