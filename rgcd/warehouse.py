@@ -79,7 +79,10 @@ def dbt_vars(ws: Workspace, settings: Settings) -> dict[str, object]:
 
 
 def check_lake(ws: Workspace) -> None:
-    """Refuse to build over a lake that lacks a required table."""
+    """Refuse to build over a lake that lacks a required table (after finishing a killed ingest)."""
+    from transforms.ingest import complete_interrupted_commit
+
+    complete_interrupted_commit(ws)  # a lake half-renamed by a killed ingest is never built from
     for raw in FILES:
         if raw.required and not any(ws.lake_table(raw.stem).glob("**/*.parquet")):
             raise WarehouseError(
