@@ -287,8 +287,9 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
     except _feature_store_errors() as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    got.write_parquet(out)
+    from rgcd.atomic import write_parquet_atomic
+
+    write_parquet_atomic(got, out)
     n_features = got.width - len(pl.read_parquet_schema(entities))
     console.print(f"[green]✓[/] {got.height} rows x {n_features} features -> {out}")
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rgcd.atomic import fsync_path, temp_path_beside
+from rgcd.atomic import fsync_path, temp_path_beside, write_json_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
@@ -209,7 +209,7 @@ def build(ws: Workspace, settings: Settings, *, full_refresh: bool = False,
     switch_marts(ws, build_dir)
     report.note = note
     if select is None:  # a partial build leaves other incremental models on the old vars
-        state.write_text(json.dumps(current))
+        write_json_atomic(current, state)
     return report
 
 

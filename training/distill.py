@@ -150,17 +150,18 @@ def _ensure_base(
         max_positions = 2 * (
             cfg.n_soft_tokens + cfg.max_item_tokens + cfg.n_chorus + cfg.max_knowledge_tokens
         )
-        build_tiny_causal_lm(
-            corpus,
-            path,
-            hidden=cfg.tiny_hidden,
-            layers=cfg.tiny_layers,
-            heads=cfg.tiny_heads,
-            vocab_size=cfg.tiny_vocab,
-            max_positions=max_positions,
-            seed=cfg.seed,
-        )
-        write_json_atomic(wanted, stamp)
+        with atomic_path(path) as tmp:  # the folder and its stamp land together
+            build_tiny_causal_lm(
+                corpus,
+                tmp,
+                hidden=cfg.tiny_hidden,
+                layers=cfg.tiny_layers,
+                heads=cfg.tiny_heads,
+                vocab_size=cfg.tiny_vocab,
+                max_positions=max_positions,
+                seed=cfg.seed,
+            )
+            (tmp / stamp.name).write_text(json.dumps(wanted))
     return path, TINY_BASE_NAME
 
 

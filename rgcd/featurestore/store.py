@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 import yaml
 
+from rgcd.atomic import write_text_atomic
 from rgcd.config import Settings, Workspace
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def write_runtime_yaml(ws: Workspace, settings: Settings) -> Path:
     ws.feast.mkdir(parents=True, exist_ok=True)
     path = ws.feast / "feature_store.yaml"
     header = "# Written by `rgcd features apply` from rgcd.yaml; edit rgcd.yaml instead.\n"
-    path.write_text(header + yaml.safe_dump(_config_dict(ws, settings), sort_keys=False))
+    write_text_atomic(header + yaml.safe_dump(_config_dict(ws, settings), sort_keys=False), path)
     return path
 
 
