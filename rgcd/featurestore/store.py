@@ -25,6 +25,7 @@ import yaml
 
 from rgcd.atomic import write_text_atomic
 from rgcd.config import Settings, Workspace
+from rgcd.faults import kill_point
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -286,6 +287,7 @@ def run_stage(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> s
         if check.stale:
             note = "; WARNING views/generated.py is stale vs dbt's manifest: run `rgcd features sync`"
     applied = apply(ws, settings, repo_dir)
+    kill_point("features.after_apply")
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress line per view
         loaded = materialize(feature_store(ws, settings))
     return f"{applied.one_line()}; {loaded.one_line()}{note}"

@@ -265,6 +265,7 @@ def reason(
             finished = answer_pairs(teacher, [requests[i] for i in chunk], cfg.retries)
             rows = [(keys[i], a) for i, a in zip(chunk, finished, strict=True)]
             cache.put_many([(k, a) for k, a in rows if a.status != "unanswered"])  # the resume point
+            kill_point("reason.batch_cached")
             answers.update(rows)
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
