@@ -65,7 +65,12 @@ def cli(ctx: click.Context, workspace: Path, config: Path | None) -> None:
     Data moves one way: raw logs (KuaiLive-M3 layout) -> lake -> dbt marts -> Feast ->
     models -> vectors -> Milvus. `rgcd run` does all of it; the other commands run one stage.
     """
+    from rgcd.terminal import clean_terminal, files_inside
+
+    ctx.with_resource(clean_terminal())
     ctx.obj = Context(workspace, config)
+    if ctx.invoked_subcommand not in (None, "demo-data"):  # the ones that may start Feast
+        ctx.with_resource(files_inside(ctx.obj.ws))
 
 
 @cli.command()

@@ -27,10 +27,12 @@ Memory holds one batch, the foreign-key sets and the key columns of one partitio
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -263,26 +265,53 @@ def _batches(source: _Source, batch_rows: int, malformed: list[tuple[str, str]]
 
     # Every CSV column is read as text: the contract decides how to parse it, so a bad value
     # becomes a quarantined row instead of a failed read.
+    undecodable: list[BaseException] = []
     try:
-        reader = pacsv.open_csv(
-            source.path,
-            # a block must hold at least one whole row, hence the 1 MiB floor
-            read_options=pacsv.ReadOptions(
-                block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep_malformed),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(source.columns),
-                column_types={c: pa.string() for c in source.columns},
-                strings_can_be_null=False),
-        )
-        for batch in reader:
-            for start in range(0, batch.num_rows, batch_rows):
-                yield batch.slice(start, batch_rows)
+        with _undecodable_rows(undecodable):
+            reader = pacsv.open_csv(
+                source.path,
+                # a block must hold at least one whole row, hence the 1 MiB floor
+                read_options=pacsv.ReadOptions(
+                    block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True,
+                                                 invalid_row_handler=keep_malformed),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=list(source.columns),
+                    column_types={c: pa.string() for c in source.columns},
+                    strings_can_be_null=False),
+            )
+            for batch in reader:
+                for start in range(0, batch.num_rows, batch_rows):
+                    yield batch.slice(start, batch_rows)
     except pa.ArrowInvalid as err:
         # every column is read as text, so the only conversion that can fail is the decoding
+        if undecodable:
+            raise ContractError(_not_utf8(source.path, undecodable[0])) from None
         if "UTF8" not in str(err):
             raise
         raise ContractError(_not_utf8(source.path, err)) from None
+
+
+@contextlib.contextmanager
+def _undecodable_rows(seen: list[BaseException]) -> Iterator[None]:
+    """Catch what pyarrow cannot hand to the malformed-row handler (a line that is not UTF-8).
+
+    pyarrow decodes the line before calling the handler and reports a failure there as an
+    "Exception ignored" traceback on stderr; it is collected here and reported as not UTF-8.
+    """
+    previous = sys.unraisablehook
+
+    def collect(unraisable) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError):
+            seen.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = collect
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 # ---------------------------------------------------------------------------------------------

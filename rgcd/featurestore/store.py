@@ -536,7 +536,22 @@ def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int 
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
     check_sealed(ws)
     write_runtime_yaml(ws, settings)
+    _control_socket_inside(ws)
     store = FeatureStore(repo_path=str(ws.feast))
     start_server(store, host=host, port=port, no_access_log=True, workers=workers, worker_connections=1000,
                  max_requests=0, max_requests_jitter=0, keep_alive_timeout=30, registry_ttl_sec=5,
                  tls_key_path="", tls_cert_path="", metrics=False)
+
+
+def _control_socket_inside(ws: Workspace) -> None:
+    """gunicorn's control socket in <ws>/feast, not $HOME/.gunicorn (off if the path is too long).
+
+    Feast's start_server passes no such option, so the setting's default is what gunicorn uses.
+    """
+    import gunicorn.config
+
+    path = ws.feast / "gunicorn.ctl"
+    if len(str(path)) < 100:  # a unix socket path is limited to 108 bytes
+        gunicorn.config.ControlSocket.default = str(path)
+    else:
+        gunicorn.config.ControlSocketDisable.default = True
