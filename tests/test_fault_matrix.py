@@ -2,9 +2,9 @@
 points, in a real subprocess), rerun, and compared with a run that was never killed: same
 results, no duplicates, nothing lost, no manual step.
 
-Table-driven: a stage is one row of KILLS (its kill points) and one entry of SIGNATURES (what
-of its output must equal the uninterrupted run's). Stages run in order on one workspace; the
-reference workspace runs each stage once, uninterrupted, in this process.
+Table-driven: a stage is one row of MATRIX: its kill points and the signature of its output
+that must equal the uninterrupted run's. Stages run in order on one workspace; the reference
+workspace runs each stage once, uninterrupted, in this process.
 """
 
 from __future__ import annotations
@@ -26,15 +26,6 @@ from transforms.demo import generate
 
 SETTINGS = {"student": {"tiny_hidden": 32, "tiny_heads": 2, "tiny_vocab": 500, "steps": 30,
                         "batch_size": 16, "eval_items": 10, "checkpoint_every_steps": 10}}
-
-# stage -> kill points (`<point>@<n>`: the n-th pass), each a separate kill and rerun.
-KILLS: dict[str, list[str]] = {
-    "ingest": ["ingest.file_staged@3", "ingest.journal_written", "ingest.rename@4"],
-    "build": ["build.before_switch"],
-    "features": ["features.after_apply"],
-    "reason": ["reason.batch_cached", "reason.between_tables"],
-    "distill": ["distill.train_step@15", "distill.encode_shard", "distill.between_index_and_states"],
-}
 
 _VOLATILE = {"ingested_at", "created_timestamp"}  # wall-clock stamps of when a row was written
 
@@ -75,12 +66,18 @@ def _distilled(ws: Workspace) -> dict:
             "index": _frame(student / "chorus_index.parquet")}
 
 
-SIGNATURES = {
-    "ingest": lambda ws: {**_tables(ws.lake), **{f"q/{k}": v for k, v in _tables(ws.quarantine).items()}},
-    "build": lambda ws: _tables(ws.marts),
-    "features": lambda ws: {"online": _online(ws)},
-    "reason": lambda ws: _tables(ws.feature_data),
-    "distill": _distilled,
+def _lake(ws: Workspace) -> dict:
+    return {**_tables(ws.lake), **{f"quarantine/{k}": v for k, v in _tables(ws.quarantine).items()}}
+
+
+# stage -> (kill points, each a separate kill and rerun: `<point>@<n>` is the n-th pass; signature)
+MATRIX = {
+    "ingest": (["ingest.file_staged@3", "ingest.journal_written", "ingest.rename@4"], _lake),
+    "build": (["build.before_switch"], lambda ws: _tables(ws.marts)),
+    "features": (["features.after_apply"], lambda ws: {"online": _online(ws)}),
+    "reason": (["reason.batch_cached", "reason.between_tables"], lambda ws: _tables(ws.feature_data)),
+    "distill": (["distill.train_step@15", "distill.encode_shard", "distill.between_index_and_states"],
+                _distilled),
 }
 
 
@@ -126,7 +123,7 @@ def test_every_writing_stage_survives_kill_9_at_every_point(tmp_path):
     reference, faulted = _workspace(tmp_path / "reference"), _workspace(tmp_path / "faulted")
     by_name = {s.name: s for s in STAGES}
     survived = []
-    for stage, points in KILLS.items():
+    for stage, (points, signature) in MATRIX.items():
         run = by_name[stage].run
         assert run is not None, f"{stage} is in the fault matrix but not built"
         line = run(reference, reference.settings(), data)
@@ -136,6 +133,6 @@ def test_every_writing_stage_survives_kill_9_at_every_point(tmp_path):
             assert killed.returncode == -signal.SIGKILL, (stage, point, killed.stderr[-2000:])
         rerun = run(faulted, faulted.settings(), data)  # no manual step between the kill and this
         assert not rerun.startswith("skipped"), (stage, rerun)
-        _same(SIGNATURES[stage](reference), SIGNATURES[stage](faulted), stage)
+        _same(signature(reference), signature(faulted), stage)
         survived += [f"{stage} x {p}" for p in points]
     print(f"fault matrix: {len(survived)} kills survived: {', '.join(survived)}")
