@@ -58,7 +58,10 @@ PAIR_FEATURES = ("photo_item_id", "target_id", "strength", "distinct_users")
 # ---- inputs through Feast --------------------------------------------------------------------------
 
 def _hash_rank(ids: list[str]) -> np.ndarray:
-    return np.array([int(hashlib.sha1(i.encode()).hexdigest()[:12], 16) for i in ids], dtype=np.int64)
+    # Salted: the held-out split hashes the bare id, and a sample by the same hash would hold out
+    # a larger share than configured (the smallest hashes are the held-out ones).
+    return np.array([int(hashlib.sha1(f"sample|{i}".encode()).hexdigest()[:12], 16) for i in ids],
+                    dtype=np.int64)
 
 
 def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusStates,
