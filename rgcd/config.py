@@ -93,6 +93,40 @@ class StudentConfig(_Section):
     seed: int = 0
 
 
+class TransferConfig(_Section):
+    """Stage 2: transferable / residual decomposition over the chorus states (training/transfer.py)."""
+
+    dim: int = Field(32, gt=0, description="size of the transferable and of the residual vector")
+    n_queries: int = Field(4, gt=0, description="learnable queries per space attending over the chorus states")
+    heads: int = Field(4, gt=0, description="attention heads of the query-aware aggregation")
+    use_reasoning: bool = Field(True, description="purity from behaviour AND the teacher's "
+                                                  "semantic_transferability (off: behaviour alone)")
+    decompose: bool = Field(True, description="a transferable and a residual vector (off: one vector)")
+    routing: bool = Field(True, description="high-purity pairs in the transferable space, low-purity "
+                                            "pairs through transferable + residual (off: all pairs "
+                                            "in the transferable space)")
+    separation: bool = Field(True, description="penalise the squared cosine between an item's "
+                                               "transferable and residual vectors")
+    separation_weight: float = Field(0.1, ge=0)
+    reasoning_weight: float = Field(0.5, ge=0, le=1, description="purity = behaviour^(1-w) x "
+                                                                 "transferability^w")
+    high_purity_quantile: float = Field(0.5, gt=0, lt=1, description="pairs at or above this quantile "
+                                                                     "of purity are high purity")
+    temperature: float = Field(0.1, gt=0)
+    logq_correction: bool = Field(True, description="in-batch sampling-bias correction on live items")
+    max_pairs: int = Field(300_000, gt=0, description="room pairs read (a hash sample of the eligible "
+                                                      "pair ids when there are more)")
+    held_out_fraction: float = Field(0.1, gt=0, lt=1, description="pairs kept out of training for the "
+                                                                  "alignment figures (hash of pair_id)")
+    steps: int = Field(1_200, gt=0)
+    batch_size: int = Field(512, gt=1)
+    lr: float = Field(3e-3, gt=0)
+    checkpoint_every: int = Field(200, gt=0, description="steps between resumable checkpoints")
+    encode_batch_size: int = Field(4_096, gt=0, description="items per chunk read from the chorus states")
+    torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default)")
+    seed: int = 0
+
+
 class RetrievalConfig(_Section):
     """Publishing and serving vectors: Milvus Lite file by default, a Milvus server by URI."""
 
@@ -149,6 +183,7 @@ class Settings(_Section):
     features: FeaturesConfig = FeaturesConfig()
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
+    transfer: TransferConfig = TransferConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
