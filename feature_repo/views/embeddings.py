@@ -3,8 +3,9 @@
 Each vector row carries the model_version that produced it, so a ranker reads a vector and its
 version together; vectors are regenerated on every retrain (read with filter_by_created_timestamp in
 frames). The rooms' `retrieval` vectors (the two-tower item tower, user_vector's space) are
-searched in Milvus and not served here. Rooms that go on air after a training run are pushed (item_embeddings_push) straight into
-the online store by `rgcd rooms start`; the batch table stays what stage 2 wrote.
+searched in Milvus and not served here. Rooms that go on air after a training run are pushed
+(item_embeddings_push) straight into the online store by `rgcd rooms start`; the batch table
+stays what stage 2 wrote.
 """
 
 from datetime import timedelta

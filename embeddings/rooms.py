@@ -1,0 +1,143 @@
+"""Rooms going on air and off air, between training runs.
+
+A room that starts gets vectors of the published model version, is put into the published
+collection's `on_air` partition (Milvus) and pushed into Feast's online store (item_embeddings_push),
+and is retrievable as soon as both calls return. A room that ends moves to the `ended` partition
+with its end time, so it leaves the candidate set of every later request.
+
+Vectors of a new room: the published version's stage-2 encoder is not built yet (training/transfer.py,
+branch `stage2`), so today a room must arrive with precomputed `transferable`, `residual` and
+`retrieval` vectors and their `model_version` (the documented interim path; a mismatching version is
+refused). Room files: a JSON list of rooms (or {"rooms": [...]}), JSON lines, or parquet; a room has
+`live_id` (or `item_id` 'live:<id>'), `author_id`, optional `start_timestamp` (ISO 8601 or epoch ms;
+default now), and the vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from embeddings.collections import Room
+from embeddings.retrieval import BadQuery, Retriever, UnknownQuery, VersionMismatch, parse_at
+
+VECTOR_FIELDS = ("transferable", "residual", "retrieval")
+PUSH_SOURCE = "item_embeddings_push"
+
+
+@dataclass(frozen=True)
+class RoomsReport:
+    """Rooms that went on air, and how long it took until they were retrievable."""
+
+    item_ids: tuple[str, ...]
+    model_version: str
+    vectors: str
+    seconds: float
+
+    def one_line(self) -> str:
+        """Figures for the command line."""
+        return (f"{len(self.item_ids)} room(s) on air ({', '.join(self.item_ids[:5])}"
+                f"{', ...' if len(self.item_ids) > 5 else ''}) with {self.vectors} of {self.model_version}, "
+                f"retrievable after {self.seconds:.2f}s")
+
+
+def read_rooms_file(path: Path) -> list[dict]:
+    """Rooms from a JSON list / {"rooms": [...]} / JSON lines / parquet file."""
+    if not path.exists():
+        raise BadQuery(f"{path} does not exist: give a JSON, JSON-lines or parquet file of rooms")
+    if path.suffix == ".parquet":
+        import polars as pl
+
+        return pl.read_parquet(path).to_dicts()
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise BadQuery(f"{path} is neither JSON nor JSON lines ({err}); see `rgcd rooms start -h`"
+                           ) from None
+    return parse_rooms_payload(data)
+
+
+def parse_rooms_payload(data: object) -> list[dict]:
+    """The list of rooms in a request body or file (a list, one room, or {"rooms": [...]})."""
+    if isinstance(data, dict):
+        data = data.get("rooms", [data])
+    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
+        raise BadQuery('give one room object, a list of rooms or {"rooms": [...]}, each with live_id and '
+                       "author_id")
+    return data
+
+
+def _item_id(room: dict) -> str:
+    if room.get("item_id"):
+        item_id = str(room["item_id"])
+        if not item_id.startswith("live:") or not item_id[5:].isdigit():
+            raise BadQuery(f"item_id {item_id!r}: a room is 'live:<live_id>'")
+        return item_id
+    if room.get("live_id") is None or not str(room["live_id"]).isdigit():
+        raise BadQuery(f"a room needs live_id (an integer) or item_id 'live:<id>'; got {room!r:.120}")
+    return f"live:{int(room['live_id'])}"
+
+
+def _vectors(room: dict, item_id: str, version: str) -> dict[str, list[float]]:
+    missing = [f for f in (*VECTOR_FIELDS, "model_version") if room.get(f) is None]
+    if missing:
+        raise BadQuery(
+            f"room {item_id} lacks {', '.join(missing)}: the stage-2 encoder for new rooms is not built "
+            "yet, so a room must come with transferable, residual and retrieval vectors and their "
+            "model_version (see embeddings/rooms.py)")
+    if room["model_version"] != version:
+        raise VersionMismatch(f"room {item_id} comes with vectors of {room['model_version']!r} but the "
+                              f"published rooms are {version!r}: encode it with the published version")
+    return {f: [float(x) for x in room[f]] for f in VECTOR_FIELDS}
+
+
+def start_rooms(retriever: Retriever, rooms: list[dict]) -> RoomsReport:
+    """Put rooms on air: Milvus upsert + Feast push; returns when they are retrievable."""
+    import pandas as pd
+    from feast.data_source import PushMode
+
+    t0 = time.perf_counter()
+    published = retriever.published()
+    now = datetime.now(UTC)
+    made: list[Room] = []
+    vectors: list[dict[str, list[float]]] = []
+    for room in rooms:
+        item_id = _item_id(room)
+        if room.get("author_id") is None or not str(room["author_id"]).lstrip("-").isdigit():
+            raise BadQuery(f"room {item_id} needs author_id (an integer)")
+        start = parse_at(str(room["start_timestamp"])) if room.get("start_timestamp") is not None else now
+        v = _vectors(room, item_id, published.model_version)
+        author = int(room["author_id"])
+        made.append(Room(item_id, author, start, None, retriever.rooms.author_popularity(author),
+                         v["transferable"], v["retrieval"]))
+        vectors.append(v)
+    retriever.rooms.upsert_on_air(made)
+    frame = pd.DataFrame({
+        "item_id": [r.item_id for r in made],
+        "transferable": [v["transferable"] for v in vectors],
+        "residual": [v["residual"] for v in vectors],
+        "model_version": [published.model_version] * len(made),
+        "event_timestamp": [r.start for r in made],
+        "created_timestamp": [now] * len(made),
+    })
+    retriever.store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+    return RoomsReport(tuple(r.item_id for r in made), published.model_version, "precomputed vectors",
+                       time.perf_counter() - t0)
+
+
+def end_room(retriever: Retriever, item_id: str, at: datetime | None = None) -> bool:
+    """Take a room off air at `at` (default now); False if it had ended already."""
+    if not item_id.startswith("live:") or not item_id[5:].isdigit():
+        raise BadQuery(f"{item_id!r}: a room is 'live:<live_id>'")
+    try:
+        return retriever.rooms.end(item_id, at or datetime.now(UTC))
+    except KeyError:
+        raise UnknownQuery(f"room {item_id} is not in the published collection: check the id "
+                           "(rooms start with `rgcd rooms start`)") from None
