@@ -22,11 +22,15 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 
 ON_AIR, ENDED = "on_air", "ended"
+# Open clients per Milvus Lite file in this process: the file's in-process server is stopped when
+# the last one closes, so that another process may open it (Milvus Lite allows one per file).
+_LITE_CLIENTS: dict[str, int] = {}
 PREFIX = "rooms_"
 SCALARS = ["item_id", "author_id", "start_ms", "end_ms", "popularity"]
 METRICS = {"transferable": "COSINE", "retrieval": "IP"}
@@ -131,6 +135,9 @@ class RoomVectors:
             raise VectorStoreError(_open_hint(uri, err)) from None
         self._current: tuple[float, Published] | None = None
         self._loaded: set[str] = set()
+        self._lite = None if _is_server(uri) else str(Path(uri).resolve())
+        if self._lite:
+            _LITE_CLIENTS[self._lite] = _LITE_CLIENTS.get(self._lite, 0) + 1
 
     @classmethod
     def connect(cls, ws: Workspace, settings: Settings) -> RoomVectors:
@@ -139,8 +146,15 @@ class RoomVectors:
         return cls(milvus_uri(ws, settings), r.alias, r.milvus_token, r.cache_s)
 
     def close(self) -> None:
-        """Release the client (a Milvus Lite file is then free for another process)."""
+        """Release the client; with the last client of a Milvus Lite file, the file itself."""
         self.client.close()
+        if self._lite:
+            _LITE_CLIENTS[self._lite] -= 1
+            if _LITE_CLIENTS[self._lite] == 0:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self._lite)
+            self._lite = None
 
     # -- writer side -------------------------------------------------------------------------
 
@@ -366,8 +380,12 @@ def _str_list(values: list[str]) -> str:
     return "[" + ", ".join(_str(v) for v in values) + "]"
 
 
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+
 def _open_hint(uri: str, err: Exception) -> str:
-    if uri.startswith(("http://", "https://", "tcp://", "grpc://")):
+    if _is_server(uri):
         return (f"cannot reach the Milvus server at {uri} ({err}); start it (e.g. `milvus-lite server "
                 "--data-dir D --port P`) or fix retrieval.milvus_uri")
     return (f"cannot open the Milvus Lite file {uri} ({err}); Milvus Lite allows one process per file: "
