@@ -196,9 +196,18 @@ def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # Below Linux's ephemeral range (32768+): Milvus Lite's in-process gRPC server binds port 0 with
+    # SO_REUSEPORT while the service starts, and could otherwise share a port picked here.
+    import random
+
+    while True:
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict]:
@@ -210,8 +219,9 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict]:
 def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.ndarray) -> dict:
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    log = open(ws.root / "serve.log", "w")  # noqa: SIM115 (closed with the server)
     server = subprocess.Popen([sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 180
         while True:
@@ -221,8 +231,9 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
                     break
             except OSError:
                 if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"rgcd serve did not start: {server.stderr.read()}") from None
+                    raise RuntimeError("rgcd serve did not start") from None
                 time.sleep(0.5)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # a fresh one after the wait
         for u in range(1, 21):  # warm-up
             _get(conn, f"/retrieve/user/{u}?k=50")
         latencies: list[float] = []
@@ -258,6 +269,7 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
                     "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99)}
         # one client alone: the service time without queueing behind the other clients
         alone = []
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # uvicorn closes idle ones after 5 s
         for u in range(1, 201):
             t = time.perf_counter()
             _get(conn, f"/retrieve/user/{u}?k=50")
@@ -265,6 +277,10 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
         http_row["one_client_p50_ms"], http_row["one_client_p99_ms"] = _pct(alone, 50), _pct(alone, 99)
         http_row["rooms_start_to_retrievable_s"] = _room_freshness(conn, user_vectors)
         return http_row
+    except Exception:
+        print(f"rgcd serve (exit code {server.poll()}) wrote:\n"
+              f"{(ws.root / 'serve.log').read_text()[-3000:]}", file=sys.stderr)
+        raise
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -21,9 +21,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # Below Linux's ephemeral range (32768+): Milvus Lite's in-process gRPC server binds port 0 with
+    # SO_REUSEPORT while the service starts, and could otherwise share a port picked here.
+    import random
+
+    while True:
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def _call(port: int, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
