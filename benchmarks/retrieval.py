@@ -57,7 +57,8 @@ def _rooms(n: int, on_air: int, rng: np.random.Generator):
     for i in range(n):
         start = T - timedelta(hours=1 + i % 50)
         end = None if i < on_air else T - timedelta(minutes=1 + i % 30)
-        rooms.append(Room(f"live:{i}", i % 997, start, end, float(i % 13), vecs[i].tolist(), vecs[i].tolist()))
+        vector = vecs[i].tolist()
+        rooms.append(Room(f"live:{i}", i % 997, start, end, float(i % 13), vector, vector))
     return rooms, vecs
 
 
@@ -149,7 +150,8 @@ def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos:
             enumerate(rng.integers(1, 600, size=rooms))]
     starts = [min(s, e - timedelta(minutes=5)) if e else s for s, e in zip(starts, ends, strict=True)]
     none_ts = pl.Datetime("us", "UTC")
-    pl.DataFrame({"item_id": room_ids, "live_id": list(range(rooms)), "author_id": [i % 3000 for i in range(rooms)],
+    pl.DataFrame({"item_id": room_ids, "live_id": list(range(rooms)),
+                  "author_id": [i % 3000 for i in range(rooms)],
                   "start_timestamp": starts, "end_timestamp": ends, "event_timestamp": starts,
                   "created_timestamp": starts},
                  schema_overrides={"start_timestamp": none_ts, "end_timestamp": none_ts,
@@ -164,7 +166,8 @@ def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos:
     now = datetime.now(UTC)
     version = "bench-demo"
     pl.DataFrame({"item_id": ids, "domain": ["photo"] * photos + ["live"] * rooms,
-                  "transferable": vec.tolist(), "residual": (noise[:, :16]).tolist(), "retrieval": vec.tolist(),
+                  "transferable": vec.tolist(), "residual": (noise[:, :16]).tolist(),
+                  "retrieval": vec.tolist(),
                   "model_version": [version] * len(ids), "event_timestamp": [T] * len(ids),
                   "created_timestamp": [now] * len(ids)},
                  schema_overrides={"transferable": pl.List(pl.Float32), "residual": pl.List(pl.Float32),
@@ -182,8 +185,10 @@ def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos:
     names = [f"topic {t}" for t in range(topics)]
     tops = np.concatenate([photo_topic[: photos // 20], room_topic])
     pl.DataFrame({"item_id": reasoned, "vertical_domain": [names[t] for t in tops],
-                  "key_subject": [f"subject {t}" for t in tops], "content_theme": [f"theme {t}" for t in tops],
-                  "teacher_id": ["metadata-baseline"] * len(reasoned), "prompt_version": ["p"] * len(reasoned),
+                  "key_subject": [f"subject {t}" for t in tops],
+                  "content_theme": [f"theme {t}" for t in tops],
+                  "teacher_id": ["metadata-baseline"] * len(reasoned),
+                  "prompt_version": ["p"] * len(reasoned),
                   "event_timestamp": [T] * len(reasoned), "created_timestamp": [now] * len(reasoned)},
                  schema_overrides={"event_timestamp": none_ts, "created_timestamp": none_ts}
                  ).write_parquet(ws.feature_data / "item_reasoning.parquet")
@@ -220,7 +225,8 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = open(ws.root / "serve.log", "w")  # noqa: SIM115 (closed with the server)
-    server = subprocess.Popen([sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)],
+    command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)]
+    server = subprocess.Popen(command,
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 180

@@ -27,7 +27,8 @@ def world(tmp_path_factory, settings):
 def _state(ws, settings):
     store = RoomVectors.connect(ws, settings)
     try:
-        return store.alias_target(), [(p.collection, p.published_rows, p.published_at) for p in store.published()]
+        published = [(p.collection, p.published_rows, p.published_at) for p in store.published()]
+        return store.alias_target(), published
     finally:
         store.close()
 
@@ -91,7 +92,8 @@ def test_version_mismatch_is_an_error(world, settings):
 
 
 def test_keep_versions_drops_the_oldest(world, settings):
-    small = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"keep_versions": 2})})
+    two = settings.retrieval.model_copy(update={"keep_versions": 2})
+    small = settings.model_copy(update={"retrieval": two})
     publish(world, small)
     target, published = _state(world, small)
     assert target == collection_name("v3")

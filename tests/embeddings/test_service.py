@@ -52,7 +52,8 @@ def service(tmp_path_factory, settings):
     assert not any(_LITE_CLIENTS.values())  # released: the service process may open the file
     port = _port()
     (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
-    proc = subprocess.Popen([sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)],
+    command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)]
+    proc = subprocess.Popen(command,
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     deadline = time.time() + 120
@@ -74,7 +75,8 @@ def service(tmp_path_factory, settings):
 @pytest.mark.slow
 def test_health_version_and_retrieval_over_http(service):
     _, port, _ = service
-    assert _call(port, "GET", "/health") == (200, {"status": "ok", "model_version": "v1", "collection": "rooms_v1"})
+    health = {"status": "ok", "model_version": "v1", "collection": "rooms_v1"}
+    assert _call(port, "GET", "/health") == (200, health)
     assert _call(port, "GET", "/version")[1]["model_version"] == "v1"
     at = w.T0.strftime("%Y-%m-%dT%H:%M:%SZ")
     status, body = _call(port, "GET", f"/retrieve/user/1?at={at}&k=5")
@@ -83,7 +85,7 @@ def test_health_version_and_retrieval_over_http(service):
     assert len(body["candidates"]) == 5
     for c in body["candidates"]:
         start, end = w.room_interval(c["item_id"])
-        assert start <= w.T0 and (end is None or w.T0 < end)
+        assert start <= w.T0 and (end is None or end > w.T0)
         assert set(c) == {"item_id", "author_id", "score", "reason"} and c["reason"]
     status, body = _call(port, "GET", f"/retrieve/item/photo:4?at={at}")
     assert status == 200 and body["source"] == "item_vector" and len(body["candidates"]) == 10
