@@ -346,7 +346,9 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Report name: writes <workspace>/reports/NAME/. Default: the local time.")
 @click.option("--models", default=None,
               help="Comma-separated model names (default: evaluation.models of the config): "
-                   "popularity, bpr_mf, content_mm, content_text, uniembed, emcdr.")
+                   "popularity, bpr_mf, content_mm, content_text, uniembed, emcdr, and the full "
+                   "method rgcd, rgcd-no-reasoning, rgcd-no-decomposition, rgcd-no-routing "
+                   "(default: after the baselines, once `rgcd distill` has run).")
 @pass_ctx
 def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: str | None) -> None:
     """Train the baselines on the training splits and rank the test cases of both protocols.
@@ -361,7 +363,7 @@ def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: 
 
     try:
         out, doc = run_evaluation(c.ws, c.settings.evaluation, seeds=seeds, run=run_name,
-                                  models=models.split(",") if models else None)
+                                  models=models.split(",") if models else None, settings=c.settings)
     except RgcdError as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(err.exit_code)
@@ -428,6 +430,32 @@ def distill(c: Context) -> None:
 
 
 @cli.command()
+@pass_ctx
+def transfer(c: Context) -> None:
+    """Stage 2: transferable and residual item vectors from the chorus states, and the retriever.
+
+    Fits the query-aware aggregation on behaviour pairs (Feast's pair_training service, at the
+    marts' latest event) with transferability routing, then the downstream two-tower retriever.
+    Writes feature_data/item_embeddings.parquet (transferable, residual, retrieval for every item
+    of both domains), feature_data/user_embeddings.parquet, models/transfer/ (safetensors),
+    reports/transfer.json and reports/transfer_projection.png, and materializes item_embeddings.
+    Settings: the `transfer` section. A rerun with nothing changed retrains nothing.
+    """
+    from rgcd.featurestore.store import FeatureStoreError
+    from training.frames import MissingInput
+    from training.transfer_stage import transfer as run_transfer
+
+    c.ws.ensure()
+    try:
+        report = run_transfer(c.ws, c.settings)
+    except (MissingInput, FeatureStoreError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(EXIT_CONTRACT)
+    console.print(f"[green]✓[/] {report.one_line()}")
+
+
+
+
 @click.option("--rollback", is_flag=True,
               help="Point the readers' alias back at the version published before the current one "
                    "(and its vectors in the online store), instead of publishing.")

@@ -97,7 +97,8 @@ class TransferConfig(_Section):
     """Stage 2: transferable / residual decomposition over the chorus states (training/transfer.py)."""
 
     dim: int = Field(32, gt=0, description="size of the transferable and of the residual vector")
-    n_queries: int = Field(4, gt=0, description="learnable queries per space attending over the chorus states")
+    n_queries: int = Field(4, gt=0, description="learnable queries per space attending "
+                                                  "over the chorus states")
     heads: int = Field(4, gt=0, description="attention heads of the query-aware aggregation")
     use_reasoning: bool = Field(True, description="purity from behaviour AND the teacher's "
                                                   "semantic_transferability (off: behaviour alone)")
@@ -108,6 +109,8 @@ class TransferConfig(_Section):
     separation: bool = Field(True, description="penalise the squared cosine between an item's "
                                                "transferable and residual vectors")
     separation_weight: float = Field(0.1, ge=0)
+    domain_alignment_weight: float = Field(1.0, ge=0, description="pull the two domains' mean "
+                                                                  "transferable vectors together (0: off)")
     reasoning_weight: float = Field(0.5, ge=0, le=1, description="purity = behaviour^(1-w) x "
                                                                  "transferability^w")
     high_purity_quantile: float = Field(0.5, gt=0, lt=1, description="pairs at or above this quantile "
@@ -118,12 +121,14 @@ class TransferConfig(_Section):
                                                       "pair ids when there are more)")
     held_out_fraction: float = Field(0.1, gt=0, lt=1, description="pairs kept out of training for the "
                                                                   "alignment figures (hash of pair_id)")
-    steps: int = Field(1_200, gt=0)
-    batch_size: int = Field(512, gt=1)
+    steps: int = Field(300, gt=0, description="the loss flattens after ~100 steps at the demo size")
+    batch_size: int = Field(256, gt=1)
     lr: float = Field(3e-3, gt=0)
-    checkpoint_every: int = Field(200, gt=0, description="steps between resumable checkpoints")
+    checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     encode_batch_size: int = Field(4_096, gt=0, description="items per chunk read from the chorus states")
     torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default)")
+    keep_versions: int = Field(3, gt=0, description="model versions kept in item/user_embeddings "
+                                                    "(the newest first), for rollback")
     seed: int = 0
 
 
@@ -159,6 +164,10 @@ class EvaluationConfig(_Section):
     models: list[str] = Field(
         default_factory=lambda: ["popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr"],
         description="models evaluated, in report order (see training/baselines)")
+    full_method: list[str] = Field(
+        default_factory=lambda: ["rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing"],
+        description="the full method and its ablations, evaluated after the baselines when the "
+                    "student's chorus states exist (training/rgcd_retriever.py)")
     protocols: list[Literal["klm3-cdr", "live-room"]] = Field(
         default_factory=lambda: ["klm3-cdr", "live-room"])
     head_fraction: float = Field(0.2, gt=0, lt=1, description="klm3-cdr: popular share that is not tail")

@@ -87,7 +87,7 @@ def _mart(ws: Workspace, view: str) -> Path:
     return path
 
 
-def _store(ws: Workspace, settings: Settings, views: list[str]):
+def checked_store(ws: Workspace, settings: Settings, views: list[str]):
     """The workspace's feature store, checked to define `views` over this workspace's marts."""
     from rgcd.featurestore.store import FeatureStoreError, feature_store, source_path
 
@@ -140,7 +140,7 @@ def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
     """
     specs = [PAIRS, ITEMS] if pairs else [ITEMS]
     paths = [_mart(ws, view) for view, _, _ in specs]
-    store = _store(ws, settings, [view for view, _, _ in specs])
+    store = checked_store(ws, settings, [view for view, _, _ in specs])
     at = _request_time(paths)
     read = {spec[0]: _read_view(store, path, spec, at, engine)
             for spec, path in zip(specs, paths, strict=True)}

@@ -1,9 +1,13 @@
-"""Vectors of stage 2 and what retrieval reads per user (<workspace>/feature_data/*.parquet).
+"""Vectors of stage 2 (`rgcd transfer`: <workspace>/feature_data/item_embeddings.parquet,
+user_embeddings.parquet) and what retrieval reads per user (user_recent_videos, written by publish).
 
-Each vector row carries the model_version that produced it, so a ranker reads a vector and its
-version together; vectors are regenerated on every retrain (read with filter_by_created_timestamp in
-frames). The rooms' `retrieval` vectors (the two-tower item tower, user_vector's space) are
-searched in Milvus and not served here. Rooms that go on air after a training run are pushed
+Each row carries the model_version that produced it, so a ranker reads a vector and its version
+together. Stamped like every model-stage table (DESIGN.md, Serving): event_timestamp = the training
+cut the vectors were fitted at (or a room's start for a room encoded later), created_timestamp =
+when written. Frames do not cut by created_timestamp: vectors fitted at a cut are visible to
+frames from the cut on (they saw nothing after it), and a retrain at the same cut wins the tie.
+The rooms' `retrieval` vectors (the two-tower item tower, user_vector's space) are searched in
+Milvus and not served here. Rooms that go on air after a training run are pushed
 (item_embeddings_push) straight into the online store by `rgcd rooms start`; the batch table
 stays what stage 2 wrote.
 """
@@ -29,7 +33,7 @@ item_embeddings = FeatureView(
     source=item_embeddings_push,
     online=True,
     description="Transferable and residual item vectors (stage 2), with their model version.",
-    tags={"regenerated": "true", "written_by": "transfer, rooms start"},
+    tags={"regenerated": "false", "stamped": "evidence", "written_by": "transfer, rooms start"},
 )
 
 user_embeddings = FeatureView(
@@ -44,7 +48,7 @@ user_embeddings = FeatureView(
     source=user_embeddings_source,
     online=True,
     description="User vectors for user -> live retrieval (stage 2), with their model version.",
-    tags={"regenerated": "true", "written_by": "transfer"},
+    tags={"regenerated": "false", "stamped": "evidence", "written_by": "transfer"},
 )
 
 user_recent_videos = FeatureView(
