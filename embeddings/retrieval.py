@@ -166,8 +166,8 @@ class Retriever:
                            "(retrieval.max_k sets the cap)")
         return k
 
-    def _online(self, features: list[str], key: str, ids: list) -> list[dict]:
-        """One online read: a dict of feature -> value per id (short names, e.g. 'user_vector')."""
+    def online(self, features: list[str], key: str, ids: list) -> list[dict]:
+        """One online read through Feast: per id, a dict '<view>__<feature>' -> value."""
         got = self.store.get_online_features(features=features, entity_rows=[{key: i} for i in ids],
                                              full_feature_names=True).to_dict()
         out = []
@@ -179,7 +179,7 @@ class Retriever:
     def _knowledge(self, item_ids: list[str]) -> dict[str, dict]:
         if not item_ids:
             return {}
-        rows = self._online(ITEM_KNOWLEDGE, "item_id", item_ids)
+        rows = self.online(ITEM_KNOWLEDGE, "item_id", item_ids)
         return {i: {f: r[f"item_reasoning__{f}"] for f in KNOWLEDGE}
                 for i, r in zip(item_ids, rows, strict=True)}
 
@@ -206,7 +206,7 @@ class Retriever:
         """User -> live: the k rooms on air at `at` (default now) for this user."""
         at, k = at or datetime.now(UTC), self._k(k)
         published = self.published()
-        (row,) = self._online(USER_FEATURES, "user_id", [int(user_id)])
+        (row,) = self.online(USER_FEATURES, "user_id", [int(user_id)])
         vector, version = row["user_embeddings__user_vector"], row["user_embeddings__model_version"]
         recent = list(row["user_recent_videos__recent_photo_ids"] or [])
         known = vector is not None or recent or row["user_features_daily__sv_plays_30d"] is not None
@@ -214,7 +214,7 @@ class Retriever:
             raise UnknownQuery(f"user {user_id} is not in the online store (no vector, no history, no "
                                "features): check the id, or run `rgcd features materialize` after new users")
         query = f"user:{user_id}"
-        photos = self._online(ITEM_VECTOR + ITEM_KNOWLEDGE, "item_id", recent) if recent else []
+        photos = self.online(ITEM_VECTOR + ITEM_KNOWLEDGE, "item_id", recent) if recent else []
         evidence = [(p, {f: r[f"item_reasoning__{f}"] for f in KNOWLEDGE}) for p, r in zip(recent, photos,
                                                                                              strict=True)]
         if vector is not None:
@@ -241,7 +241,7 @@ class Retriever:
         """Short video -> live: the k rooms on air at `at` closest to this short video."""
         item_id, at, k = parse_item(item_id), at or datetime.now(UTC), self._k(k)
         published = self.published()
-        (row,) = self._online(ITEM_VECTOR + ITEM_KNOWLEDGE, "item_id", [item_id])
+        (row,) = self.online(ITEM_VECTOR + ITEM_KNOWLEDGE, "item_id", [item_id])
         vector = row["item_embeddings__transferable"]
         if vector is None:
             raise UnknownQuery(f"short video {item_id} has no vector in the online store: check the id, or "

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 from embeddings.collections import NotPublished, VectorStoreError
 from embeddings.retrieval import RetrievalError, Retriever, parse_at
-from embeddings.rooms import end_room, parse_rooms_payload, start_rooms
+from embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
 from rgcd.config import Settings, Workspace
 
 
@@ -29,12 +29,16 @@ def create_app(ws: Workspace, settings: Settings):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
-    state: dict[str, Retriever] = {}
+    state: dict = {}
     lock = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state["retriever"] = Retriever(ws, settings)
+        try:  # loaded once, so that a room going on air is encoded in milliseconds, not seconds
+            state["encoder"] = RoomEncoder(ws, settings)
+        except RetrievalError:  # no student / stage-2 model yet: rooms must bring their vectors
+            state["encoder"] = None
         try:
             yield
         finally:
@@ -90,9 +94,9 @@ def create_app(ws: Workspace, settings: Settings):
     @app.post("/rooms/start")
     def rooms_start(payload: dict | list = Body(...)):  # noqa: B008 (FastAPI's idiom)
         rooms = parse_rooms_payload(payload)
-        report = call(lambda: start_rooms(state["retriever"], rooms))
+        report = call(lambda: start_rooms(state["retriever"], rooms, state["encoder"]))
         return {"started": list(report.item_ids), "model_version": report.model_version,
-                "seconds": round(report.seconds, 4)}
+                "vectors": report.vectors, "seconds": round(report.seconds, 4)}
 
     @app.post("/rooms/{item_id}/end")
     def rooms_end(item_id: str, at: str | None = None):
