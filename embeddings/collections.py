@@ -6,10 +6,14 @@ A collection `rooms_<model version>` holds every live room of that version: `ite
 two-tower item tower, inner product against the user tower: user -> live). Properties record the
 model version, how many rows were published, when, and whether the collection passed validation.
 
-Rooms on air live in the partition `on_air`, ended rooms in `ended`. Milvus Lite 3.x walks every
-primary key of what it searches in Python, so a query costs what the searched partitions hold:
-a request at or after the last known end (`ended_until`, every request "now") searches only the
-rooms on air; a historical request also searches the ended rooms, filtered to those on air then.
+Rooms on air at publication, and rooms started since, live in the partition `on_air`; rooms ended
+by publication time in `ended`. Milvus Lite 3.x walks every primary key of what it searches in
+Python, so a query costs what the searched partitions hold: a request at or after the last end known
+at publication (`ended_until`; every request "now") searches only `on_air`; a historical request
+also searches `ended`. The on-air filter applies to both, so a room that ends between publications
+stays in `on_air` with its end time set (its row is updated in place: Milvus Lite versions a primary
+key across partitions, so a row moved by delete + insert would come back in the old partition) and
+leaves every later request's candidates; the next publication starts from a clean collection.
 
 Talks to Milvus through pymilvus' MilvusClient only (Feast's Milvus online store mismatches ids and
 features on search, STACK.md); the same code runs on the Lite file and on a server URI.
@@ -298,9 +302,9 @@ class RoomVectors:
 
     def _window(self, current: Published, at_ms: int) -> tuple[list[str], str]:
         """Partitions to search at `at_ms` and the on-air filter over them."""
-        if at_ms >= current.ended_until:  # every room ended before then: the rooms on air suffice
-            return [ON_AIR], f"start_ms <= {at_ms}"
-        return [ON_AIR, ENDED], f"start_ms <= {at_ms} and (end_ms is null or end_ms > {at_ms})"
+        expr = f"start_ms <= {at_ms} and (end_ms is null or end_ms > {at_ms})"
+        # every room of `ended` had ended by then: the `on_air` partition suffices
+        return ([ON_AIR] if at_ms >= current.ended_until else [ON_AIR, ENDED]), expr
 
     def search(self, field: str, vector: list[float], at: datetime, k: int) -> list[Hit]:
         """The k rooms on air at `at` nearest to `vector` in `field` (transferable or retrieval)."""
@@ -337,14 +341,18 @@ class RoomVectors:
         return float(rows[0]["popularity"]) if rows else 0.0
 
     def upsert_on_air(self, rooms: list[Room]) -> None:
-        """Put rooms that went on air into the current collection's `on_air` partition."""
+        """Put rooms that went on air into the current collection's `on_air` partition.
+
+        Raises ValueError naming a room the collection holds as ended (a new broadcast is a new room).
+        """
         current = self.current()
-        ids = [r.item_id for r in rooms]
-        self.client.delete(current.collection, filter=f"item_id in {_str_list(ids)}")
-        self.client.insert(current.collection, [r.row() for r in rooms], partition_name=ON_AIR)
+        ended = [i for i, r in self.rooms([r.item_id for r in rooms]).items() if r["end_ms"] is not None]
+        if ended:
+            raise ValueError(", ".join(sorted(ended)))
+        self.client.upsert(current.collection, [r.row() for r in rooms], partition_name=ON_AIR)
 
     def end(self, item_id: str, at: datetime) -> bool:
-        """Move a room on air to `ended` with end = at; False if it had ended already.
+        """Set a room's end to `at` (in place, see the module docstring); False if it had ended already.
 
         Raises KeyError when the current collection does not hold the room.
         """
@@ -359,11 +367,7 @@ class RoomVectors:
         end_ms = max(to_ms(at), row["start_ms"] + 1)  # a room is on air for at least 1 ms
         row = {k: row[k] for k in (*SCALARS, "transferable", "retrieval")} | {"end_ms": end_ms}
         row["transferable"], row["retrieval"] = list(row["transferable"]), list(row["retrieval"])
-        self.client.delete(current.collection, filter=f"item_id == {_str(item_id)}")
-        self.client.insert(current.collection, [row], partition_name=ENDED)
-        if end_ms > current.ended_until:  # historical requests up to then must search `ended` too
-            self.client.alter_collection_properties(current.collection, {"ended_until": str(end_ms)})
-        self._current = None
+        self.client.upsert(current.collection, [row], partition_name=ON_AIR)
         return True
 
 

@@ -169,7 +169,10 @@ def start_rooms(retriever: Retriever, rooms: list[dict], encoder: RoomEncoder | 
         author = int(room["author_id"])
         made.append(Room(item_id, author, start, None, retriever.rooms.author_popularity(author),
                          v["transferable"], v["retrieval"]))
-    retriever.rooms.upsert_on_air(made)
+    try:
+        retriever.rooms.upsert_on_air(made)
+    except ValueError as err:
+        raise BadQuery(f"room(s) {err} already went off air; a new broadcast needs a new live_id") from None
     frame = pd.DataFrame({
         "item_id": [r.item_id for r in made],
         "transferable": [v["transferable"] for v in vectors],
