@@ -2,8 +2,8 @@
 
 A room that starts gets vectors of the published model version, is put into the published
 collection's `on_air` partition (Milvus) and pushed into Feast's online store (item_embeddings_push),
-and is retrievable as soon as both calls return. A room that ends moves to the `ended` partition
-with its end time, so it leaves the candidate set of every later request.
+and is retrievable as soon as both calls return. A room that ends gets its end time (its row is
+updated in place, see embeddings/collections.py), so it leaves the candidates of every later request.
 
 Vectors of a new room: encoded from its inputs by the student (chorus states, training/distill.py)
 and the model `rgcd transfer` published (training.transfer_stage.load_published: transferable,
