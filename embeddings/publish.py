@@ -6,12 +6,14 @@ interactions for two things retrieval needs beside the vectors: each user's rece
 videos (feature_data/user_recent_videos.parquet, a Feast view) and each room's popularity (its
 author's live sessions in the days before the training cut).
 
-Order, so that a publish killed at any point leaves readers on the old version:
-1. Feast online store: the version's item and user vectors (materialized, or written directly
-   when the version is not the newest in the tables, e.g. a rollback);
-2. a fresh collection `rooms_<version>` filled, flushed and validated (row count equals the
+Order, so that a publish killed at any point leaves readers on the old collection:
+1. a fresh collection `rooms_<version>` filled, flushed and validated (row count equals the
    published rows; a sample of vectors finds itself first), then marked published;
+2. Feast online store: the version's item and user vectors (materialized, or written directly
+   when the version is not the newest in the tables, e.g. a rollback);
 3. the alias switched to it (one call); 4. collections beyond `retrieval.keep_versions` dropped.
+A kill between 2 and 3 leaves new online vectors beside the old collection: readers then get a
+version-mismatch error (never a mixed answer) until publish is run again.
 Publishing a version whose collection is already published and validated changes nothing.
 """
 
@@ -213,7 +215,6 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
     if history is not None:
         _write_recent_videos(ws, history)
     try:
-        online = load_online(ws, settings, version, vectors)
         rooms, unscheduled = _rooms(ws, settings, rows)
     except FeatureStoreError as err:
         raise PublishError(str(err)) from None
@@ -224,6 +225,10 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
     try:
         previous = store.alias_target()
         name, changed = _fill(store, settings, version, rooms)
+        try:  # last before the switch: the window where online vectors and alias differ stays short
+            online = load_online(ws, settings, version, vectors)
+        except FeatureStoreError as err:
+            raise PublishError(str(err)) from None
         store.switch_alias(name)
         dropped = store.prune(settings.retrieval.keep_versions)
     finally:
