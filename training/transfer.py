@@ -18,9 +18,9 @@ One shared student (stage 1b) wrote 16 chorus states per item of both domains. H
   space, low-purity pairs only through transferable + residual together (the concatenation,
   with no gradient into its transferable half), so what does not transfer sits in the residual;
   **separation**: the squared cosine between an item's two vectors, so the spaces stay apart;
-  **domain alignment**: the squared distance between
-  the batch's mean transferable vector of each domain (InfoNCE is blind to a constant offset
-  between the domains, so without it the transferable space can keep them apart).
+  **domain alignment**: each domain's mean transferable vector in the batch is pulled to the
+  origin (InfoNCE is blind to a constant offset between the domains, so without it the
+  transferable space can keep them apart).
 
 Training is deterministic per (seed, step) and checkpointed (`training.checkpoint`), so a run killed
 mid-way resumes to the same weights. `encode_items` maps chorus states to the vectors; it is the
@@ -44,6 +44,9 @@ import torch.nn.functional as F
 from rgcd.config import TransferConfig
 
 DOMAINS = ("photo", "live")
+# Part of every fit's fingerprint: bump it when the method's code changes what a fit computes,
+# so cached fits of the previous code are not reused.
+METHOD_VERSION = "2"
 # The full method and its ablations: each one switch of TransferConfig.
 ABLATIONS: dict[str, dict[str, bool]] = {
     "rgcd": {},
@@ -295,16 +298,15 @@ def routed_contrastive(photo: tuple[torch.Tensor, torch.Tensor | None],
 
 
 def domain_gap(transferable: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
-    """Squared distance between the batch's mean unit transferable vector per domain.
+    """Squared norm of each domain's mean unit transferable vector in the batch, summed.
 
     InfoNCE cannot see a constant offset between the domains (it shifts every logit of a row
-    alike), so without this term the transferable space may keep the two domains apart.
+    alike), so without this term the transferable space may keep the two domains apart. Pulling
+    each domain's mean to the origin (rather than only the two means together, which a narrow
+    cone satisfies) spreads both domains over the same sphere.
     """
     t = F.normalize(transferable, dim=-1)
-    photo, live = domain == 0, domain == 1
-    if not (photo.any() and live.any()):
-        return t.sum() * 0.0
-    return ((t[photo].mean(dim=0) - t[live].mean(dim=0)) ** 2).sum()
+    return sum((t[domain == d].mean(dim=0) ** 2).sum() for d in range(len(DOMAINS)) if (domain == d).any())
 
 
 def separation_loss(transferable: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

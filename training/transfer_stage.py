@@ -38,6 +38,7 @@ from rgcd.config import Settings, TransferConfig, Workspace
 from training.checkpoint import Checkpointer
 from training.frames import ENGINE, MissingInput, checked_store
 from training.transfer import (
+    METHOD_VERSION,
     ChorusStates,
     PairSet,
     QueryAggregation,
@@ -153,7 +154,7 @@ class Fit:
 
 
 def _fingerprint(cfg: TransferConfig, cut: datetime, states: ChorusStates, pairs: PairSet) -> str:
-    h = hashlib.sha256(json.dumps({"cfg": cfg.model_dump(), "cut": cut.isoformat(),
+    h = hashlib.sha256(json.dumps({"method": METHOD_VERSION, "cfg": cfg.model_dump(), "cut": cut.isoformat(),
                                    "student": states.student_version, "items": len(states)},
                                   sort_keys=True).encode())
     h.update("\n".join(pairs.pair_id).encode())
