@@ -135,9 +135,27 @@ class TransferConfig(_Section):
 
 
 class RetrievalConfig(_Section):
-    """Vector store settings: Milvus Lite file by default, a server by URI."""
+    """Publishing and serving vectors: Milvus Lite file by default, a Milvus server by URI."""
 
-    milvus_uri: str = Field("", description="empty: the Milvus Lite file in the workspace")
+    milvus_uri: str = Field("", description="empty: the Milvus Lite file <workspace>/milvus/rooms.db; "
+                                            "http://host:19530 for a Milvus server (same code)")
+    milvus_token: str = Field("", description="token for a Milvus server ('user:password'); empty: none")
+    alias: str = Field("live_rooms", description="the Milvus alias readers search through")
+    keep_versions: int = Field(3, gt=0, description="published collections kept (the current one "
+                                                    "included) for `rgcd publish --rollback`")
+    default_k: int = Field(50, gt=0, le=1000, description="candidates returned when k is not given")
+    max_k: int = Field(1000, gt=0, description="largest k a request may ask for")
+    validate_sample: int = Field(32, gt=0, description="published vectors that must find themselves first "
+                                                       "before the alias is switched")
+    history_videos: int = Field(20, gt=0, description="recent positive short videos kept per user for "
+                                                      "the no-vector fallback and the reasons")
+    popularity_days: int = Field(7, gt=0, description="days of live sessions behind a room's popularity "
+                                                      "(its author's sessions before the cut)")
+    cache_s: float = Field(1.0, ge=0, description="how long a reader trusts its view of the alias "
+                                                  "(which collection and version) before asking Milvus")
+    insert_batch: int = Field(5_000, gt=0, description="rows per Milvus insert while publishing")
+    host: str = Field("127.0.0.1", description="`rgcd serve` bind address")
+    port: int = Field(8765, gt=0, lt=65536, description="`rgcd serve` port")
 
 
 class EvaluationConfig(_Section):

@@ -81,6 +81,12 @@ def _transfer(ws: Workspace, settings: Settings, data: Path | None) -> str:
         return f"skipped: {err}"
 
 
+def _publish(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from embeddings.publish import run_stage
+
+    return run_stage(ws, settings)
+
+
 def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rich.console import Console
 
@@ -102,6 +108,6 @@ STAGES: tuple[Stage, ...] = (
     Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", _reason),
     Stage("distill", "stage 1b: student with chorus tokens", _distill),
     Stage("transfer", "stage 2: transferable / residual decomposition", _transfer),
-    Stage("publish", "item vectors to Feast and Milvus", None),
+    Stage("publish", "item vectors to Feast and Milvus", _publish),
     Stage("evaluate", "both protocols, baselines, report", _evaluate),
 )

@@ -48,6 +48,56 @@ def test_run_goes_through_every_stage(tmp_path):
     metrics = json.loads(next((ws / "reports").glob("*/metrics.json")).read_text())
     assert {"rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing"} <= set(
         metrics["protocols"]["live-room"])
+    _serving_answers_after_the_run(ws, emb["model_version"][0])
+
+
+def _serving_answers_after_the_run(ws, version: str) -> None:
+    """After `rgcd run`: retrieval answers from the published version with rooms on air at the asked
+    time, each with a reason; a room going on air is encoded (student + stage 2) and retrievable."""
+    import json
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from embeddings.retrieval import Retriever
+    from embeddings.rooms import RoomEncoder, start_rooms
+    from rgcd.config import Workspace
+
+    schedule = pl.read_parquet(ws / "marts" / "live_schedule.parquet")
+    at = schedule["start_timestamp"].max()  # a time with at least one room on air
+    user = pl.read_parquet(ws / "feature_data" / "user_embeddings.parquet")["user_id"][0]
+    out = CliRunner().invoke(cli, ["--workspace", str(ws), "retrieve", "--user", str(user), "--at",
+                                   at.isoformat(), "--k", "5", "--json"])
+    assert out.exit_code == 0, out.output
+    answer = json.loads(out.stdout)
+    assert answer["model_version"] == version and answer["source"] == "user_vector"
+    intervals = {r["item_id"]: (r["start_timestamp"], r["end_timestamp"])
+                 for r in schedule.iter_rows(named=True)}
+    assert answer["candidates"]
+    for c in answer["candidates"]:
+        start, end = intervals[c["item_id"]]
+        assert start <= at and (end is None or at < end) and c["reason"]
+    photo = pl.read_parquet(ws / "feature_data" / "item_embeddings.parquet").filter(
+        pl.col("domain") == "photo")["item_id"][0]
+    out = CliRunner().invoke(cli, ["--workspace", str(ws), "retrieve", "--item", photo,
+                                   "--at", at.isoformat(), "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["source"] == "item_vector", out.output
+    workspace = Workspace(ws)
+    retriever = Retriever(workspace, workspace.settings())
+    try:
+        encoder = RoomEncoder(workspace, workspace.settings())
+        author = int(schedule["author_id"][0])
+        room = {"live_id": 99_999_001, "author_id": author, "live_name": "late show", "category_l1": "Food"}
+        report = start_rooms(retriever, [room], encoder)
+        assert report.vectors.startswith("encoded") and report.seconds < 5
+        (row,) = retriever.online(["item_embeddings:transferable", "item_embeddings:model_version"],
+                                   "item_id", ["live:99999001"])
+        assert row["item_embeddings__model_version"] == version
+        hits = retriever.rooms.search("transferable", list(row["item_embeddings__transferable"]),
+                                      datetime.now(UTC), 1)
+        assert hits[0].item_id == "live:99999001"
+    finally:
+        retriever.close()
 
 
 def test_run_stops_with_the_stage_error_and_its_exit_code(tmp_path):
