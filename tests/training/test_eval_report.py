@@ -204,3 +204,30 @@ def test_the_bold_cell_is_the_best_mean_of_its_column(tmp_path):
         assert not rows["popularity"][col].startswith("**"), head[col]
     assert rows["popularity"][2] == "0.3200 ± 0.0200"
     assert rows["bpr_mf"][head.index("Tail items NDCG@10")] == "–"
+
+
+def test_an_extra_model_is_evaluated_but_never_named_the_strongest_baseline(eval_ws, eval_cfg):
+    """How the full method plugs in (README): `extra={name: factory}`; here an oracle-like model that
+    scores each user's test rooms first, so it leads every slice, yet it is not a baseline."""
+    import polars as pl
+
+    live = pl.read_parquet(eval_ws.marts / "eval_live_room.parquet").filter(pl.col("split") == "test")
+    entered = set(live.select("user_id", "item_id").iter_rows())
+
+    class Peeking:
+        name = "peeking"
+
+        def fit(self, data, seed):
+            pass
+
+        def score(self, user_ids, item_ids):
+            return np.array([[float((int(u), i) in entered) for i in item_ids] for u in user_ids])
+
+    cfg = eval_cfg.model_copy(update={"protocols": ["live-room"]})
+    out, doc = run_evaluation(eval_ws, cfg, seeds=[0], run="extra", models=["popularity"],
+                              extra={"peeking": Peeking}, progress=False)
+    models = doc["protocols"]["live-room"]
+    assert list(models) == ["popularity", "peeking"]
+    assert models["peeking"]["all"]["HR@10"] == 1.0 > models["popularity"]["all"]["HR@10"]
+    assert all(e["model"] == "popularity" for e in doc["strongest"]["live-room"].values())
+    assert "| peeking | **" in (out / "report.md").read_text()
