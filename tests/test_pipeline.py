@@ -78,11 +78,82 @@ def _metrics_and_report(ws: Workspace) -> None:
     klm3_rows = _parquet_rows(ws.marts / "eval_klm3_cdr.parquet")
     assert ("klm3-cdr" in doc["protocols"]) == (klm3_rows > 0)
     assert ("klm3-cdr" in doc["skipped"]) == (klm3_rows == 0)
-    assert set(doc["protocols"]["live-room"]) == {"popularity", "bpr_mf", "content_mm", "content_text",
-                                                  "uniembed", "emcdr"}
+    expected = {"popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr", "rgcd",
+                "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing"}
+    assert expected <= set(doc["protocols"]["live-room"])
     assert doc["cases"]["live-room"]["all"] > 0 and doc["strongest"]["live-room"]["all"]["model"]
     md = (runs[0] / "report.md").read_text()
     assert "the strongest baseline is" in md and "| uniembed |" in md
+
+
+def _embeddings(ws: Workspace) -> None:
+    """Stage 2 filled item_embeddings, so the `training` service returns frames with vectors."""
+    from rgcd.config import Settings
+    from rgcd.featurestore import store as fs
+
+    emb = pl.read_parquet(ws.feature_data / "item_embeddings.parquet")
+    assert emb.height == pl.read_parquet(ws.marts / "item_content.parquet").height
+    assert pl.read_parquet(ws.feature_data / "user_embeddings.parquet").height > 0
+    users = pl.read_parquet(ws.marts / "user_features_daily.parquet").select("user_id").head(3)
+    entities = users.with_columns(pl.lit(emb["item_id"][0]).alias("item_id"),
+                                  pl.lit(emb["event_timestamp"][0]).alias("event_timestamp"))
+    got = fs.frame(fs.feature_store(ws, Settings()), entities, service="training")
+    assert got["item_embeddings__model_version"].to_list() == [emb["model_version"][0]] * 3
+
+
+def _collection(ws: Workspace) -> None:
+    version = pl.read_parquet(ws.feature_data / "item_embeddings.parquet")["model_version"][0]
+    _serving_answers_after_the_run(ws.root, version)
+
+
+def _serving_answers_after_the_run(ws, version: str) -> None:
+    """After `rgcd run`: retrieval answers from the published version with rooms on air at the asked
+    time, each with a reason; a room going on air is encoded (student + stage 2) and retrievable."""
+    import json
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from embeddings.retrieval import Retriever
+    from embeddings.rooms import RoomEncoder, start_rooms
+    from rgcd.config import Workspace
+
+    schedule = pl.read_parquet(ws / "marts" / "live_schedule.parquet")
+    at = schedule["start_timestamp"].max()  # a time with at least one room on air
+    user = pl.read_parquet(ws / "feature_data" / "user_embeddings.parquet")["user_id"][0]
+    out = CliRunner().invoke(cli, ["--workspace", str(ws), "retrieve", "--user", str(user), "--at",
+                                   at.isoformat(), "--k", "5", "--json"])
+    assert out.exit_code == 0, out.output
+    answer = json.loads(out.stdout)
+    assert answer["model_version"] == version and answer["source"] == "user_vector"
+    intervals = {r["item_id"]: (r["start_timestamp"], r["end_timestamp"])
+                 for r in schedule.iter_rows(named=True)}
+    assert answer["candidates"]
+    for c in answer["candidates"]:
+        start, end = intervals[c["item_id"]]
+        assert start <= at and (end is None or at < end) and c["reason"]
+    photo = pl.read_parquet(ws / "feature_data" / "item_embeddings.parquet").filter(
+        pl.col("domain") == "photo")["item_id"][0]
+    out = CliRunner().invoke(cli, ["--workspace", str(ws), "retrieve", "--item", photo,
+                                   "--at", at.isoformat(), "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["source"] == "item_vector", out.output
+    workspace = Workspace(ws)
+    retriever = Retriever(workspace, workspace.settings())
+    try:
+        encoder = RoomEncoder(workspace, workspace.settings())
+        author = int(schedule["author_id"][0])
+        room = {"live_id": 99_999_001, "author_id": author, "live_name": "late show", "category_l1": "Food"}
+        report = start_rooms(retriever, [room], encoder)
+        assert report.vectors.startswith("encoded") and report.seconds < 5
+        (row,) = retriever.online(["item_embeddings:transferable", "item_embeddings:model_version"],
+                                   "item_id", ["live:99999001"])
+        assert row["item_embeddings__model_version"] == version
+        hits = retriever.rooms.search("transferable", list(row["item_embeddings__transferable"]),
+                                      datetime.now(UTC), 1)
+        assert hits[0].item_id == "live:99999001"
+    finally:
+        retriever.close()
+
 
 
 # What each built stage promises to leave in the workspace. A stage that gains code (transfer:
@@ -94,6 +165,8 @@ PROMISES: dict[str, list[Callable[[Workspace], None]]] = {
     "features": [_registry],
     "reason": [_reasoning],
     "distill": [_chorus_states],
+    "transfer": [_embeddings],
+    "publish": [_collection],
     "evaluate": [_metrics_and_report],
 }
 
@@ -105,6 +178,7 @@ def test_run_goes_through_every_stage_and_leaves_what_each_promises(tmp_path):
     small = {
         "demo": {"users": 400, "days": 6, "seed": 3},
         "student": {"steps": 40, "max_train_items": 300, "eval_items": 40},
+        "transfer": {"steps": 40, "batch_size": 128, "checkpoint_every": 20},
         "evaluation": {"seeds": [0], "mf_samples": 2**15, "contrastive_samples": 2**14,
                        "text_max_items": 200},
     }
