@@ -73,6 +73,16 @@ def cli(ctx: click.Context, workspace: Path, config: Path | None) -> None:
         ctx.with_resource(files_inside(ctx.obj.ws))
 
 
+SKIPPED = "skipped: "  # a stage that did not run starts its line with this (pipeline.py)
+
+
+def stage_mark(name: str, line: str) -> str:
+    """The status mark of a finished stage: ✓ when it ran, a yellow dash when it says it skipped."""
+    if line.startswith(SKIPPED):
+        return f"[yellow]- {name:<10}[/]"
+    return f"[green]✓ {name:<10}[/]"
+
+
 @cli.command()
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder in the KuaiLive-M3 layout. Without it, demo data is generated first.")
@@ -99,7 +109,7 @@ def run(c: Context, data: Path | None) -> None:
             console.print(f"[red]✗ {stage.name:<10}[/] {err}")
             console.print("[dim]Fix the cause and run again: finished work is kept and reused.[/]")
             sys.exit(err.exit_code)
-        console.print(f"[green]✓ {stage.name:<10}[/] {line} [dim]({time.perf_counter() - t0:.1f}s)[/]")
+        console.print(f"{stage_mark(stage.name, line)} {line} [dim]({time.perf_counter() - t0:.1f}s)[/]")
     console.print(f"[bold green]done[/] in {time.perf_counter() - started:.1f}s; workspace: {c.ws.root}")
 
 

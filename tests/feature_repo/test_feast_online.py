@@ -28,9 +28,10 @@ def _users(ws: Workspace, rows: dict) -> None:
     write_mart(ws.marts, "user_features_daily", rows)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    ws = Workspace(tmp_path_factory.mktemp("ws")).ensure()
+@pytest.fixture
+def world(tmp_path):
+    """A fresh workspace per test, applied and materialized once: tests change its marts and store."""
+    ws = Workspace(tmp_path / "ws").ensure()
     _users(ws, {"user_id": [1, 1], "sv_plays_7d": [3, 8], "is_live_cold_start": [True, True],
                 "event_timestamp": [T - D, T], "created_timestamp": [T - D, T]})
     write_mart(ws.marts, "item_content", {
@@ -92,13 +93,13 @@ def test_rows_written_since_the_last_run_are_loaded_even_with_past_event_times(w
     last = max(end for _, end in view.materialization_intervals)
     written = last + timedelta(minutes=1)
     times = pl.read_parquet(ws.marts / "user_features_daily.parquet")["event_timestamp"].to_list()
-    _users(ws, {"user_id": [1, 1, 1, 2], "sv_plays_7d": [3, 8, 11, 5],
-                "is_live_cold_start": [True, True, False, True],
+    assert max(times) + D < last  # the new row's event time lies before the last run's end
+    _users(ws, {"user_id": [1, 1, 2], "sv_plays_7d": [3, 8, 5], "is_live_cold_start": [True, True, True],
                 "event_timestamp": [*times, T + D], "created_timestamp": [*times, written]})
     report = fs.materialize(store, end=written + timedelta(hours=1))
     assert "user_features_daily" in report.incremental and not report.fresh
     got = fs.online_features(store, "ranker", {"user_id": [2, 1], "item_id": ["live:1", "live:1"]})
-    assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 11]
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 8]
 
 
 def _free_port() -> int:

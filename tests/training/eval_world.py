@@ -30,8 +30,13 @@ def _title(rng: np.random.Generator, topic: int) -> str:
 
 def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, authors: int = 40,
                 photos: int = 400, photo_plays: int = 30, live_entries: int = 10,
-                cold_share: float = 0.2, seed: int = 0) -> Path:
-    """Write item_content, live_schedule, user_item_interactions, eval_klm3_cdr, eval_live_room."""
+                cold_share: float = 0.2, seed: int = 0, own_topic_share: float = 0.5,
+                live_topic_weight: float = 5.0) -> Path:
+    """Write item_content, live_schedule, user_item_interactions, eval_klm3_cdr, eval_live_room.
+
+    `own_topic_share` of a user's short-video plays are of their topic (the rest at random);
+    a room of their topic is `live_topic_weight` times as likely to be entered as another on air.
+    """
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     n_topics = len(TOPICS)
@@ -90,7 +95,7 @@ def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, 
     start_ms = int(START.timestamp() * 1000)
     cut_ms = int(cut.timestamp() * 1000)
 
-    # Short-video plays: half from the user's own topic, half from anywhere.
+    # Short-video plays: `own_topic_share` from the user's own topic, the rest from anywhere.
     n_pp = users * photo_plays
     pu = np.repeat(np.arange(users), photo_plays)
     by_topic = [np.flatnonzero(photo_topic == t) for t in range(n_topics)]
@@ -99,11 +104,11 @@ def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, 
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     flat = np.concatenate(by_topic)
     own = flat[offsets[user_topic[pu]] + (rng.random(n_pp) * sizes[user_topic[pu]]).astype(np.int64)]
-    pp = np.where(rng.random(n_pp) < 0.5, own, rng.integers(photos, size=n_pp))
+    pp = np.where(rng.random(n_pp) < own_topic_share, own, rng.integers(photos, size=n_pp))
     pt = start_ms + rng.integers(span_ms, size=n_pp)
     positive = rng.random(n_pp) < 0.8
 
-    # Live entries: a moment, then one of the rooms on air, own topic 5x, popular authors more.
+    # Live entries: a moment, then one of the rooms on air, own topic favoured, popular authors more.
     n_le = users * live_entries
     lu = np.repeat(np.arange(users), live_entries)
     lt = np.where(cold[lu], cut_ms + rng.integers(span_ms - (cut_ms - start_ms), size=n_le),
@@ -114,7 +119,7 @@ def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, 
     for lo in range(0, n_le, 2000):
         sl = slice(lo, min(lo + 2000, n_le))
         on = (rs[None, :] <= lt[sl, None]) & (lt[sl, None] < re[None, :])
-        w = (np.where(room_topic[None, :] == user_topic[lu[sl], None], 5.0, 1.0)
+        w = (np.where(room_topic[None, :] == user_topic[lu[sl], None], live_topic_weight, 1.0)
              * author_pop[room_author][None, :])
         logw = np.where(on, np.log(w), -np.inf)
         pick = _gumbel_pick(rng, logw)

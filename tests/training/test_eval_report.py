@@ -107,3 +107,127 @@ def test_other_ks_still_give_a_table_and_a_strongest_model(eval_ws, eval_cfg):
                               progress=False)
     assert doc["strongest"]["live-room"]["all"]["metric"] == "NDCG@5"
     assert "Overall HR@5" in (out / "report.md").read_text()
+
+
+# ---- aggregation and wording on crafted results whose answers are known ---------------------------
+
+# NDCG@10 per seed (0, 1, 2) of each (model, slice) on live-room; HR@10 = NDCG@10 + 0.1.
+CRAFTED = {
+    "popularity": {"all": [0.30, 0.32, 0.34], "cold_start": [0.30, 0.32, 0.34], "tail": [0.50, 0.40, 0.60]},
+    "bpr_mf": {"all": [0.20, 0.21, 0.22], "cold_start": [0.30, 0.31, 0.32], "tail": None},
+    # not a baseline (the full method's slot): best everywhere, so bold, but never "strongest baseline"
+    "rgcd": {"all": [0.90, 0.90, 0.90], "cold_start": [0.90, 0.90, 0.90], "tail": [0.90, 0.90, 0.90]},
+}
+
+
+def _crafted_result(seeds=(0, 1, 2)):
+    from training.evaluation import ModelRun
+    from training.report import EvaluationResult
+
+    runs = []
+    for model, slices in CRAFTED.items():
+        for i, seed in enumerate(seeds):
+            metrics = {s: ({} if v is None else {"NDCG@10": v[i], "HR@10": v[i] + 0.1, "Recall@10": v[i]})
+                       for s, v in slices.items()}
+            runs.append(ModelRun("live-room", model, seed, metrics, {"all": 9, "cold_start": 3, "tail": 2},
+                                 fit_s=1.0 + i, eval_s=0.5))
+    return EvaluationResult(run="crafted", seeds=list(seeds), ks=[10], runs=runs,
+                            baselines={"popularity", "bpr_mf"},
+                            cases={"live-room": {"all": 9, "cold_start": 3, "tail": 2}})
+
+
+def test_headline_figures_are_the_mean_and_sample_std_of_the_seeds(tmp_path):
+    from training.report import write_report
+
+    doc = json.loads((write_report(_crafted_result(), tmp_path) / "metrics.json").read_text())
+    pop = doc["protocols"]["live-room"]["popularity"]
+    assert pop["all"]["NDCG@10"] == pytest.approx(0.32)
+    assert pop["tail"]["NDCG@10"] == pytest.approx(0.50)
+    assert pop["tail"]["HR@10"] == pytest.approx(0.60)
+    # Sample std (ddof=1): sqrt(((0.02)^2 + 0 + (0.02)^2) / 2) = 0.02; tail: sqrt((0.01+0.01)/2) = 0.1.
+    std = doc["std"]["live-room"]["popularity"]
+    assert std["all"]["NDCG@10"] == pytest.approx(0.02)
+    assert std["tail"]["NDCG@10"] == pytest.approx(0.1)
+    assert doc["std"]["live-room"]["rgcd"]["all"]["NDCG@10"] == pytest.approx(0.0, abs=1e-12)
+    assert doc["protocols"]["live-room"]["bpr_mf"]["tail"] == {}  # a slice without values stays empty
+    for seed in ("0", "1", "2"):
+        assert doc["per_seed"][seed]["live-room"]["bpr_mf"]["all"]["NDCG@10"] == pytest.approx(
+            CRAFTED["bpr_mf"]["all"][int(seed)])
+    assert doc["timing_s"]["fit"]["live-room"]["popularity"] == pytest.approx(2.0)  # mean of 1, 2, 3
+
+
+def test_strongest_runner_up_and_within_noise_on_known_answers(tmp_path):
+    from training.report import write_report
+
+    out = write_report(_crafted_result(), tmp_path)
+    best = json.loads((out / "metrics.json").read_text())["strongest"]["live-room"]
+    # all: popularity 0.32 ± 0.02 leads bpr_mf 0.21 ± 0.01 by 0.11 > 0.02: a real lead.
+    assert best["all"] == pytest.approx({"metric": "NDCG@10", "model": "popularity", "value": 0.32,
+                                         "runner_up": "bpr_mf", "runner_up_value": 0.21,
+                                         "within_noise": False})
+    # cold_start: 0.32 ± 0.02 vs 0.31 ± 0.01, gap 0.01 <= 0.02: within seed noise.
+    assert best["cold_start"]["model"] == "popularity" and best["cold_start"]["runner_up"] == "bpr_mf"
+    assert best["cold_start"]["within_noise"] is True
+    # tail: bpr_mf has no value there, so there is no runner-up and nothing to compare.
+    assert best["tail"]["model"] == "popularity" and best["tail"]["runner_up"] is None
+    assert best["tail"]["within_noise"] is None
+    md = (out / "report.md").read_text()
+    assert ("On live-room, the strongest baseline is popularity on all (NDCG@10 0.3200 vs bpr_mf 0.2100); "
+            "popularity on cold_start (NDCG@10 0.3200 vs bpr_mf 0.3100, within seed noise); "
+            "popularity on tail (NDCG@10 0.5000).") in md
+    assert "rgcd on" not in md  # the full method is not a baseline
+
+
+def test_one_seed_says_noise_is_unknown():
+    from training.report import strongest, strongest_sentences
+
+    mean = {"p": {"a": {s: {"NDCG@10": 0.5} for s in ("all", "cold_start", "tail")},
+                  "b": {s: {"NDCG@10": 0.4} for s in ("all", "cold_start", "tail")}}}
+    std = {"p": {m: {s: {"NDCG@10": None} for s in ("all", "cold_start", "tail")} for m in ("a", "b")}}
+    best = strongest(mean, std, {"a", "b"})
+    assert best["p"]["all"]["within_noise"] is None and best["p"]["all"]["runner_up"] == "b"
+    assert "(NDCG@10 0.5000 vs b 0.4000, one seed: noise unknown)" in strongest_sentences(best)[0]
+
+
+def test_the_bold_cell_is_the_best_mean_of_its_column(tmp_path):
+    from training.report import write_report
+
+    md = (write_report(_crafted_result(), tmp_path) / "report.md").read_text()
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    split = [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
+    rows = {cells[0]: cells for cells in split}
+    assert head[:3] == ["model", "Overall HR@10", "Overall NDCG@10"]
+    # rgcd is best in every column it has a value in; popularity beats bpr_mf but is not bold.
+    for col in range(1, len(head)):
+        assert rows["rgcd"][col].startswith("**") and rows["rgcd"][col].endswith("**"), head[col]
+        assert not rows["popularity"][col].startswith("**"), head[col]
+    assert rows["popularity"][2] == "0.3200 ± 0.0200"
+    assert rows["bpr_mf"][head.index("Tail items NDCG@10")] == "–"
+
+
+def test_an_extra_model_is_evaluated_but_never_named_the_strongest_baseline(eval_ws, eval_cfg):
+    """How the full method plugs in (README): `extra={name: factory}`; here an oracle-like model that
+    scores each user's test rooms first, so it leads every slice, yet it is not a baseline."""
+    import polars as pl
+
+    live = pl.read_parquet(eval_ws.marts / "eval_live_room.parquet").filter(pl.col("split") == "test")
+    entered = set(live.select("user_id", "item_id").iter_rows())
+
+    class Peeking:
+        name = "peeking"
+
+        def fit(self, data, seed):
+            pass
+
+        def score(self, user_ids, item_ids):
+            return np.array([[float((int(u), i) in entered) for i in item_ids] for u in user_ids])
+
+    cfg = eval_cfg.model_copy(update={"protocols": ["live-room"]})
+    out, doc = run_evaluation(eval_ws, cfg, seeds=[0], run="extra", models=["popularity"],
+                              extra={"peeking": Peeking}, progress=False)
+    models = doc["protocols"]["live-room"]
+    assert list(models) == ["popularity", "peeking"]
+    assert models["peeking"]["all"]["HR@10"] == 1.0 > models["popularity"]["all"]["HR@10"]
+    assert all(e["model"] == "popularity" for e in doc["strongest"]["live-room"].values())
+    assert "| peeking | **" in (out / "report.md").read_text()

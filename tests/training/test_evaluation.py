@@ -147,3 +147,58 @@ def test_catalog_maps_rooms_to_authors():
 
 def test_table_model_satisfies_the_protocol():
     assert isinstance(TableModel({}), Recommender)
+
+
+def _klm3_marts() -> dict[str, pl.DataFrame]:
+    """A crafted eval_klm3_cdr: live items are authors; each user's train, valid and test authors."""
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    rows = [  # (user, domain, item, split)
+        (1, "photo", 500, "train"), (1, "live", 10, "train"), (1, "live", 11, "train"),
+        (1, "live", 12, "valid"), (1, "live", 11, "test"), (1, "live", 13, "test"),
+        (2, "photo", 501, "train"), (2, "live", 10, "train"), (2, "live", 14, "valid"),
+        (2, "live", 14, "test"),
+        (3, "live", 15, "train"), (3, "live", 12, "test"),
+        (4, "live", 13, "train"), (4, "live", 12, "valid"),  # no test row: not a test case
+    ]
+    ev = pl.DataFrame({"user_id": [r[0] for r in rows], "domain": [r[1] for r in rows],
+                       "item_id": [r[2] for r in rows], "split": [r[3] for r in rows],
+                       "event_timestamp": [t] * len(rows)})
+    content = pl.DataFrame({"item_id": ["photo:500", "photo:501"], "domain": ["photo", "photo"],
+                            "author_id": [1, 2], "start_timestamp": [None, None]},
+                           schema_overrides={"start_timestamp": pl.Datetime("us", "UTC")})
+    return {"eval_klm3_cdr": ev, "item_content": content}
+
+
+def test_klm3_exclusion_is_train_and_valid_minus_test_positives_on_a_crafted_case(eval_cfg):
+    from training.evaluation import load_klm3_cdr
+
+    t = load_klm3_cdr(_klm3_marts(), eval_cfg).test
+    assert t.candidates == [f"author:{a}" for a in (10, 11, 12, 13, 14, 15)]
+    cases = {int(u): i for i, u in enumerate(t.users)}
+    assert set(cases) == {1, 2, 3}
+
+    def named(ptr, idx, case):
+        return {t.candidates[c] for c in idx[ptr[case]:ptr[case + 1]]}
+
+    # user 1: train {10, 11} + valid {12}, minus test positives {11, 13}; user 2: {10, 14} - {14}.
+    expected_excl = {1: {"author:10", "author:12"}, 2: {"author:10"}, 3: {"author:15"}}
+    expected_pos = {1: {"author:11", "author:13"}, 2: {"author:14"}, 3: {"author:12"}}
+    for user, case in cases.items():
+        assert named(t.excl_ptr, t.excl_idx, case) == expected_excl[user], user
+        assert named(t.pos_ptr, t.pos_idx, case) == expected_pos[user], user
+
+
+def test_klm3_exclusion_matches_the_mart_on_the_synthetic_world(eval_ws, eval_cfg):
+    """Every case's exclusion set, recomputed from the mart: non-empty for most users, and right."""
+    t = load_protocols(eval_ws, eval_cfg, ["klm3-cdr"])["klm3-cdr"].test
+    live = pl.read_parquet(eval_ws.marts / "eval_klm3_cdr.parquet").filter(pl.col("domain") == "live")
+    by_split: dict[tuple[int, str], set[str]] = {}
+    for u, a, s in live.select("user_id", "item_id", "split").iter_rows():
+        by_split.setdefault((u, "test" if s == "test" else "seen"), set()).add(f"author:{a}")
+    non_empty = 0
+    for case, user in enumerate(t.users):
+        excl = {t.candidates[c] for c in t.excl_idx[t.excl_ptr[case]:t.excl_ptr[case + 1]]}
+        want = by_split.get((int(user), "seen"), set()) - by_split[(int(user), "test")]
+        assert excl == want, int(user)
+        non_empty += bool(excl)
+    assert non_empty > 0.9 * t.n_cases
