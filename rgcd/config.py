@@ -44,6 +44,9 @@ class FeaturesConfig(_Section):
     """Feast settings."""
 
     project: str = "rgcd"
+    offline_store: Literal["asof", "duckdb"] = Field(
+        "asof", description="asof: point-in-time joins as DuckDB ASOF JOINs (rgcd.featurestore."
+                            "offline_store); duckdb: Feast's stock DuckDB store, same answers, slower")
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection_string: str = "localhost:6379"
 

@@ -58,9 +58,16 @@ def _config_dict(ws: Workspace, settings: Settings) -> dict:
         "provider": "local",
         "registry": {"path": str(ws.feast / "registry.db"), "cache_ttl_seconds": 5},
         "online_store": online,
-        "offline_store": {"type": "duckdb"},
+        "offline_store": {"type": _offline_store_type(f.offline_store)},
         "entity_key_serialization_version": 3,
     }
+
+
+def _offline_store_type(name: str) -> str:
+    """Feast's offline store type for features.offline_store (asof: this package's plugin)."""
+    from rgcd.featurestore.offline_store import CLASS_PATH
+
+    return CLASS_PATH if name == "asof" else "duckdb"
 
 
 def repo_config(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> RepoConfig:
