@@ -218,7 +218,7 @@ def _entity_table(entity_df: pd.DataFrame | str) -> tuple[pa.Table, str]:
         schema = {f.name: (np.dtype("datetime64[ns]") if pa.types.is_timestamp(f.type) else np.dtype(object))
                   for f in table.schema}
         return table, infer_event_timestamp_from_entity_df(schema)
-    event_col = infer_event_timestamp_from_entity_df(dict(zip(entity_df.columns, entity_df.dtypes)))
+    event_col = infer_event_timestamp_from_entity_df(entity_df.dtypes.to_dict())
     ts = entity_df[event_col].infer_objects()
     if pd.api.types.is_string_dtype(ts) or pd.api.types.is_object_dtype(ts):  # as the stock store
         entity_df = entity_df.assign(**{event_col: pd.to_datetime(ts, utc=True)})
