@@ -264,13 +264,9 @@ def features_sync(c: Context, manifest: Path | None, check: bool, no_apply: bool
               help="'view:feature' instead of a service (repeatable).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Parquet file to write.")
-@click.option("--engine", type=click.Choice(["feast", "asof"]), default="feast", show_default=True,
-              help="feast: Feast's retrieval for every view. asof: DuckDB ASOF JOINs from the same "
-                   "definitions for views that are not regenerated (same frame, much faster on long "
-                   "histories; see the README).")
 @pass_ctx
 def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple[str, ...],
-                   out: Path, engine: str) -> None:
+                   out: Path) -> None:
     """Point-in-time training frame: ENTITIES.parquet (join keys + event_timestamp) + features.
 
     A feature is taken as it was known at each row's event_timestamp: never a later value, null
@@ -283,7 +279,7 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
     try:
         store = fs.feature_store(c.ws, c.settings)
         got = fs.frame(store, pl.read_parquet(entities), service=None if feature_refs else service,
-                       features=list(feature_refs) or None, engine=engine)
+                       features=list(feature_refs) or None)
     except _feature_store_errors() as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
