@@ -307,10 +307,10 @@ def features_materialize(c: Context) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")
 @click.option("--port", type=int, default=6566, show_default=True, help="TCP port to listen on.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Server worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Server worker processes [default: features.serve_workers, 0 there = one per CPU core].")
 @pass_ctx
-def features_serve(c: Context, host: str, port: int, workers: int) -> None:
+def features_serve(c: Context, host: str, port: int, workers: int | None) -> None:
     """Feast's HTTP feature server for rankers (POST /get-online-features, GET /health).
 
     Runs in the foreground; stop it with SIGTERM (Ctrl-C). Example request:

@@ -56,11 +56,18 @@ def _config_dict(ws: Workspace, settings: Settings) -> dict:
     return {
         "project": f.project,
         "provider": "local",
-        "registry": {"path": str(ws.feast / "registry.db"), "cache_ttl_seconds": 5},
+        "registry": {"path": str(ws.feast / "registry.db"), **_registry_cache()},
         "online_store": online,
         "offline_store": {"type": _offline_store_type(f.offline_store)},
         "entity_key_serialization_version": 3,
     }
+
+
+def _registry_cache() -> dict:
+    """Registry caching for online reads (rgcd/featurestore/online.py: never refreshed in a request)."""
+    from rgcd.featurestore.online import REGISTRY_CACHE
+
+    return dict(REGISTRY_CACHE)
 
 
 def _offline_store_type(name: str) -> str:
@@ -152,12 +159,16 @@ def entity_join_keys(repo_dir: Path = REPO_DIR) -> dict[str, str]:
 
 
 def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:
-    """A FeatureStore over this workspace's registry (apply first)."""
-    from feast import FeatureStore
+    """A FeatureStore over this workspace's registry (apply first).
+
+    Its registry cache never expires inside a call; a long-lived caller that must see a later
+    `apply` calls `refresh_registry()` (cheap when nothing changed; rgcd/featurestore/online.py).
+    """
+    from rgcd.featurestore.online import RegistryWatchingStore
 
     if not (ws.feast / "registry.db").exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
-    return FeatureStore(config=repo_config(ws, settings))
+    return RegistryWatchingStore(config=repo_config(ws, settings))
 
 
 @dataclass(frozen=True)
@@ -419,15 +430,23 @@ def _rows(columns: dict[str, list]) -> list[dict]:
 
 
 def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int = 6566,
-          workers: int = 1) -> None:
-    """Run Feast's HTTP feature server in the foreground (gunicorn; stop it with SIGTERM)."""
-    from feast import FeatureStore
+          workers: int | None = None) -> None:
+    """Run Feast's HTTP feature server in the foreground (gunicorn; stop it with SIGTERM).
+
+    Workers: `workers`, else features.serve_workers, else one per CPU core. Every worker checks
+    the registry file every features.registry_refresh_s seconds and re-reads it only if changed.
+    """
     from feast.feature_server import start_server
+
+    from rgcd.featurestore.online import RegistryWatchingStore, default_workers
 
     if not (ws.feast / "registry.db").exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
     write_runtime_yaml(ws, settings)
-    store = FeatureStore(repo_path=str(ws.feast))
-    start_server(store, host=host, port=port, no_access_log=True, workers=workers, worker_connections=1000,
-                 max_requests=0, max_requests_jitter=0, keep_alive_timeout=30, registry_ttl_sec=5,
-                 tls_key_path="", tls_cert_path="", metrics=False)
+    store = RegistryWatchingStore(repo_path=str(ws.feast))
+    store.warm()  # before gunicorn forks: every worker starts with the plans built
+    f = settings.features
+    start_server(store, host=host, port=port, no_access_log=True,
+                 workers=workers or f.serve_workers or default_workers(), worker_connections=1000,
+                 max_requests=0, max_requests_jitter=0, keep_alive_timeout=30,
+                 registry_ttl_sec=f.registry_refresh_s, tls_key_path="", tls_cert_path="", metrics=False)
