@@ -6,9 +6,9 @@ Measured side by side on one applied workspace, each run in a fresh process (wal
 and peak RSS of that process):
 
 - `direct`: the former read (the peer): both marts' parquet with polars, latest version per item;
-- `feast`: `read_stage1_frames(..., engine="feast")`, Feast's DuckDB offline store (the default);
-- `asof`: `read_stage1_frames(..., engine="asof")`, the registry's definitions as DuckDB ASOF JOINs;
-- `feast_items`: `read_stage1_frames(..., pairs=False)`, what `rgcd distill` reads.
+- `feast`: `read_stage1_frames(...)` with `features.offline_store: duckdb`, Feast's stock DuckDB store;
+- `asof`: `read_stage1_frames(...)` with the default `features.offline_store: asof`, the ASOF plugin;
+- `feast_items`: `read_stage1_frames(..., pairs=False)` (default store), what `rgcd distill` reads.
 
 The frames of `feast` and `asof` are checked equal to `direct` (same ids, same values).
 
@@ -63,8 +63,9 @@ def _child(ws_root: str, mode: str, save: str | None) -> None:
         items = items.sort("created_timestamp").unique("item_id", keep="last", maintain_order=True)
         pairs, items = pairs.sort("pair_id"), items.sort("item_id")
     else:
-        engine = "asof" if mode == "asof" else "feast"
-        frames = read_stage1_frames(ws, Settings(), engine=engine, pairs=mode != "feast_items")
+        store = "duckdb" if mode == "feast" else "asof"
+        settings = Settings.model_validate({"features": {"offline_store": store}})
+        frames = read_stage1_frames(ws, settings, pairs=mode != "feast_items")
         pairs, items = frames.pairs, frames.items
     seconds = time.perf_counter() - start
     if save:

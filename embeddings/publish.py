@@ -111,7 +111,7 @@ def _schedule(ws: Workspace, settings: Settings, item_ids: list[str]) -> pl.Data
     store = fs.feature_store(ws, settings)
     entities = pl.DataFrame({"item_id": item_ids}).with_columns(
         event_timestamp=pl.lit(datetime.now(UTC)).dt.cast_time_unit("us"))
-    got = fs.frame(store, entities, service=None, features=SCHEDULE, engine="asof")
+    got = fs.frame(store, entities, service=None, features=SCHEDULE)
     return got.rename({"live_schedule__author_id": "author_id", "live_schedule__start_timestamp": "start",
                        "live_schedule__end_timestamp": "end"}).drop("event_timestamp")
 

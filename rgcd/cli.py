@@ -279,13 +279,9 @@ def features_sync(c: Context, manifest: Path | None, check: bool, no_apply: bool
               help="'view:feature' instead of a service (repeatable).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Parquet file to write.")
-@click.option("--engine", type=click.Choice(["feast", "asof"]), default="feast", show_default=True,
-              help="feast: Feast's retrieval for every view. asof: DuckDB ASOF JOINs from the same "
-                   "definitions for views that are not regenerated (same frame, much faster on long "
-                   "histories; see the README).")
 @pass_ctx
 def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple[str, ...],
-                   out: Path, engine: str) -> None:
+                   out: Path) -> None:
     """Point-in-time training frame: ENTITIES.parquet (join keys + event_timestamp) + features.
 
     A feature is taken as it was known at each row's event_timestamp: never a later value, null
@@ -298,7 +294,7 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
     try:
         store = fs.feature_store(c.ws, c.settings)
         got = fs.frame(store, pl.read_parquet(entities), service=None if feature_refs else service,
-                       features=list(feature_refs) or None, engine=engine)
+                       features=list(feature_refs) or None)
     except _feature_store_errors() as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
@@ -327,10 +323,10 @@ def features_materialize(c: Context) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")
 @click.option("--port", type=int, default=6566, show_default=True, help="TCP port to listen on.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Server worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Server worker processes [default: features.serve_workers, 0 there = one per CPU core].")
 @pass_ctx
-def features_serve(c: Context, host: str, port: int, workers: int) -> None:
+def features_serve(c: Context, host: str, port: int, workers: int | None) -> None:
     """Feast's HTTP feature server for rankers (POST /get-online-features, GET /health).
 
     Runs in the foreground; stop it with SIGTERM (Ctrl-C). Example request:

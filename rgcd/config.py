@@ -44,8 +44,15 @@ class FeaturesConfig(_Section):
     """Feast settings."""
 
     project: str = "rgcd"
+    offline_store: Literal["asof", "duckdb"] = Field(
+        "asof", description="asof: point-in-time joins as DuckDB ASOF JOINs (rgcd.featurestore."
+                            "offline_store); duckdb: Feast's stock DuckDB store, same answers, slower")
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection_string: str = "localhost:6379"
+    serve_workers: int = Field(0, ge=0, description="`rgcd features serve` worker processes; 0: one per "
+                                                    "CPU core")
+    registry_refresh_s: int = Field(5, gt=0, description="how often a running feature server checks the "
+                                                         "registry file for a new `apply`")
 
 
 class TeacherConfig(_Section):

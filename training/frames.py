@@ -8,11 +8,11 @@ The request time is the latest event_timestamp in the two marts, not the wall cl
 depends only on the data (a rerun next week reads the same values, so the teacher's answer cache
 still hits), and it sees every row a request "now" would see, since no row lies after it.
 
-The engine is Feast's own retrieval (`engine="feast"`, the DuckDB offline store). At demo size
-(1.34M pairs, 80.7k items) it took 4.4 s and 2.0 GB peak, against 3.4 s / 1.7 GB for the `asof`
-engine (DuckDB ASOF JOINs over the same registry definitions, same frames; tests/training/
-test_frames.py pins that) and 1.8 s / 0.8 GB for reading the parquet directly
-(benchmarks/stage1_frames.py; README, Stage 1): affordable, so Feast's is the default.
+Feast's get_historical_features answers, through the configured offline store
+(`features.offline_store`: the ASOF plugin by default, rgcd/featurestore/offline_store.py; the
+stock DuckDB store one setting away, same frames; tests/training/test_frames.py pins that). At demo
+size (1.34M pairs, 80.7k items) the stock store took 4.4 s and 2.0 GB peak against 1.8 s / 0.8 GB
+for reading the parquet directly (benchmarks/stage1_frames.py; README, Stage 1).
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ ITEM_FEATURES = (
 # (Feast view = the mart it reads, its join key, the features stage 1 reads)
 PAIRS = ("behaviour_pairs", "pair_id", PAIR_FEATURES)
 ITEMS = ("item_content", "item_id", ITEM_FEATURES)
-ENGINE = "feast"
 
 
 class MissingInput(FileNotFoundError):
@@ -115,8 +114,8 @@ def _request_time(paths: list[Path]) -> datetime:
     return max(latest)
 
 
-def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]], at: datetime,
-               engine: str) -> tuple[pl.DataFrame, int]:
+def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]],
+               at: datetime) -> tuple[pl.DataFrame, int]:
     """One view's features for every id of its mart, at `at`; (frame, ids without an answer)."""
     from rgcd.featurestore.store import frame
 
@@ -124,25 +123,23 @@ def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]], at: da
     # Ids only: the entity frame an engineer would build; the values come from the store.
     ids = pl.scan_parquet(path).select(key).unique().sort(key).collect()
     entities = ids.with_columns(pl.lit(at).dt.convert_time_zone("UTC").alias("event_timestamp"))
-    got = frame(store, entities, service=None, features=[f"{view}:{f}" for f in features], engine=engine)
+    got = frame(store, entities, service=None, features=[f"{view}:{f}" for f in features])
     got = got.rename({f"{view}__{f}": f for f in features}).drop("event_timestamp")
     # Every feature null = the store has no row for the id at `at` (e.g. a null event_timestamp).
     answered = got.filter(pl.any_horizontal(pl.col(f).is_not_null() for f in features))
     return answered, got.height - answered.height
 
 
-def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
-                       engine: str = ENGINE) -> Stage1Frames:
+def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True) -> Stage1Frames:
     """Behaviour pairs and item content through Feast, point in time at the marts' latest event.
 
-    `pairs=False` reads item content only (stage 1b) and leaves `pairs` empty. `engine` is
-    rgcd.featurestore.store.frame's: "feast" (default) or "asof" (see the module docstring).
+    `pairs=False` reads item content only (stage 1b) and leaves `pairs` empty.
     """
     specs = [PAIRS, ITEMS] if pairs else [ITEMS]
     paths = [_mart(ws, view) for view, _, _ in specs]
     store = checked_store(ws, settings, [view for view, _, _ in specs])
     at = _request_time(paths)
-    read = {spec[0]: _read_view(store, path, spec, at, engine)
+    read = {spec[0]: _read_view(store, path, spec, at)
             for spec, path in zip(specs, paths, strict=True)}
     items, unanswered = read["item_content"]
     first = (pl.scan_parquet(paths[specs.index(ITEMS)]).group_by("item_id")

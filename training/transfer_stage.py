@@ -36,7 +36,7 @@ import torch
 from rgcd.atomic import atomic_path, write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, TransferConfig, Workspace
 from training.checkpoint import Checkpointer
-from training.frames import ENGINE, MissingInput, checked_store
+from training.frames import MissingInput, checked_store
 from training.transfer import (
     METHOD_VERSION,
     ChorusStates,
@@ -96,7 +96,7 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
     features = [f"behaviour_pairs:{f}" for f in PAIR_FEATURES]
     if reasoning:
         features.append("pair_reasoning:semantic_transferability")
-    got = frame(store, entities, service=None, features=features, engine=ENGINE)
+    got = frame(store, entities, service=None, features=features)
     got = got.rename({c: c.split("__", 1)[1] for c in got.columns if "__" in c})
     if not reasoning:
         got = got.with_columns(pl.lit(None, pl.Float64).alias("semantic_transferability"))
@@ -126,7 +126,7 @@ def read_items(ws: Workspace, settings: Settings, cut: datetime) -> pl.DataFrame
            .sort("item_id").collect())
     entities = ids.with_columns(pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
     cols = ("domain", "author_id", "category_l1", "start_timestamp")
-    got = frame(store, entities, service=None, features=[f"item_content:{c}" for c in cols], engine=ENGINE)
+    got = frame(store, entities, service=None, features=[f"item_content:{c}" for c in cols])
     return got.rename({f"item_content__{c}": c for c in cols}).drop("event_timestamp")
 
 

@@ -58,11 +58,25 @@ def _config_dict(ws: Workspace, settings: Settings) -> dict:
     return {
         "project": f.project,
         "provider": "local",
-        "registry": {"path": str(ws.feast / "registry.db"), "cache_ttl_seconds": 5},
+        "registry": {"path": str(ws.feast / "registry.db"), **_registry_cache()},
         "online_store": online,
-        "offline_store": {"type": "duckdb"},
+        "offline_store": {"type": _offline_store_type(f.offline_store)},
         "entity_key_serialization_version": 3,
     }
+
+
+def _registry_cache() -> dict:
+    """Registry caching for online reads (rgcd/featurestore/online.py: never refreshed in a request)."""
+    from rgcd.featurestore.online import REGISTRY_CACHE
+
+    return dict(REGISTRY_CACHE)
+
+
+def _offline_store_type(name: str) -> str:
+    """Feast's offline store type for features.offline_store (asof: this package's plugin)."""
+    from rgcd.featurestore.offline_store import CLASS_PATH
+
+    return CLASS_PATH if name == "asof" else "duckdb"
 
 
 def repo_config(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> RepoConfig:
@@ -203,13 +217,17 @@ def check_sealed(ws: Workspace) -> None:
 
 
 def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:
-    """A FeatureStore over this workspace's registry (apply first; refused if it is another's)."""
-    from feast import FeatureStore
+    """A FeatureStore over this workspace's registry (apply first).
+
+    Its registry cache never expires inside a call; a long-lived caller that must see a later
+    `apply` calls `refresh_registry()` (cheap when nothing changed; rgcd/featurestore/online.py).
+    """
+    from rgcd.featurestore.online import RegistryWatchingStore
 
     if not registry_file(ws).exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
     check_sealed(ws)
-    return FeatureStore(config=repo_config(ws, settings))
+    return RegistryWatchingStore(config=repo_config(ws, settings))
 
 
 def _drop_foreign_registry(ws: Workspace, settings: Settings) -> str:
@@ -335,20 +353,16 @@ def _entity_frame(entities: pl.DataFrame) -> pl.DataFrame:
 
 
 def frame(store: FeatureStore, entities: pl.DataFrame, service: str | None = "training",
-          features: list[str] | None = None, engine: str = "feast") -> pl.DataFrame:
+          features: list[str] | None = None) -> pl.DataFrame:
     """A point-in-time-correct frame: `entities` (join keys + event_timestamp) plus features.
 
     Columns are the entities' then `<view>__<feature>` in the service's order; rows keep the
     entities' order. A value is visible at a request time T when its event_timestamp <= T and T
     is within the view's TTL after it (ties: the latest created_timestamp); views tagged
     `regenerated` (reasoning, vectors) also need created_timestamp <= T, so a row written later
-    is not seen. engine="feast" runs Feast's retrieval for every view; engine="asof" answers the
-    views that are not regenerated with a DuckDB ASOF JOIN over the same sources and definitions
-    (same answers, far less time and memory on long histories; see benchmarks/feast_frames.py)
-    and leaves the regenerated ones to Feast.
+    is not seen. Feast's get_historical_features answers, through the configured offline store
+    (features.offline_store: the ASOF plugin by default, rgcd/featurestore/offline_store.py).
     """
-    if engine not in ("feast", "asof"):
-        raise FeatureStoreError(f"engine must be 'feast' or 'asof', not {engine!r}")
     refs = _feature_refs(store, service, features)
     views = {r.split(":")[0] for r in refs}
     by_name = {v.name: v for v in store.list_feature_views()}
@@ -371,61 +385,28 @@ def frame(store: FeatureStore, entities: pl.DataFrame, service: str | None = "tr
         if absent:
             raise FeatureStoreError(f"the entity frame lacks join key column(s) {absent} "
                                     f"needed by {sorted({r.split(':')[0] for r in group})}")
-        if engine == "asof" and not regenerated:
-            got = _asof_frame(base.select(ROW, "event_timestamp", *keys), group, by_name)
-        else:
-            entity_df = base.select(ROW, "event_timestamp", *keys).to_pandas()
-            job = store.get_historical_features(entity_df=entity_df, features=group, full_feature_names=True,
-                                                filter_by_created_timestamp=regenerated)
-            got = pl.from_arrow(job.to_arrow())
+        entity_df = base.select(ROW, "event_timestamp", *keys).to_pandas()
+        job = store.get_historical_features(entity_df=entity_df, features=group, full_feature_names=True,
+                                            filter_by_created_timestamp=regenerated)
+        got = pl.from_arrow(job.to_arrow())
         feature_cols = [c for c in got.columns if "__" in c and c != ROW]
-        out = out.join(got.select(pl.col(ROW).cast(pl.UInt32), *feature_cols), on=ROW, how="left")
+        out = _attach(out, got.select(pl.col(ROW).cast(pl.UInt32), *feature_cols))
     columns = [*entities.columns, *(r.replace(":", "__", 1) for r in refs)]
-    out = out.sort(ROW).select(columns)
+    out = out.select(columns)
     # DuckDB may name the zone Etc/UTC: the same instants, one spelling.
     return out.with_columns(pl.col(c).dt.convert_time_zone("UTC") for c, t in out.schema.items()
                             if isinstance(t, pl.Datetime) and t.time_zone is not None)
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _attach(out: pl.DataFrame, got: pl.DataFrame) -> pl.DataFrame:
+    """`got`'s feature columns beside `out`'s rows, matched on ROW.
 
-
-def _asof_frame(entities: pl.DataFrame, refs: list[str], by_name: dict[str, FeatureView]) -> pl.DataFrame:
-    """Feast's point-in-time rule for views without a created-timestamp cut, as DuckDB ASOF JOINs."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.register("entities", entities.to_arrow())
-    result = entities.select(ROW)
-    per_view: dict[str, list[str]] = {}
-    for ref in refs:
-        view, feature = ref.split(":", 1)
-        per_view.setdefault(view, []).append(feature)
-    for name, feats in per_view.items():
-        view = by_name[name]
-        ts, created = view.batch_source.timestamp_field, view.batch_source.created_timestamp_column
-        keys = [_quote(k) for k in view.join_keys]
-        # One row per (key, event time): the latest created, as Feast breaks ties.
-        tie = f"CAST({_quote(created)} AS TIMESTAMPTZ) DESC" if created else "1"
-        source = (f"SELECT {', '.join(keys)}, CAST({_quote(ts)} AS TIMESTAMPTZ) AS __ts, "
-                  f"{', '.join(_quote(f) for f in feats)} FROM read_parquet({_sql_str(source_path(view))}) "
-                  f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {_quote(ts)} "
-                  f"ORDER BY {tie}) = 1")
-        ttl = int(view.ttl.total_seconds()) if view.ttl else 0
-        alive = f"f.__ts >= e.event_timestamp - INTERVAL {ttl} SECOND" if ttl else "f.__ts IS NOT NULL"
-        cols = ", ".join(f"CASE WHEN {alive} THEN f.{_quote(f)} END AS {_quote(f'{name}__{f}')}"
-                         for f in feats)
-        on = " AND ".join(f"e.{k} = f.{k}" for k in keys)
-        got = con.sql(f"SELECT e.{ROW}, {cols} FROM entities e ASOF LEFT JOIN ({source}) f "
-                      f"ON {on} AND e.event_timestamp >= f.__ts").to_arrow_table()
-        result = result.join(pl.from_arrow(got).with_columns(pl.col(ROW).cast(pl.UInt32)), on=ROW, how="left")
-    return result
-
-
-def _sql_str(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    The ASOF store answers in the entity frame's order (the columns are then set beside); the
+    stock store's order is unspecified (then a join).
+    """
+    if got.height == out.height and got[ROW].equals(out[ROW]):
+        return out.hstack(got.drop(ROW))
+    return out.join(got, on=ROW, how="left").sort(ROW)
 
 
 @dataclass(frozen=True)
@@ -554,20 +535,28 @@ def _rows(columns: dict[str, list]) -> list[dict]:
 
 
 def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int = 6566,
-          workers: int = 1) -> None:
-    """Run Feast's HTTP feature server in the foreground (gunicorn; stop it with SIGTERM)."""
-    from feast import FeatureStore
+          workers: int | None = None) -> None:
+    """Run Feast's HTTP feature server in the foreground (gunicorn; stop it with SIGTERM).
+
+    Workers: `workers`, else features.serve_workers, else one per CPU core. Every worker checks
+    the registry file every features.registry_refresh_s seconds and re-reads it only if changed.
+    """
     from feast.feature_server import start_server
+
+    from rgcd.featurestore.online import RegistryWatchingStore, default_workers
 
     if not registry_file(ws).exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
     check_sealed(ws)
     write_runtime_yaml(ws, settings)
     _control_socket_inside(ws)
-    store = FeatureStore(repo_path=str(ws.feast))
-    start_server(store, host=host, port=port, no_access_log=True, workers=workers, worker_connections=1000,
-                 max_requests=0, max_requests_jitter=0, keep_alive_timeout=30, registry_ttl_sec=5,
-                 tls_key_path="", tls_cert_path="", metrics=False)
+    store = RegistryWatchingStore(repo_path=str(ws.feast))
+    store.warm()  # before gunicorn forks: every worker starts with the plans built
+    f = settings.features
+    start_server(store, host=host, port=port, no_access_log=True,
+                 workers=workers or f.serve_workers or default_workers(), worker_connections=1000,
+                 max_requests=0, max_requests_jitter=0, keep_alive_timeout=30,
+                 registry_ttl_sec=f.registry_refresh_s, tls_key_path="", tls_cert_path="", metrics=False)
 
 
 def _control_socket_inside(ws: Workspace) -> None:

@@ -44,56 +44,58 @@ def world(tmp_path_factory):
         "item_id": ["photo:1"], "transferable": [[1.0, 2.0]], "residual": [[0.5]], "model_version": ["m1"],
         "event_timestamp": [T - 5 * D], "created_timestamp": [T - 5 * D]})
     fs.apply(ws, Settings(), contract_repo(tmp_path_factory.mktemp("repo") / "feature_repo"))
-    store = fs.feature_store(ws, Settings())
-    assert store.get_feature_view("user_features_daily").ttl == 2 * D
-    return ws, store
+    assert fs.feature_store(ws, Settings()).get_feature_view("user_features_daily").ttl == 2 * D
+    return ws
 
 
-@pytest.fixture(params=["feast", "asof"])
-def engine(request):
-    return request.param
+def _settings(offline_store: str) -> Settings:
+    return Settings.model_validate({"features": {"offline_store": offline_store}})
 
 
-def _frame(store, users, items, times, engine) -> pl.DataFrame:
+@pytest.fixture(params=["asof", "duckdb"], ids=["asof_store", "stock_store"])
+def store(request, world):
+    """The same registry through each offline store: the ASOF plugin (default) and Feast's own."""
+    got = fs.feature_store(world, _settings(request.param))
+    assert type(got._get_provider().offline_store).__name__ == {
+        "asof": "AsofOfflineStore", "duckdb": "DuckDBOfflineStore"}[request.param]
+    return got
+
+
+def _frame(store, users, items, times) -> pl.DataFrame:
     entities = pl.DataFrame({"user_id": users, "item_id": items, "event_timestamp": times},
                             schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")})
-    return fs.frame(store, entities, service="training", engine=engine)
+    return fs.frame(store, entities, service="training")
 
 
-def test_a_feature_changing_at_t_is_old_before_and_new_at_t(world, engine):
-    _, store = world
-    got = _frame(store, [1, 1, 1], ["photo:1"] * 3, [T - S, T, T + S], engine)
+def test_a_feature_changing_at_t_is_old_before_and_new_at_t(store):
+    got = _frame(store, [1, 1, 1], ["photo:1"] * 3, [T - S, T, T + S])
     assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 7, 7]
     assert got["user_features_daily__top_category_1"].to_list() == ["food", "games", "games"]
 
 
-def test_ttl_expiry_gives_null(world, engine):
-    _, store = world
+def test_ttl_expiry_gives_null(store):
     # user 2's snapshot at T - 3d lives for 2 days: visible up to T - 1d inclusive.
-    got = _frame(store, [2, 2, 2], ["photo:1"] * 3, [T - 3 * D - S, T - D, T - D + S], engine)
+    got = _frame(store, [2, 2, 2], ["photo:1"] * 3, [T - 3 * D - S, T - D, T - D + S])
     assert got["user_features_daily__sv_plays_7d"].to_list() == [None, 3, None]
 
 
-def test_reasoning_is_visible_from_its_evidence_time_and_a_regeneration_wins_ties(world, engine):
+def test_reasoning_is_visible_from_its_evidence_time_and_a_regeneration_wins_ties(store):
     # Reasoning is stamped with its evidence time (DESIGN.md, Serving): a backfill written at
     # T + 1h about evidence of T - 5d is seen by a frame at T, never by one before T - 5d.
-    _, store = world
     got = _frame(store, [1] * 5, ["photo:1", "photo:1", "photo:2", "photo:2", "photo:1"],
-                 [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1), T - 5 * D - S], engine)
+                 [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1), T - 5 * D - S])
     assert got["item_reasoning__key_subject"].to_list() == ["new", "new", "late", "late", None]
 
 
-def test_marts_are_not_filtered_by_their_build_time(world, engine):
+def test_marts_are_not_filtered_by_their_build_time(store):
     # dbt stamps created_timestamp at build time; only views tagged regenerated are cut by it.
-    _, store = world
-    got = _frame(store, [1], ["photo:2"], [T], engine)
+    got = _frame(store, [1], ["photo:2"], [T])
     assert got["item_content__title"].to_list() == ["b"]
 
 
-def test_frame_keeps_row_order_types_and_unknown_entities(world, engine):
-    _, store = world
+def test_frame_keeps_row_order_types_and_unknown_entities(store):
     times = [T + S, T - S, T, T]
-    got = _frame(store, [1, 1, 99, 1], ["photo:1", "photo:1", "photo:1", "nope"], times, engine)
+    got = _frame(store, [1, 1, 99, 1], ["photo:1", "photo:1", "photo:1", "nope"], times)
     assert got.height == 4
     assert got["user_id"].to_list() == [1, 1, 99, 1]
     assert got["event_timestamp"].to_list() == times
@@ -104,21 +106,21 @@ def test_frame_keeps_row_order_types_and_unknown_entities(world, engine):
 
 
 def test_frame_command_writes_the_same_frame(world, tmp_path):
-    ws, store = world
+    ws = world
     entities = pl.DataFrame({"user_id": [1, 2], "item_id": ["photo:1", "photo:2"],
                              "event_timestamp": [T - S, T - D]})  # naive times are UTC
     entities.write_parquet(tmp_path / "entities.parquet")
     res = CliRunner().invoke(cli, ["-w", str(ws.root), "features", "frame",
                                    str(tmp_path / "entities.parquet"), "--service", "training",
-                                   "--out", str(tmp_path / "frame.parquet"), "--engine", "asof"])
+                                   "--out", str(tmp_path / "frame.parquet")])
     assert res.exit_code == 0, res.output
     written = pl.read_parquet(tmp_path / "frame.parquet")
     assert written["user_features_daily__sv_plays_7d"].to_list() == [5, 3]
-    assert written.equals(fs.frame(store, entities, service="training"))
+    stock = fs.feature_store(ws, _settings("duckdb"))  # the command runs the default, ASOF store
+    assert written.equals(fs.frame(stock, entities, service="training"))
 
 
-def test_frame_errors_say_what_to_do(world):
-    _, store = world
+def test_frame_errors_say_what_to_do(store):
     with pytest.raises(fs.FeatureStoreError, match="join key"):
         fs.frame(store, pl.DataFrame({"user_id": [1], "event_timestamp": [T]}), service="training")
     with pytest.raises(fs.FeatureStoreError, match="no data yet for pair_reasoning"):
@@ -127,26 +129,23 @@ def test_frame_errors_say_what_to_do(world):
         fs.frame(store, pl.DataFrame({"pair_id": ["p"], "event_timestamp": [T]}), service="nope")
 
 
-def test_a_view_without_ttl_never_expires(world, engine):
+def test_a_view_without_ttl_never_expires(store):
     # dbt's `ttl: 0d` (item content, schedules): a value stays until replaced.
-    _, store = world
     assert not store.get_feature_view("item_content").ttl
-    got = _frame(store, [1, 1], ["photo:2", "photo:2"], [T - 10 * D - S, T + 1000 * D], engine)
+    got = _frame(store, [1, 1], ["photo:2", "photo:2"], [T - 10 * D - S, T + 1000 * D])
     assert got["item_content__title"].to_list() == [None, "b"]
 
 
-def test_ties_on_event_time_take_the_latest_created(world, engine):
-    _, store = world
-    got = _frame(store, [3], ["photo:1"], [T], engine)
+def test_ties_on_event_time_take_the_latest_created(store):
+    got = _frame(store, [3], ["photo:1"], [T])
     assert got["user_features_daily__sv_plays_7d"].to_list() == [2]
 
 
-def test_both_engines_give_the_same_frame(world):
-    _, store = world
+def test_both_stores_give_the_same_frame(world):
     users = [1, 1, 2, 2, 3, 99, 1, 2]
     items = ["photo:1", "photo:2", "photo:1", "nope", "photo:2", "photo:1", "photo:1", "photo:2"]
     times = [T - S, T, T - D, T - D + S, T, T, T + 1000 * D, T - 20 * D]
-    feast = _frame(store, users, items, times, "feast")
-    asof = _frame(store, users, items, times, "asof")
-    assert feast.columns == asof.columns
-    assert feast.equals(asof)
+    stock = _frame(fs.feature_store(world, _settings("duckdb")), users, items, times)
+    asof = _frame(fs.feature_store(world, _settings("asof")), users, items, times)
+    assert stock.columns == asof.columns
+    assert stock.equals(asof)

@@ -26,11 +26,18 @@ def test_frames_hold_every_id_with_the_marts_values(world_ws):
                        check_dtypes=False)
 
 
-def test_feast_and_asof_engines_give_the_same_frames(world_ws):
-    feast = read_stage1_frames(world_ws, Settings(), engine="feast")
-    asof = read_stage1_frames(world_ws, Settings(), engine="asof")
-    assert_frame_equal(feast.pairs, asof.pairs)
-    assert_frame_equal(feast.items, asof.items)
+STORES = ("asof", "duckdb")  # features.offline_store: the ASOF plugin (default), Feast's stock store
+
+
+def _settings(store: str) -> Settings:
+    return Settings.model_validate({"features": {"offline_store": store}})
+
+
+def test_the_asof_and_stock_offline_stores_give_the_same_frames(world_ws):
+    stock = read_stage1_frames(world_ws, _settings("duckdb"))
+    asof = read_stage1_frames(world_ws, _settings("asof"))
+    assert_frame_equal(stock.pairs, asof.pairs)
+    assert_frame_equal(stock.items, asof.items)
 
 
 def test_point_in_time_takes_the_latest_version_and_skips_ids_without_a_row(world_ws):
@@ -42,8 +49,8 @@ def test_point_in_time_takes_the_latest_version_and_skips_ids_without_a_row(worl
     redo = {**later, "title": "renamed again", "created_timestamp": later["created_timestamp"] + timedelta(1)}
     orphan = {**first, "item_id": "photo:999999", "event_timestamp": None}
     pl.concat([items, pl.DataFrame([later, redo, orphan], schema=items.schema)]).write_parquet(path)
-    for engine in ("feast", "asof"):
-        frames = read_stage1_frames(world_ws, Settings(), pairs=False, engine=engine)
+    for store in STORES:
+        frames = read_stage1_frames(world_ws, _settings(store), pairs=False)
         got = frames.items.filter(pl.col("item_id") == first["item_id"])
         assert got["title"].to_list() == ["renamed again"]
         assert frames.items.height == items.height and frames.unanswered == 1

@@ -44,17 +44,17 @@ def test_a_backfill_is_visible_after_its_evidence_and_never_before(world_ws):
     assert (pairs["created_timestamp"] >= started - S).all()
     assert (pairs["event_timestamp"] < started).all()  # a backfill: evidence long before generation
 
-    store = fs.feature_store(world_ws, Settings())
-    for engine in ("feast", "asof"):
+    for offline_store in ("asof", "duckdb"):  # the ASOF plugin (default) and Feast's stock store
+        store = fs.feature_store(world_ws, Settings.model_validate(
+            {"features": {"offline_store": offline_store}}))
         entities = _around(pairs, "pair_id", pairs.select("pair_id", "reason"))
-        got = fs.frame(store, entities.drop("reason"), features=["pair_reasoning:reason"], engine=engine)
+        got = fs.frame(store, entities.drop("reason"), features=["pair_reasoning:reason"])
         n = pairs.height
         assert got["pair_reasoning__reason"][:n].is_null().all()  # before its last co-engagement
         assert got["pair_reasoning__reason"][n:].to_list() == entities["reason"][n:].to_list()
 
         entities = _around(items, "item_id", items.select("item_id", "key_subject"))
-        got = fs.frame(store, entities.drop("key_subject"), features=["item_reasoning:key_subject"],
-                       engine=engine)
+        got = fs.frame(store, entities.drop("key_subject"), features=["item_reasoning:key_subject"])
         n = items.height
         assert got["item_reasoning__key_subject"][:n].is_null().all()  # before the item existed
         assert got["item_reasoning__key_subject"][n:].to_list() == entities["key_subject"][n:].to_list()
