@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -37,7 +37,32 @@ class WarehouseConfig(_Section):
     """dbt-duckdb settings."""
 
     pair_window_hours: int = Field(24, gt=0, description="co-engagement window for behaviour pairs")
+    # The pair rule (README, Warehouse: behaviour pairs): what a user can contribute per UTC day is
+    # capped, so pairs grow with engagement, not with plays x sessions.
+    pair_plays_per_user_day: int = Field(20, gt=0, description="a user's strongest valid plays of a day "
+                                                               "that can form pairs")
+    pair_sessions_per_user_day: int = Field(10, gt=0, description="a user's strongest live sessions of "
+                                                                  "a day that can form pairs")
+    pair_max_per_user_day: int = Field(50, gt=0, description="the strongest (short video, room) "
+                                                             "co-engagements kept per user and day")
+    pair_min_strength: float = Field(0.2, ge=0.0, le=1.0, description="floor on a co-engagement's "
+                                                                      "strength")
     threads: int = Field(2, gt=0)
+    memory_limit_gb: float = Field(0.0, ge=0.0, description="DuckDB memory limit of every connection "
+                                                            "(dbt, frames, readers); 0: memory_fraction "
+                                                            "of the machine's RAM")
+    memory_fraction: float = Field(0.5, gt=0.0, le=1.0, description="share of RAM DuckDB may use when "
+                                                                    "memory_limit_gb is 0")
+    spill_folder: str = Field("duckdb_spill", description="where DuckDB spills, relative to the "
+                                                          "workspace")
+
+    @field_validator("spill_folder")
+    @classmethod
+    def _inside_workspace(cls, value: str) -> str:
+        path = Path(value)
+        if not value or path.is_absolute() or ".." in path.parts:
+            raise ValueError("must be a folder inside the workspace (a relative path without '..')")
+        return value
 
 
 class FeaturesConfig(_Section):

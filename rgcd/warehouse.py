@@ -19,9 +19,17 @@ from pathlib import Path
 
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
+from rgcd.memory import duckdb_limits
 from transforms.contract import FILES
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
+
+# The warehouse settings of the behaviour-pair rule, passed to dbt as vars of the same names.
+PAIR_RULE = ("pair_window_hours", "pair_plays_per_user_day", "pair_sessions_per_user_day",
+             "pair_max_per_user_day", "pair_min_strength")
+
+# The mart that says what the pair rule dropped; its totals go into the build's line.
+PAIR_RULE_EFFECT = "behaviour_pair_rule_effect"
 
 # dbt's node statuses that mean "this did not work"
 _FAILED = {"error", "fail", "runtime error"}
@@ -41,6 +49,7 @@ class BuildReport:
     marts: dict[str, int] = field(default_factory=dict)  # mart -> rows in its parquet file
     failures: list[str] = field(default_factory=list)
     note: str = ""  # why this build did something other than asked (a forced full refresh)
+    pair_rule: dict[str, int] = field(default_factory=dict)  # totals of behaviour_pair_rule_effect
 
     @property
     def success(self) -> bool:
@@ -57,15 +66,27 @@ class BuildReport:
         marts = ", ".join(f"{name} {rows:,}" for name, rows in sorted(self.marts.items()))
         note = f" ({self.note})" if self.note else ""
         return (f"dbt {self.command}{note}: {self.count('model')} models, {tests} tests, {failed} failed, "
-                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}")
+                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}{self._pair_rule_line()}")
+
+    def _pair_rule_line(self) -> str:
+        r = self.pair_rule
+        if not r:
+            return ""
+        return (f"; pair rule kept {r['kept_pairs']:,} of {r['candidate_pairs']:,} user-day pairs "
+                f"({r['pairs_under_floor']:,} under the strength floor, {r['pairs_over_cap']:,} over the "
+                f"per-user-day cap), {r['plays_over_cap']:,} of {r['valid_plays']:,} valid plays and "
+                f"{r['sessions_over_cap']:,} of {r['sessions']:,} sessions past the daily caps")
 
 
 def profiles_env(ws: Workspace, settings: Settings) -> dict[str, str]:
     """The environment dbt's profile (dbt/profiles.yml) reads."""
+    limits = duckdb_limits(ws, settings)
     return {
         "RGCD_WORKSPACE": str(ws.root),
         "DBT_PROFILES_DIR": str(DBT_PROJECT),
         "RGCD_DBT_THREADS": str(settings.warehouse.threads),
+        "RGCD_DBT_MEMORY_LIMIT": limits.memory_limit_sql,
+        "RGCD_DBT_SPILL_FOLDER": str(limits.spill_folder),
     }
 
 
@@ -74,7 +95,7 @@ def dbt_vars(ws: Workspace, settings: Settings) -> dict[str, object]:
     return {
         "lake_path": str(ws.lake),
         "marts_path": str(ws.marts),
-        "pair_window_hours": settings.warehouse.pair_window_hours,
+        **{name: getattr(settings.warehouse, name) for name in PAIR_RULE},
     }
 
 
@@ -137,6 +158,8 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
             report.failures.append(f"{node.resource_type} {node.name}: {node_result.message}")
         elif str(node.resource_type) == "model" and node.config.materialized == "external":
             report.marts[node.name] = _parquet_rows(ws.marts / f"{node.name}.parquet")
+            if node.name == PAIR_RULE_EFFECT:
+                report.pair_rule = _column_sums(ws.marts / f"{node.name}.parquet")
     if result.exception is not None:
         report.failures.append(str(result.exception))
     elif not result.success and not report.failures:
@@ -163,6 +186,16 @@ def _release_warehouse() -> None:
         if env is not None:
             env.close()
         DuckDBConnectionManager.close_all_connections()
+
+
+def _column_sums(path: Path) -> dict[str, int]:
+    """Totals of every integer column of a small mart (the pair rule's daily figures)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    return {name: int(pc.sum(table[name]).as_py() or 0) for name in table.column_names
+            if str(table.schema.field(name).type).startswith("int")}
 
 
 def _parquet_rows(path: Path) -> int:
