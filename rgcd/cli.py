@@ -77,6 +77,7 @@ def run(c: Context, data: Path | None) -> None:
 
     Stages that are not built yet are reported as such and skipped.
     """
+    from rgcd.memory import format_bytes, peak_rss_bytes, reset_peak_rss
     from rgcd.pipeline import STAGES
 
     c.ws.ensure()
@@ -88,13 +89,15 @@ def run(c: Context, data: Path | None) -> None:
             continue
         console.rule(f"[bold]{stage.name}[/]: {stage.what}")
         t0 = time.perf_counter()
+        reset_peak_rss()  # each stage's own high-water mark, not the run's so far
         try:
             line = stage.run(c.ws, settings, data)
         except RgcdError as err:
             console.print(f"[red]✗ {stage.name:<10}[/] {err}")
             console.print("[dim]Fix the cause and run again: finished work is kept and reused.[/]")
             sys.exit(err.exit_code)
-        console.print(f"[green]✓ {stage.name:<10}[/] {line} [dim]({time.perf_counter() - t0:.1f}s)[/]")
+        console.print(f"[green]✓ {stage.name:<10}[/] {line} [dim]({time.perf_counter() - t0:.1f}s, "
+                      f"peak {format_bytes(peak_rss_bytes())})[/]")
     console.print(f"[bold green]done[/] in {time.perf_counter() - started:.1f}s; workspace: {c.ws.root}")
 
 

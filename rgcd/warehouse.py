@@ -66,7 +66,8 @@ class BuildReport:
         marts = ", ".join(f"{name} {rows:,}" for name, rows in sorted(self.marts.items()))
         note = f" ({self.note})" if self.note else ""
         return (f"dbt {self.command}{note}: {self.count('model')} models, {tests} tests, {failed} failed, "
-                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}{self._pair_rule_line()}")
+                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}"
+                f"{self._pair_rule_line()}")
 
     def _pair_rule_line(self) -> str:
         r = self.pair_rule

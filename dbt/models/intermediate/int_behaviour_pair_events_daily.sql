@@ -31,8 +31,8 @@ select
     first_seen,
     last_seen
 from candidates
-where strength_sum / co_count >= {{ var('pair_min_strength') }}
+where {{ pair_mean_strength() }} >= {{ var('pair_min_strength') }}
 qualify row_number() over (
     partition by user_id, event_date
-    order by strength_sum / co_count desc, co_count desc, photo_id, live_id
+    order by {{ pair_mean_strength() }} desc, co_count desc, photo_id, live_id
 ) <= {{ var('pair_max_per_user_day') | int }}

@@ -24,7 +24,7 @@ candidates as (
     select
         event_date,
         count(*) as candidate_pairs,
-        count(*) filter (where strength_sum / co_count < {{ var('pair_min_strength') }}) as pairs_under_floor
+        count(*) filter (where {{ pair_mean_strength() }} < {{ var('pair_min_strength') }}) as pairs_under_floor
     from {{ ref('int_behaviour_pair_candidates_daily') }}
     group by event_date
 ),
