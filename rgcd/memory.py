@@ -57,14 +57,17 @@ def duckdb_limits(ws: Workspace, settings: Settings) -> DuckDBLimits:
 def _config(limits: DuckDBLimits) -> dict[str, str]:
     # preserve_insertion_order=false lets DuckDB stream large results instead of buffering them.
     return {"memory_limit": limits.memory_limit_sql, "temp_directory": str(limits.spill_folder),
-            "preserve_insertion_order": "false", "TimeZone": "UTC"}
+            "preserve_insertion_order": "false"}
 
 
 def duckdb_connect(ws: Workspace, settings: Settings):
     """An in-memory DuckDB connection under the run's memory limit, spilling into the workspace."""
     import duckdb
 
-    return duckdb.connect(config=_config(duckdb_limits(ws, settings)))
+    con = duckdb.connect(config=_config(duckdb_limits(ws, settings)))
+    # after connecting: the setting needs ICU, which DuckDB loads on demand
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    return con
 
 
 def limit_ibis_backend(ws: Workspace, settings: Settings) -> None:
