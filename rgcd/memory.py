@@ -70,6 +70,18 @@ def duckdb_connect(ws: Workspace, settings: Settings):
     return con
 
 
+def duckdb_connect_like_feast():
+    """A DuckDB connection under the limits Feast's backend was given (`limit_ibis_backend`, which
+    `rgcd.featurestore.store.repo_config` calls), for code that holds a FeatureStore only."""
+    import duckdb
+    import ibis
+
+    limits = getattr(ibis.options.default_backend, "_rgcd_limits", None)
+    con = duckdb.connect(config=_config(limits)) if limits else duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    return con
+
+
 def limit_ibis_backend(ws: Workspace, settings: Settings) -> None:
     """Make ibis's default DuckDB backend (what Feast's DuckDB offline store reads through) limited.
 

@@ -67,6 +67,9 @@ def repo_config(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) ->
     """Feast's configuration for this workspace: registry and online store under <ws>/feast."""
     from feast.repo_config import RepoConfig
 
+    from rgcd.memory import limit_ibis_backend
+
+    limit_ibis_backend(ws, settings)  # Feast's DuckDB offline store reads through ibis's backend
     config = RepoConfig(**_config_dict(ws, settings))
     config.repo_path = repo_dir
     return config
@@ -315,10 +318,9 @@ def _quote(name: str) -> str:
 
 def _asof_frame(entities: pl.DataFrame, refs: list[str], by_name: dict[str, FeatureView]) -> pl.DataFrame:
     """Feast's point-in-time rule for views without a created-timestamp cut, as DuckDB ASOF JOINs."""
-    import duckdb
+    from rgcd.memory import duckdb_connect_like_feast
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = duckdb_connect_like_feast()  # under the workspace's DuckDB memory limit
     con.register("entities", entities.to_arrow())
     result = entities.select(ROW)
     per_view: dict[str, list[str]] = {}

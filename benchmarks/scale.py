@@ -1,0 +1,222 @@
+"""Claim: at KuaiLive-M3's per-user density the pipeline runs in bounded memory, and how it grows.
+
+For each number of users, a fresh workspace whose rgcd.yaml asks for the demo world at the real
+dataset's density (`DemoDensity.kuailive_m3()`: about 240 plays and 76 live sessions per user-day,
+300 videos and 300 rooms per user, 21 days) runs `rgcd run` in its own process. Recorded per
+stage: wall time and peak RSS (the figures `rgcd run` prints on each stage's line), and per run:
+the process's peak RSS (wait4), the DuckDB memory limit, rows of every mart, what the pair rule
+dropped, and the pairs each stage used. `--fit` fits each figure to a power of the number of
+users (least squares on log-log) and extrapolates to the full dataset's 21,900 users.
+
+    python benchmarks/scale.py --users 250 1000            # measure (adds to results/scale.json)
+    python benchmarks/scale.py --users 4000 --until build   # only demo-data, ingest, build
+    python benchmarks/scale.py --fit                        # fit + extrapolate what is there
+
+Writes benchmarks/results/scale.json. The machine it ran on is named there; the figures of a
+shared machine vary (say so next to them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
+FULL_USERS = 21_900
+DAYS = 21
+# "✓ build      <figures> (12.3s, peak 1.23 GiB)" as rgcd run prints it (rgcd/cli.py)
+STAGE_LINE = re.compile(r"^✓ (\S+)\s+(.*) \(([\d.]+)s, peak ([\d.]+) (GiB|MiB)\)\s*$")
+UNITS = {"GiB": 1024**3, "MiB": 1024**2}
+# With --until: the first stages as separate commands (the demo world from the workspace's config).
+FIRST_STAGES = (("demo-data", ("demo-data", "{ws}/demo_data")), ("ingest", ("ingest", "{ws}/demo_data")),
+                ("build", ("build",)))
+
+
+def workspace_config(users: int, seeds: list[int], memory_limit_gb: float) -> dict:
+    """rgcd.yaml of one measured workspace: the real density, defaults elsewhere but the seeds."""
+    from rgcd.config import DemoDensity
+
+    return {
+        "demo": {"users": users, "days": DAYS, "seed": 7, "density": DemoDensity.kuailive_m3().model_dump()},
+        "warehouse": {"memory_limit_gb": memory_limit_gb},
+        "evaluation": {"seeds": seeds},
+    }
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float, int]:
+    """Run `cmd`, stderr+stdout to `log`; (exit code, wall seconds, peak RSS bytes of the child)."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), time.perf_counter() - started, usage.ru_maxrss * 1024
+
+
+def parse_stage_lines(text: str) -> dict[str, dict]:
+    """Each finished stage's wall, peak and line, from `rgcd run`'s output."""
+    stages = {}
+    for raw in text.splitlines():
+        m = STAGE_LINE.match(raw.strip())
+        if m:
+            name, line, wall, peak, unit = m.groups()
+            stages[name] = {"wall_s": float(wall), "peak_rss_bytes": int(float(peak) * UNITS[unit]),
+                            "line": line}
+    return stages
+
+
+def mart_rows(ws: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    return {p.stem: pq.read_metadata(p).num_rows for p in sorted((ws / "marts").glob("*.parquet"))}
+
+
+def pair_figures(ws: Path) -> dict:
+    """What the pair rule dropped (the effect mart's totals) and the pairs each stage used."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out: dict = {}
+    effect = ws / "marts" / "behaviour_pair_rule_effect.parquet"
+    if effect.exists():
+        table = pq.read_table(effect)
+        out["rule"] = {c: int(pc.sum(table[c]).as_py() or 0) for c in table.column_names if c != "event_date"}
+    pairs = ws / "marts" / "behaviour_pairs.parquet"
+    if pairs.exists():
+        out["behaviour_pairs"] = pq.read_metadata(pairs).num_rows
+    reason = ws / "reports" / "reason.json"
+    if reason.exists():
+        r = json.loads(reason.read_text())
+        out["reason"] = {"available": r.get("pairs_available"), "selected": r.get("pairs_selected")}
+    for name in ("transfer.json",):  # stage 2's report, once it writes one
+        path = ws / "reports" / name
+        if path.exists():
+            out["transfer"] = json.loads(path.read_text()).get("pairs")
+    return out
+
+
+def measure(users: int, root: Path, seeds: list[int], memory_limit_gb: float,
+            until: str | None) -> dict:
+    import yaml
+
+    from rgcd.config import Settings, Workspace
+    from rgcd.memory import duckdb_limits
+
+    ws = root / f"scale-{users}"
+    if ws.exists():
+        import shutil
+
+        shutil.rmtree(ws)
+    ws.mkdir(parents=True)
+    config = workspace_config(users, seeds, memory_limit_gb)
+    (ws / "rgcd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    limits = duckdb_limits(Workspace(ws), Settings.model_validate(config))
+    env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)}  # no wrapped stage lines
+    rgcd = [str(Path(sys.executable).parent / "rgcd"), "-w", str(ws)]
+    log = ws / "run.log"
+    if until is None:  # the whole pipeline in one process, as a user runs it
+        print(f"[scale] {users} users: rgcd run (log {log})", file=sys.stderr)
+        code, wall, peak = run_measured([*rgcd, "run"], env, log)
+        parsed = parse_stage_lines(log.read_text())
+    else:  # the first stages only, one process each (peak = that process's)
+        code, wall, peak, parsed = 0, 0.0, 0, {}
+        for stage, args in FIRST_STAGES[:[s for s, _ in FIRST_STAGES].index(until) + 1]:
+            print(f"[scale] {users} users: rgcd {stage} (log {log})", file=sys.stderr)
+            code, seconds, stage_peak = run_measured([*rgcd, *[a.format(ws=ws) for a in args]], env, log)
+            lines = log.read_text().strip().splitlines()
+            parsed[stage] = {"wall_s": round(seconds, 1), "peak_rss_bytes": stage_peak,
+                             "line": lines[-1] if lines else ""}
+            wall, peak = wall + seconds, max(peak, stage_peak)
+            if code != 0:
+                break
+    result = {
+        "users": users, "days": DAYS, "exit_code": code, "wall_s": round(wall, 1),
+        "process_peak_rss_bytes": peak, "duckdb_memory_limit_bytes": limits.memory_limit,
+        "stages": parsed, "marts": mart_rows(ws), "pairs": pair_figures(ws),
+        "over_limit": [s for s, v in parsed.items() if v["peak_rss_bytes"] > limits.memory_limit],
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_at_end": os.getloadavg()[0],
+    }
+    if code != 0:
+        result["log_tail"] = log.read_text()[-3000:]
+    return result
+
+
+def power_fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """(a, b) of y = a x^b, least squares on logs; None without two positive points."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y and y > 0]
+    if len(pts) < 2 or len({p[0] for p in pts}) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    b = sum((p[0] - mx) * (p[1] - my) for p in pts) / sum((p[0] - mx) ** 2 for p in pts)
+    return math.exp(my - b * mx), b
+
+
+def fit(runs: list[dict]) -> dict:
+    """Each figure as a power of users, extrapolated to FULL_USERS."""
+    ok = sorted((r for r in runs if r.get("stages")), key=lambda r: r["users"])
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in ok:
+        for stage, v in r["stages"].items():
+            series.setdefault(f"{stage}.wall_s", []).append((r["users"], v["wall_s"]))
+            series.setdefault(f"{stage}.peak_rss_bytes", []).append((r["users"], v["peak_rss_bytes"]))
+        for mart, n in r["marts"].items():
+            series.setdefault(f"rows.{mart}", []).append((r["users"], n))
+        for k, n in r["pairs"].get("rule", {}).items():
+            series.setdefault(f"pair_rule.{k}", []).append((r["users"], n))
+    out = {}
+    for name, pts in series.items():
+        got = power_fit([p[0] for p in pts], [p[1] for p in pts])
+        if got:
+            a, b = got
+            out[name] = {"exponent": round(b, 3), "at_full": a * FULL_USERS**b,
+                         "points": pts}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, nargs="*", default=[])
+    parser.add_argument("--root", type=Path, default=Path("/tmp/scale-bench"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="evaluation seeds (default: one, to keep a run short)")
+    parser.add_argument("--memory-limit-gb", type=float, default=0.0,
+                        help="warehouse.memory_limit_gb of the runs (0: the default share of RAM)")
+    parser.add_argument("--until", choices=[s for s, _ in FIRST_STAGES], default=None,
+                        help="run only the stages up to this one, each in its own process")
+    parser.add_argument("--fit", action="store_true", help="fit and extrapolate the stored runs")
+    args = parser.parse_args()
+
+    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    doc["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                      "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+    for users in args.users:
+        result = measure(users, args.root, args.seeds, args.memory_limit_gb, args.until)
+        doc["runs"] = [r for r in doc["runs"] if r["users"] != users] + [result]
+        doc["runs"].sort(key=lambda r: r["users"])
+        RESULTS.write_text(json.dumps(doc, indent=2))
+        print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
+                                                 "over_limit")}), file=sys.stderr)
+    if args.fit or not args.users:
+        doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
+                                     f"measured sizes), users at the same per-user density and 21 days; "
+                                     f"extrapolated to {FULL_USERS:,} users"),
+                      "figures": fit(doc["runs"])}
+        RESULTS.write_text(json.dumps(doc, indent=2))
+        for name, f in doc["fit"]["figures"].items():
+            print(f"{name:<45} exponent {f['exponent']:>6}  at {FULL_USERS:,}: {f['at_full']:,.0f}")
+
+
+if __name__ == "__main__":
+    main()
