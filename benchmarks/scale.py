@@ -151,6 +151,69 @@ def measure(users: int, root: Path, seeds: list[int], memory_limit_gb: float,
     return result
 
 
+# The rule switched off: caps no user-day reaches, no floor.
+RULE_OFF = {"pair_plays_per_user_day": 10**6, "pair_sessions_per_user_day": 10**6,
+            "pair_max_per_user_day": 10**9, "pair_min_strength": 0.0}
+
+
+def stage1_selection(ws: Path, max_pairs: int, max_per_item: int) -> list[str]:
+    """The pair ids stage 1 (reason) would select from this workspace's marts, with its own code
+    (select_pairs over the whole marts read directly; Feast returns the same rows)."""
+    import polars as pl
+
+    from training.frames import Stage1Frames
+    from training.reasoning.run import select_pairs
+
+    pairs = pl.read_parquet(ws / "marts" / "behaviour_pairs.parquet")
+    items = pl.read_parquet(ws / "marts" / "item_content.parquet").drop("mm_embedding")
+    frames = Stage1Frames(pairs=pairs.with_columns(pl.col("last_seen").alias("event_timestamp")),
+                          items=items, request_time=datetime.now(UTC))
+    chosen, _ = select_pairs(frames, max_pairs, 0.0, max_per_item)
+    return [p.pair_id for p in chosen]
+
+
+def rule_survival(users: int, root: Path) -> dict:
+    """Build one real-density world with the pair rule and without it; of the pairs stage 1 takes
+    without the rule, how many the rule keeps, and how many stage 1 still takes with it."""
+    import shutil
+
+    import yaml
+
+    from rgcd.config import Settings
+
+    teacher = Settings().teacher
+    base = root / f"survival-{users}"
+    shutil.rmtree(base, ignore_errors=True)
+    out: dict = {"users": users, "max_pairs": teacher.max_pairs,
+                 "max_pairs_per_item": teacher.max_pairs_per_item}
+    env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)}
+    rgcd = str(Path(sys.executable).parent / "rgcd")
+    selections = {}
+    for name, warehouse in (("rule", {}), ("no_rule", RULE_OFF)):
+        ws = base / name
+        ws.mkdir(parents=True)
+        config = workspace_config(users, [0], 0.0)
+        config["warehouse"].update(warehouse)
+        (ws / "rgcd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        log = ws / "run.log"
+        for args in (["demo-data", f"{ws}/demo_data"], ["ingest", f"{ws}/demo_data"], ["build"]):
+            code, seconds, peak = run_measured([rgcd, "-w", str(ws), *args], env, log)
+            if code != 0:
+                raise SystemExit(f"{args[0]} failed for {ws}: see {log}")
+        out[name] = {"build_wall_s": round(seconds, 1), "build_peak_rss_bytes": peak,
+                     "behaviour_pairs": mart_rows(ws)["behaviour_pairs"]}
+        selections[name] = stage1_selection(ws, teacher.max_pairs, teacher.max_pairs_per_item)
+    import polars as pl
+
+    kept = set(pl.read_parquet(base / "rule" / "marts" / "behaviour_pairs.parquet",
+                               columns=["pair_id"])["pair_id"])
+    without = selections["no_rule"]
+    out["stage1_pairs_without_rule_kept_by_rule"] = sum(p in kept for p in without) / len(without)
+    out["stage1_pairs_without_rule_still_selected"] = (len(set(without) & set(selections["rule"]))
+                                                       / len(without))
+    return out
+
+
 def power_fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
     """(a, b) of y = a x^b, least squares on logs; None without two positive points."""
     pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y and y > 0]
@@ -196,6 +259,9 @@ def main() -> None:
     parser.add_argument("--until", choices=[s for s, _ in FIRST_STAGES], default=None,
                         help="run only the stages up to this one, each in its own process")
     parser.add_argument("--fit", action="store_true", help="fit and extrapolate the stored runs")
+    parser.add_argument("--survival", type=int, default=None, metavar="USERS",
+                        help="build a world of USERS with and without the pair rule and compare "
+                             "the pairs stage 1 selects")
     args = parser.parse_args()
 
     doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
@@ -208,7 +274,11 @@ def main() -> None:
         RESULTS.write_text(json.dumps(doc, indent=2))
         print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
                                                  "over_limit")}), file=sys.stderr)
-    if args.fit or not args.users:
+    if args.survival:
+        doc["rule_survival"] = rule_survival(args.survival, args.root)
+        RESULTS.write_text(json.dumps(doc, indent=2))
+        print(json.dumps(doc["rule_survival"], indent=2), file=sys.stderr)
+    if args.fit or not (args.users or args.survival):
         doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
                                      f"measured sizes), users at the same per-user density and 21 days; "
                                      f"extrapolated to {FULL_USERS:,} users"),
