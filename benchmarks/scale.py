@@ -12,8 +12,8 @@ users (least squares on log-log) and extrapolates to the full dataset's 21,900 u
     python benchmarks/scale.py --users 4000 --until build   # only demo-data, ingest, build
     python benchmarks/scale.py --fit                        # fit + extrapolate what is there
 
-Writes benchmarks/results/scale.json. The machine it ran on is named there; the figures of a
-shared machine vary (say so next to them).
+Writes benchmarks/results/scale.json (--survival: scale_pair_rule_survival.json). The machine
+it ran on is named there; the figures of a shared machine vary (say so next to them).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
+SURVIVAL = ROOT / "benchmarks" / "results" / "scale_pair_rule_survival.json"
 FULL_USERS = 21_900
 DAYS = 21
 # "✓ build      <figures> (12.3s, peak 1.23 GiB)" as rgcd run prints it (rgcd/cli.py)
@@ -247,6 +248,34 @@ def fit(runs: list[dict]) -> dict:
     return out
 
 
+def markdown(doc: dict) -> str:
+    """The README's tables: per size, each stage's wall and peak; then the fit."""
+    runs = sorted(doc["runs"], key=lambda r: r["users"])
+    stages = [s for r in runs for s in r["stages"]]
+    stages = list(dict.fromkeys(stages))
+    head = "| stage | " + " | ".join(f"{r['users']:,} users" for r in runs) + " |"
+    lines = [head, "| --- |" + " --- |" * len(runs)]
+    for stage in stages:
+        cells = []
+        for r in runs:
+            v = r["stages"].get(stage)
+            cells.append(f"{v['wall_s']:.0f} s, {v['peak_rss_bytes'] / 1024**3:.2f} GiB" if v else "-")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    marts = list(dict.fromkeys(m for r in runs for m in r["marts"]))
+    for mart in marts:
+        lines.append(f"| rows: {mart} | " + " | ".join(f"{r['marts'].get(mart, 0):,}" for r in runs) + " |")
+    fitted = doc.get("fit", {}).get("figures", {})
+    if fitted:
+        lines += ["", f"| figure | exponent b (a x users^b) | at {FULL_USERS:,} users |",
+                  "| --- | --- | --- |"]
+        for name, f in fitted.items():
+            value = f["at_full"]
+            shown = (f"{value / 1024**3:.1f} GiB" if name.endswith("peak_rss_bytes")
+                     else f"{value / 60:.0f} min" if name.endswith("wall_s") else f"{value:,.0f}")
+            lines.append(f"| {name} | {f['exponent']} | {shown} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -275,17 +304,16 @@ def main() -> None:
         print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
                                                  "over_limit")}), file=sys.stderr)
     if args.survival:
-        doc["rule_survival"] = rule_survival(args.survival, args.root)
-        RESULTS.write_text(json.dumps(doc, indent=2))
-        print(json.dumps(doc["rule_survival"], indent=2), file=sys.stderr)
+        survival = rule_survival(args.survival, args.root)
+        SURVIVAL.write_text(json.dumps({"machine": doc["machine"], **survival}, indent=2))
+        print(json.dumps(survival, indent=2), file=sys.stderr)
     if args.fit or not (args.users or args.survival):
         doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
                                      f"measured sizes), users at the same per-user density and 21 days; "
                                      f"extrapolated to {FULL_USERS:,} users"),
                       "figures": fit(doc["runs"])}
         RESULTS.write_text(json.dumps(doc, indent=2))
-        for name, f in doc["fit"]["figures"].items():
-            print(f"{name:<45} exponent {f['exponent']:>6}  at {FULL_USERS:,}: {f['at_full']:,.0f}")
+        print(markdown(doc))
 
 
 if __name__ == "__main__":
