@@ -40,7 +40,8 @@ def test_connections_and_dbt_get_the_configured_limit(tmp_path):
                                 "current_setting('TimeZone')").fetchall()[0]
     assert limit in ("1024.0 MiB", "1.0 GiB") and temp == str(ws.root / "spill") and zone == "UTC"
     env = profiles_env(ws, settings)
-    assert env["RGCD_DBT_MEMORY_LIMIT"] == "1024MiB" and env["RGCD_DBT_SPILL_FOLDER"] == str(ws.root / "spill")
+    assert env["RGCD_DBT_MEMORY_LIMIT"] == "1024MiB"
+    assert env["RGCD_DBT_SPILL_FOLDER"] == str(ws.root / "spill")
 
 
 def test_the_pair_rule_reaches_dbt_as_vars():

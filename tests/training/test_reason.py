@@ -203,3 +203,16 @@ def test_reading_the_strongest_prefix_selects_what_the_whole_mart_would(world_ws
         assert frames.pairs_ranked == full.pairs.height
         if budget == 5:
             assert frames.pairs.height == 40 < full.pairs.height and frames.items.height < full.items.height
+
+
+def test_authors_with_uncategorised_rooms_get_their_top_category():
+    # A streamer who posts no short videos has rooms with no category; an author with both
+    # categorised and uncategorised items used to raise a polars ShapeError here.
+    from training.reasoning.run import _creator_facts
+
+    items = pl.DataFrame({
+        "author_id": [1, 1, 1, 1, 2, 3],
+        "domain": ["photo", "photo", "photo", "live", "live", "photo"],
+        "category_l1": ["Food", "Food", "", None, None, ""],
+    })
+    assert _creator_facts(items) == {1: (3, 1, "Food"), 2: (0, 1, ""), 3: (1, 0, "")}
