@@ -189,7 +189,6 @@ def rule_survival(users: int, root: Path) -> dict:
                  "max_pairs_per_item": teacher.max_pairs_per_item}
     env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)}
     rgcd = str(Path(sys.executable).parent / "rgcd")
-    selections = {}
     for name, warehouse in (("rule", {}), ("no_rule", RULE_OFF)):
         ws = base / name
         ws.mkdir(parents=True)
@@ -203,15 +202,30 @@ def rule_survival(users: int, root: Path) -> dict:
                 raise SystemExit(f"{args[0]} failed for {ws}: see {log}")
         out[name] = {"build_wall_s": round(seconds, 1), "build_peak_rss_bytes": peak,
                      "behaviour_pairs": mart_rows(ws)["behaviour_pairs"]}
-        selections[name] = stage1_selection(ws, teacher.max_pairs, teacher.max_pairs_per_item)
+    out.update(compare_selections(base, teacher.max_pairs, teacher.max_pairs_per_item))
+    return out
+
+
+def compare_selections(base: Path, max_pairs: int, max_per_item: int) -> dict:
+    """Stage 1's selection from the marts built with (base/rule) and without (base/no_rule) the rule."""
     import polars as pl
 
-    kept = set(pl.read_parquet(base / "rule" / "marts" / "behaviour_pairs.parquet",
-                               columns=["pair_id"])["pair_id"])
-    without = selections["no_rule"]
-    out["stage1_pairs_without_rule_kept_by_rule"] = sum(p in kept for p in without) / len(without)
-    out["stage1_pairs_without_rule_still_selected"] = (len(set(without) & set(selections["rule"]))
-                                                       / len(without))
+    columns = ["pair_id", "strength", "distinct_users"]
+    marts = {n: pl.read_parquet(base / n / "marts" / "behaviour_pairs.parquet", columns=columns)
+             for n in ("rule", "no_rule")}
+    chosen = {n: marts[n].filter(pl.col("pair_id").is_in(stage1_selection(base / n, max_pairs, max_per_item)))
+              for n in marts}
+    out: dict = {f"stage1_strength_{n}": {"min": chosen[n]["strength"].min(),
+                                          "mean": chosen[n]["strength"].mean()} for n in marts}
+    kept = marts["rule"].select("pair_id")
+    without = chosen["no_rule"]
+    out["stage1_pairs_without_rule_kept_by_rule"] = without.join(kept, on="pair_id").height / without.height
+    out["stage1_pairs_without_rule_still_selected"] = (without.join(chosen["rule"], on="pair_id").height
+                                                       / without.height)
+    multi = marts["no_rule"].filter(pl.col("distinct_users") >= 2)
+    out["pairs_of_2plus_users_without_rule"] = multi.height
+    out["pairs_of_2plus_users_without_rule_kept"] = multi.join(kept, on="pair_id").height
+    out["pairs_of_2plus_users_without_rule_mean_strength"] = multi["strength"].mean()
     return out
 
 
@@ -288,6 +302,8 @@ def main() -> None:
     parser.add_argument("--until", choices=[s for s, _ in FIRST_STAGES], default=None,
                         help="run only the stages up to this one, each in its own process")
     parser.add_argument("--fit", action="store_true", help="fit and extrapolate the stored runs")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="with --survival: compare the workspaces an earlier --survival built")
     parser.add_argument("--survival", type=int, default=None, metavar="USERS",
                         help="build a world of USERS with and without the pair rule and compare "
                              "the pairs stage 1 selects")
@@ -304,7 +320,9 @@ def main() -> None:
         print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
                                                  "over_limit")}), file=sys.stderr)
     if args.survival:
-        survival = rule_survival(args.survival, args.root)
+        survival = (rule_survival(args.survival, args.root) if not args.compare_only else
+                    {"users": args.survival, **json.loads(SURVIVAL.read_text()),
+                     **compare_selections(args.root / f"survival-{args.survival}", 2000, 3)})
         SURVIVAL.write_text(json.dumps({"machine": doc["machine"], **survival}, indent=2))
         print(json.dumps(survival, indent=2), file=sys.stderr)
     if args.fit or not (args.users or args.survival):
