@@ -290,6 +290,16 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def store_run(doc: dict, result: dict) -> None:
+    """Add one run to results/scale.json, re-read first: runs of other sizes may have been
+    measured by another process meanwhile."""
+    if RESULTS.exists():
+        doc["runs"] = json.loads(RESULTS.read_text()).get("runs", [])
+    doc["runs"] = [r for r in doc["runs"] if r["users"] != result["users"]] + [result]
+    doc["runs"].sort(key=lambda r: r["users"])
+    RESULTS.write_text(json.dumps(doc, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -314,9 +324,7 @@ def main() -> None:
                       "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
     for users in args.users:
         result = measure(users, args.root, args.seeds, args.memory_limit_gb, args.until)
-        doc["runs"] = [r for r in doc["runs"] if r["users"] != users] + [result]
-        doc["runs"].sort(key=lambda r: r["users"])
-        RESULTS.write_text(json.dumps(doc, indent=2))
+        store_run(doc, result)
         print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
                                                  "over_limit")}), file=sys.stderr)
     if args.survival:
