@@ -139,17 +139,38 @@ def measure(users: int, root: Path, seeds: list[int], memory_limit_gb: float,
             wall, peak = wall + seconds, max(peak, stage_peak)
             if code != 0:
                 break
+    return run_result(users, ws, code, wall, peak, parsed, limits.memory_limit)
+
+
+def run_result(users: int, ws: Path, code: int | None, wall: float | None, peak: int | None,
+               parsed: dict, memory_limit: int) -> dict:
+    """One run's record; code None = recorded from the log of a run still going (--from-log)."""
     result = {
-        "users": users, "days": DAYS, "exit_code": code, "wall_s": round(wall, 1),
-        "process_peak_rss_bytes": peak, "duckdb_memory_limit_bytes": limits.memory_limit,
+        "users": users, "days": DAYS, "exit_code": code, "wall_s": None if wall is None else round(wall, 1),
+        "process_peak_rss_bytes": peak, "duckdb_memory_limit_bytes": memory_limit,
         "stages": parsed, "marts": mart_rows(ws), "pairs": pair_figures(ws),
-        "over_limit": [s for s, v in parsed.items() if v["peak_rss_bytes"] > limits.memory_limit],
+        "over_limit": [s for s, v in parsed.items() if v["peak_rss_bytes"] > memory_limit],
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_at_end": os.getloadavg()[0],
     }
-    if code != 0:
-        result["log_tail"] = log.read_text()[-3000:]
+    if code is None:
+        result["unfinished"] = "recorded from the log while the run was still going: later stages missing"
+    elif code != 0:
+        result["log_tail"] = (ws / "run.log").read_text()[-3000:]
     return result
+
+
+def record_from_log(users: int, ws: Path) -> dict:
+    """The finished stages of a run that is still going (or was stopped), from its log."""
+    import yaml
+
+    from rgcd.config import Settings, Workspace
+    from rgcd.memory import duckdb_limits
+
+    settings = Settings.model_validate(yaml.safe_load((ws / "rgcd.yaml").read_text()))
+    parsed = parse_stage_lines((ws / "run.log").read_text())
+    limit = duckdb_limits(Workspace(ws), settings).memory_limit
+    return run_result(users, ws, None, None, None, parsed, limit)
 
 
 # The rule switched off: caps no user-day reaches, no floor.
@@ -312,6 +333,8 @@ def main() -> None:
     parser.add_argument("--until", choices=[s for s, _ in FIRST_STAGES], default=None,
                         help="run only the stages up to this one, each in its own process")
     parser.add_argument("--fit", action="store_true", help="fit and extrapolate the stored runs")
+    parser.add_argument("--from-log", type=int, default=None, metavar="USERS",
+                        help="record the finished stages of <root>/scale-USERS from its run.log")
     parser.add_argument("--compare-only", action="store_true",
                         help="with --survival: compare the workspaces an earlier --survival built")
     parser.add_argument("--survival", type=int, default=None, metavar="USERS",
@@ -327,13 +350,15 @@ def main() -> None:
         store_run(doc, result)
         print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
                                                  "over_limit")}), file=sys.stderr)
+    if args.from_log:
+        store_run(doc, record_from_log(args.from_log, args.root / f"scale-{args.from_log}"))
     if args.survival:
         survival = (rule_survival(args.survival, args.root) if not args.compare_only else
                     {"users": args.survival, **json.loads(SURVIVAL.read_text()),
                      **compare_selections(args.root / f"survival-{args.survival}", 2000, 3)})
         SURVIVAL.write_text(json.dumps({"machine": doc["machine"], **survival}, indent=2))
         print(json.dumps(survival, indent=2), file=sys.stderr)
-    if args.fit or not (args.users or args.survival):
+    if args.fit or not (args.users or args.survival or args.from_log):
         doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
                                      f"measured sizes), users at the same per-user density and 21 days; "
                                      f"extrapolated to {FULL_USERS:,} users"),
