@@ -66,7 +66,15 @@ def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, f
 def parse_stage_lines(text: str) -> dict[str, dict]:
     """Each finished stage's wall, peak and line, from `rgcd run`'s output."""
     stages = {}
-    for raw in text.splitlines():
+    joined: list[str] = []
+    for raw in text.splitlines():  # rich wraps a long line: join it up to its "(..s, peak ..)" end
+        if raw.startswith("✓ ") or (joined and not STAGE_LINE.match(joined[-1])
+                                    and not joined[-1].startswith(("─", "["))):
+            if raw.startswith("✓ ") or not joined:
+                joined.append(raw.rstrip())
+            else:
+                joined[-1] += " " + raw.strip()
+    for raw in joined:
         m = STAGE_LINE.match(raw.strip())
         if m:
             name, line, wall, peak, unit = m.groups()
