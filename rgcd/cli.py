@@ -92,6 +92,7 @@ def run(c: Context, data: Path | None) -> None:
 
     Stages that are not built yet are reported as such and skipped.
     """
+    from rgcd.memory import format_bytes, peak_rss_bytes, reset_peak_rss
     from rgcd.pipeline import STAGES
 
     c.ws.ensure()
@@ -103,13 +104,15 @@ def run(c: Context, data: Path | None) -> None:
             continue
         console.rule(f"[bold]{stage.name}[/]: {stage.what}")
         t0 = time.perf_counter()
+        reset_peak_rss()  # each stage's own high-water mark, not the run's so far
         try:
             line = stage.run(c.ws, settings, data)
         except RgcdError as err:
             console.print(f"[red]✗ {stage.name:<10}[/] {err}")
             console.print("[dim]Fix the cause and run again: finished work is kept and reused.[/]")
             sys.exit(err.exit_code)
-        console.print(f"{stage_mark(stage.name, line)} {line} [dim]({time.perf_counter() - t0:.1f}s)[/]")
+        console.print(f"{stage_mark(stage.name, line)} {line} [dim]({time.perf_counter() - t0:.1f}s, "
+                      f"peak {format_bytes(peak_rss_bytes())})[/]")
     console.print(f"[bold green]done[/] in {time.perf_counter() - started:.1f}s; workspace: {c.ws.root}")
 
 
@@ -122,18 +125,39 @@ def run(c: Context, data: Path | None) -> None:
               help="Days of logs. Default: demo.days of the config (14).")
 @click.option("--seed", type=int, default=None,
               help="Same seed, same files. Default: demo.seed of the config (7).")
+@click.option("--plays-per-user-day", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Short-video plays per user and day (KuaiLive-M3: about 240). "
+                   "Default: demo.density of the config.")
+@click.option("--live-sessions-per-user-day", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Live sessions per user and day (KuaiLive-M3: about 76).")
+@click.option("--photos-per-user", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Short videos in the catalogue per user (KuaiLive-M3: about 300).")
+@click.option("--rooms-per-user", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Live rooms started in the window per user (KuaiLive-M3: about 300 over 21 days).")
+@click.option("--kuailive-density", is_flag=True,
+              help="Start from KuaiLive-M3's per-user density instead of the config's "
+                   "(the four options above still override it; use with --days 21).")
 @pass_ctx
-def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None) -> None:
+def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None,
+              plays_per_user_day: float | None, live_sessions_per_user_day: float | None,
+              photos_per_user: float | None, rooms_per_user: float | None, kuailive_density: bool) -> None:
     """Write a synthetic world in the exact KuaiLive-M3 layout to OUT.
 
     Users have latent interests that drive both domains; creators post short videos and go
     live on related topics; some users have no live history before the cut (cold start).
     """
+    from rgcd.config import DemoDensity
     from transforms.demo import generate
 
     demo = c.settings.demo  # the same world `rgcd run` generates, unless an option says otherwise
+    base = DemoDensity.kuailive_m3() if kuailive_density else demo.density
+    given = {"plays_per_user_day": plays_per_user_day,
+             "live_sessions_per_user_day": live_sessions_per_user_day,
+             "photos_per_user": photos_per_user, "rooms_per_user": rooms_per_user}
+    density = base.model_copy(update={k: v for k, v in given.items() if v is not None})
     summary = generate(out, users=demo.users if users is None else users,
-                       days=demo.days if days is None else days, seed=demo.seed if seed is None else seed)
+                       days=demo.days if days is None else days, seed=demo.seed if seed is None else seed,
+                       density=density)
     console.print(f"[green]✓[/] {summary.one_line()} -> {out}")
 
 

@@ -10,19 +10,43 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DemoDensity(_Section):
+    """How much happens per user in the demo world: engagement a day and catalogue size.
+
+    The defaults make the demo world (small enough for `make demo` on 2 cores). KuaiLive-M3's own
+    density (111M plays and 35M live interactions of 21.9k users over 21 days; 6.7M videos and
+    6.6M rooms) is `DemoDensity.kuailive_m3()`: about 240 plays and 76 live sessions per user-day,
+    300 videos and 300 rooms per user.
+    """
+
+    plays_per_user_day: float = Field(3.6, gt=0, description="short-video plays per user and day")
+    live_sessions_per_user_day: float = Field(
+        0.357, gt=0, description="live sessions per user and day (over all users, cold-start ones "
+                                 "included)")
+    photos_per_user: float = Field(3.0, gt=0, description="short videos in the catalogue per user")
+    rooms_per_user: float = Field(0.75, gt=0, description="live rooms started in the window per user")
+
+    @classmethod
+    def kuailive_m3(cls) -> DemoDensity:
+        """The per-user density of the real KuaiLive-M3 dataset (use with 21 days)."""
+        return cls(plays_per_user_day=240.0, live_sessions_per_user_day=76.0, photos_per_user=300.0,
+                   rooms_per_user=300.0)
+
+
 class DemoConfig(_Section):
-    """Size and seed of the synthetic KuaiLive-M3 world."""
+    """Size, seed and density of the synthetic KuaiLive-M3 world."""
 
     users: int = Field(20_000, gt=0)
     days: int = Field(14, gt=1)
     seed: int = 7
+    density: DemoDensity = DemoDensity()
 
 
 class IngestConfig(_Section):
@@ -37,7 +61,32 @@ class WarehouseConfig(_Section):
     """dbt-duckdb settings."""
 
     pair_window_hours: int = Field(24, gt=0, description="co-engagement window for behaviour pairs")
+    # The pair rule (README, Warehouse: behaviour pairs): what a user can contribute per UTC day is
+    # capped, so pairs grow with engagement, not with plays x sessions.
+    pair_plays_per_user_day: int = Field(20, gt=0, description="a user's strongest valid plays of a day "
+                                                               "that can form pairs")
+    pair_sessions_per_user_day: int = Field(10, gt=0, description="a user's strongest live sessions of "
+                                                                  "a day that can form pairs")
+    pair_max_per_user_day: int = Field(50, gt=0, description="the strongest (short video, room) "
+                                                             "co-engagements kept per user and day")
+    pair_min_strength: float = Field(0.2, ge=0.0, le=1.0, description="floor on a co-engagement's "
+                                                                      "strength")
     threads: int = Field(2, gt=0)
+    memory_limit_gb: float = Field(0.0, ge=0.0, description="DuckDB memory limit of every connection "
+                                                            "(dbt, frames, readers); 0: memory_fraction "
+                                                            "of the machine's RAM")
+    memory_fraction: float = Field(0.5, gt=0.0, le=1.0, description="share of RAM DuckDB may use when "
+                                                                    "memory_limit_gb is 0")
+    spill_folder: str = Field("duckdb_spill", description="where DuckDB spills, relative to the "
+                                                          "workspace")
+
+    @field_validator("spill_folder")
+    @classmethod
+    def _inside_workspace(cls, value: str) -> str:
+        path = Path(value)
+        if not value or path.is_absolute() or ".." in path.parts:
+            raise ValueError("must be a folder inside the workspace (a relative path without '..')")
+        return value
 
 
 class FeaturesConfig(_Section):

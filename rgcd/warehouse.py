@@ -26,9 +26,17 @@ from rgcd.atomic import fsync_path, temp_path_beside, write_json_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
+from rgcd.memory import duckdb_limits
 from transforms.contract import FILES
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
+
+# The warehouse settings of the behaviour-pair rule, passed to dbt as vars of the same names.
+PAIR_RULE = ("pair_window_hours", "pair_plays_per_user_day", "pair_sessions_per_user_day",
+             "pair_max_per_user_day", "pair_min_strength")
+
+# The mart that says what the pair rule dropped; its totals go into the build's line.
+PAIR_RULE_EFFECT = "behaviour_pair_rule_effect"
 
 # dbt's node statuses that mean "this did not work"
 _FAILED = {"error", "fail", "runtime error"}
@@ -48,6 +56,7 @@ class BuildReport:
     marts: dict[str, int] = field(default_factory=dict)  # mart -> rows in its parquet file
     failures: list[str] = field(default_factory=list)
     note: str = ""  # why this build did something other than asked (a forced full refresh)
+    pair_rule: dict[str, int] = field(default_factory=dict)  # totals of behaviour_pair_rule_effect
 
     @property
     def success(self) -> bool:
@@ -64,15 +73,28 @@ class BuildReport:
         marts = ", ".join(f"{name} {rows:,}" for name, rows in sorted(self.marts.items()))
         note = f" ({self.note})" if self.note else ""
         return (f"dbt {self.command}{note}: {self.count('model')} models, {tests} tests, {failed} failed, "
-                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}")
+                f"{warned} warned in {self.seconds:.1f}s; mart rows: {marts or 'none'}"
+                f"{self._pair_rule_line()}")
+
+    def _pair_rule_line(self) -> str:
+        r = self.pair_rule
+        if not r:
+            return ""
+        return (f"; pair rule kept {r['kept_pairs']:,} of {r['candidate_pairs']:,} user-day pairs "
+                f"({r['pairs_under_floor']:,} under the strength floor, {r['pairs_over_cap']:,} over the "
+                f"per-user-day cap), {r['plays_over_cap']:,} of {r['valid_plays']:,} valid plays and "
+                f"{r['sessions_over_cap']:,} of {r['sessions']:,} sessions past the daily caps")
 
 
 def profiles_env(ws: Workspace, settings: Settings) -> dict[str, str]:
     """The environment dbt's profile (dbt/profiles.yml) reads."""
+    limits = duckdb_limits(ws, settings)
     return {
         "RGCD_WORKSPACE": str(ws.root),
         "DBT_PROFILES_DIR": str(DBT_PROJECT),
         "RGCD_DBT_THREADS": str(settings.warehouse.threads),
+        "RGCD_DBT_MEMORY_LIMIT": limits.memory_limit_sql,
+        "RGCD_DBT_SPILL_FOLDER": str(limits.spill_folder),
     }
 
 
@@ -81,7 +103,7 @@ def dbt_vars(ws: Workspace, settings: Settings) -> dict[str, object]:
     return {
         "lake_path": str(ws.lake),
         "marts_path": str(ws.marts),
-        "pair_window_hours": settings.warehouse.pair_window_hours,
+        **{name: getattr(settings.warehouse, name) for name in PAIR_RULE},
     }
 
 
@@ -148,6 +170,8 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
         elif str(node.resource_type) == "model" and node.config.materialized == "external":
             marts = Path(str((extra_vars or {}).get("marts_path") or ws.marts))
             report.marts[node.name] = _parquet_rows(marts / f"{node.name}.parquet")
+            if node.name == PAIR_RULE_EFFECT:
+                report.pair_rule = _column_sums(marts / f"{node.name}.parquet")
     if result.exception is not None:
         report.failures.append(str(result.exception))
     elif not result.success and not report.failures:
@@ -174,6 +198,16 @@ def _release_warehouse() -> None:
         if env is not None:
             env.close()
         DuckDBConnectionManager.close_all_connections()
+
+
+def _column_sums(path: Path) -> dict[str, int]:
+    """Totals of every integer column of a small mart (the pair rule's daily figures)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    return {name: int(pc.sum(table[name]).as_py() or 0) for name in table.column_names
+            if str(table.schema.field(name).type).startswith("int")}
 
 
 def _parquet_rows(path: Path) -> int:

@@ -94,11 +94,22 @@ class Protocol:
 
 # ---- reading the marts -----------------------------------------------------------------------------
 
+# Large marts are scanned lazily with only the rows and columns the protocols use, so the filter
+# and the projection run inside the parquet scan (streaming) and the rest never reaches Python.
+MART_READS: dict[str, tuple[tuple[str, ...], pl.Expr]] = {
+    "user_item_interactions": (("user_id", "item_id", "domain", "event_timestamp", "is_positive"),
+                               pl.col("is_positive")),
+}
+
+
 def read_mart(ws: Workspace, name: str) -> pl.DataFrame:
     """One mart from `<ws>/marts/<name>.parquet`, with a message saying how to produce it."""
     path = Path(ws.marts) / f"{name}.parquet"
     if not path.exists():
         raise MissingMartError(f"mart {name} not found at {path}; run `rgcd build` (dbt) first")
+    if name in MART_READS:
+        columns, keep = MART_READS[name]
+        return pl.scan_parquet(path).filter(keep).select(columns).collect(engine="streaming")
     return pl.read_parquet(path)
 
 

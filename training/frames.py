@@ -62,6 +62,10 @@ class MissingInput(FileNotFoundError):
     """A table stage 1 needs is not there; the message says which command writes it."""
 
 
+# The order stage 1 takes pairs in, strongest first: (column, descending). Ties: more users, then id.
+PAIR_RANKING = (("strength", True), ("distinct_users", True), ("pair_id", False))
+
+
 @dataclass(frozen=True)
 class Stage1Frames:
     """What stage 1 reads, one row per id, as of `request_time`.
@@ -71,12 +75,17 @@ class Stage1Frames:
     first_appearance (the event time of the item's row in the store: a photo's first play, a
     room's start), read with the ids, so what is written about an item can be stamped with it.
     `unanswered` counts ids of the marts for which the store had no row at request_time.
+    `pairs_ranked` is how many pairs of the mart qualify (strength >= the floor asked for);
+    `pairs_complete` is False when `pairs` holds only the strongest of them
+    (`read_stage1_frames(strongest_pairs=...)`).
     """
 
     pairs: pl.DataFrame
     items: pl.DataFrame
     request_time: datetime
     unanswered: int = 0
+    pairs_ranked: int | None = None
+    pairs_complete: bool = True
 
 
 def _mart(ws: Workspace, view: str) -> Path:
@@ -114,14 +123,16 @@ def _request_time(paths: list[Path]) -> datetime:
     return max(latest)
 
 
-def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]],
-               at: datetime) -> tuple[pl.DataFrame, int]:
-    """One view's features for every id of its mart, at `at`; (frame, ids without an answer)."""
+def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]], at: datetime,
+               ids: pl.DataFrame | None = None) -> tuple[pl.DataFrame, int]:
+    """One view's features for `ids` (default: every id of its mart) at `at`; (frame, ids without
+    an answer)."""
     from rgcd.featurestore.store import frame
 
     view, key, features = spec
     # Ids only: the entity frame an engineer would build; the values come from the store.
-    ids = pl.scan_parquet(path).select(key).unique().sort(key).collect()
+    if ids is None:
+        ids = pl.scan_parquet(path).select(key).unique().sort(key).collect()
     entities = ids.with_columns(pl.lit(at).dt.convert_time_zone("UTC").alias("event_timestamp"))
     got = frame(store, entities, service=None, features=[f"{view}:{f}" for f in features])
     got = got.rename({f"{view}__{f}": f for f in features}).drop("event_timestamp")
@@ -130,16 +141,59 @@ def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]],
     return answered, got.height - answered.height
 
 
-def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True) -> Stage1Frames:
+def _strongest_pair_ids(ws: Workspace, settings: Settings, pairs_path: Path, items_path: Path,
+                        limit: int, min_strength: float) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The `limit` strongest pair ids (PAIR_RANKING, strength >= min_strength), every item id of
+    the creators behind them, and how many pairs qualify; ranked by DuckDB under the run's memory
+    limit, so the mart never comes whole into Python.
+
+    The items are every item of the pairs' photo creators and live authors: what stage 1 shows
+    of a pair (both items, the author's rooms, the creators' counts) then needs nothing else.
+    """
+    from rgcd.memory import duckdb_connect
+
+    order = ", ".join(f"{col} {'DESC' if desc else 'ASC'}" for col, desc in PAIR_RANKING)
+    con = duckdb_connect(ws, settings)
+    try:
+        con.execute(f"""
+            CREATE TEMP TABLE chosen AS
+            SELECT pair_id, photo_item_id, author_id FROM read_parquet(?)
+            WHERE strength >= ? ORDER BY {order} LIMIT ?""",
+                    [str(pairs_path), min_strength, limit]).fetchall()
+        ranked = con.execute("SELECT count(*) FROM read_parquet(?) WHERE strength >= ?",
+                             [str(pairs_path), min_strength]).fetchall()[0][0]
+        pair_ids = pl.from_arrow(con.sql("SELECT pair_id FROM chosen ORDER BY pair_id").to_arrow_table())
+        item_ids = pl.from_arrow(con.sql("""
+            WITH items AS (SELECT DISTINCT item_id, author_id FROM read_parquet(?)),
+            creators AS (
+                SELECT author_id FROM chosen
+                UNION SELECT items.author_id FROM chosen JOIN items ON items.item_id = chosen.photo_item_id)
+            SELECT DISTINCT item_id FROM items WHERE author_id IN (SELECT author_id FROM creators)
+            ORDER BY item_id""", params=[str(items_path)]).to_arrow_table())
+    finally:
+        con.close()
+    return pair_ids, item_ids, int(ranked)
+
+
+def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
+                       strongest_pairs: int | None = None, min_strength: float = 0.0) -> Stage1Frames:
     """Behaviour pairs and item content through Feast, point in time at the marts' latest event.
 
     `pairs=False` reads item content only (stage 1b) and leaves `pairs` empty.
+    `strongest_pairs=N` reads only the N strongest pairs with strength >= `min_strength` (in
+    PAIR_RANKING order) and only the items of their creators, so memory follows N, not the mart;
+    `pairs_ranked` then says how many qualified.
     """
     specs = [PAIRS, ITEMS] if pairs else [ITEMS]
     paths = [_mart(ws, view) for view, _, _ in specs]
     store = checked_store(ws, settings, [view for view, _, _ in specs])
     at = _request_time(paths)
-    read = {spec[0]: _read_view(store, path, spec, at)
+    ids: dict[str, pl.DataFrame | None] = {view: None for view, _, _ in specs}
+    ranked = None
+    if pairs and strongest_pairs is not None:
+        ids["behaviour_pairs"], ids["item_content"], ranked = _strongest_pair_ids(
+            ws, settings, paths[0], paths[1], strongest_pairs, min_strength)
+    read = {spec[0]: _read_view(store, path, spec, at, ids[spec[0]])
             for spec, path in zip(specs, paths, strict=True)}
     items, unanswered = read["item_content"]
     first = (pl.scan_parquet(paths[specs.index(ITEMS)]).group_by("item_id")
@@ -151,4 +205,5 @@ def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True)
         unanswered += missed
     else:
         pair_frame = pl.DataFrame(schema={"pair_id": pl.String, **{f: pl.Null for f in PAIR_FEATURES}})
-    return Stage1Frames(pairs=pair_frame, items=items, request_time=at, unanswered=unanswered)
+    return Stage1Frames(pairs=pair_frame, items=items, request_time=at, unanswered=unanswered,
+                        pairs_ranked=ranked, pairs_complete=ranked is None or strongest_pairs >= ranked)

@@ -32,6 +32,7 @@ import polars as pl
 from rich.console import Console
 from rich.progress import Progress
 
+from rgcd.config import DemoDensity
 from transforms.contract import VECTOR_DIMS
 from transforms.raw_io import write_raw
 
@@ -41,14 +42,13 @@ MS_DAY = 24 * MS_HOUR
 
 CUT_FRACTION = 0.8            # cold-start users have no live session before START + 80% of the days
 COLD_START_FRACTION = 0.15    # users held out of live before the cut (light users add a few more)
-PLAYS_PER_USER_DAY = 3.6      # 20k users x 14 days -> about 1M short-video plays
-# Live sessions per (non-held-out) user and day; the held-out users' missing sessions are made up
-# for, so 20k users x 14 days -> about 100k live sessions.
-LIVE_SESSIONS_PER_USER_DAY = 0.357 / (1 - COLD_START_FRACTION * CUT_FRACTION)
+# How much happens per user (plays and sessions a day, catalogue size) is the `DemoDensity` of the
+# configuration; what follows is the shape of the world at any density.
 SHOWS_PER_SESSION = 2.0       # impressions without entry (live_show), per live session
-AUTHORS_PER_USER = 0.3
-PHOTOS_PER_USER = 3.0
-LIVE_AUTHOR_FRACTION = 0.25
+PHOTOS_PER_AUTHOR = 10.0      # catalogue size -> number of creators
+STREAMS_PER_LIVE_AUTHOR_DAY = 0.72  # mean rooms a streamer starts a day -> number of streamers
+MIN_LIVE_AUTHOR_SHARE = 0.25  # at least this share of creators stream ...
+MAX_LIVE_AUTHOR_SHARE = 0.9   # ... and at most this one (more creators are made when rooms need them)
 EXPLORE = 0.15                # share of plays/sessions drawn from the global topic mix, not the user's
 AUTHOR_LINKED_SESSIONS = 0.35  # live sessions that follow a creator the user watched on short video
 
@@ -301,7 +301,7 @@ def _make_users(rng: np.random.Generator, n: int, topic_prior: np.ndarray) -> _U
     )
 
 
-def _make_authors(rng: np.random.Generator, n: int, topic_prior: np.ndarray) -> _Authors:
+def _make_authors(rng: np.random.Generator, n: int, n_live: int, topic_prior: np.ndarray) -> _Authors:
     main = rng.choice(N_TOPICS, size=n, p=topic_prior)
     # The secondary topic is often a sibling under the same level-1 category.
     siblings = (main // 3) * 3 + rng.integers(0, 3, size=n)
@@ -309,7 +309,8 @@ def _make_authors(rng: np.random.Generator, n: int, topic_prior: np.ndarray) -> 
     popularity = _zipf_weights(rng, n, 1.0)
     # Popular creators are more likely to stream.
     live_score = rng.random(n) * (1.0 + 3.0 * popularity ** 0.3)
-    is_live = live_score >= np.quantile(live_score, 1 - LIVE_AUTHOR_FRACTION)
+    is_live = np.zeros(n, dtype=bool)
+    is_live[np.argsort(-live_score, kind="stable")[:n_live]] = True
     return _Authors(_ids(rng, n, 30_000_000, 20), main, second, popularity, is_live)
 
 
@@ -330,8 +331,9 @@ def _author_profile(rng: np.random.Generator, a: _Authors) -> pl.DataFrame:
 
 def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int):
     """photo_meta, photo_tag, photo_emb_128 and the arrays later steps sample from."""
-    per_author = 1 + rng.poisson(n_target / len(a.ids) * (0.5 + 0.5 * a.popularity ** 0.2
-                                                          / np.mean(a.popularity ** 0.2)))
+    # Every creator posts at least one video (a streamer's rooms take their videos' category).
+    extra = max(n_target / len(a.ids) - 1.0, 0.0)
+    per_author = 1 + rng.poisson(extra * (0.5 + 0.5 * a.popularity ** 0.2 / np.mean(a.popularity ** 0.2)))
     author_idx = np.repeat(np.arange(len(a.ids)), per_author)
     n = len(author_idx)
     r = rng.random(n)
@@ -377,10 +379,15 @@ def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int):
     return meta, tag, emb, author_idx, topic, weight, duration
 
 
-def _make_rooms(rng: np.random.Generator, a: _Authors, days: int):
-    """live_room_meta and live_emb_64; rooms start inside the window, evening-heavy."""
+def _make_rooms(rng: np.random.Generator, a: _Authors, days: int, n_target: float):
+    """live_room_meta and live_emb_64; rooms start inside the window, evening-heavy.
+
+    Each streamer has their own rate of going live; the rates are scaled so that the window holds
+    about `n_target` rooms.
+    """
     live_authors = np.flatnonzero(a.is_live)
     rate = np.clip(rng.lognormal(np.log(0.6), 0.6, len(live_authors)), 0.1, 3.0)
+    rate *= n_target / (rate.sum() * days)
     author_idx = np.repeat(live_authors, rng.poisson(rate * days))
     n = len(author_idx)
     topic = np.where(rng.random(n) < 0.85, a.main_topic[author_idx], a.second_topic[author_idx])
@@ -413,9 +420,9 @@ def _make_rooms(rng: np.random.Generator, a: _Authors, days: int):
 
 
 def _make_plays(rng, u: _Users, a: _Authors, photo_ids, photo_author, photo_topic, photo_weight,
-                photo_duration, days: int, topic_prior: np.ndarray):
+                photo_duration, days: int, topic_prior: np.ndarray, per_user_day: float):
     """photo_play: who watched what, when, how far, and what they did."""
-    counts = rng.poisson(PLAYS_PER_USER_DAY * days * u.activity)
+    counts = rng.poisson(per_user_day * days * u.activity)
     user_idx = np.repeat(np.arange(len(u.ids)), counts)  # grouped by user, ascending
     n = len(user_idx)
     topic = _user_topics(rng, u, user_idx, topic_prior)
@@ -506,12 +513,15 @@ def _draw_live(rng, u: _Users, user_idx: np.ndarray, days: int, topic_prior, roo
     return user_idx, room, at, ok
 
 
-def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_ids, plays_info):
-    """live_interaction, live_comment and live_show."""
+def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_ids, plays_info,
+               per_user_day: float):
+    """live_interaction, live_comment and live_show; `per_user_day` sessions over all users."""
     room_author, room_topic, *_ , room_end = rooms
     play_user_counts, play_photo, photo_author = plays_info
     span = np.where(u.held_out, days - cut_day(days), days)
-    counts = rng.poisson(LIVE_SESSIONS_PER_USER_DAY * span * u.live_taste)
+    # The held-out users' missing sessions before the cut are made up for by the others.
+    rate = per_user_day / (1 - COLD_START_FRACTION * CUT_FRACTION)
+    counts = rng.poisson(rate * span * u.live_taste)
     user_idx, room, at, linked = _draw_live(
         rng, u, np.repeat(np.arange(len(u.ids)), counts), days, topic_prior, rooms, play_user_counts,
         play_photo, photo_author, EXPLORE, AUTHOR_LINKED_SESSIONS)
@@ -587,10 +597,24 @@ def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_
     return sessions, comments, shows
 
 
-def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool = True) -> DemoSummary:
-    """Write the demo world (every file of the data contract) to `out`; same seed, same files."""
+def _creator_counts(users: int, days: int, density: DemoDensity) -> tuple[int, int]:
+    """(creators, streamers among them): enough creators for the videos and streamers for the rooms."""
+    n_live = max(1, round(users * density.rooms_per_user / (days * STREAMS_PER_LIVE_AUTHOR_DAY)))
+    n_authors = max(20, round(users * density.photos_per_user / PHOTOS_PER_AUTHOR),
+                    int(np.ceil(n_live / MAX_LIVE_AUTHOR_SHARE)))
+    return n_authors, min(n_authors, max(n_live, round(MIN_LIVE_AUTHOR_SHARE * n_authors)))
+
+
+def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensity | None = None,
+             show_progress: bool = True) -> DemoSummary:
+    """Write the demo world (every file of the data contract) to `out`; same seed, same files.
+
+    `density` sets plays and live sessions per user-day and the catalogue per user (default: the
+    demo world's; `DemoDensity.kuailive_m3()` is the real dataset's).
+    """
     if users < 10 or days < 2:
         raise ValueError(f"demo world needs at least 10 users and 2 days (got {users} users, {days} days)")
+    density = density or DemoDensity()
     t0 = time.perf_counter()
     out = Path(out)
     rng = np.random.default_rng(seed)
@@ -606,21 +630,23 @@ def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool
 
         step(0)
         u = _make_users(rng, users, topic_prior)
-        a = _make_authors(rng, max(20, int(users * AUTHORS_PER_USER)), topic_prior)
+        a = _make_authors(rng, *_creator_counts(users, days, density), topic_prior)
         author_profile = _author_profile(rng, a)
         user_id_set = pl.DataFrame({"user_id": u.ids})
         step(1)
         photo_meta, photo_tag, photo_emb, photo_author, photo_topic, photo_weight, photo_duration = \
-            _make_photos(rng, a, int(users * PHOTOS_PER_USER))
+            _make_photos(rng, a, int(users * density.photos_per_user))
         photo_ids = photo_meta["photo_id"].to_numpy()
         step(2)
-        room_meta, live_emb, room_author, room_topic, room_start, room_end, on_air = _make_rooms(rng, a, days)
+        room_meta, live_emb, room_author, room_topic, room_start, room_end, on_air = _make_rooms(
+            rng, a, days, users * density.rooms_per_user)
         room_ids = room_meta["live_id"].to_numpy()
         duration_h = (room_end - room_start) / MS_HOUR
         room_weight = a.popularity[room_author] ** 0.8 * np.sqrt(duration_h)
         step(3)
         plays, play_user, play_photo, play_counts = _make_plays(
-            rng, u, a, photo_ids, photo_author, photo_topic, photo_weight, photo_duration, days, topic_prior)
+            rng, u, a, photo_ids, photo_author, photo_topic, photo_weight, photo_duration, days, topic_prior,
+            density.plays_per_user_day)
         plays = plays.unique(
             subset=["user_id", "photo_id", "enter_timestamp"], keep="first", maintain_order=True
         ).sort("enter_timestamp", "user_id", maintain_order=True)  # logs come in time order
@@ -628,7 +654,7 @@ def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool
         sessions, comments, shows = _make_live(
             rng, u, a, days, topic_prior,
             (room_author, room_topic, room_weight, room_start, room_end), room_ids,
-            (play_counts, play_photo, photo_author))
+            (play_counts, play_photo, photo_author), density.live_sessions_per_user_day)
         sessions = sessions.sort("live_play_start_timestamp", "user_id", maintain_order=True)
         comments = comments.sort("comment_ts", "user_id", maintain_order=True)
         shows = shows.sort("show_timestamp", "user_id", maintain_order=True)

@@ -18,3 +18,10 @@
         + 0.15 * cast({{ interact_count }} > 0 as double)
         + 0.15 * cast({{ follow_count }} > 0 as double))
 {%- endmacro %}
+
+{% macro pair_mean_strength(strength_sum='strength_sum', co_count='co_count') -%}
+  {#- A candidate pair's mean co-engagement strength, as the pair rule ranks and floors it. Rounded
+      to 1e-9 so that the order in which float sums were added (an incremental build against a
+      full refresh) cannot change which candidates are kept. -#}
+  round({{ strength_sum }} / {{ co_count }}, 9)
+{%- endmacro %}

@@ -248,9 +248,10 @@ class AsofRetrievalJob(RetrievalJob):
                                            min_event_timestamp=lo, max_event_timestamp=hi)
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
-        con = duckdb.connect()
+        from rgcd.memory import duckdb_connect_like_feast
+
+        con = duckdb_connect_like_feast()  # the workspace's DuckDB memory limit and spill folder
         try:
-            con.execute("SET TimeZone = 'UTC'")
             con.register("entities", self._entities)
             return con.sql(self.sql).to_arrow_table()
         finally:

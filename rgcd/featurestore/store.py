@@ -83,6 +83,9 @@ def repo_config(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) ->
     """Feast's configuration for this workspace: registry and online store under <ws>/feast."""
     from feast.repo_config import RepoConfig
 
+    from rgcd.memory import limit_ibis_backend
+
+    limit_ibis_backend(ws, settings)  # Feast's DuckDB offline store reads through ibis's backend
     config = RepoConfig(**_config_dict(ws, settings))
     config.repo_path = repo_dir
     return config

@@ -41,6 +41,9 @@ MART_COLUMNS = {
         "pair_id", "pair_type", "photo_item_id", "target_id", "photo_id", "live_id", "author_id", "co_count",
         "distinct_users", "strength", "first_seen", "last_seen", "event_timestamp", "created_timestamp",
     ],
+    "behaviour_pair_rule_effect": ["event_date", "valid_plays", "plays_over_cap", "sessions",
+                                   "sessions_over_cap", "candidate_pairs", "pairs_under_floor",
+                                   "pairs_over_cap", "kept_pairs"],
     "user_item_interactions": ["user_id", "item_id", "domain", "author_id", "event_timestamp", "is_positive",
                                "strength"],
     "eval_klm3_cdr": ["user_id", "domain", "item_id", "event_timestamp", "split"],
@@ -65,9 +68,16 @@ def test_incremental_build_equals_full_refresh(tmp_path: Path, tiny_lake) -> Non
     """Build on 4 days, add day 5 to the lake, build again: the marts equal a --full-refresh build,
     the incremental models re-read only the newest day, every dbt test passes, docs generate."""
     ws = Workspace(tmp_path / "ws").ensure()
-    settings = Settings()
+    # Caps the tiny lake exceeds (about 9 valid plays and 4 sessions per user-day), so the pair
+    # rule's ranking is part of what incremental days must reproduce.
+    settings = Settings.model_validate({"warehouse": {
+        "pair_plays_per_user_day": 5, "pair_sessions_per_user_day": 2, "pair_max_per_user_day": 6}})
     tiny_lake(ws.lake, n_days=4)
     first = build(ws, settings)
+    rule = first.pair_rule
+    assert rule["plays_over_cap"] > 0 and rule["sessions_over_cap"] > 0 and rule["pairs_over_cap"] > 0
+    assert rule["candidate_pairs"] == rule["pairs_under_floor"] + rule["pairs_over_cap"] + rule["kept_pairs"]
+    assert "pair rule kept" in first.one_line()
     assert first.success and first.count("unit_test") >= 10 and first.count("test") >= 150
     assert set(first.marts) == set(MART_COLUMNS)
     for name, columns in MART_COLUMNS.items():
@@ -101,7 +111,8 @@ def test_incremental_build_equals_full_refresh(tmp_path: Path, tiny_lake) -> Non
     assert (target / "index.html").exists()
 
     # A changed setting must not leave old days on the old value: the next build is a full refresh.
-    narrower = Settings.model_validate({"warehouse": {"pair_window_hours": 1}})
+    narrower = settings.model_copy(update={"warehouse": settings.warehouse.model_copy(
+        update={"pair_window_hours": 1})})
     changed = build(ws, narrower, select="+int_behaviour_pair_events_daily")
     assert "full refresh: pair_window_hours changed" in changed.one_line()
     run_sql = ws.dbt_artifacts / "target/run/rgcd/models/intermediate/int_behaviour_pair_events_daily.sql"

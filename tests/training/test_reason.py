@@ -187,6 +187,24 @@ def test_an_author_pair_never_shows_a_room_that_started_after_the_pair():
     assert unresolved == 0 and [p.live.item_id for p in selected] == ["live:10"]
 
 
+def test_reading_the_strongest_prefix_selects_what_the_whole_mart_would(world_ws):
+    """reason reads only a prefix of the pair ranking (and the items of its creators): the pairs
+    it selects are exactly those select_pairs takes from every pair; a tight per-item cap makes
+    the prefix grow."""
+    from training.reasoning.run import _select_strongest
+
+    full = read_stage1_frames(world_ws, Settings())
+    for budget, per_item in ((5, 1000), (20, 1), (40, 1)):
+        settings = _settings(max_pairs=budget, max_pairs_per_item=per_item)
+        frames, pairs, unresolved = _select_strongest(world_ws, settings)
+        want, want_unresolved = select_pairs(full, budget, 0.0, per_item)
+        assert [p.pair_id for p in pairs] == [p.pair_id for p in want]
+        assert [(p.photo, p.live) for p in pairs] == [(p.photo, p.live) for p in want]  # same facts
+        assert frames.pairs_ranked == full.pairs.height
+        if budget == 5:
+            assert frames.pairs.height == 40 < full.pairs.height and frames.items.height < full.items.height
+
+
 def test_authors_with_uncategorised_rooms_get_their_top_category():
     # A streamer who posts no short videos has rooms with no category; an author with both
     # categorised and uncategorised items used to raise a polars ShapeError here.

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rgcd.atomic import write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.faults import kill_point
-from training.frames import Stage1Frames, read_stage1_frames
+from training.frames import PAIR_RANKING, Stage1Frames, read_stage1_frames
 from training.reasoning.backends import Teacher, TeacherRequest, make_teacher
 from training.reasoning.cache import AnswerCache, CachedAnswer
 from training.reasoning.prompts import PROMPT_VERSION, ItemFacts, PairFacts, content_hash, pair_messages
@@ -48,6 +48,11 @@ PAIR_REASONING_SCHEMA = {
     "event_timestamp": pl.Datetime("ms", "UTC"),
     "created_timestamp": pl.Datetime("ms", "UTC"),
 }
+
+
+# The first prefix of the pair ranking read is this many pairs per pair of the teacher's budget:
+# enough for the per-item cap to pass over some and still fill the budget.
+PREFIX_PAIRS_PER_BUDGET = 8
 
 
 @dataclass
@@ -144,7 +149,7 @@ def select_pairs(
         return ids[k - 1] if k else None
 
     ranked = frames.pairs.filter(pl.col("strength") >= min_strength).sort(
-        ["strength", "distinct_users", "pair_id"], descending=[True, True, False]
+        [col for col, _ in PAIR_RANKING], descending=[desc for _, desc in PAIR_RANKING]
     )
     selected: list[PairFacts] = []
     unresolved = 0
@@ -177,6 +182,24 @@ def select_pairs(
             )
         )
     return selected, unresolved
+
+
+def _select_strongest(ws: Workspace, settings: Settings) -> tuple[Stage1Frames, list[PairFacts], int]:
+    """select_pairs over the strongest pairs only, read in growing prefixes of the ranking.
+
+    The selection takes pairs strongest first and each decision depends only on the pairs before
+    it, so running it on the first N pairs of the ranking gives the same pairs as on all of them
+    whenever it fills its budget inside those N; otherwise N grows (x4) until it does or the
+    prefix is the whole ranking. Memory follows N (a few times teacher.max_pairs), not the mart.
+    """
+    cfg = settings.teacher
+    limit = cfg.max_pairs * PREFIX_PAIRS_PER_BUDGET
+    while True:
+        frames = read_stage1_frames(ws, settings, strongest_pairs=limit, min_strength=cfg.min_strength)
+        pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength, cfg.max_pairs_per_item)
+        if len(pairs) >= cfg.max_pairs or frames.pairs_complete:
+            return frames, pairs, unresolved
+        limit *= 4
 
 
 def _retry_messages(messages: list[dict], raw: str, error: str) -> list[dict]:
@@ -243,8 +266,7 @@ def reason(
     `teacher` overrides the backend the settings name (for callers that hold one already).
     """
     cfg = settings.teacher
-    frames = read_stage1_frames(ws, settings)
-    pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength, cfg.max_pairs_per_item)
+    frames, pairs, unresolved = _select_strongest(ws, settings)
     teacher = teacher or make_teacher(cfg)
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
@@ -276,7 +298,7 @@ def reason(
                                 frames.items["first_appearance"].to_list(), strict=True))
     report = _write_tables(ws, pairs, [answers[k] for k in keys], teacher, first_appearance)
     report.update(
-        pairs_available=frames.pairs.height,
+        pairs_available=frames.pairs_ranked if frames.pairs_ranked is not None else frames.pairs.height,
         pairs_unresolved=unresolved,
         from_cache=from_cache,
         generated=len(todo),

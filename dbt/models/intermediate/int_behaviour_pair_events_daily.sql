@@ -7,54 +7,16 @@
     )
 }}
 
--- Co-engagements: a valid short-video play and a live session of the same user at most
--- pair_window_hours apart (either order), aggregated per user, photo, room and UTC day.
--- The day of a co-engagement is the day of its LATER event, so a new day of logs only creates
--- rows on or after that day: the run re-reads the window before it but rewrites only new days.
+-- Pair rule, steps 4-5 (README, Warehouse: behaviour pairs): of a user-day's candidate
+-- co-engagements (int_behaviour_pair_candidates_daily), those whose mean strength is below
+-- pair_min_strength are dropped, and of the rest only the pair_max_per_user_day strongest are kept
+-- (ties: more co-engagements first, then ids). So behaviour_pairs holds at most that many rows per
+-- user and day. Incremental by day: a day's candidates are complete, so only new days are ranked.
 
-{%- set window_hours = var('pair_window_hours') | int %}
-{%- set lookback_days = ((window_hours + 23) // 24) %}
-
-with plays as (
-    select user_id, photo_id, enter_timestamp, strength
-    from {{ ref('int_photo_plays_scored') }}
-    where is_valid_play
+with candidates as (
+    select * from {{ ref('int_behaviour_pair_candidates_daily') }}
     {% if is_incremental() %}
-    and event_date >= {{ incremental_start_date(lookback_days) }}
-    {% endif %}
-),
-
-sessions as (
-    select user_id, live_id, author_id, session_start_timestamp, strength
-    from {{ ref('int_live_sessions_scored') }}
-    {% if is_incremental() %}
-    where event_date >= {{ incremental_start_date(lookback_days) }}
-    {% endif %}
-),
-
-co_engagements as (
-    select
-        plays.user_id,
-        plays.photo_id,
-        sessions.live_id,
-        sessions.author_id,
-        least(plays.enter_timestamp, sessions.session_start_timestamp) as first_seen,
-        greatest(plays.enter_timestamp, sessions.session_start_timestamp) as last_seen,
-        -- the pair's behaviour strength: both sides of the co-engagement, equally weighted
-        (plays.strength + sessions.strength) / 2 as strength
-    from plays
-    inner join sessions
-        on plays.user_id = sessions.user_id
-        and sessions.session_start_timestamp
-            between plays.enter_timestamp - interval '{{ window_hours }} hours'
-            and plays.enter_timestamp + interval '{{ window_hours }} hours'
-),
-
-dated as (
-    select *, cast(last_seen as date) as event_date
-    from co_engagements
-    {% if is_incremental() %}
-    where cast(last_seen as date) >= {{ incremental_start_date() }}
+    where event_date >= {{ incremental_start_date() }}
     {% endif %}
 )
 
@@ -64,9 +26,13 @@ select
     photo_id,
     live_id,
     author_id,
-    count(*) as co_count,
-    sum(strength) as strength_sum,
-    min(first_seen) as first_seen,
-    max(last_seen) as last_seen
-from dated
-group by event_date, user_id, photo_id, live_id, author_id
+    co_count,
+    strength_sum,
+    first_seen,
+    last_seen
+from candidates
+where {{ pair_mean_strength() }} >= {{ var('pair_min_strength') }}
+qualify row_number() over (
+    partition by user_id, event_date
+    order by {{ pair_mean_strength() }} desc, co_count desc, photo_id, live_id
+) <= {{ var('pair_max_per_user_day') | int }}

@@ -1,0 +1,379 @@
+"""Claim: at KuaiLive-M3's per-user density the pipeline runs in bounded memory, and how it grows.
+
+For each number of users, a fresh workspace whose rgcd.yaml asks for the demo world at the real
+dataset's density (`DemoDensity.kuailive_m3()`: about 240 plays and 76 live sessions per user-day,
+300 videos and 300 rooms per user, 21 days) runs `rgcd run` in its own process. Recorded per
+stage: wall time and peak RSS (the figures `rgcd run` prints on each stage's line), and per run:
+the process's peak RSS (wait4), the DuckDB memory limit, rows of every mart, what the pair rule
+dropped, and the pairs each stage used. `--fit` fits each figure to a power of the number of
+users (least squares on log-log) and extrapolates to the full dataset's 21,900 users.
+
+    python benchmarks/scale.py --users 250 1000            # measure (adds to results/scale.json)
+    python benchmarks/scale.py --users 4000 --until build   # only demo-data, ingest, build
+    python benchmarks/scale.py --fit                        # fit + extrapolate what is there
+
+Writes benchmarks/results/scale.json (--survival: scale_pair_rule_survival.json). The machine
+it ran on is named there; the figures of a shared machine vary (say so next to them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
+SURVIVAL = ROOT / "benchmarks" / "results" / "scale_pair_rule_survival.json"
+FULL_USERS = 21_900
+DAYS = 21
+# "✓ build      <figures> (12.3s, peak 1.23 GiB)" as rgcd run prints it (rgcd/cli.py)
+STAGE_LINE = re.compile(r"^✓ (\S+)\s+(.*) \(([\d.]+)s, peak ([\d.]+) (GiB|MiB)\)\s*$")
+UNITS = {"GiB": 1024**3, "MiB": 1024**2}
+# With --until: the first stages as separate commands (the demo world from the workspace's config).
+FIRST_STAGES = (("demo-data", ("demo-data", "{ws}/demo_data")), ("ingest", ("ingest", "{ws}/demo_data")),
+                ("build", ("build",)))
+
+
+def workspace_config(users: int, seeds: list[int], memory_limit_gb: float) -> dict:
+    """rgcd.yaml of one measured workspace: the real density, defaults elsewhere but the seeds."""
+    from rgcd.config import DemoDensity
+
+    return {
+        "demo": {"users": users, "days": DAYS, "seed": 7, "density": DemoDensity.kuailive_m3().model_dump()},
+        "warehouse": {"memory_limit_gb": memory_limit_gb},
+        "evaluation": {"seeds": seeds},
+    }
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float, int]:
+    """Run `cmd`, stderr+stdout to `log`; (exit code, wall seconds, peak RSS bytes of the child)."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), time.perf_counter() - started, usage.ru_maxrss * 1024
+
+
+def parse_stage_lines(text: str) -> dict[str, dict]:
+    """Each finished stage's wall, peak and line, from `rgcd run`'s output."""
+    stages = {}
+    joined: list[str] = []
+    for raw in text.splitlines():  # rich wraps a long line: join it up to its "(..s, peak ..)" end
+        if raw.startswith("✓ ") or (joined and not STAGE_LINE.match(joined[-1])
+                                    and not joined[-1].startswith(("─", "["))):
+            if raw.startswith("✓ ") or not joined:
+                joined.append(raw.rstrip())
+            else:
+                joined[-1] += " " + raw.strip()
+    for raw in joined:
+        m = STAGE_LINE.match(raw.strip())
+        if m:
+            name, line, wall, peak, unit = m.groups()
+            stages[name] = {"wall_s": float(wall), "peak_rss_bytes": int(float(peak) * UNITS[unit]),
+                            "line": line}
+    return stages
+
+
+def mart_rows(ws: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    return {p.stem: pq.read_metadata(p).num_rows for p in sorted((ws / "marts").glob("*.parquet"))}
+
+
+def pair_figures(ws: Path) -> dict:
+    """What the pair rule dropped (the effect mart's totals) and the pairs each stage used."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out: dict = {}
+    effect = ws / "marts" / "behaviour_pair_rule_effect.parquet"
+    if effect.exists():
+        table = pq.read_table(effect)
+        out["rule"] = {c: int(pc.sum(table[c]).as_py() or 0) for c in table.column_names if c != "event_date"}
+    pairs = ws / "marts" / "behaviour_pairs.parquet"
+    if pairs.exists():
+        out["behaviour_pairs"] = pq.read_metadata(pairs).num_rows
+    reason = ws / "reports" / "reason.json"
+    if reason.exists():
+        r = json.loads(reason.read_text())
+        out["reason"] = {"available": r.get("pairs_available"), "selected": r.get("pairs_selected")}
+    for name in ("transfer.json",):  # stage 2's report, once it writes one
+        path = ws / "reports" / name
+        if path.exists():
+            out["transfer"] = json.loads(path.read_text()).get("pairs")
+    return out
+
+
+def measure(users: int, root: Path, seeds: list[int], memory_limit_gb: float,
+            until: str | None) -> dict:
+    import yaml
+
+    from rgcd.config import Settings, Workspace
+    from rgcd.memory import duckdb_limits
+
+    ws = root / f"scale-{users}"
+    if ws.exists():
+        import shutil
+
+        shutil.rmtree(ws)
+    ws.mkdir(parents=True)
+    config = workspace_config(users, seeds, memory_limit_gb)
+    (ws / "rgcd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    limits = duckdb_limits(Workspace(ws), Settings.model_validate(config))
+    env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)}  # no wrapped stage lines
+    rgcd = [str(Path(sys.executable).parent / "rgcd"), "-w", str(ws)]
+    log = ws / "run.log"
+    if until is None:  # the whole pipeline in one process, as a user runs it
+        print(f"[scale] {users} users: rgcd run (log {log})", file=sys.stderr)
+        code, wall, peak = run_measured([*rgcd, "run"], env, log)
+        parsed = parse_stage_lines(log.read_text())
+    else:  # the first stages only, one process each (peak = that process's)
+        code, wall, peak, parsed = 0, 0.0, 0, {}
+        for stage, args in FIRST_STAGES[:[s for s, _ in FIRST_STAGES].index(until) + 1]:
+            print(f"[scale] {users} users: rgcd {stage} (log {log})", file=sys.stderr)
+            code, seconds, stage_peak = run_measured([*rgcd, *[a.format(ws=ws) for a in args]], env, log)
+            lines = log.read_text().strip().splitlines()
+            parsed[stage] = {"wall_s": round(seconds, 1), "peak_rss_bytes": stage_peak,
+                             "line": lines[-1] if lines else ""}
+            wall, peak = wall + seconds, max(peak, stage_peak)
+            if code != 0:
+                break
+    return run_result(users, ws, code, wall, peak, parsed, limits.memory_limit)
+
+
+def run_result(users: int, ws: Path, code: int | None, wall: float | None, peak: int | None,
+               parsed: dict, memory_limit: int) -> dict:
+    """One run's record; code None = recorded from the log of a run still going (--from-log)."""
+    result = {
+        "users": users, "days": DAYS, "exit_code": code, "wall_s": None if wall is None else round(wall, 1),
+        "process_peak_rss_bytes": peak, "duckdb_memory_limit_bytes": memory_limit,
+        "stages": parsed, "marts": mart_rows(ws), "pairs": pair_figures(ws),
+        "over_limit": [s for s, v in parsed.items() if v["peak_rss_bytes"] > memory_limit],
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_at_end": os.getloadavg()[0],
+    }
+    if code is None:
+        result["unfinished"] = "recorded from the log while the run was still going: later stages missing"
+    elif code != 0:
+        result["log_tail"] = (ws / "run.log").read_text()[-3000:]
+    return result
+
+
+def record_from_log(users: int, ws: Path) -> dict:
+    """The finished stages of a run that is still going (or was stopped), from its log."""
+    import yaml
+
+    from rgcd.config import Settings, Workspace
+    from rgcd.memory import duckdb_limits
+
+    settings = Settings.model_validate(yaml.safe_load((ws / "rgcd.yaml").read_text()))
+    parsed = parse_stage_lines((ws / "run.log").read_text())
+    limit = duckdb_limits(Workspace(ws), settings).memory_limit
+    return run_result(users, ws, None, None, None, parsed, limit)
+
+
+# The rule switched off: caps no user-day reaches, no floor.
+RULE_OFF = {"pair_plays_per_user_day": 10**6, "pair_sessions_per_user_day": 10**6,
+            "pair_max_per_user_day": 10**9, "pair_min_strength": 0.0}
+
+
+def stage1_selection(ws: Path, max_pairs: int, max_per_item: int) -> list[str]:
+    """The pair ids stage 1 (reason) would select from this workspace's marts, with its own code
+    (select_pairs over the whole marts read directly; Feast returns the same rows)."""
+    import polars as pl
+
+    from training.frames import Stage1Frames
+    from training.reasoning.run import select_pairs
+
+    pairs = pl.read_parquet(ws / "marts" / "behaviour_pairs.parquet")
+    items = pl.read_parquet(ws / "marts" / "item_content.parquet").drop("mm_embedding")
+    frames = Stage1Frames(pairs=pairs.with_columns(pl.col("last_seen").alias("event_timestamp")),
+                          items=items, request_time=datetime.now(UTC))
+    chosen, _ = select_pairs(frames, max_pairs, 0.0, max_per_item)
+    return [p.pair_id for p in chosen]
+
+
+def rule_survival(users: int, root: Path) -> dict:
+    """Build one real-density world with the pair rule and without it; of the pairs stage 1 takes
+    without the rule, how many the rule keeps, and how many stage 1 still takes with it."""
+    import shutil
+
+    import yaml
+
+    from rgcd.config import Settings
+
+    teacher = Settings().teacher
+    base = root / f"survival-{users}"
+    shutil.rmtree(base, ignore_errors=True)
+    out: dict = {"users": users, "max_pairs": teacher.max_pairs,
+                 "max_pairs_per_item": teacher.max_pairs_per_item}
+    env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)}
+    rgcd = str(Path(sys.executable).parent / "rgcd")
+    for name, warehouse in (("rule", {}), ("no_rule", RULE_OFF)):
+        ws = base / name
+        ws.mkdir(parents=True)
+        config = workspace_config(users, [0], 0.0)
+        config["warehouse"].update(warehouse)
+        (ws / "rgcd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        log = ws / "run.log"
+        for args in (["demo-data", f"{ws}/demo_data"], ["ingest", f"{ws}/demo_data"], ["build"]):
+            code, seconds, peak = run_measured([rgcd, "-w", str(ws), *args], env, log)
+            if code != 0:
+                raise SystemExit(f"{args[0]} failed for {ws}: see {log}")
+        out[name] = {"build_wall_s": round(seconds, 1), "build_peak_rss_bytes": peak,
+                     "behaviour_pairs": mart_rows(ws)["behaviour_pairs"]}
+    out.update(compare_selections(base, teacher.max_pairs, teacher.max_pairs_per_item))
+    return out
+
+
+def compare_selections(base: Path, max_pairs: int, max_per_item: int) -> dict:
+    """Stage 1's selection from the marts built with (base/rule) and without (base/no_rule) the rule."""
+    import polars as pl
+
+    columns = ["pair_id", "strength", "distinct_users"]
+    marts = {n: pl.read_parquet(base / n / "marts" / "behaviour_pairs.parquet", columns=columns)
+             for n in ("rule", "no_rule")}
+    chosen = {n: marts[n].filter(pl.col("pair_id").is_in(stage1_selection(base / n, max_pairs, max_per_item)))
+              for n in marts}
+    out: dict = {f"stage1_strength_{n}": {"min": chosen[n]["strength"].min(),
+                                          "mean": chosen[n]["strength"].mean()} for n in marts}
+    kept = marts["rule"].select("pair_id")
+    without = chosen["no_rule"]
+    out["stage1_pairs_without_rule_kept_by_rule"] = without.join(kept, on="pair_id").height / without.height
+    out["stage1_pairs_without_rule_still_selected"] = (without.join(chosen["rule"], on="pair_id").height
+                                                       / without.height)
+    multi = marts["no_rule"].filter(pl.col("distinct_users") >= 2)
+    out["pairs_of_2plus_users_without_rule"] = multi.height
+    out["pairs_of_2plus_users_without_rule_kept"] = multi.join(kept, on="pair_id").height
+    out["pairs_of_2plus_users_without_rule_mean_strength"] = multi["strength"].mean()
+    return out
+
+
+def power_fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """(a, b) of y = a x^b, least squares on logs; None without two positive points."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y and y > 0]
+    if len(pts) < 2 or len({p[0] for p in pts}) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    b = sum((p[0] - mx) * (p[1] - my) for p in pts) / sum((p[0] - mx) ** 2 for p in pts)
+    return math.exp(my - b * mx), b
+
+
+def fit(runs: list[dict]) -> dict:
+    """Each figure as a power of users, extrapolated to FULL_USERS."""
+    ok = sorted((r for r in runs if r.get("stages")), key=lambda r: r["users"])
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in ok:
+        for stage, v in r["stages"].items():
+            series.setdefault(f"{stage}.wall_s", []).append((r["users"], v["wall_s"]))
+            series.setdefault(f"{stage}.peak_rss_bytes", []).append((r["users"], v["peak_rss_bytes"]))
+        for mart, n in r["marts"].items():
+            series.setdefault(f"rows.{mart}", []).append((r["users"], n))
+        for k, n in r["pairs"].get("rule", {}).items():
+            series.setdefault(f"pair_rule.{k}", []).append((r["users"], n))
+    out = {}
+    for name, pts in series.items():
+        got = power_fit([p[0] for p in pts], [p[1] for p in pts])
+        if got:
+            a, b = got
+            out[name] = {"exponent": round(b, 3), "at_full": a * FULL_USERS**b,
+                         "points": pts}
+    return out
+
+
+def markdown(doc: dict) -> str:
+    """The README's tables: per size, each stage's wall and peak; then the fit."""
+    runs = sorted(doc["runs"], key=lambda r: r["users"])
+    stages = [s for r in runs for s in r["stages"]]
+    stages = list(dict.fromkeys(stages))
+    head = "| stage | " + " | ".join(f"{r['users']:,} users" for r in runs) + " |"
+    lines = [head, "| --- |" + " --- |" * len(runs)]
+    for stage in stages:
+        cells = []
+        for r in runs:
+            v = r["stages"].get(stage)
+            cells.append(f"{v['wall_s']:.0f} s, {v['peak_rss_bytes'] / 1024**3:.2f} GiB" if v else "-")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    marts = list(dict.fromkeys(m for r in runs for m in r["marts"]))
+    for mart in marts:
+        lines.append(f"| rows: {mart} | " + " | ".join(f"{r['marts'].get(mart, 0):,}" for r in runs) + " |")
+    fitted = doc.get("fit", {}).get("figures", {})
+    if fitted:
+        lines += ["", f"| figure | exponent b (a x users^b) | at {FULL_USERS:,} users |",
+                  "| --- | --- | --- |"]
+        for name, f in fitted.items():
+            value = f["at_full"]
+            shown = (f"{value / 1024**3:.1f} GiB" if name.endswith("peak_rss_bytes")
+                     else f"{value / 60:.0f} min" if name.endswith("wall_s") else f"{value:,.0f}")
+            lines.append(f"| {name} | {f['exponent']} | {shown} |")
+    return "\n".join(lines)
+
+
+def store_run(doc: dict, result: dict) -> None:
+    """Add one run to results/scale.json, re-read first: runs of other sizes may have been
+    measured by another process meanwhile."""
+    if RESULTS.exists():
+        doc["runs"] = json.loads(RESULTS.read_text()).get("runs", [])
+    doc["runs"] = [r for r in doc["runs"] if r["users"] != result["users"]] + [result]
+    doc["runs"].sort(key=lambda r: r["users"])
+    RESULTS.write_text(json.dumps(doc, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, nargs="*", default=[])
+    parser.add_argument("--root", type=Path, default=Path("/tmp/scale-bench"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="evaluation seeds (default: one, to keep a run short)")
+    parser.add_argument("--memory-limit-gb", type=float, default=0.0,
+                        help="warehouse.memory_limit_gb of the runs (0: the default share of RAM)")
+    parser.add_argument("--until", choices=[s for s, _ in FIRST_STAGES], default=None,
+                        help="run only the stages up to this one, each in its own process")
+    parser.add_argument("--fit", action="store_true", help="fit and extrapolate the stored runs")
+    parser.add_argument("--from-log", type=int, default=None, metavar="USERS",
+                        help="record the finished stages of <root>/scale-USERS from its run.log")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="with --survival: compare the workspaces an earlier --survival built")
+    parser.add_argument("--survival", type=int, default=None, metavar="USERS",
+                        help="build a world of USERS with and without the pair rule and compare "
+                             "the pairs stage 1 selects")
+    args = parser.parse_args()
+
+    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    doc["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                      "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+    for users in args.users:
+        result = measure(users, args.root, args.seeds, args.memory_limit_gb, args.until)
+        store_run(doc, result)
+        print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
+                                                 "over_limit")}), file=sys.stderr)
+    if args.from_log:
+        store_run(doc, record_from_log(args.from_log, args.root / f"scale-{args.from_log}"))
+    if args.survival:
+        survival = (rule_survival(args.survival, args.root) if not args.compare_only else
+                    {"users": args.survival, **json.loads(SURVIVAL.read_text()),
+                     **compare_selections(args.root / f"survival-{args.survival}", 2000, 3)})
+        SURVIVAL.write_text(json.dumps({"machine": doc["machine"], **survival}, indent=2))
+        print(json.dumps(survival, indent=2), file=sys.stderr)
+    if args.fit or not (args.users or args.survival or args.from_log):
+        doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
+                                     f"measured sizes), users at the same per-user density and 21 days; "
+                                     f"extrapolated to {FULL_USERS:,} users"),
+                      "figures": fit(doc["runs"])}
+        RESULTS.write_text(json.dumps(doc, indent=2))
+        print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
