@@ -50,6 +50,9 @@ class DemoConfig(_Section):
     days: int = Field(14, gt=1)
     seed: int = 7
     density: DemoDensity = DemoDensity()
+    dirty_rate: float = Field(0.001, ge=0, lt=1, description="share of bad rows appended to each raw file "
+                                                            "(transforms/dirt.py), so ingest's quarantine "
+                                                            "shows; 0 for a clean world")
 
 
 class IngestConfig(_Section):

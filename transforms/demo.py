@@ -34,8 +34,9 @@ from rich.progress import Progress
 
 from rgcd.config import DemoDensity
 from transforms.contract import VECTOR_DIMS
+from transforms.dirt import MANIFEST, append_lines, dirty, write_manifest
 from transforms.latent import LatentTruth, LiveChoice, LiveRoutes, is_evening, params_doc, write_latent
-from transforms.raw_io import write_raw
+from transforms.raw_io import encode_raw, write_raw
 
 START = datetime(2025, 5, 5, tzinfo=UTC)
 MS_HOUR = 3_600_000
@@ -156,18 +157,22 @@ class DemoSummary:
     cut: datetime
     seconds: float
     on_air_at_requests: dict[str, float] = field(default_factory=dict)
+    good_rows: dict[str, int] = field(default_factory=dict)   # rows before any bad row was added
+    injected: dict[str, int] = field(default_factory=dict)    # bad rows per file (--dirty)
     files: dict[str, Path] = field(default_factory=dict)
 
     def one_line(self) -> str:
         """One line of figures for the CLI and `rgcd run`."""
-        r = self.rows
+        r = self.good_rows or self.rows
+        dirt = sum(self.injected.values())
+        dirt_note = f", {dirt:,} bad rows injected (dirt_manifest.json)" if dirt else ""
         return (f"demo world (synthetic, seed {self.seed}): {self.users:,} users, {self.days} days, "
                 f"{r['author_profile']:,} authors, {r['photo_meta']:,} photos, "
                 f"{r['live_room_meta']:,} live rooms ({self.on_air_rooms} on air at the end; "
                 f"median {self.on_air_at_requests.get('median', 0):,.0f} on air at a test request), "
                 f"{r['photo_play']:,} plays, {r['live_interaction']:,} live sessions, "
                 f"{self.cold_start_users:,} live-cold-start users before {self.cut:%Y-%m-%d}, "
-                f"{self.seconds:.1f}s")
+                f"{self.seconds:.1f}s{dirt_note}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,12 +690,16 @@ def _creator_counts(users: int, days: int, density: DemoDensity) -> tuple[int, i
 
 
 def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensity | None = None,
-             show_progress: bool = True) -> DemoSummary:
+             dirty_rate: float = 0.0, show_progress: bool = True) -> DemoSummary:
     """Write the demo world (every file of the data contract) to `out`; same seed, same files.
 
     `density` sets plays and live sessions per user-day and the catalogue per user (default: the
-    demo world's; `DemoDensity.kuailive_m3()` is the real dataset's).
+    demo world's; `DemoDensity.kuailive_m3()` is the real dataset's). `dirty_rate` > 0 appends
+    that share of bad rows to each file (transforms/dirt.py) and writes `dirt_manifest.json`.
+    The latent truth goes to `<out>/latent/` (transforms/latent.py).
     """
+    if not 0 <= dirty_rate < 1:
+        raise ValueError(f"dirty rate must be in [0, 1) (got {dirty_rate})")
     if users < 10 or days < 2:
         raise ValueError(f"demo world needs at least 10 users and 2 days (got {users} users, {days} days)")
     density = density or DemoDensity()
@@ -740,7 +749,14 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
             "live_interaction": sessions, "photo_emb_128": photo_emb, "live_emb_64": live_emb,
             "live_comment": comments, "live_show": shows,
         }
-        files = {stem: write_raw(out, stem, frame) for stem, frame in frames.items()}
+        good_rows = {stem: f.height for stem, f in frames.items()}
+        written, lines, manifest = dirty({s: encode_raw(s, f) for s, f in frames.items()}, dirty_rate, seed)
+        files = {stem: write_raw(out, stem, frame) for stem, frame in written.items()}
+        for stem, extra in lines.items():
+            append_lines(files[stem], extra)
+        (out / MANIFEST).unlink(missing_ok=True)
+        if dirty_rate > 0:
+            write_manifest(out, dirty_rate, manifest)
         write_latent(out, _latent_truth(u, a, rooms, room_ids, photo_ids, photo_author, photo_topic,
                                         photo_weight, linked_keys, linked_plays, topic_prior))
         step(6)
@@ -750,7 +766,8 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
     live_before = sessions.filter(pl.col("live_play_start_timestamp") < cut_pl)["user_id"].unique()
     cold = users - live_before.len()
     return DemoSummary(out=out, users=users, days=days, seed=seed,
-                       rows={stem: f.height for stem, f in frames.items()},
+                       rows={stem: f.height for stem, f in written.items()}, good_rows=good_rows,
+                       injected={stem: sum(m.values()) for stem, m in manifest.items()},
                        cold_start_users=cold, on_air_rooms=int(rooms.on_air_at_end.sum()), cut=cut,
                        on_air_at_requests=on_air_at_test_requests(sessions, room_meta, cut),
                        seconds=time.perf_counter() - t0, files=files)

@@ -90,6 +90,22 @@ def load_latent(ws) -> LatentTruth | None:
     return read_latent(Path(ws.root) / LATENT_DIR)
 
 
+def copy_latent(src: Path, ws) -> bool:
+    """Copy `<src>/latent/` to `<ws>/latent/` whole (replacing what was there); False if none."""
+    import shutil
+
+    folder = Path(src) / LATENT_DIR
+    if not (folder / "params.json").exists():
+        return False
+    target = Path(ws.root) / LATENT_DIR
+    staged = target.with_name(LATENT_DIR + ".tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(folder, staged)
+    shutil.rmtree(target, ignore_errors=True)
+    staged.rename(target)
+    return True
+
+
 def params_doc(routes: LiveRoutes, topic_prior: np.ndarray, **extra) -> dict:
     """params.json's content."""
     return {"version": FORMAT_VERSION, "live_routes": asdict(routes), "evening_hours": list(EVENING),

@@ -272,3 +272,31 @@ def test_summary_line_and_bad_sizes(world, tmp_path):
     assert "synthetic" in line and f"{summary.rows['photo_play']:,} plays" in line and "\n" not in line
     with pytest.raises(ValueError, match="at least"):
         generate(tmp_path, users=3, days=14, seed=0, show_progress=False)
+
+
+def test_dirty_world_every_bad_row_kind_and_ingest_quarantines_exactly_the_manifest(tmp_path):
+    import json
+
+    from rgcd.config import IngestConfig, Workspace
+    from transforms.dirt import MANIFEST
+    from transforms.ingest import ingest
+
+    src = tmp_path / "dirty"
+    summary = generate(src, users=300, days=5, seed=1, dirty_rate=0.01, show_progress=False)
+    manifest = json.loads((src / MANIFEST).read_text())["files"]
+    kinds = {reason.split(" (")[0].split(" ")[0] for reasons in manifest.values() for reason in reasons}
+    # missing ids and times, unparsable times, vectors ("<col> has not n values"), negative,
+    # end before start, unknown foreign keys, duplicate keys, malformed CSV lines
+    assert {"missing", "unparsable", "negative", "end", "unknown", "duplicate", "malformed",
+            "feature", "embedding"} <= kinds, kinds
+    assert any(r.startswith("missing") and "timestamp" in r for m in manifest.values() for r in m)
+    report = ingest(src, Workspace(tmp_path / "ws"), IngestConfig())
+    for stem, counts in report.files.items():
+        assert dict(counts.reasons) == manifest.get(stem, {}), stem
+        assert counts.accepted == summary.good_rows[stem], stem
+        assert counts.read == counts.accepted + counts.quarantined
+    # the truth rides along, untouched; a clean world writes no manifest
+    assert (tmp_path / "ws" / "latent" / "params.json").read_bytes() == \
+        (src / "latent" / "params.json").read_bytes()
+    generate(src, users=300, days=5, seed=1, dirty_rate=0.0, show_progress=False)
+    assert not (src / MANIFEST).exists()
