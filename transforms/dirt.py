@@ -12,7 +12,6 @@ so a test can hold ingest's quarantine against it.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -127,9 +126,9 @@ def dirty(encoded: dict[str, pl.DataFrame], rate: float, seed: int
 
 def write_manifest(out: Path, rate: float, manifest: dict[str, dict[str, int]]) -> Path:
     """`<out>/dirt_manifest.json`: {"rate", "files": {stem: {reason: rows injected}}}."""
-    path = Path(out) / MANIFEST
-    path.write_text(json.dumps({"rate": rate, "files": manifest}, indent=2, sort_keys=True))
-    return path
+    from rgcd.atomic import write_json_atomic
+
+    return write_json_atomic({"rate": rate, "files": manifest}, Path(out) / MANIFEST)
 
 
 def append_lines(path: Path, lines: list[str]) -> None:

@@ -65,12 +65,15 @@ class LatentTruth:
 
 def write_latent(out: Path, truth: LatentTruth) -> Path:
     """Write the truth to `<out>/latent/`; returns that folder."""
+    from rgcd.atomic import write_json_atomic, write_parquet_atomic
+
     folder = Path(out) / LATENT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    truth.items.write_parquet(folder / "items.parquet")
-    truth.users.write_parquet(folder / "users.parquet")
-    truth.user_authors.write_parquet(folder / "user_authors.parquet")
-    (folder / "params.json").write_text(json.dumps(truth.params, indent=2, sort_keys=True))
+    write_parquet_atomic(truth.items, folder / "items.parquet")
+    write_parquet_atomic(truth.users, folder / "users.parquet")
+    write_parquet_atomic(truth.user_authors, folder / "user_authors.parquet")
+    # params.json last: its presence says the folder is complete (read_latent looks for it)
+    write_json_atomic(truth.params, folder / "params.json")
     return folder
 
 
