@@ -48,7 +48,7 @@ COLD_START_FRACTION = 0.15    # users held out of live before the cut (light use
 # configuration; what follows is the shape of the world at any density.
 SHOWS_PER_SESSION = 2.0       # impressions without entry (live_show), per live session
 PHOTOS_PER_AUTHOR = 10.0      # catalogue size -> number of creators
-STREAMS_PER_LIVE_AUTHOR_DAY = 0.72  # mean rooms a streamer starts a day -> number of streamers
+STREAMS_PER_LIVE_AUTHOR_DAY = 3.0  # mean rooms a streamer starts a day -> number of streamers
 MIN_LIVE_AUTHOR_SHARE = 0.25  # at least this share of creators stream ...
 MAX_LIVE_AUTHOR_SHARE = 0.9   # ... and at most this one (more creators are made when rooms need them)
 EXPLORE = 0.15                # share of plays whose topic comes from the global mix, not the user's
