@@ -212,8 +212,9 @@ class LiveChoice:
         share_interest = 1.0 - share_linked - share_pop - routes.chance
         w_total = w_topic.sum(axis=1, keepdims=True)
         n_on = on.sum(axis=1, keepdims=True)
-        per_topic = (share_interest * theta / np.maximum(w_topic, 1e-300)
-                     + share_pop / np.maximum(w_total, 1e-300)).astype(np.float32)
+        # a row with nothing on air has w_total 0: its popularity term is 0, not 1/0
+        pop = np.divide(share_pop, w_total, out=np.zeros_like(w_total), where=w_total > 0)
+        per_topic = (share_interest * theta / np.maximum(w_topic, 1e-300) + pop).astype(np.float32)
         chance = (routes.chance / np.maximum(n_on, 1)).astype(np.float32)
         link = (share_linked / np.maximum(linked_total, 1e-300)).astype(np.float32)
         p_sorted = np.take(per_topic, topic, axis=1)
