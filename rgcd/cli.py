@@ -65,7 +65,12 @@ def cli(ctx: click.Context, workspace: Path, config: Path | None) -> None:
     Data moves one way: raw logs (KuaiLive-M3 layout) -> lake -> dbt marts -> Feast ->
     models -> vectors -> Milvus. `rgcd run` does all of it; the other commands run one stage.
     """
+    from rgcd.terminal import clean_terminal, files_inside
+
+    ctx.with_resource(clean_terminal())
     ctx.obj = Context(workspace, config)
+    if ctx.invoked_subcommand not in (None, "demo-data"):  # the ones that may start Feast
+        ctx.with_resource(files_inside(ctx.obj.ws))
 
 
 @cli.command()
@@ -312,8 +317,9 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
     except _feature_store_errors() as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    got.write_parquet(out)
+    from rgcd.atomic import write_parquet_atomic
+
+    write_parquet_atomic(got, out)
     n_features = got.width - len(pl.read_parquet_schema(entities))
     console.print(f"[green]✓[/] {got.height} rows x {n_features} features -> {out}")
 

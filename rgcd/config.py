@@ -120,6 +120,8 @@ class StudentConfig(_Section):
     eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
     torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default); "
                                                     "tiny students run fastest on one")
+    checkpoint_every_steps: int = Field(100, ge=0, description="training saves a checkpoint every N "
+                                        "steps and a rerun after a kill resumes from it (0: none)")
     seed: int = 0
 
 

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rgcd.atomic import write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, Workspace
+from rgcd.faults import kill_point
 from training.frames import Stage1Frames, read_stage1_frames
 from training.reasoning.backends import Teacher, TeacherRequest, make_teacher
 from training.reasoning.cache import AnswerCache, CachedAnswer
@@ -263,6 +265,7 @@ def reason(
             finished = answer_pairs(teacher, [requests[i] for i in chunk], cfg.retries)
             rows = [(keys[i], a) for i, a in zip(chunk, finished, strict=True)]
             cache.put_many([(k, a) for k, a in rows if a.status != "unanswered"])  # the resume point
+            kill_point("reason.batch_cached")
             answers.update(rows)
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
@@ -277,8 +280,7 @@ def reason(
         pairs_per_minute=round(len(todo) / seconds * 60, 1) if todo and seconds > 0 else None,
     )
     result = ReasonReport(**report)
-    ws.reports.mkdir(parents=True, exist_ok=True)
-    (ws.reports / "reason.json").write_text(json.dumps(asdict(result), indent=2))
+    write_json_atomic(asdict(result), ws.reports / "reason.json")
     return result
 
 
@@ -329,17 +331,16 @@ def _write_tables(
                     "created_timestamp": created,
                 },
             )
-    ws.feature_data.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(pair_rows, schema=PAIR_REASONING_SCHEMA).write_parquet(
-        ws.feature_data / "pair_reasoning.parquet"
-    )
-    pl.DataFrame(list(item_rows.values()), schema=ITEM_REASONING_SCHEMA).sort("item_id").write_parquet(
-        ws.feature_data / "item_reasoning.parquet"
-    )
+    # Each table is renamed in whole; a kill between them is repaired by the rerun, which answers
+    # every pair from the cache and writes both again.
+    write_parquet_atomic(pl.DataFrame(pair_rows, schema=PAIR_REASONING_SCHEMA),
+                         ws.feature_data / "pair_reasoning.parquet")
+    kill_point("reason.between_tables")
+    write_parquet_atomic(pl.DataFrame(list(item_rows.values()), schema=ITEM_REASONING_SCHEMA).sort("item_id"),
+                         ws.feature_data / "item_reasoning.parquet")
     quarantine = ws.quarantine_table("pair_reasoning")
     if rejected_rows:
-        quarantine.parent.mkdir(parents=True, exist_ok=True)
-        pl.DataFrame(rejected_rows).write_parquet(quarantine)
+        write_parquet_atomic(pl.DataFrame(rejected_rows), quarantine)
     elif quarantine.exists():
         quarantine.unlink()
     finished = len(pair_rows) + len(rejected_rows)
