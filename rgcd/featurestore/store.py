@@ -474,8 +474,9 @@ def _written_since(view: FeatureView, since: datetime) -> datetime | None:
     return lo if lo.tzinfo else lo.replace(tzinfo=UTC)
 
 
-def materialize(store: FeatureStore, end: datetime | None = None) -> MaterializeReport:
-    """Load the latest value per entity into the online store.
+def materialize(store: FeatureStore, end: datetime | None = None,
+                views: list[str] | None = None) -> MaterializeReport:
+    """Load the latest value per entity into the online store (all online views, or `views`).
 
     A view never materialized is loaded from its first row (Feast's incremental start, now minus
     TTL, would skip historical logs such as KuaiLive-M3's); afterwards only what is new since the
@@ -483,7 +484,7 @@ def materialize(store: FeatureStore, end: datetime | None = None) -> Materialize
     restated reasoning), which with historical logs have event times long before it.
     Views whose parquet does not exist yet are reported as waiting.
     """
-    online = [v for v in store.list_feature_views() if v.online]
+    online = [v for v in store.list_feature_views() if v.online and (views is None or v.name in views)]
     waiting = missing_sources(online)
     ready = [v for v in online if v not in waiting]
     ranges = {v.name: _time_range(v) for v in ready}
@@ -508,6 +509,32 @@ def materialize(store: FeatureStore, end: datetime | None = None) -> Materialize
         store.materialize(start_date=min(start, end), end_date=end, feature_views=[name])
     return MaterializeReport(tuple(v.name for v in fresh), tuple(v.name for v in incremental),
                              tuple(v.name for v in waiting), end)
+
+
+def materialize_views(ws: Workspace, settings: Settings, views: list[str]) -> str:
+    """Bring the online store up to date for `views` after a stage wrote their tables; one line.
+
+    Every stage that writes a Feast view's table (reason, transfer, publish, a room going on air)
+    calls this itself, so online reads never wait for the next `features` stage. Views that are
+    offline only (e.g. pair_reasoning) are named and left alone; a workspace without a registry
+    gets a line starting with `skipped: `, since there is no online store to update yet.
+    """
+    if not (ws.feast / "registry.db").exists():
+        return f"skipped: no Feast registry in {ws.feast} (run `rgcd features apply`)"
+    store = feature_store(ws, settings)
+    by_name = {v.name: v for v in store.list_feature_views()}
+    unknown = sorted(set(views) - set(by_name))
+    if unknown:
+        raise FeatureStoreError(f"unknown feature views {unknown}; run `rgcd features apply`")
+    online = [v for v in views if by_name[v].online]
+    offline = [v for v in views if not by_name[v].online]
+    line = ""
+    if online:
+        with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress line per view
+            line = materialize(store, views=online).one_line()
+    if offline:
+        line += ("; " if line else "") + f"offline only: {', '.join(offline)}"
+    return line
 
 
 def online_features(store: FeatureStore, service: str, entity_rows: dict[str, list]) -> pl.DataFrame:

@@ -68,6 +68,7 @@ class ReasonReport:
     generation_seconds: float
     pairs_per_minute: float | None
     schema_valid_rate: float | None
+    online: str = ""
 
     def one_line(self) -> str:
         """The run in one line of figures."""
@@ -77,6 +78,7 @@ class ReasonReport:
             f"teacher {self.teacher_id}: {self.pairs_selected} pairs ({self.from_cache} cached, "
             f"{self.generated} generated{speed}), {self.accepted} accepted, {self.rejected} rejected "
             f"(valid {rate}), {self.items_with_reasoning} items with reasoning"
+            + (f"; {self.online}" if self.online else "")
         )
 
 
@@ -270,7 +272,9 @@ def reason(
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
     cache.close()
-    report = _write_tables(ws, pairs, [answers[k] for k in keys], teacher)
+    first_appearance = dict(zip(frames.items["item_id"].to_list(),
+                                frames.items["first_appearance"].to_list(), strict=True))
+    report = _write_tables(ws, pairs, [answers[k] for k in keys], teacher, first_appearance)
     report.update(
         pairs_available=frames.pairs.height,
         pairs_unresolved=unresolved,
@@ -279,14 +283,26 @@ def reason(
         generation_seconds=round(seconds, 3),
         pairs_per_minute=round(len(todo) / seconds * 60, 1) if todo and seconds > 0 else None,
     )
+    from rgcd.featurestore.store import materialize_views
+
+    # The features stage materialized before these tables existed: bring item_reasoning online now.
+    report["online"] = materialize_views(ws, settings, ["item_reasoning", "pair_reasoning"])
     result = ReasonReport(**report)
     write_json_atomic(asdict(result), ws.reports / "reason.json")
     return result
 
 
 def _write_tables(
-    ws: Workspace, pairs: list[PairFacts], answers: list[CachedAnswer], teacher: Teacher
+    ws: Workspace, pairs: list[PairFacts], answers: list[CachedAnswer], teacher: Teacher,
+    first_appearance: dict[str, datetime],
 ) -> dict:
+    """Write pair_reasoning and item_reasoning, stamped with when their evidence existed.
+
+    event_timestamp: a pair's last co-engagement; an item's first appearance (the event time of
+    its item_content row). created_timestamp: now, the generation time, which only breaks ties
+    (a regeneration of the same evidence wins). A backfill over historical logs is so visible to
+    point-in-time frames after its evidence and never before it (DESIGN.md, Serving).
+    """
     created = datetime.now(UTC)
     pair_rows, item_rows, rejected_rows = [], {}, []
     for pair, answer in zip(pairs, answers, strict=True):
@@ -327,7 +343,9 @@ def _write_tables(
                     **{f: knowledge[side][f] for f in ITEM_FIELDS},
                     "teacher_id": teacher.teacher_id,
                     "prompt_version": PROMPT_VERSION,
-                    "event_timestamp": seen,
+                    # No row for it at all would be a bug upstream; the pair's time is then the
+                    # latest moment the item is known to exist, never an earlier one.
+                    "event_timestamp": first_appearance.get(facts.item_id) or seen,
                     "created_timestamp": created,
                 },
             )
