@@ -31,7 +31,10 @@ class DemoDensity(_Section):
         0.357, gt=0, description="live sessions per user and day (over all users, cold-start ones "
                                  "included)")
     photos_per_user: float = Field(3.0, gt=0, description="short videos in the catalogue per user")
-    rooms_per_user: float = Field(0.75, gt=0, description="live rooms started in the window per user")
+    rooms_per_user: float = Field(8.5, gt=0, description="live rooms started in the window per user")
+    min_rooms_per_day: float = Field(
+        3_000, ge=0, description="the platform's floor: rooms started a day whatever the number of "
+                                 "users (a small sample of users still sees a platform's rooms)")
 
     @classmethod
     def kuailive_m3(cls) -> DemoDensity:
@@ -47,6 +50,9 @@ class DemoConfig(_Section):
     days: int = Field(14, gt=1)
     seed: int = 7
     density: DemoDensity = DemoDensity()
+    dirty_rate: float = Field(0.001, ge=0, lt=1, description="share of bad rows appended to each raw file "
+                                                            "(transforms/dirt.py), so ingest's quarantine "
+                                                            "shows; 0 for a clean world")
 
 
 class IngestConfig(_Section):

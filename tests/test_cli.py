@@ -57,7 +57,7 @@ def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeyp
 
     calls = []
 
-    def fake_generate(out, users, days, seed, density):  # records the world asked for; writes nothing
+    def fake_generate(out, users, days, seed, density, dirty_rate):  # records the world; writes nothing
         calls.append((users, days, seed, density.plays_per_user_day, density.rooms_per_user))
         raise SystemExit(0)
 

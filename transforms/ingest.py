@@ -53,6 +53,7 @@ from rgcd.config import IngestConfig, Workspace
 from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
 from transforms.contract import VECTOR_DIMS, Kind, RawFile, ingest_order
+from transforms.latent import copy_latent
 
 # Spellings of "no value" in CSV exports (pandas, Hive, Spark) for columns that are not free text.
 NULL_TOKENS = ("", "null", "NULL", "None", "nan", "NaN", "NA", "N/A", "\\N")
@@ -825,6 +826,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
                 report.files[source.spec.stem] = _read_or_refuse(source, ws, cfg, staging, progress, commit)
                 kill_point("ingest.file_staged")
         commit.apply()
+        copy_latent(src, ws)  # a synthetic world's truth rides along; it is not contract data
     finally:
         if not (ws.root / JOURNAL).exists():  # a journal still to replay keeps its staged files
             shutil.rmtree(staging, ignore_errors=True)

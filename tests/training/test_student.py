@@ -126,3 +126,13 @@ def test_student_writes_each_items_own_knowledge_and_a_shuffled_control_cannot(b
     got = control.generate_knowledge(control.collate(items))
     assert got == shuffled
     assert sum(g == t for g, t in zip(got, truth, strict=True)) == 0
+
+
+def test_encoding_in_length_order_returns_states_in_item_order(base_1layer, rows):
+    from training.distill import encode_items
+
+    student = _student(base_1layer)
+    states = encode_items(student, rows, batch_size=4)  # batches by text length, answers in input order
+    for i in (0, 7, len(rows) - 1):
+        alone = student.chorus_states(student.collate([rows[i]]))
+        assert torch.allclose(alone[0], states[i], atol=1e-4), i
