@@ -67,8 +67,16 @@ _EDGE = r'[^\s"\\\x00-\x1f\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u
 _INNER = r'[^"\\\x00-\x1f\x7f]'
 
 
+_MAX_REPEAT = 100  # xgrammar 0.2.8 fails to compile a {0,n} repeat past ~128 with a tokenizer: chunk it
+
+
 def _bounded_text_pattern(max_chars: int) -> str:
-    return f"^{_EDGE}({_INNER}{{0,{max_chars - 2}}}{_EDGE})?$"
+    """1 to `max_chars` characters, no edge whitespace; the inner repeat split into chunks."""
+    inner, left = "", max_chars - 2
+    while left > 0:
+        inner += f"{_INNER}{{0,{min(left, _MAX_REPEAT)}}}"
+        left -= _MAX_REPEAT
+    return f"^{_EDGE}({inner}{_EDGE})?$"
 
 
 def _inline_refs(node, defs: dict):
@@ -87,10 +95,14 @@ def _inline_refs(node, defs: dict):
 
 
 def _tighten_strings(node) -> None:
-    """Give every bounded string the pattern above (its length bound kept in the pattern too)."""
+    """Give every bounded string the pattern above, which holds its length bounds too.
+
+    minLength/maxLength go: xgrammar ignores them beside a pattern (and says so on every compile).
+    """
     if isinstance(node, dict):
         if node.get("type") == "string" and "maxLength" in node:
-            node["pattern"] = _bounded_text_pattern(node["maxLength"])
+            node["pattern"] = _bounded_text_pattern(node.pop("maxLength"))
+            node.pop("minLength", None)
         for value in node.values():
             _tighten_strings(value)
 
