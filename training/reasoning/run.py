@@ -19,10 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rgcd.config import Settings, Workspace
 from training.frames import Stage1Frames, read_stage1_frames
-from training.reasoning.backends import Teacher, TeacherRequest, make_teacher
+from training.reasoning.backends import MetadataTeacher, Teacher, TeacherRequest, make_teacher
 from training.reasoning.cache import AnswerCache, CachedAnswer
 from training.reasoning.prompts import PROMPT_VERSION, ItemFacts, PairFacts, content_hash, pair_messages
 from training.reasoning.schema import ITEM_FIELDS, SchemaError, parse_pair_answer
+from training.reasoning.truth import load_item_topics, truth_figures
 
 ITEM_REASONING_SCHEMA = {
     "item_id": pl.Utf8,
@@ -66,15 +67,25 @@ class ReasonReport:
     generation_seconds: float
     pairs_per_minute: float | None
     schema_valid_rate: float | None
+    # Against the world's latent truth, teacher and metadata baseline on the same pairs (truth.py);
+    # None where the world carries no truth (real data).
+    truth: dict | None = None
 
     def one_line(self) -> str:
         """The run in one line of figures."""
         rate = f"{self.schema_valid_rate:.0%}" if self.schema_valid_rate is not None else "n/a"
         speed = f", {self.pairs_per_minute:.0f} pairs/min" if self.pairs_per_minute else ""
+        truth = ""
+        if self.truth and self.truth["teacher"]["transferability_auc"] is not None:
+            t, b = self.truth["teacher"], self.truth["metadata_baseline"]
+            truth = (
+                f"; vs truth: AUC {t['transferability_auc']:.2f} (baseline {b['transferability_auc']:.2f}), "
+                f"vertical {t['vertical_match_rate']:.0%} (baseline {b['vertical_match_rate']:.0%})"
+            )
         return (
             f"teacher {self.teacher_id}: {self.pairs_selected} pairs ({self.from_cache} cached, "
             f"{self.generated} generated{speed}), {self.accepted} accepted, {self.rejected} rejected "
-            f"(valid {rate}), {self.items_with_reasoning} items with reasoning"
+            f"(valid {rate}), {self.items_with_reasoning} items with reasoning{truth}"
         )
 
 
@@ -265,8 +276,10 @@ def reason(
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
     cache.close()
-    report = _write_tables(ws, pairs, [answers[k] for k in keys], teacher)
+    finished = [answers[k] for k in keys]
+    report = _write_tables(ws, pairs, finished, teacher)
     report.update(
+        truth=truth_figures(pairs, finished, load_item_topics(ws), MetadataTeacher().answer),
         pairs_available=frames.pairs.height,
         pairs_unresolved=unresolved,
         from_cache=from_cache,
