@@ -241,11 +241,18 @@ def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int)
 
 
 def reason(
-    ws: Workspace, settings: Settings, *, show_progress: bool = True, teacher: Teacher | None = None
+    ws: Workspace,
+    settings: Settings,
+    *,
+    show_progress: bool = True,
+    teacher: Teacher | None = None,
+    item_topics: dict[str, int] | None = None,
 ) -> ReasonReport:
     """Run stage 1a end to end (see the module docstring); resumes from the answer cache.
 
-    `teacher` overrides the backend the settings name (for callers that hold one already).
+    `teacher` overrides the backend the settings name (for callers that hold one already);
+    `item_topics` (item_id -> true topic) is the truth to judge against where the workspace
+    carries no latent truth of its own (a benchmark that knows its world).
     """
     cfg = settings.teacher
     frames = read_stage1_frames(ws, settings)
@@ -279,7 +286,9 @@ def reason(
     finished = [answers[k] for k in keys]
     report = _write_tables(ws, pairs, finished, teacher)
     report.update(
-        truth=truth_figures(pairs, finished, load_item_topics(ws), MetadataTeacher().answer),
+        truth=truth_figures(
+            pairs, finished, item_topics or load_item_topics(ws), MetadataTeacher().answer
+        ),
         pairs_available=frames.pairs.height,
         pairs_unresolved=unresolved,
         from_cache=from_cache,
