@@ -107,18 +107,43 @@ def run(c: Context, data: Path | None) -> None:
               help="Days of logs. Default: demo.days of the config (14).")
 @click.option("--seed", type=int, default=None,
               help="Same seed, same files. Default: demo.seed of the config (7).")
+@click.option("--plays-per-user-day", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Short-video plays per user and day (KuaiLive-M3: about 240). "
+                   "Default: demo.density of the config.")
+@click.option("--live-sessions-per-user-day", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Live sessions per user and day (KuaiLive-M3: about 76).")
+@click.option("--photos-per-user", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Short videos in the catalogue per user (KuaiLive-M3: about 300).")
+@click.option("--rooms-per-user", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Live rooms started in the window per user (KuaiLive-M3: about 300 over 21 days).")
+@click.option("--dirty", "dirty_rate", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Share of bad rows (every kind the contract names) appended to each file, with "
+                   "dirt_manifest.json counting them. Default: demo.dirty_rate of the config (0.001).")
+@click.option("--kuailive-density", is_flag=True,
+              help="Start from KuaiLive-M3's per-user density instead of the config's "
+                   "(the four options above still override it; use with --days 21).")
 @pass_ctx
-def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None) -> None:
+def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None,
+              plays_per_user_day: float | None, live_sessions_per_user_day: float | None,
+              photos_per_user: float | None, rooms_per_user: float | None, dirty_rate: float | None,
+              kuailive_density: bool) -> None:
     """Write a synthetic world in the exact KuaiLive-M3 layout to OUT.
 
     Users have latent interests that drive both domains; creators post short videos and go
     live on related topics; some users have no live history before the cut (cold start).
     """
+    from rgcd.config import DemoDensity
     from transforms.demo import generate
 
     demo = c.settings.demo  # the same world `rgcd run` generates, unless an option says otherwise
+    base = DemoDensity.kuailive_m3() if kuailive_density else demo.density
+    given = {"plays_per_user_day": plays_per_user_day,
+             "live_sessions_per_user_day": live_sessions_per_user_day,
+             "photos_per_user": photos_per_user, "rooms_per_user": rooms_per_user}
+    density = base.model_copy(update={k: v for k, v in given.items() if v is not None})
     summary = generate(out, users=demo.users if users is None else users,
-                       days=demo.days if days is None else days, seed=demo.seed if seed is None else seed)
+                       days=demo.days if days is None else days, seed=demo.seed if seed is None else seed,
+                       density=density, dirty_rate=demo.dirty_rate if dirty_rate is None else dirty_rate)
     console.print(f"[green]✓[/] {summary.one_line()} -> {out}")
 
 

@@ -17,12 +17,42 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DemoDensity(_Section):
+    """How much happens per user in the demo world: engagement a day and catalogue size.
+
+    The defaults make the demo world (small enough for `make demo` on 2 cores). KuaiLive-M3's own
+    density (111M plays and 35M live interactions of 21.9k users over 21 days; 6.7M videos and
+    6.6M rooms) is `DemoDensity.kuailive_m3()`: about 240 plays and 76 live sessions per user-day,
+    300 videos and 300 rooms per user.
+    """
+
+    plays_per_user_day: float = Field(3.6, gt=0, description="short-video plays per user and day")
+    live_sessions_per_user_day: float = Field(
+        0.357, gt=0, description="live sessions per user and day (over all users, cold-start ones "
+                                 "included)")
+    photos_per_user: float = Field(3.0, gt=0, description="short videos in the catalogue per user")
+    rooms_per_user: float = Field(8.5, gt=0, description="live rooms started in the window per user")
+    min_rooms_per_day: float = Field(
+        3_000, ge=0, description="the platform's floor: rooms started a day whatever the number of "
+                                 "users (a small sample of users still sees a platform's rooms)")
+
+    @classmethod
+    def kuailive_m3(cls) -> DemoDensity:
+        """The per-user density of the real KuaiLive-M3 dataset (use with 21 days)."""
+        return cls(plays_per_user_day=240.0, live_sessions_per_user_day=76.0, photos_per_user=300.0,
+                   rooms_per_user=300.0)
+
+
 class DemoConfig(_Section):
-    """Size and seed of the synthetic KuaiLive-M3 world."""
+    """Size, seed and density of the synthetic KuaiLive-M3 world."""
 
     users: int = Field(20_000, gt=0)
     days: int = Field(14, gt=1)
     seed: int = 7
+    density: DemoDensity = DemoDensity()
+    dirty_rate: float = Field(0.001, ge=0, lt=1, description="share of bad rows appended to each raw file "
+                                                            "(transforms/dirt.py), so ingest's quarantine "
+                                                            "shows; 0 for a clean world")
 
 
 class IngestConfig(_Section):

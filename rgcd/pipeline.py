@@ -28,7 +28,8 @@ def _demo_data(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from transforms.demo import generate
 
     summary = generate(ws.demo_data, users=settings.demo.users, days=settings.demo.days,
-                       seed=settings.demo.seed)
+                       seed=settings.demo.seed, density=settings.demo.density,
+                       dirty_rate=settings.demo.dirty_rate)
     return summary.one_line()
 
 

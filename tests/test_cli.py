@@ -1,7 +1,7 @@
 from click.testing import CliRunner
 
 from rgcd.cli import cli
-from rgcd.config import Settings, load_settings
+from rgcd.config import DemoDensity, Settings, load_settings
 
 
 def test_every_command_has_help():
@@ -57,15 +57,18 @@ def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeyp
 
     calls = []
 
-    def fake_generate(out, users, days, seed):  # records the world asked for; writes nothing
-        calls.append((users, days, seed))
+    def fake_generate(out, users, days, seed, density, dirty_rate):  # records the world; writes nothing
+        calls.append((users, days, seed, density.plays_per_user_day, density.rooms_per_user))
         raise SystemExit(0)
 
     monkeypatch.setattr(transforms.demo, "generate", fake_generate)
     ws = tmp_path / "ws"
     ws.mkdir()
-    (ws / "rgcd.yaml").write_text("demo: {users: 300, days: 5, seed: 11}\n")
+    (ws / "rgcd.yaml").write_text("demo: {users: 300, days: 5, seed: 11, density: {rooms_per_user: 2.5}}\n")
     runner = CliRunner()
     runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out")])
     runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out"), "--users", "50"])
-    assert calls == [(300, 5, 11), (50, 5, 11)]
+    runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out"), "--kuailive-density",
+                        "--plays-per-user-day", "100"])
+    plays = DemoDensity().plays_per_user_day
+    assert calls == [(300, 5, 11, plays, 2.5), (50, 5, 11, plays, 2.5), (300, 5, 11, 100.0, 300.0)]

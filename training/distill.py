@@ -202,15 +202,25 @@ def encode_items(
     show_progress: bool = False,
     description: str = "encoding",
 ) -> torch.Tensor:
-    """Chorus states of `items`, (N, n_chorus, d), in batches."""
+    """Chorus states of `items`, (N, n_chorus, d), in batches.
+
+    Items are batched in order of text length, so a batch pads to its own longest text: the many
+    short live-room texts cost what they are, not the width of the longest short-video text.
+    """
+    order = sorted(range(len(items)), key=lambda i: len(item_text(items[i])))
     out = []
     with _progress(show_progress) as progress:
         task = progress.add_task(description, total=len(items))
         for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
+            chunk = [items[i] for i in order[start : start + batch_size]]
             out.append(student.chorus_states(student.collate(chunk)).float().cpu())
             progress.advance(task, len(chunk))
-    return torch.cat(out) if out else torch.empty(0, student.cfg.n_chorus, student.hidden_size)
+    if not out:
+        return torch.empty(0, student.cfg.n_chorus, student.hidden_size)
+    merged = torch.cat(out)
+    states = torch.empty_like(merged)
+    states[torch.tensor(order, dtype=torch.long)] = merged
+    return states
 
 
 def encode_all(

@@ -34,6 +34,7 @@ from rgcd.config import EvaluationConfig, Workspace
 from rgcd.errors import RgcdError
 from training.metrics import batch_metrics
 from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
+from transforms.latent import load_latent
 
 PROTOCOLS = ("klm3-cdr", "live-room")
 SLICES = ("all", "cold_start", "tail")
@@ -300,12 +301,17 @@ def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed
             cols = np.flatnonzero(on_air.any(axis=0))
             on_air = on_air[:, cols]
         users = evalset.users[rows]
-        uniq, inverse = np.unique(users, return_inverse=True)
         items = [evalset.candidates[c] for c in cols]
-        scores = np.asarray(model.score(uniq, items), dtype=np.float64)
-        if scores.shape != (len(uniq), len(cols)):
-            raise ValueError(f"{model.name}.score returned {scores.shape}, expected {(len(uniq), len(cols))}")
-        scores = scores[inverse]
+        if evalset.request_ms is not None and hasattr(model, "score_at"):
+            # a model that knows the request time (the oracle) scores case by case
+            scores = np.asarray(model.score_at(users, items, evalset.request_ms[rows]), dtype=np.float64)
+        else:
+            uniq, inverse = np.unique(users, return_inverse=True)
+            scores = np.asarray(model.score(uniq, items), dtype=np.float64)
+            if scores.shape != (len(uniq), len(cols)):
+                raise ValueError(f"{model.name}.score returned {scores.shape}, "
+                                 f"expected {(len(uniq), len(cols))}")
+            scores = scores[inverse]
         if evalset.excl_ptr is not None:
             scores[_dense_rows(evalset.excl_ptr, evalset.excl_idx, rows, n_cand)[:, cols]] = -np.inf
         if on_air is not None:
@@ -364,12 +370,14 @@ def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], 
 def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | None = None,
                    run: str | None = None, models: Sequence[str] | None = None,
                    extra: dict[str, Callable[[], Recommender]] | None = None,
-                   progress: bool = True) -> tuple[Path, dict]:
+                   progress: bool = True, with_oracle: bool = True) -> tuple[Path, dict]:
     """Fit and evaluate every model on every protocol for every seed; write the report.
 
     `models` are names from `training.baselines.MODELS` (default: the configuration's list);
     `extra` adds models by factory (how the full method plugs in; they are not baselines, so the
-    "strongest baseline" sentence leaves them out). Returns (report folder, metrics.json document).
+    "strongest baseline" sentence leaves them out). On a world that carries its latent truth
+    (the demo world) the `oracle` row is added: an upper bound, never a model (training/oracle.py).
+    Returns (report folder, metrics.json document).
     """
     import json
 
@@ -386,6 +394,11 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
         raise UnknownModelError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     factories: dict[str, Callable[[], Recommender]] = {n: (lambda n=n: build_model(n, cfg)) for n in names}
     factories.update(extra or {})
+    truth = load_latent(ws)
+    if truth is not None and with_oracle:  # only a synthetic world has it: an upper bound, not a model
+        from training.oracle import NAME, Oracle
+
+        factories[NAME] = lambda: Oracle(truth)
     run = run or datetime.now().astimezone().strftime("%Y%m%dT%H%M%S")
     skipped: dict[str, str] = {}
     protocols = load_protocols(ws, cfg, cfg.protocols, skipped)

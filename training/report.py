@@ -11,7 +11,10 @@ metrics.json (one seed or many; with many, `protocols` holds the mean over seeds
                                               "runner_up_value", "within_noise"}}},
      "timing_s":  {"total": s, "fit": {"<protocol>": {"<model>": mean s}}, "eval": {...}},
      "notes":     {"<protocol>": {data-quality counts}},
-     "skipped":   {"<protocol>": why it has no test cases (e.g. 10-core leaves none)}}
+     "skipped":   {"<protocol>": why it has no test cases (e.g. 10-core leaves none)},
+     "oracle_share": {"<protocol>": {"<model>": {"<slice>": {"HR@10": model / oracle, "NDCG@10": ...}}}}
+                  (only on a synthetic world with its latent truth; the oracle is an upper bound,
+                   not a model, and never "strongest")}
 
 A slice with no cases (e.g. no cold-start user) maps each model to {}.
 """
@@ -27,6 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluation import SLICES, ModelRun
+from training.oracle import LABEL as ORACLE_LABEL
+from training.oracle import NAME as ORACLE
+
+SHARE_METRICS = ("HR@10", "NDCG@10")  # what each model's share of the oracle is reported for
 
 # Columns of the paper-shaped table: per protocol, the metrics its definition names.
 HEADLINE = {
@@ -86,7 +93,7 @@ def strongest(mean: dict, std: dict, baselines: set[str], metric: str = RANK_MET
     for p, models in mean.items():
         for s in SLICES:
             ranked = sorted(((v[s][metric], m) for m, v in models.items()
-                             if m in baselines and metric in v.get(s, {})), reverse=True)
+                             if m in baselines and m != ORACLE and metric in v.get(s, {})), reverse=True)
             if not ranked:
                 continue
             best_v, best = ranked[0]
@@ -120,6 +127,35 @@ def strongest_sentences(best: dict) -> list[str]:
     return lines
 
 
+def oracle_shares(mean: dict) -> dict:
+    """protocol -> model -> slice -> {HR@10, NDCG@10}: the model's mean over the oracle's (None
+    where the oracle scored 0). Empty when no oracle was evaluated (real data)."""
+    out: dict = {}
+    for p, models in mean.items():
+        if ORACLE not in models:
+            continue
+        for m, slices in models.items():
+            if m == ORACLE:
+                continue
+            for s in SLICES:
+                top = models[ORACLE].get(s, {})
+                out.setdefault(p, {}).setdefault(m, {})[s] = {
+                    k: (slices[s][k] / top[k] if top.get(k) and k in slices.get(s, {}) else None)
+                    for k in SHARE_METRICS}
+    return out
+
+
+def share_table(shares: dict) -> str:
+    """Rows = models, columns = slice x (HR@10, NDCG@10) share of the oracle, as percentages."""
+    head = ["model"] + [f"{SLICE_TITLE[s]} {k}" for s in SLICES for k in SHARE_METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, slices in shares.items():
+        cells = [m] + ["–" if slices[s].get(k) is None else f"{slices[s][k]:.0%}"
+                       for s in SLICES for k in SHARE_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _fmt(v: float | None, s: float | None) -> str:
     if v is None:
         return "–"
@@ -132,13 +168,14 @@ def markdown_table(protocol: str, mean: dict, std: dict, ks: Sequence[int]) -> s
     if not metrics:  # none of the headline Ks evaluated: the protocol's metrics at every K
         primary = HEADLINE[protocol][0].split("@")[0]
         metrics = [f"{name}@{k}" for k in ks for name in (primary, "NDCG")]
-    models = list(mean[protocol])
+    models = [x for x in mean[protocol] if x != ORACLE] + [x for x in mean[protocol] if x == ORACLE]
     head = ["model"] + [f"{SLICE_TITLE[s]} {m}" for s in SLICES for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    best = {(s, m): max((mean[protocol][x][s].get(m, -1.0) for x in models), default=None)
+    # the best *model* is bold; the oracle is an upper bound, not a contender
+    best = {(s, m): max((mean[protocol][x][s].get(m, -1.0) for x in models if x != ORACLE), default=None)
             for s in SLICES for m in metrics}
     for x in models:
-        cells = [x]
+        cells = [ORACLE_LABEL if x == ORACLE else x]
         for s in SLICES:
             for m in metrics:
                 v = mean[protocol][x][s].get(m)
@@ -164,7 +201,9 @@ def _plot_hr_curves(result: EvaluationResult, mean: dict, std: dict, out: Path) 
                     continue
                 y = [vals[f"HR@{k}"] for k in result.ks]
                 e = [std[p][m][s].get(f"HR@{k}") or 0.0 for k in result.ks]
-                ax.errorbar(result.ks, y, yerr=e, marker="o", capsize=3, label=m)
+                ax.errorbar(result.ks, y, yerr=e, marker="o", capsize=3,
+                            label=f"{ORACLE} (upper bound)" if m == ORACLE else m,
+                            linestyle="--" if m == ORACLE else "-")
             if not ax.lines:
                 ax.text(0.5, 0.5, "no test cases in this slice", ha="center", va="center",
                         transform=ax.transAxes, color="grey")
@@ -238,10 +277,13 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
     for key in ("fit", "eval"):
         timing[key] = {p: {m: round(float(np.mean(v)), 2) for m, v in ms.items()}
                        for p, ms in timing[key].items()}
+    shares = oracle_shares(mean)
     doc = {"run": result.run, "created": datetime.now(UTC).isoformat(timespec="seconds"),
            "seeds": result.seeds, "ks": result.ks, "protocols": mean, "std": std, "per_seed": per_seed,
            "cases": result.cases, "strongest": best, "timing_s": timing, "notes": result.notes,
            "skipped": result.skipped}
+    if shares:
+        doc["oracle_share"] = shares
     (out / "metrics.json").write_text(json.dumps(doc, indent=2))
 
     plots = _plot_hr_curves(result, mean, std, out)
@@ -260,6 +302,14 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
         md += [f"## {p}", "", "Cases: " + ", ".join(f"{s} {n}" for s, n in result.cases.get(p, {}).items())
                + (f"; notes: {result.notes[p]}" if result.notes.get(p) else ""), "",
                markdown_table(p, mean, std, result.ks), "", f"![HR@K {p}](hr_at_k_{p}.png)", ""]
+    if shares:
+        md += ["## Share of the oracle", "",
+               f"The `{ORACLE}` row is an upper bound that only a synthetic world has: it ranks by the "
+               "demo generator's own probability that this user engages this item at this time "
+               "(training/oracle.py). It is not a model. Each model's mean metric divided by the "
+               "oracle's:", ""]
+        for p in shares:
+            md += [f"### {p}", "", share_table(shares[p]), ""]
     if projection is not None:
         md += ["## Item vectors", "", "2-D PCA of the learned item vectors, coloured by domain "
                f"(fit of seed {result.seeds[0]} on {result.protocols()[0]}).", "",
@@ -290,7 +340,7 @@ def rich_tables(metrics_json: dict) -> list:
             table.add_column(s + (f"\nn={n}" if n is not None else ""), justify="right", no_wrap=True)
         for model, slices in models.items():
             for i, m in enumerate(metrics):
-                row = [model if i == 0 else "", m]
+                row = [(f"{ORACLE} (upper bound)" if model == ORACLE else model) if i == 0 else "", m]
                 for s in SLICES:
                     v = slices[s].get(m)
                     sd = metrics_json["std"][p][model][s].get(m)
@@ -305,6 +355,8 @@ def one_line(metrics_json: dict, out: Path) -> str:
     doc = metrics_json
     best = doc["strongest"].get("live-room", {}).get("all", {})
     lead = f"; strongest on live-room/all: {best['model']} NDCG@10 {best['value']:.4f}" if best else ""
+    top = doc["protocols"].get("live-room", {}).get(ORACLE, {}).get("all", {}).get("NDCG@10")
+    lead += f" (oracle upper bound {top:.4f})" if top is not None and best else ""
     skipped = f"; skipped {', '.join(doc['skipped'])} (see report.md)" if doc["skipped"] else ""
     return (f"{len(doc['protocols'])} protocols x {len(next(iter(doc['protocols'].values())))} models x "
             f"{len(doc['seeds'])} seeds{lead}{skipped} -> {out}")

@@ -32,8 +32,11 @@ import polars as pl
 from rich.console import Console
 from rich.progress import Progress
 
+from rgcd.config import DemoDensity
 from transforms.contract import VECTOR_DIMS
-from transforms.raw_io import write_raw
+from transforms.dirt import MANIFEST, append_lines, dirty, write_manifest
+from transforms.latent import LatentTruth, LiveChoice, LiveRoutes, is_evening, params_doc, write_latent
+from transforms.raw_io import encode_raw, write_raw
 
 START = datetime(2025, 5, 5, tzinfo=UTC)
 MS_HOUR = 3_600_000
@@ -41,19 +44,23 @@ MS_DAY = 24 * MS_HOUR
 
 CUT_FRACTION = 0.8            # cold-start users have no live session before START + 80% of the days
 COLD_START_FRACTION = 0.15    # users held out of live before the cut (light users add a few more)
-PLAYS_PER_USER_DAY = 3.6      # 20k users x 14 days -> about 1M short-video plays
-# Live sessions per (non-held-out) user and day; the held-out users' missing sessions are made up
-# for, so 20k users x 14 days -> about 100k live sessions.
-LIVE_SESSIONS_PER_USER_DAY = 0.357 / (1 - COLD_START_FRACTION * CUT_FRACTION)
+# How much happens per user (plays and sessions a day, catalogue size) is the `DemoDensity` of the
+# configuration; what follows is the shape of the world at any density.
 SHOWS_PER_SESSION = 2.0       # impressions without entry (live_show), per live session
-AUTHORS_PER_USER = 0.3
-PHOTOS_PER_USER = 3.0
-LIVE_AUTHOR_FRACTION = 0.25
-EXPLORE = 0.15                # share of plays/sessions drawn from the global topic mix, not the user's
-AUTHOR_LINKED_SESSIONS = 0.35  # live sessions that follow a creator the user watched on short video
+PHOTOS_PER_AUTHOR = 10.0      # catalogue size -> number of creators
+STREAMS_PER_LIVE_AUTHOR_DAY = 0.72  # mean rooms a streamer starts a day -> number of streamers
+MIN_LIVE_AUTHOR_SHARE = 0.25  # at least this share of creators stream ...
+MAX_LIVE_AUTHOR_SHARE = 0.9   # ... and at most this one (more creators are made when rooms need them)
+EXPLORE = 0.15                # share of plays whose topic comes from the global mix, not the user's
+PLAY_TRENDING = 0.10          # share of plays that go to a popular video whatever its topic
+LONG_ROOM_SHARE = 0.4         # rooms that run for hours (median 3 h); the rest median 25 min
+# How a live session picks its room among those on air (transforms/latent.py: LiveChoice).
+SESSION_ROUTES = LiveRoutes(linked=0.25, popularity=0.10, popularity_evening=0.10, chance=0.08)
 
 # Hour-of-day weights (UTC is the users' clock in the demo): quiet at night, lunch and evening peaks.
 PLAY_HOURS = np.array([3, 2, 1, 1, 1, 1, 2, 4, 5, 5, 5, 6, 8, 8, 6, 5, 5, 6, 8, 10, 11, 11, 9, 6], float)
+LIVE_SESSION_HOURS = np.array([3, 2, 1, 1, 1, 1, 1, 2, 3, 3, 3, 4, 5, 5, 4, 4, 5, 6, 9, 12, 13, 12, 9, 5],
+                              float)
 LIVE_START_HOURS = np.array([2, 1, 1, 1, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4, 3, 3, 4, 5, 8, 11, 12, 11, 8, 4],
                             float)
 
@@ -149,17 +156,23 @@ class DemoSummary:
     on_air_rooms: int
     cut: datetime
     seconds: float
+    on_air_at_requests: dict[str, float] = field(default_factory=dict)
+    good_rows: dict[str, int] = field(default_factory=dict)   # rows before any bad row was added
+    injected: dict[str, int] = field(default_factory=dict)    # bad rows per file (--dirty)
     files: dict[str, Path] = field(default_factory=dict)
 
     def one_line(self) -> str:
         """One line of figures for the CLI and `rgcd run`."""
-        r = self.rows
+        r = self.good_rows or self.rows
+        dirt = sum(self.injected.values())
+        dirt_note = f", {dirt:,} bad rows injected (dirt_manifest.json)" if dirt else ""
         return (f"demo world (synthetic, seed {self.seed}): {self.users:,} users, {self.days} days, "
                 f"{r['author_profile']:,} authors, {r['photo_meta']:,} photos, "
-                f"{r['live_room_meta']:,} live rooms ({self.on_air_rooms} on air at the end), "
+                f"{r['live_room_meta']:,} live rooms ({self.on_air_rooms} on air at the end; "
+                f"median {self.on_air_at_requests.get('median', 0):,.0f} on air at a test request), "
                 f"{r['photo_play']:,} plays, {r['live_interaction']:,} live sessions, "
                 f"{self.cold_start_users:,} live-cold-start users before {self.cut:%Y-%m-%d}, "
-                f"{self.seconds:.1f}s")
+                f"{self.seconds:.1f}s{dirt_note}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,10 +271,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _times(rng: np.random.Generator, n: int, days: int, hour_weights: np.ndarray) -> np.ndarray:
-    """Epoch-ms times over the window with the given hour-of-day profile."""
+def _times(rng: np.random.Generator, n: int, days: int, hour_weights: np.ndarray,
+           first_day: np.ndarray | int = 0) -> np.ndarray:
+    """Epoch-ms times over days [first_day, days) with the given hour-of-day profile."""
     start_ms = int(START.timestamp() * 1000)
-    day = rng.integers(0, days, size=n)
+    day = first_day + (rng.random(n) * (days - np.asarray(first_day))).astype(np.int64)
     hour = rng.choice(24, size=n, p=hour_weights / hour_weights.sum())
     return start_ms + day * MS_DAY + hour * MS_HOUR + rng.integers(0, MS_HOUR, size=n)
 
@@ -301,7 +315,7 @@ def _make_users(rng: np.random.Generator, n: int, topic_prior: np.ndarray) -> _U
     )
 
 
-def _make_authors(rng: np.random.Generator, n: int, topic_prior: np.ndarray) -> _Authors:
+def _make_authors(rng: np.random.Generator, n: int, n_live: int, topic_prior: np.ndarray) -> _Authors:
     main = rng.choice(N_TOPICS, size=n, p=topic_prior)
     # The secondary topic is often a sibling under the same level-1 category.
     siblings = (main // 3) * 3 + rng.integers(0, 3, size=n)
@@ -309,7 +323,8 @@ def _make_authors(rng: np.random.Generator, n: int, topic_prior: np.ndarray) -> 
     popularity = _zipf_weights(rng, n, 1.0)
     # Popular creators are more likely to stream.
     live_score = rng.random(n) * (1.0 + 3.0 * popularity ** 0.3)
-    is_live = live_score >= np.quantile(live_score, 1 - LIVE_AUTHOR_FRACTION)
+    is_live = np.zeros(n, dtype=bool)
+    is_live[np.argsort(-live_score, kind="stable")[:n_live]] = True
     return _Authors(_ids(rng, n, 30_000_000, 20), main, second, popularity, is_live)
 
 
@@ -330,8 +345,9 @@ def _author_profile(rng: np.random.Generator, a: _Authors) -> pl.DataFrame:
 
 def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int):
     """photo_meta, photo_tag, photo_emb_128 and the arrays later steps sample from."""
-    per_author = 1 + rng.poisson(n_target / len(a.ids) * (0.5 + 0.5 * a.popularity ** 0.2
-                                                          / np.mean(a.popularity ** 0.2)))
+    # Every creator posts at least one video (a streamer's rooms take their videos' category).
+    extra = max(n_target / len(a.ids) - 1.0, 0.0)
+    per_author = 1 + rng.poisson(extra * (0.5 + 0.5 * a.popularity ** 0.2 / np.mean(a.popularity ** 0.2)))
     author_idx = np.repeat(np.arange(len(a.ids)), per_author)
     n = len(author_idx)
     r = rng.random(n)
@@ -377,16 +393,38 @@ def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int):
     return meta, tag, emb, author_idx, topic, weight, duration
 
 
-def _make_rooms(rng: np.random.Generator, a: _Authors, days: int):
-    """live_room_meta and live_emb_64; rooms start inside the window, evening-heavy."""
+@dataclass
+class _Rooms:
+    author: np.ndarray         # creator index, rooms sorted by start
+    topic: np.ndarray
+    weight: np.ndarray         # popularity weight in the draws
+    start: np.ndarray          # epoch ms
+    end: np.ndarray            # epoch ms as drawn (after the window for rooms still on air)
+    window_end: int
+
+    @property
+    def on_air_at_end(self) -> np.ndarray:
+        return self.end > self.window_end
+
+
+def _make_rooms(rng: np.random.Generator, a: _Authors, days: int, n_target: float):
+    """live_room_meta and live_emb_64; rooms start inside the window, evening-heavy.
+
+    Each streamer has their own rate of going live; the rates are scaled so that the window holds
+    about `n_target` rooms. A room's popularity is its streamer's (long-tailed) times a little
+    noise of its own.
+    """
     live_authors = np.flatnonzero(a.is_live)
     rate = np.clip(rng.lognormal(np.log(0.6), 0.6, len(live_authors)), 0.1, 3.0)
+    rate *= n_target / (rate.sum() * days)
     author_idx = np.repeat(live_authors, rng.poisson(rate * days))
+    start = _times(rng, len(author_idx), days, LIVE_START_HOURS)
+    order = np.argsort(start, kind="stable")  # rooms in start order (LiveChoice searches by start)
+    author_idx, start = author_idx[order], start[order]
     n = len(author_idx)
     topic = np.where(rng.random(n) < 0.85, a.main_topic[author_idx], a.second_topic[author_idx])
-    start = _times(rng, n, days, LIVE_START_HOURS)
     # Many short rooms (median 25 min), some long ones (median 3 h); at least 5 minutes.
-    long = rng.random(n) < 0.25
+    long = rng.random(n) < LONG_ROOM_SHARE
     duration = np.where(long, rng.lognormal(np.log(3 * MS_HOUR), 0.5, n),
                         rng.lognormal(np.log(25 * 60_000), 0.8, n))
     duration = np.clip(duration, 5 * 60_000, 14 * MS_HOUR).astype(np.int64)
@@ -409,17 +447,22 @@ def _make_rooms(rng: np.random.Generator, a: _Authors, days: int):
     )
     emb = pl.DataFrame({"live_id": ids,
                         "embedding": _vectors(rng, topic, VECTOR_DIMS["live_emb_64"], 0.9)})
-    return meta, emb, author_idx, topic, start, np.minimum(end, window_end), on_air
+    weight = a.popularity[author_idx] ** 0.8 * rng.lognormal(0, 0.5, n)
+    return meta, emb, _Rooms(author_idx, topic, weight, start, end, window_end)
 
 
 def _make_plays(rng, u: _Users, a: _Authors, photo_ids, photo_author, photo_topic, photo_weight,
-                photo_duration, days: int, topic_prior: np.ndarray):
+                photo_duration, days: int, topic_prior: np.ndarray, per_user_day: float):
     """photo_play: who watched what, when, how far, and what they did."""
-    counts = rng.poisson(PLAYS_PER_USER_DAY * days * u.activity)
+    counts = rng.poisson(per_user_day * days * u.activity)
     user_idx = np.repeat(np.arange(len(u.ids)), counts)  # grouped by user, ascending
     n = len(user_idx)
     topic = _user_topics(rng, u, user_idx, topic_prior)
     photo = GroupedSampler(photo_topic, photo_weight).draw(rng, topic)
+    # Trending: a share of plays go to what is popular on the platform, whatever its topic.
+    trending = rng.random(n) < PLAY_TRENDING
+    popular = np.cumsum(photo_weight / photo_weight.sum())
+    photo[trending] = np.minimum(np.searchsorted(popular, rng.random(int(trending.sum()))), len(popular) - 1)
     ptopic = photo_topic[photo]
     enter = _times(rng, n, days, PLAY_HOURS)
     hour = (enter // MS_HOUR) % 24
@@ -459,66 +502,72 @@ def _user_topics(rng, u: _Users, user_idx: np.ndarray, topic_prior: np.ndarray,
                     rng.choice(N_TOPICS, size=len(user_idx), p=topic_prior), own)
 
 
-def _draw_live(rng, u: _Users, user_idx: np.ndarray, days: int, topic_prior, rooms, play_user_counts,
-               play_photo, photo_author, explore: float, linked_share: float):
-    """For each user request pick an on-air room and a moment inside its interval.
+def _live_choice(u: _Users, a: _Authors, r: _Rooms, play_user: np.ndarray, play_author: np.ndarray
+                 ) -> tuple[LiveChoice, np.ndarray, np.ndarray]:
+    """The live-session rule of this world, and its creator-linked counts (keys, plays)."""
+    keys, plays = np.unique(play_user.astype(np.int64) * len(a.ids) + play_author, return_counts=True)
+    choice = LiveChoice(u.interest, r.topic, r.weight, r.author, r.start, r.end, keys, plays, len(a.ids))
+    return choice, keys, plays
 
-    Returns the requests that found a room: (user index, room index, epoch ms, creator-linked).
-    Held-out users only see rooms after the cut. A `linked_share` of requests go to a room of a
-    creator whose short video the user played; the rest pick a topic, then a room by popularity.
-    """
-    room_author, room_topic, room_weight, room_start, room_end = rooms
-    start_ms = int(START.timestamp() * 1000)
-    cut = start_ms + cut_day(days) * MS_DAY
-    n = len(user_idx)
+
+def _requests(rng, u: _Users, days: int, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(user index, epoch ms) of `counts` live requests per user in time order; held-out users
+    only after the cut."""
+    first_day = np.where(u.held_out, cut_day(days), 0)
+    user_idx = np.repeat(np.arange(len(u.ids)), counts)
+    at = _times(rng, len(user_idx), days, LIVE_SESSION_HOURS, first_day[user_idx])
+    order = np.argsort(at, kind="stable")
+    return user_idx[order], at[order]
+
+
+def _impressions(rng, u: _Users, days: int, r: _Rooms, room_ids, author_ids, counts: np.ndarray
+                 ) -> pl.DataFrame:
+    """live_show: `counts` impressions per user, half by room popularity, half by chance."""
+    user_idx = np.repeat(np.arange(len(u.ids)), counts)
+    cut = int(START.timestamp() * 1000) + cut_day(days) * MS_DAY
+    end = np.minimum(r.end, r.window_end)
     held = u.held_out[user_idx]
-
-    after_cut = room_end > cut
-    late = np.flatnonzero(after_cut)
-    # A tiny world may have no room at all, or none after the cut: those requests find nothing.
-    found = np.full(n, len(room_topic) > 0) & (~held | (len(late) > 0))
-    user_idx, held, n = user_idx[found], held[found], int(found.sum())
-    if n == 0:
-        return user_idx, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
-    topic = _user_topics(rng, u, user_idx, topic_prior, explore)
-    pick_all = GroupedSampler(room_topic, room_weight).draw(rng, topic)
-    pick_late = late[GroupedSampler(room_topic[late], room_weight[late]).draw(rng, topic)] if len(late) \
-        else pick_all
-    room = np.where(held, pick_late, pick_all)
-
-    # Creator-linked route: a random short-video play of the user -> that author's rooms.
-    play_off = np.concatenate([[0], np.cumsum(play_user_counts)[:-1]])
-    n_plays = play_user_counts[user_idx]
-    j = play_off[user_idx] + (rng.random(n) * np.maximum(n_plays, 1)).astype(np.int64)
-    author = photo_author[play_photo[np.minimum(j, len(play_photo) - 1)]]
-    by_author = np.argsort(room_author, kind="stable")
-    n_authors = int(max(room_author.max(), photo_author.max())) + 1
-    author_rooms = np.bincount(room_author, minlength=n_authors)
-    author_off = np.concatenate([[0], np.cumsum(author_rooms)[:-1]])
-    k = author_off[author] + (rng.random(n) * np.maximum(author_rooms[author], 1)).astype(np.int64)
-    linked = by_author[np.minimum(k, len(by_author) - 1)]
-    ok = (rng.random(n) < linked_share) & (n_plays > 0) & (author_rooms[author] > 0)
-    ok &= ~held | after_cut[linked]
-    room = np.where(ok, linked, room)
-
-    lo = np.where(held, np.maximum(room_start[room], cut), room_start[room])
-    at = lo + (rng.random(n) * (room_end[room] - lo)).astype(np.int64)  # in [lo, end)
-    return user_idx, room, at, ok
+    late = np.flatnonzero(end > cut)  # rooms a held-out user can be shown (after the cut)
+    by_pop = rng.random(len(user_idx)) < 0.5
+    room = np.empty(len(user_idx), dtype=np.int64)
+    for pool, rows in ((np.arange(len(end)), ~held), (late, held)):
+        if len(pool) == 0:
+            room[rows] = -1
+            continue
+        dur = (end[pool] - r.start[pool]).astype(np.float64)
+        for mask, w in ((rows & by_pop, r.weight[pool] * dur), (rows & ~by_pop, dur)):
+            cum = np.cumsum(w / w.sum())
+            room[mask] = pool[np.minimum(np.searchsorted(cum, rng.random(int(mask.sum()))), len(pool) - 1)]
+    ok = room >= 0
+    user_idx, room, held = user_idx[ok], room[ok], held[ok]
+    lo = np.where(held, np.maximum(r.start[room], cut), r.start[room])
+    at = lo + (rng.random(len(room)) * (end[room] - lo)).astype(np.int64)
+    return pl.DataFrame({
+        "live_id": room_ids[room],
+        "user_id": u.ids[user_idx],
+        "author_id": author_ids[r.author[room]],
+        "show_timestamp": _ms_to_datetime(at),
+    }).unique(subset=["live_id", "user_id", "show_timestamp"], keep="first", maintain_order=True)
 
 
-def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_ids, plays_info):
-    """live_interaction, live_comment and live_show."""
-    room_author, room_topic, *_ , room_end = rooms
-    play_user_counts, play_photo, photo_author = plays_info
-    span = np.where(u.held_out, days - cut_day(days), days)
-    counts = rng.poisson(LIVE_SESSIONS_PER_USER_DAY * span * u.live_taste)
-    user_idx, room, at, linked = _draw_live(
-        rng, u, np.repeat(np.arange(len(u.ids)), counts), days, topic_prior, rooms, play_user_counts,
-        play_photo, photo_author, EXPLORE, AUTHOR_LINKED_SESSIONS)
+def _make_live(rng, u: _Users, a: _Authors, days: int, r: _Rooms, room_ids, choice: LiveChoice,
+               per_user_day: float):
+    """live_interaction, live_comment and live_show; `per_user_day` sessions over all users."""
+    # The held-out users' missing sessions before the cut are made up for by the others.
+    rate = per_user_day / (1 - COLD_START_FRACTION * CUT_FRACTION) * u.live_taste
+    span = days - np.where(u.held_out, cut_day(days), 0)
+    counts = rng.poisson(rate * span)
+    user_idx, at = _requests(rng, u, days, counts)
+    room = choice.sample(rng, user_idx, at, SESSION_ROUTES)
+    found = room >= 0  # nothing on air at that moment (only tiny worlds): no session
+    user_idx, at, room = user_idx[found], at[found], room[found]
     n = len(user_idx)
-    match = u.interest[user_idx, room_topic[room]] / u.interest.max(axis=1)[user_idx]
-    hour = (at // MS_HOUR) % 24
-    evening = ((hour >= 18) & (hour <= 23)).astype(float)
+    keys = user_idx.astype(np.int64) * len(a.ids) + r.author[room]
+    pos = np.minimum(np.searchsorted(choice.linked_keys, keys), max(len(choice.linked_keys) - 1, 0))
+    linked = (choice.linked_keys[pos] == keys) if len(choice.linked_keys) else np.zeros(n, bool)
+    match = u.interest[user_idx, r.topic[room]] / u.interest.max(axis=1)[user_idx]
+    evening = is_evening(at).astype(float)
+    room_end = np.minimum(r.end, r.window_end)
     watch = rng.lognormal(np.log(40_000) + 1.6 * match + 0.3 * evening + 0.4 * linked, 1.1, n)
     play_duration = np.minimum(watch.astype(np.int64), room_end[room] - at)
     minutes = play_duration / 60_000
@@ -534,7 +583,7 @@ def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_
                                  p=[0.6, 0.25, 0.1, 0.05]))
     sessions = pl.DataFrame({
         "user_id": u.ids[user_idx],
-        "author_id": a.ids[room_author[room]],
+        "author_id": a.ids[r.author[room]],
         "live_id": room_ids[room],
         "live_play_start_timestamp": _ms_to_datetime(at),
         "live_play_end_timestamp": _ms_to_datetime(at + play_duration),
@@ -561,7 +610,7 @@ def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_
     rep = np.repeat(np.arange(len(sessions)), cc)
     s_start = sessions["live_play_start_timestamp"].dt.epoch("ms").to_numpy()[rep]
     s_dur = sessions["play_duration"].to_numpy()[rep]
-    s_topic = room_topic[np.searchsorted(room_ids, sessions["live_id"].to_numpy()[rep])]
+    s_topic = r.topic[np.searchsorted(room_ids, sessions["live_id"].to_numpy()[rep])]
     m = len(rep)
     content = pl.concat_str([_pick(rng, COMMENT_OPENERS, m), _words(rng, s_topic)], separator=" ")
     content = pl.select(pl.when(pl.lit(rng.random(m) < 0.25)).then(_pick(rng, COMMENT_GENERIC, m))
@@ -574,23 +623,86 @@ def _make_live(rng, u: _Users, a: _Authors, days: int, topic_prior, rooms, room_
         "comment_ts": _ms_to_datetime(s_start + (rng.random(m) * np.maximum(s_dur, 1)).astype(np.int64)),
     }).unique(subset=["live_stream_id", "user_id", "comment_ts"], keep="first", maintain_order=True)
 
-    # Impressions without entry: more exploration, no creator link.
-    show_user = np.repeat(np.arange(len(u.ids)), rng.poisson(SHOWS_PER_SESSION * counts))
-    show_user, s_room, s_at, _ = _draw_live(rng, u, show_user, days, topic_prior, rooms, play_user_counts,
-                                 play_photo, photo_author, 0.4, 0.0)
-    shows = pl.DataFrame({
-        "live_id": room_ids[s_room],
-        "user_id": u.ids[show_user],
-        "author_id": a.ids[room_author[s_room]],
-        "show_timestamp": _ms_to_datetime(s_at),
-    }).unique(subset=["live_id", "user_id", "show_timestamp"], keep="first", maintain_order=True)
+    # Impressions without entry: the feed shows what is popular (room weight) or any room, at a
+    # moment of its interval. Drawn room first, then time: cheaper than LiveChoice, and impressions
+    # are not what the oracle ranks.
+    shows = _impressions(rng, u, days, r, room_ids, a.ids, rng.poisson(SHOWS_PER_SESSION * counts))
     return sessions, comments, shows
 
 
-def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool = True) -> DemoSummary:
-    """Write the demo world (every file of the data contract) to `out`; same seed, same files."""
+def on_air_at(t_ms: np.ndarray, start_ms: np.ndarray, end_ms: np.ndarray) -> np.ndarray:
+    """Rooms on air at each time: start <= t < end (what the live-room protocol ranks)."""
+    return (np.searchsorted(np.sort(start_ms), t_ms, side="right")
+            - np.searchsorted(np.sort(end_ms), t_ms, side="right"))
+
+
+def on_air_at_test_requests(sessions: pl.DataFrame, rooms: pl.DataFrame, cut: datetime) -> dict[str, float]:
+    """Rooms on air at the live-room test requests, as `eval_live_room` defines them.
+
+    A request is a user's first entry into a room at or after the cut, kept if the room was on
+    air then; returns the request count and the 10th, 50th and 90th percentile of rooms on air.
+    """
+    cut_ms = int(cut.timestamp() * 1000)
+    t = (sessions.select("user_id", "live_id", t=pl.col("live_play_start_timestamp").dt.epoch("ms"))
+         .filter(pl.col("t") >= cut_ms).group_by("user_id", "live_id").agg(pl.col("t").min())["t"].to_numpy())
+    if len(t) == 0:
+        return {"requests": 0, "p10": 0.0, "median": 0.0, "p90": 0.0}
+    start = rooms["start_timestamp"].dt.epoch("ms").to_numpy()
+    end = rooms["end_timestamp"].dt.epoch("ms").fill_null(np.iinfo(np.int64).max).to_numpy()
+    n = on_air_at(t, start, end)
+    return {"requests": len(t), "p10": float(np.percentile(n, 10)), "median": float(np.median(n)),
+            "p90": float(np.percentile(n, 90))}
+
+
+def _latent_truth(u: _Users, a: _Authors, r: _Rooms, room_ids, photo_ids, photo_author, photo_topic,
+                  photo_weight, linked_keys, linked_plays, topic_prior) -> LatentTruth:
+    """What the draws came from, for the oracle (transforms/latent.py has the layout)."""
+    n_a = len(a.ids)
+    items = pl.concat([
+        pl.DataFrame({"item_id": pl.Series([f"photo:{i}" for i in photo_ids]), "domain": "photo",
+                      "topic": photo_topic.astype(np.int64), "author_id": a.ids[photo_author],
+                      "weight": photo_weight.astype(np.float64), "start_ms": None, "end_ms": None},
+                     schema_overrides={"start_ms": pl.Int64, "end_ms": pl.Int64}),
+        pl.DataFrame({"item_id": pl.Series([f"live:{i}" for i in room_ids]), "domain": "live",
+                      "topic": r.topic.astype(np.int64), "author_id": a.ids[r.author],
+                      "weight": r.weight.astype(np.float64), "start_ms": r.start, "end_ms": r.end}),
+    ])
+    users = pl.DataFrame({"user_id": u.ids, "held_out": u.held_out}).with_columns(
+        interests=pl.Series(u.interest.astype(np.float32)).cast(pl.List(pl.Float32)))
+    user_authors = pl.DataFrame({"user_id": u.ids[linked_keys // n_a], "author_id": a.ids[linked_keys % n_a],
+                                 "plays": linked_plays.astype(np.int64)})
+    return LatentTruth(items, users, user_authors,
+                       params_doc(SESSION_ROUTES, topic_prior,
+                                  play_explore=EXPLORE, play_trending=PLAY_TRENDING))
+
+
+def n_rooms(users: int, days: int, density: DemoDensity) -> float:
+    """Expected rooms started in the window: per user, but never below the platform's floor."""
+    return max(users * density.rooms_per_user, days * density.min_rooms_per_day)
+
+
+def _creator_counts(users: int, days: int, density: DemoDensity) -> tuple[int, int]:
+    """(creators, streamers among them): enough creators for the videos and streamers for the rooms."""
+    n_live = max(1, round(n_rooms(users, days, density) / (days * STREAMS_PER_LIVE_AUTHOR_DAY)))
+    n_authors = max(20, round(users * density.photos_per_user / PHOTOS_PER_AUTHOR),
+                    int(np.ceil(n_live / MAX_LIVE_AUTHOR_SHARE)))
+    return n_authors, min(n_authors, max(n_live, round(MIN_LIVE_AUTHOR_SHARE * n_authors)))
+
+
+def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensity | None = None,
+             dirty_rate: float = 0.0, show_progress: bool = True) -> DemoSummary:
+    """Write the demo world (every file of the data contract) to `out`; same seed, same files.
+
+    `density` sets plays and live sessions per user-day and the catalogue per user (default: the
+    demo world's; `DemoDensity.kuailive_m3()` is the real dataset's). `dirty_rate` > 0 appends
+    that share of bad rows to each file (transforms/dirt.py) and writes `dirt_manifest.json`.
+    The latent truth goes to `<out>/latent/` (transforms/latent.py).
+    """
+    if not 0 <= dirty_rate < 1:
+        raise ValueError(f"dirty rate must be in [0, 1) (got {dirty_rate})")
     if users < 10 or days < 2:
         raise ValueError(f"demo world needs at least 10 users and 2 days (got {users} users, {days} days)")
+    density = density or DemoDensity()
     t0 = time.perf_counter()
     out = Path(out)
     rng = np.random.default_rng(seed)
@@ -606,29 +718,27 @@ def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool
 
         step(0)
         u = _make_users(rng, users, topic_prior)
-        a = _make_authors(rng, max(20, int(users * AUTHORS_PER_USER)), topic_prior)
+        a = _make_authors(rng, *_creator_counts(users, days, density), topic_prior)
         author_profile = _author_profile(rng, a)
         user_id_set = pl.DataFrame({"user_id": u.ids})
         step(1)
         photo_meta, photo_tag, photo_emb, photo_author, photo_topic, photo_weight, photo_duration = \
-            _make_photos(rng, a, int(users * PHOTOS_PER_USER))
+            _make_photos(rng, a, int(users * density.photos_per_user))
         photo_ids = photo_meta["photo_id"].to_numpy()
         step(2)
-        room_meta, live_emb, room_author, room_topic, room_start, room_end, on_air = _make_rooms(rng, a, days)
+        room_meta, live_emb, rooms = _make_rooms(rng, a, days, n_rooms(users, days, density))
         room_ids = room_meta["live_id"].to_numpy()
-        duration_h = (room_end - room_start) / MS_HOUR
-        room_weight = a.popularity[room_author] ** 0.8 * np.sqrt(duration_h)
         step(3)
         plays, play_user, play_photo, play_counts = _make_plays(
-            rng, u, a, photo_ids, photo_author, photo_topic, photo_weight, photo_duration, days, topic_prior)
+            rng, u, a, photo_ids, photo_author, photo_topic, photo_weight, photo_duration, days, topic_prior,
+            density.plays_per_user_day)
         plays = plays.unique(
             subset=["user_id", "photo_id", "enter_timestamp"], keep="first", maintain_order=True
         ).sort("enter_timestamp", "user_id", maintain_order=True)  # logs come in time order
         step(4)
-        sessions, comments, shows = _make_live(
-            rng, u, a, days, topic_prior,
-            (room_author, room_topic, room_weight, room_start, room_end), room_ids,
-            (play_counts, play_photo, photo_author))
+        choice, linked_keys, linked_plays = _live_choice(u, a, rooms, play_user, photo_author[play_photo])
+        sessions, comments, shows = _make_live(rng, u, a, days, rooms, room_ids, choice,
+                                               density.live_sessions_per_user_day)
         sessions = sessions.sort("live_play_start_timestamp", "user_id", maintain_order=True)
         comments = comments.sort("comment_ts", "user_id", maintain_order=True)
         shows = shows.sort("show_timestamp", "user_id", maintain_order=True)
@@ -639,7 +749,16 @@ def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool
             "live_interaction": sessions, "photo_emb_128": photo_emb, "live_emb_64": live_emb,
             "live_comment": comments, "live_show": shows,
         }
-        files = {stem: write_raw(out, stem, frame) for stem, frame in frames.items()}
+        good_rows = {stem: f.height for stem, f in frames.items()}
+        written, lines, manifest = dirty({s: encode_raw(s, f) for s, f in frames.items()}, dirty_rate, seed)
+        files = {stem: write_raw(out, stem, frame) for stem, frame in written.items()}
+        for stem, extra in lines.items():
+            append_lines(files[stem], extra)
+        (out / MANIFEST).unlink(missing_ok=True)
+        if dirty_rate > 0:
+            write_manifest(out, dirty_rate, manifest)
+        write_latent(out, _latent_truth(u, a, rooms, room_ids, photo_ids, photo_author, photo_topic,
+                                        photo_weight, linked_keys, linked_plays, topic_prior))
         step(6)
 
     cut = START + timedelta(days=cut_day(days))
@@ -647,6 +766,8 @@ def generate(out: Path, users: int, days: int, seed: int, *, show_progress: bool
     live_before = sessions.filter(pl.col("live_play_start_timestamp") < cut_pl)["user_id"].unique()
     cold = users - live_before.len()
     return DemoSummary(out=out, users=users, days=days, seed=seed,
-                       rows={stem: f.height for stem, f in frames.items()},
-                       cold_start_users=cold, on_air_rooms=int(on_air.sum()), cut=cut,
+                       rows={stem: f.height for stem, f in written.items()}, good_rows=good_rows,
+                       injected={stem: sum(m.values()) for stem, m in manifest.items()},
+                       cold_start_users=cold, on_air_rooms=int(rooms.on_air_at_end.sum()), cut=cut,
+                       on_air_at_requests=on_air_at_test_requests(sessions, room_meta, cut),
                        seconds=time.perf_counter() - t0, files=files)

@@ -43,6 +43,7 @@ from rich.table import Table
 from rgcd.config import IngestConfig, Workspace
 from rgcd.errors import RgcdError
 from transforms.contract import VECTOR_DIMS, Kind, RawFile, ingest_order
+from transforms.latent import copy_latent
 
 # Spellings of "no value" in CSV exports (pandas, Hive, Spark) for columns that are not free text.
 NULL_TOKENS = ("", "null", "NULL", "None", "nan", "NaN", "NA", "N/A", "\\N")
@@ -695,6 +696,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
         with Progress(*columns, console=console, transient=False) as progress:
             for source in sources:
                 report.files[source.spec.stem] = _ingest_file(source, ws, cfg, staging, progress)
+        copy_latent(src, ws)  # a synthetic world's truth rides along; it is not contract data
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started

@@ -82,3 +82,13 @@ def test_training_lowers_the_loss_and_generation_follows(base_1layer, rows):
     student.eval()
     assert loss.item() < first / 5
     assert student.generate_knowledge(student.collate(rows[:2])) == [KNOWLEDGE, KNOWLEDGE]
+
+
+def test_encoding_in_length_order_returns_states_in_item_order(base_1layer, rows):
+    from training.distill import encode_items
+
+    student = _student(base_1layer)
+    states = encode_items(student, rows, batch_size=4)  # batches by text length, answers in input order
+    for i in (0, 7, len(rows) - 1):
+        alone = student.chorus_states(student.collate([rows[i]]))
+        assert torch.allclose(alone[0], states[i], atol=1e-4), i

@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -272,3 +273,80 @@ def test_summary_line_and_bad_sizes(world, tmp_path):
     assert "synthetic" in line and f"{summary.rows['photo_play']:,} plays" in line and "\n" not in line
     with pytest.raises(ValueError, match="at least"):
         generate(tmp_path, users=3, days=14, seed=0, show_progress=False)
+
+
+def test_dirty_world_every_bad_row_kind_and_ingest_quarantines_exactly_the_manifest(tmp_path):
+    import json
+
+    from rgcd.config import IngestConfig, Workspace
+    from transforms.dirt import MANIFEST
+    from transforms.ingest import ingest
+
+    src = tmp_path / "dirty"
+    summary = generate(src, users=300, days=5, seed=1, dirty_rate=0.01, show_progress=False)
+    manifest = json.loads((src / MANIFEST).read_text())["files"]
+    kinds = {reason.split(" (")[0].split(" ")[0] for reasons in manifest.values() for reason in reasons}
+    # missing ids and times, unparsable times, vectors ("<col> has not n values"), negative,
+    # end before start, unknown foreign keys, duplicate keys, malformed CSV lines
+    assert {"missing", "unparsable", "negative", "end", "unknown", "duplicate", "malformed",
+            "feature", "embedding"} <= kinds, kinds
+    assert any(r.startswith("missing") and "timestamp" in r for m in manifest.values() for r in m)
+    report = ingest(src, Workspace(tmp_path / "ws"), IngestConfig())
+    for stem, counts in report.files.items():
+        assert dict(counts.reasons) == manifest.get(stem, {}), stem
+        assert counts.accepted == summary.good_rows[stem], stem
+        assert counts.read == counts.accepted + counts.quarantined
+    # the truth rides along, untouched; a clean world writes no manifest
+    assert (tmp_path / "ws" / "latent" / "params.json").read_bytes() == \
+        (src / "latent" / "params.json").read_bytes()
+    generate(src, users=300, days=5, seed=1, dirty_rate=0.0, show_progress=False)
+    assert not (src / MANIFEST).exists()
+
+
+def test_a_platforms_worth_of_rooms_most_never_visited_long_tailed_evening(world):
+    out, summary = world
+    # what the live-room protocol ranks: rooms on air at a test request (first entry after the cut)
+    assert summary.on_air_at_requests["median"] >= 200, summary.on_air_at_requests
+    rooms = _read(out, "live_room_meta")
+    sessions = _read(out, "live_interaction")
+    visited = sessions["live_id"].n_unique() / rooms.height
+    assert visited < 0.5, f"most rooms get no session from the sampled users ({visited:.0%} visited)"
+    per_streamer = np.sort(sessions.group_by("author_id").len()["len"].to_numpy())[::-1]
+    top = int(np.ceil(0.01 * rooms["author_id"].n_unique()))
+    # the top 1% of streamers get at least ten times their head count of sessions
+    assert per_streamer[:top].sum() / per_streamer.sum() > 0.1, "long-tailed streamer popularity"
+    for frame, ts in ((rooms, "start_timestamp"), (sessions, "live_play_start_timestamp")):
+        hours = frame[ts].dt.hour()
+        evening, night = hours.is_between(19, 22).mean() / 4, hours.is_between(2, 5).mean() / 4
+        assert evening > 3 * night, (ts, evening, night)
+
+
+def test_latent_truth_covers_every_item_and_user_and_the_linked_plays(world):
+    from transforms.latent import LATENT_DIR, read_latent
+
+    out, summary = world
+    truth = read_latent(out / LATENT_DIR)
+    assert truth is not None
+    ids = set(truth.items["item_id"].to_list())
+    assert {f"photo:{p}" for p in _read(out, "photo_meta")["photo_id"].to_list()} <= ids
+    assert {f"live:{r}" for r in _read(out, "live_room_meta")["live_id"].to_list()} <= ids
+    assert truth.items.height == summary.rows["photo_meta"] + summary.rows["live_room_meta"]
+    assert truth.users.height == USERS and truth.users["interests"].list.len().min() == 24
+    plays = _read(out, "photo_play").group_by("user_id", "author_id").len()
+    joined = truth.user_authors.join(plays, on=["user_id", "author_id"], how="full", coalesce=True)
+    # every play counted (the generator's own draws; a few same-millisecond repeats were dropped)
+    assert joined["len"].fill_null(0).sum() <= joined["plays"].fill_null(0).sum() <= \
+        1.001 * joined["len"].fill_null(0).sum()
+    assert set(truth.params["live_routes"]) == {"linked", "popularity", "popularity_evening", "chance"}
+
+
+def test_density_knob_reaches_kuailive_m3_rates(tmp_path):
+    from rgcd.config import DemoDensity
+
+    users, days = 40, 3
+    summary = generate(tmp_path, users=users, days=days, seed=2, density=DemoDensity.kuailive_m3(),
+                       show_progress=False)
+    per_day = {k: summary.rows[k] / (users * days) for k in ("photo_play", "live_interaction")}
+    assert 180 < per_day["photo_play"] < 300 and 50 < per_day["live_interaction"] < 100, per_day
+    assert 0.8 < summary.rows["photo_meta"] / (300 * users) < 1.2
+    assert 0.8 < summary.rows["live_room_meta"] / (300 * users) < 1.2
