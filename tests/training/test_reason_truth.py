@@ -1,8 +1,8 @@
 """The teacher judged against the world's latent truth: ROC AUC of semantic_transferability (same vs
 cross topic) and vertical_domain against the true topic's vertical, teacher and baseline on the same pairs.
 
-The world's latent truth (interface 3, `transforms.latent.load_latent`) is built here in the same
-shape: item_id -> topic, with some items whose category path disagrees with their true topic.
+The world's latent truth is written here through `transforms.latent` (interface 3) for the tiny
+world: item_id -> topic, with some items whose category path disagrees with their true topic.
 """
 
 import json
@@ -12,7 +12,6 @@ import pytest
 
 from rgcd.config import Settings
 from training.frames import read_stage1_frames
-from training.reasoning import run as reason_run
 from training.reasoning.backends import Completion, MetadataTeacher
 from training.reasoning.run import reason, select_pairs
 from training.reasoning.truth import demo_topic_verticals, roc_auc, same_vertical
@@ -58,9 +57,19 @@ class Constant:
         return [Completion(text) for _ in requests]
 
 
-def test_reason_reports_truth_figures_for_teacher_and_baseline_on_the_same_pairs(world_ws, monkeypatch):
+def _write_latent(ws, topics: dict[str, int]) -> None:
+    from transforms.latent import LatentTruth, write_latent
+
+    items = pl.DataFrame({"item_id": list(topics), "topic": list(topics.values())})
+    empty_users = pl.DataFrame(schema={"user_id": pl.Int64, "interests": pl.List(pl.Float32)})
+    empty_links = pl.DataFrame(schema={"user_id": pl.Int64, "author_id": pl.Int64, "plays": pl.Int64})
+    write_latent(ws.root, LatentTruth(items=items, users=empty_users, user_authors=empty_links,
+                                      params={"version": 1}))
+
+
+def test_reason_reports_truth_figures_for_teacher_and_baseline_on_the_same_pairs(world_ws):
     topics = _latent_topics(world_ws)
-    monkeypatch.setattr(reason_run, "load_item_topics", lambda ws: topics)
+    _write_latent(world_ws, topics)
     s = Settings()
     s = s.model_copy(update={"teacher": s.teacher.model_copy(update={"max_pairs": 40,
                                                                     "max_pairs_per_item": 100})})
@@ -68,6 +77,7 @@ def test_reason_reports_truth_figures_for_teacher_and_baseline_on_the_same_pairs
     baseline = reason(world_ws, s, show_progress=False)
     truth = json.loads((world_ws.reports / "reason.json").read_text())["truth"]
     assert truth == baseline.truth and truth["teacher"] == truth["metadata_baseline"]  # the baseline itself
+    assert "latent" in truth["truth"]
     figures = truth["teacher"]
     assert figures["pairs"] == 40 and figures["same_topic_pairs"] > 0 and figures["cross_topic_pairs"] > 0
     # the baseline reads the vertical off the category path: right exactly where it agrees with the truth

@@ -286,9 +286,7 @@ def reason(
     finished = [answers[k] for k in keys]
     report = _write_tables(ws, pairs, finished, teacher)
     report.update(
-        truth=truth_figures(
-            pairs, finished, item_topics or load_item_topics(ws), MetadataTeacher().answer
-        ),
+        truth=_truth(ws, pairs, finished, item_topics),
         pairs_available=frames.pairs.height,
         pairs_unresolved=unresolved,
         from_cache=from_cache,
@@ -300,6 +298,14 @@ def reason(
     ws.reports.mkdir(parents=True, exist_ok=True)
     (ws.reports / "reason.json").write_text(json.dumps(asdict(result), indent=2))
     return result
+
+
+def _truth(ws, pairs, answers, given: dict[str, int] | None) -> dict | None:
+    """Truth figures against the caller's topics if given, else the workspace's latent truth."""
+    if given is not None:
+        return truth_figures(pairs, answers, given, MetadataTeacher().answer,
+                             source="item topics given by the caller")
+    return truth_figures(pairs, answers, load_item_topics(ws), MetadataTeacher().answer)
 
 
 def _write_tables(

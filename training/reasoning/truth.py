@@ -26,15 +26,14 @@ from rgcd.config import Workspace
 from training.reasoning.cache import CachedAnswer
 from training.reasoning.prompts import PairFacts
 
+LATENT_SOURCE = "the world generator's latent topics (<workspace>/latent)"
 VERTICAL_RULE = "level-1 category of the item's true topic in transforms.demo.TOPICS"
 
 
 def load_item_topics(ws: Workspace) -> dict[str, int] | None:
     """item_id -> true topic from the world's latent truth (interface 3), or None where there is none."""
-    try:
-        from transforms.latent import load_latent
-    except ModuleNotFoundError:  # a checkout without the world generator's latent truth
-        return None
+    from transforms.latent import load_latent
+
     latent = load_latent(ws)
     if latent is None:
         return None
@@ -109,6 +108,7 @@ def truth_figures(
     item_topics: dict[str, int] | None,
     baseline_answer,
     topic_verticals: dict[int, str] | None = None,
+    source: str = LATENT_SOURCE,
 ) -> dict | None:
     """The teacher's and the metadata baseline's figures on the same pairs; None without latent truth.
 
@@ -125,7 +125,7 @@ def truth_figures(
     ]
     kept = [p for p, _ in judged]
     return {
-        "truth": "the world generator's latent topics (<workspace>/latent)",
+        "truth": source,
         "vertical_of_topic": VERTICAL_RULE,
         "pairs_without_truth": sum(
             1 for p in pairs if p.photo.item_id not in item_topics or p.live.item_id not in item_topics
