@@ -185,3 +185,16 @@ def test_an_author_pair_never_shows_a_room_that_started_after_the_pair():
         "strength": [0.9], "event_timestamp": [t]})
     selected, unresolved = select_pairs(Stage1Frames(pairs, items, t + timedelta(days=2)), 10, 0.0)
     assert unresolved == 0 and [p.live.item_id for p in selected] == ["live:10"]
+
+
+def test_authors_with_uncategorised_rooms_get_their_top_category():
+    # A streamer who posts no short videos has rooms with no category; an author with both
+    # categorised and uncategorised items used to raise a polars ShapeError here.
+    from training.reasoning.run import _creator_facts
+
+    items = pl.DataFrame({
+        "author_id": [1, 1, 1, 1, 2, 3],
+        "domain": ["photo", "photo", "photo", "live", "live", "photo"],
+        "category_l1": ["Food", "Food", "", None, None, ""],
+    })
+    assert _creator_facts(items) == {1: (3, 1, "Food"), 2: (0, 1, ""), 3: (1, 0, "")}

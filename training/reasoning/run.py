@@ -93,9 +93,11 @@ def _creator_facts(items: pl.DataFrame) -> dict[int, tuple[int, int, str]]:
     counts = items.group_by("author_id").agg(
         (pl.col("domain") == "photo").sum().alias("photos"),
         (pl.col("domain") == "live").sum().alias("lives"),
+        # One predicate on the whole column: a separate drop_nulls() shortens the column and the
+        # filter's mask no longer lines up (authors whose rooms have no category, such as
+        # streamers who post no short videos, raised a ShapeError).
         pl.col("category_l1")
-        .drop_nulls()
-        .filter(pl.col("category_l1") != "")
+        .filter(pl.col("category_l1").is_not_null() & (pl.col("category_l1") != ""))
         .mode()
         .sort()
         .first()
