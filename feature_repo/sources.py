@@ -8,7 +8,7 @@ so paths are made absolute here). `rgcd features apply` sets the variable to its
 import os
 from pathlib import Path
 
-from feast import FileSource
+from feast import FileSource, PushSource
 
 # Default: ./workspace of this checkout, the `rgcd` command's default workspace from its root.
 _CHECKOUT_WORKSPACE = Path(__file__).resolve().parents[1] / "workspace"
@@ -45,3 +45,10 @@ def feature_data_source(name: str) -> FileSource:
 item_reasoning_source = feature_data_source("item_reasoning")
 pair_reasoning_source = feature_data_source("pair_reasoning")
 item_embeddings_source = feature_data_source("item_embeddings")
+user_embeddings_source = feature_data_source("user_embeddings")
+user_recent_videos_source = feature_data_source("user_recent_videos")
+
+# Push sources: rows written straight into the online store (a room going on air, a user's new
+# plays) while the batch table behind each stays what its stage wrote.
+item_embeddings_push = PushSource(name="item_embeddings_push", batch_source=item_embeddings_source)
+user_recent_videos_push = PushSource(name="user_recent_videos_push", batch_source=user_recent_videos_source)

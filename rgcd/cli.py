@@ -65,7 +65,12 @@ def cli(ctx: click.Context, workspace: Path, config: Path | None) -> None:
     Data moves one way: raw logs (KuaiLive-M3 layout) -> lake -> dbt marts -> Feast ->
     models -> vectors -> Milvus. `rgcd run` does all of it; the other commands run one stage.
     """
+    from rgcd.terminal import clean_terminal, files_inside
+
+    ctx.with_resource(clean_terminal())
     ctx.obj = Context(workspace, config)
+    if ctx.invoked_subcommand not in (None, "demo-data"):  # the ones that may start Feast
+        ctx.with_resource(files_inside(ctx.obj.ws))
 
 
 @cli.command()
@@ -312,8 +317,9 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
     except _feature_store_errors() as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    got.write_parquet(out)
+    from rgcd.atomic import write_parquet_atomic
+
+    write_parquet_atomic(got, out)
     n_features = got.width - len(pl.read_parquet_schema(entities))
     console.print(f"[green]✓[/] {got.height} rows x {n_features} features -> {out}")
 
@@ -371,7 +377,9 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Report name: writes <workspace>/reports/NAME/. Default: the local time.")
 @click.option("--models", default=None,
               help="Comma-separated model names (default: evaluation.models of the config): "
-                   "popularity, bpr_mf, content_mm, content_text, uniembed, emcdr.")
+                   "popularity, bpr_mf, content_mm, content_text, uniembed, emcdr, and the full "
+                   "method rgcd, rgcd-no-reasoning, rgcd-no-decomposition, rgcd-no-routing "
+                   "(default: after the baselines, once `rgcd distill` has run).")
 @pass_ctx
 def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: str | None) -> None:
     """Train the baselines on the training splits and rank the test cases of both protocols.
@@ -386,7 +394,7 @@ def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: 
 
     try:
         out, doc = run_evaluation(c.ws, c.settings.evaluation, seeds=seeds, run=run_name,
-                                  models=models.split(",") if models else None)
+                                  models=models.split(",") if models else None, settings=c.settings)
     except RgcdError as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(err.exit_code)
@@ -450,6 +458,189 @@ def distill(c: Context) -> None:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
     console.print(f"[green]✓[/] {report.one_line()}")
+
+
+@cli.command()
+@pass_ctx
+def transfer(c: Context) -> None:
+    """Stage 2: transferable and residual item vectors from the chorus states, and the retriever.
+
+    Fits the query-aware aggregation on behaviour pairs (Feast's pair_training service, at the
+    marts' latest event) with transferability routing, then the downstream two-tower retriever.
+    Writes feature_data/item_embeddings.parquet (transferable, residual, retrieval for every item
+    of both domains), feature_data/user_embeddings.parquet, models/transfer/ (safetensors),
+    reports/transfer.json and reports/transfer_projection.png, and materializes item_embeddings.
+    Settings: the `transfer` section. A rerun with nothing changed retrains nothing.
+    """
+    from rgcd.featurestore.store import FeatureStoreError
+    from training.frames import MissingInput
+    from training.transfer_stage import transfer as run_transfer
+
+    c.ws.ensure()
+    try:
+        report = run_transfer(c.ws, c.settings)
+    except (MissingInput, FeatureStoreError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(EXIT_CONTRACT)
+    console.print(f"[green]✓[/] {report.one_line()}")
+
+
+
+
+@click.option("--rollback", is_flag=True,
+              help="Point the readers' alias back at the version published before the current one "
+                   "(and its vectors in the online store), instead of publishing.")
+@click.option("--version", "model_version", default=None,
+              help="The model version to publish (default: the newest in item_embeddings.parquet).")
+@pass_ctx
+def publish(c: Context, rollback: bool, model_version: str | None) -> None:
+    """Publish stage 2's vectors: Feast's online store, then a validated Milvus collection per model
+    version behind the alias readers use (retrieval.alias).
+
+    The alias moves only after the new collection holds every published row and a sample of vectors
+    finds itself; retrieval.keep_versions collections are kept for --rollback. Publishing the same
+    version again changes nothing. Milvus: retrieval.milvus_uri (default <workspace>/milvus/rooms.db).
+    """
+    from embeddings import publish as pub
+
+    try:
+        report = pub.rollback(c.ws, c.settings) if rollback else pub.publish(c.ws, c.settings, model_version)
+    except RgcdError as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(err.exit_code)
+    console.print(f"[green]✓[/] {'rolled back: ' if rollback else ''}{report.one_line()}")
+
+
+def _retriever(c: Context):
+    from embeddings.retrieval import Retriever
+
+    return Retriever(c.ws, c.settings)
+
+
+@cli.command()
+@click.option("--user", "user_id", type=int, default=None, help="User -> live: a user_id.")
+@click.option("--item", "item_id", default=None, help="Short video -> live: photo:<photo_id>.")
+@click.option("--at", default=None,
+              help="Request time, ISO 8601 (naive = UTC) or epoch ms; only rooms on air then are "
+                   "candidates. Default: now.")
+@click.option("--k", type=int, default=None, help="Candidates to return (default retrieval.default_k).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"model_version", "query", "at", "source", "candidates": [{"item_id", '
+                   '"author_id", "score", "reason"}]} on stdout.')
+@pass_ctx
+def retrieve(c: Context, user_id: int | None, item_id: str | None, at: str | None, k: int | None,
+             as_json: bool) -> None:
+    """Retrieve live rooms on air for a user (--user) or a short video (--item).
+
+    `source` says how the query vector was found: user_vector, recent_short_videos (a user without
+    a vector: the mean of their recent short videos), popular_on_air (neither), item_vector.
+    Exit 2 for an unknown user or item, bad parameters, or a model version mismatch.
+    """
+    from rich.table import Table
+
+    from embeddings.retrieval import parse_at
+
+    if (user_id is None) == (item_id is None):
+        console.print("[red]error:[/] give exactly one of --user U or --item photo:P")
+        sys.exit(EXIT_CONTRACT)
+    try:
+        retriever = _retriever(c)
+        try:
+            when = parse_at(at)
+            answer = retriever.for_user(user_id, when, k) if user_id is not None else \
+                retriever.for_item(item_id, when, k)
+        finally:
+            retriever.close()
+    except RgcdError as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(err.exit_code)
+    if as_json:
+        click.echo(json.dumps(answer.as_json()))
+        return
+    table = Table(title=f"{answer.query} at {answer.at:%Y-%m-%d %H:%M:%S} UTC · {answer.model_version} · "
+                        f"source {answer.source}")
+    for col in ("room", "author", "score", "reason"):
+        table.add_column(col)
+    for cand in answer.candidates:
+        table.add_row(cand.item_id, str(cand.author_id), f"{cand.score:.4f}", cand.reason)
+    console.print(table)
+
+
+@cli.group()
+def rooms() -> None:
+    """Rooms going on air and off air between training runs (Milvus + Feast online store).
+
+    With the embedded Milvus Lite file only one process may open it: while `rgcd serve` runs, send
+    rooms to it (POST /rooms/start, POST /rooms/{id}/end) instead.
+    """
+
+
+@rooms.command("start")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def rooms_start(c: Context, file: Path) -> None:
+    """Put the rooms in FILE on air: JSON list (or {"rooms": [...]}), JSON lines, or parquet.
+
+    A room: live_id (or item_id live:<id>), author_id, start_timestamp (optional, default now) and,
+    until stage 2's room encoder lands, transferable, residual and retrieval vectors with their
+    model_version (must equal the published version).
+    """
+    from embeddings.rooms import read_rooms_file, start_rooms
+
+    try:
+        rooms_in = read_rooms_file(file)
+        retriever = _retriever(c)
+        try:
+            report = start_rooms(retriever, rooms_in)
+        finally:
+            retriever.close()
+    except RgcdError as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(err.exit_code)
+    console.print(f"[green]✓[/] {report.one_line()}")
+
+
+@rooms.command("end")
+@click.argument("item_id")
+@click.option("--at", default=None, help="End time, ISO 8601 or epoch ms (default now).")
+@pass_ctx
+def rooms_end(c: Context, item_id: str, at: str | None) -> None:
+    """Take room ITEM_ID (live:<id>) off air: it leaves the candidates of every later request."""
+    from embeddings.retrieval import parse_at
+    from embeddings.rooms import end_room
+
+    try:
+        retriever = _retriever(c)
+        try:
+            ended = end_room(retriever, item_id, parse_at(at) if at else None)
+        finally:
+            retriever.close()
+    except RgcdError as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(err.exit_code)
+    console.print(f"[green]✓[/] {item_id} {'off air' if ended else 'had already ended'}")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to bind (default retrieval.host, 127.0.0.1); 0.0.0.0 "
+                                           "exposes the service beyond this machine.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="TCP port (default retrieval.port, 8765).")
+@pass_ctx
+def serve(c: Context, host: str | None, port: int | None) -> None:
+    """Retrieval over HTTP: GET /retrieve/user/{id}, GET /retrieve/item/{photo:id}, POST /rooms/start,
+    POST /rooms/{id}/end, GET /health, GET /version (JSON errors: 404, 422, 409, 503).
+
+    Runs in the foreground; stop it with SIGTERM (Ctrl-C). OpenAPI docs at /docs.
+    """
+    from embeddings.service import serve as run_service
+
+    settings = c.settings
+    try:
+        run_service(c.ws, settings, host or settings.retrieval.host, port or settings.retrieval.port)
+    except RgcdError as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(err.exit_code)
 
 
 def main() -> None:

@@ -125,13 +125,72 @@ class StudentConfig(_Section):
     eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
     torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default); "
                                                     "tiny students run fastest on one")
+    checkpoint_every_steps: int = Field(100, ge=0, description="training saves a checkpoint every N "
+                                        "steps and a rerun after a kill resumes from it (0: none)")
+    seed: int = 0
+
+
+class TransferConfig(_Section):
+    """Stage 2: transferable / residual decomposition over the chorus states (training/transfer.py)."""
+
+    dim: int = Field(32, gt=0, description="size of the transferable and of the residual vector")
+    n_queries: int = Field(4, gt=0, description="learnable queries per space attending "
+                                                  "over the chorus states")
+    heads: int = Field(4, gt=0, description="attention heads of the query-aware aggregation")
+    use_reasoning: bool = Field(True, description="purity from behaviour AND the teacher's "
+                                                  "semantic_transferability (off: behaviour alone)")
+    decompose: bool = Field(True, description="a transferable and a residual vector (off: one vector)")
+    routing: bool = Field(True, description="high-purity pairs in the transferable space, low-purity "
+                                            "pairs through transferable + residual (off: all pairs "
+                                            "in the transferable space)")
+    separation: bool = Field(True, description="penalise the squared cosine between an item's "
+                                               "transferable and residual vectors")
+    separation_weight: float = Field(0.1, ge=0)
+    domain_alignment_weight: float = Field(1.0, ge=0, description="pull the two domains' mean "
+                                                                  "transferable vectors together (0: off)")
+    reasoning_weight: float = Field(0.5, ge=0, le=1, description="purity = behaviour^(1-w) x "
+                                                                 "transferability^w")
+    high_purity_quantile: float = Field(0.5, gt=0, lt=1, description="pairs at or above this quantile "
+                                                                     "of purity are high purity")
+    temperature: float = Field(0.1, gt=0)
+    logq_correction: bool = Field(True, description="in-batch sampling-bias correction on live items")
+    max_pairs: int = Field(300_000, gt=0, description="room pairs read (a hash sample of the eligible "
+                                                      "pair ids when there are more)")
+    held_out_fraction: float = Field(0.1, gt=0, lt=1, description="pairs kept out of training for the "
+                                                                  "alignment figures (hash of pair_id)")
+    steps: int = Field(300, gt=0, description="the loss flattens after ~100 steps at the demo size")
+    batch_size: int = Field(256, gt=1)
+    lr: float = Field(3e-3, gt=0)
+    checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
+    encode_batch_size: int = Field(4_096, gt=0, description="items per chunk read from the chorus states")
+    torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default)")
+    keep_versions: int = Field(3, gt=0, description="model versions kept in item/user_embeddings "
+                                                    "(the newest first), for rollback")
     seed: int = 0
 
 
 class RetrievalConfig(_Section):
-    """Vector store settings: Milvus Lite file by default, a server by URI."""
+    """Publishing and serving vectors: Milvus Lite file by default, a Milvus server by URI."""
 
-    milvus_uri: str = Field("", description="empty: the Milvus Lite file in the workspace")
+    milvus_uri: str = Field("", description="empty: the Milvus Lite file <workspace>/milvus/rooms.db; "
+                                            "http://host:19530 for a Milvus server (same code)")
+    milvus_token: str = Field("", description="token for a Milvus server ('user:password'); empty: none")
+    alias: str = Field("live_rooms", description="the Milvus alias readers search through")
+    keep_versions: int = Field(3, gt=0, description="published collections kept (the current one "
+                                                    "included) for `rgcd publish --rollback`")
+    default_k: int = Field(50, gt=0, le=1000, description="candidates returned when k is not given")
+    max_k: int = Field(1000, gt=0, description="largest k a request may ask for")
+    validate_sample: int = Field(32, gt=0, description="published vectors that must find themselves first "
+                                                       "before the alias is switched")
+    history_videos: int = Field(20, gt=0, description="recent positive short videos kept per user for "
+                                                      "the no-vector fallback and the reasons")
+    popularity_days: int = Field(7, gt=0, description="days of live sessions behind a room's popularity "
+                                                      "(its author's sessions before the cut)")
+    cache_s: float = Field(1.0, ge=0, description="how long a reader trusts its view of the alias "
+                                                  "(which collection and version) before asking Milvus")
+    insert_batch: int = Field(5_000, gt=0, description="rows per Milvus insert while publishing")
+    host: str = Field("127.0.0.1", description="`rgcd serve` bind address")
+    port: int = Field(8765, gt=0, lt=65536, description="`rgcd serve` port")
 
 
 class EvaluationConfig(_Section):
@@ -142,6 +201,10 @@ class EvaluationConfig(_Section):
     models: list[str] = Field(
         default_factory=lambda: ["popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr"],
         description="models evaluated, in report order (see training/baselines)")
+    full_method: list[str] = Field(
+        default_factory=lambda: ["rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing"],
+        description="the full method and its ablations, evaluated after the baselines when the "
+                    "student's chorus states exist (training/rgcd_retriever.py)")
     protocols: list[Literal["klm3-cdr", "live-room"]] = Field(
         default_factory=lambda: ["klm3-cdr", "live-room"])
     head_fraction: float = Field(0.2, gt=0, lt=1, description="klm3-cdr: popular share that is not tail")
@@ -166,6 +229,7 @@ class Settings(_Section):
     features: FeaturesConfig = FeaturesConfig()
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
+    transfer: TransferConfig = TransferConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 

@@ -72,13 +72,29 @@ def _distill(ws: Workspace, settings: Settings, data: Path | None) -> str:
         return f"skipped: {err}"
 
 
+def _transfer(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from training.frames import MissingInput
+    from training.transfer_stage import transfer
+
+    try:
+        return transfer(ws, settings).one_line()
+    except MissingInput as err:
+        return f"skipped: {err}"
+
+
+def _publish(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from embeddings.publish import run_stage
+
+    return run_stage(ws, settings)
+
+
 def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rich.console import Console
 
     from training.evaluation import run_evaluation
     from training.report import one_line, rich_tables
 
-    out, doc = run_evaluation(ws, settings.evaluation)
+    out, doc = run_evaluation(ws, settings.evaluation, settings=settings)
     console = Console(stderr=True)
     for table in rich_tables(doc):
         console.print(table)
@@ -92,7 +108,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("features", "feast apply + materialize", _features),
     Stage("reason", "stage 1a: teacher reasoning over behaviour pairs", _reason),
     Stage("distill", "stage 1b: student with chorus tokens", _distill),
-    Stage("transfer", "stage 2: transferable / residual decomposition", None),
-    Stage("publish", "item vectors to Feast and Milvus", None),
+    Stage("transfer", "stage 2: transferable / residual decomposition", _transfer),
+    Stage("publish", "item vectors to Feast and Milvus", _publish),
     Stage("evaluate", "both protocols, baselines, report", _evaluate),
 )

@@ -4,12 +4,17 @@ dbt runs in this process through `dbtRunner` and prints its own progress lines. 
 is `<workspace>/warehouse.duckdb`; the marts come out as parquet in `<workspace>/marts/`, so
 nothing downstream opens the DuckDB file (DuckDB allows one writer, and a reader holding the file
 makes `dbt build` fail to take its lock). dbt's artifacts and logs go to `<workspace>/dbt/`.
+
+The marts folder never mixes two builds: `build` writes into a fresh `<ws>/marts.builds/<id>/`
+and, once every model and test passed, switches `<ws>/marts` (a relative symlink) to it with one
+rename. A failed or killed build leaves `marts` on the previous build, whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,8 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rgcd.atomic import fsync_path, temp_path_beside, write_json_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
+from rgcd.faults import kill_point
 from transforms.contract import FILES
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
@@ -79,7 +86,10 @@ def dbt_vars(ws: Workspace, settings: Settings) -> dict[str, object]:
 
 
 def check_lake(ws: Workspace) -> None:
-    """Refuse to build over a lake that lacks a required table."""
+    """Refuse to build over a lake that lacks a required table (after finishing a killed ingest)."""
+    from transforms.ingest import complete_interrupted_commit
+
+    complete_interrupted_commit(ws)  # a lake half-renamed by a killed ingest is never built from
     for raw in FILES:
         if raw.required and not any(ws.lake_table(raw.stem).glob("**/*.parquet")):
             raise WarehouseError(
@@ -136,7 +146,8 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
         if status in _FAILED:
             report.failures.append(f"{node.resource_type} {node.name}: {node_result.message}")
         elif str(node.resource_type) == "model" and node.config.materialized == "external":
-            report.marts[node.name] = _parquet_rows(ws.marts / f"{node.name}.parquet")
+            marts = Path(str((extra_vars or {}).get("marts_path") or ws.marts))
+            report.marts[node.name] = _parquet_rows(marts / f"{node.name}.parquet")
     if result.exception is not None:
         report.failures.append(str(result.exception))
     elif not result.success and not report.failures:
@@ -187,11 +198,84 @@ def build(ws: Workspace, settings: Settings, *, full_refresh: bool = False,
     if not full_refresh and previous is not None and previous != current:
         changed = sorted(k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k))
         full_refresh, note = True, f"full refresh: {', '.join(changed)} changed since the last build"
-    report = run_dbt(ws, settings, "build", full_refresh=full_refresh, select=select)
+    build_dir = _new_build_dir(ws)
+    try:
+        report = run_dbt(ws, settings, "build", full_refresh=full_refresh, select=select,
+                         extra_vars={"marts_path": str(build_dir)})
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+    kill_point("build.before_switch")
+    switch_marts(ws, build_dir)
     report.note = note
     if select is None:  # a partial build leaves other incremental models on the old vars
-        state.write_text(json.dumps(current))
+        write_json_atomic(current, state)
     return report
+
+
+MART_BUILDS = "marts.builds"
+
+
+def _new_build_dir(ws: Workspace) -> Path:
+    """A fresh folder for this build's marts; every build folder but the live one is removed."""
+    builds = ws.root / MART_BUILDS
+    live = ws.marts.resolve() if ws.marts.is_symlink() else None
+    if builds.exists():
+        for old in builds.iterdir():
+            if old.resolve() != live:  # the one before (kept for readers) or a killed build
+                shutil.rmtree(old, ignore_errors=True)
+    build = builds / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{time.time_ns() % 10**9:09d}"
+    build.mkdir(parents=True)
+    return build
+
+
+def switch_marts(ws: Workspace, build: Path) -> None:
+    """Point `<ws>/marts` at `build` with one rename; marts this build did not write come along.
+
+    A `--select` build writes only some marts: the others are hard-linked from the current
+    build, so the new one is whole. The previous build folder stays until the next build starts
+    (readers that opened it finish). The warehouse's views over the marts are re-pointed to
+    `<ws>/marts/`, so they follow the switch and never name another workspace's files.
+    """
+    link = ws.marts
+    previous = link.resolve() if link.exists() else None
+    if previous is not None:
+        for f in previous.iterdir():
+            if f.is_file() and not f.name.startswith(".") and not (build / f.name).exists():
+                try:
+                    os.link(f, build / f.name)
+                except OSError:  # another filesystem, or links not allowed: copy
+                    shutil.copy2(f, build / f.name)
+    fsync_path(build)
+    tmp = temp_path_beside(link)
+    os.symlink(os.path.relpath(build, link.parent), tmp)  # relative: a copied workspace keeps its own
+    aside = None
+    if link.exists() and not link.is_symlink():  # a plain folder from before versioned builds
+        aside = temp_path_beside(link)
+        os.replace(link, aside)
+    os.replace(tmp, link)
+    fsync_path(link.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    _repoint_views(ws)
+
+
+def _repoint_views(ws: Workspace) -> None:
+    """Views dbt made over `marts.builds/<id>/x.parquet` read `<ws>/marts/x.parquet` instead."""
+    import re
+
+    import duckdb
+
+    pattern = re.compile(r"'[^']*/" + re.escape(MART_BUILDS) + r"/[^/']+/")
+    con = duckdb.connect(str(ws.warehouse))
+    try:
+        views = con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall()
+        for (sql,) in views:
+            if pattern.search(sql):
+                con.execute(pattern.sub(lambda _: f"'{ws.marts}/", sql).replace(
+                    "CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+    finally:
+        con.close()
 
 
 def generate_docs(ws: Workspace, settings: Settings) -> Path:

@@ -9,14 +9,18 @@ predicting `vertical_domain` from chorus states next to the majority-class rate 
 on the untrained student, as a control), and the rate at which the student's own generation
 reproduces each teacher field.
 
-Resumable: a finished training (same settings, same reasoning table) is reused, and encoding
-writes shards that a rerun skips (same model version, same item content).
+Resumable: a finished training (same settings, same reasoning table) is reused; training saves a
+checkpoint every `student.checkpoint_every_steps` steps under `checkpoints/` and a rerun after a
+kill resumes from it to the same weights as an uninterrupted run; encoding writes shards that a
+rerun skips (same model version, same item content). Every file is written beside its place and
+renamed in (rgcd.atomic); a torn or foreign states file or index is reported in one line and rebuilt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import shutil
 import time
@@ -28,7 +32,10 @@ import polars as pl
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rgcd.atomic import atomic_path, write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, StudentConfig, Workspace
+from rgcd.faults import kill_point
+from training.checkpoint import Checkpointer, restore_rng, rng_state
 from training.frames import MissingInput, read_stage1_frames
 from training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
 from training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, item_text
@@ -46,6 +53,10 @@ ITEM_COLUMNS = [
     "mm_embedding",
 ]
 SHARD_ITEMS = 2_048
+# Settings that change when and how work is saved, not what is learned: outside the fingerprint.
+_NOT_FINGERPRINTED = {"checkpoint_every_steps"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,7 +108,7 @@ def _held_out(item_id: str, fraction: float) -> bool:
 
 
 def _fingerprint(cfg: StudentConfig, knowledge: dict[str, str], base: str) -> str:
-    h = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(cfg.model_dump(exclude=_NOT_FINGERPRINTED), sort_keys=True).encode())
     h.update(base.encode())
     # What the student learns from, not the file's bytes: `rgcd reason` rewrites the table with a
     # fresh created_timestamp even when every answer comes from its cache.
@@ -139,17 +150,18 @@ def _ensure_base(
         max_positions = 2 * (
             cfg.n_soft_tokens + cfg.max_item_tokens + cfg.n_chorus + cfg.max_knowledge_tokens
         )
-        build_tiny_causal_lm(
-            corpus,
-            path,
-            hidden=cfg.tiny_hidden,
-            layers=cfg.tiny_layers,
-            heads=cfg.tiny_heads,
-            vocab_size=cfg.tiny_vocab,
-            max_positions=max_positions,
-            seed=cfg.seed,
-        )
-        stamp.write_text(json.dumps(wanted))
+        with atomic_path(path) as tmp:  # the folder and its stamp land together
+            build_tiny_causal_lm(
+                corpus,
+                tmp,
+                hidden=cfg.tiny_hidden,
+                layers=cfg.tiny_layers,
+                heads=cfg.tiny_heads,
+                vocab_size=cfg.tiny_vocab,
+                max_positions=max_positions,
+                seed=cfg.seed,
+            )
+            (tmp / stamp.name).write_text(json.dumps(wanted))
     return path, TINY_BASE_NAME
 
 
@@ -170,16 +182,30 @@ def train_student(
     knowledge: list[str],
     cfg: StudentConfig,
     show_progress: bool = True,
+    checkpointer: Checkpointer | None = None,
 ) -> list[float]:
-    """Next-token training on (item, knowledge) samples; returns the loss per step."""
+    """Next-token training on (item, knowledge) samples; returns the loss per step.
+
+    With a `checkpointer`, training resumes from its latest checkpoint (model, optimizer, both
+    random generators, losses so far) and saves one every `every_steps` steps, so a run killed
+    and rerun ends with the same weights as one never killed.
+    """
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
-    losses = []
+    losses: list[float] = []
+    first_step = 0
+    resumed = checkpointer.load() if checkpointer else None
+    if resumed is not None:
+        student.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        rng.setstate(resumed["sampler"])
+        restore_rng(resumed["rng"])
+        losses, first_step = list(resumed["losses"]), resumed["step"]
     student.train()
     with _progress(show_progress) as progress:
-        task = progress.add_task("training", total=cfg.steps)
-        for step in range(cfg.steps):
+        task = progress.add_task("training", total=cfg.steps, completed=first_step)
+        for step in range(first_step, cfg.steps):
             idx = rng.sample(range(len(items)), min(cfg.batch_size, len(items)))
             batch = student.collate([items[i] for i in idx], [knowledge[i] for i in idx])
             for group in opt.param_groups:
@@ -191,6 +217,12 @@ def train_student(
             opt.step()
             losses.append(loss.item())
             progress.update(task, advance=1, description=f"training loss {losses[-1]:.3f}")
+            if checkpointer is not None and checkpointer.maybe_save(step + 1, {
+                "model": student.state_dict(), "optimizer": opt.state_dict(),
+                "sampler": rng.getstate(), "rng": rng_state(), "losses": losses,
+            }):
+                kill_point("distill.after_checkpoint")
+            kill_point("distill.train_step")
     student.eval()
     return losses
 
@@ -256,13 +288,13 @@ def encode_all(
         for shard, start in enumerate(range(0, len(rows), shard_items)):
             chunk = rows[start : start + shard_items]
             path = shard_dir / f"part-{shard:05d}.safetensors"
-            if not path.exists():
+            if _readable_shard(path, len(chunk)) is None:
                 t0 = time.perf_counter()
                 states = encode_items(student, chunk, batch_size)
                 seconds += time.perf_counter() - t0
-                tmp = path.with_suffix(".tmp")
-                save_file({"chorus_states": states.contiguous()}, tmp)
-                tmp.rename(path)  # a shard exists only once complete
+                with atomic_path(path) as tmp:  # a shard exists only once complete
+                    save_file({"chorus_states": states.contiguous()}, tmp)
+                kill_point("distill.encode_shard")
             progress.advance(task, len(chunk))
     parts = sorted(shard_dir.glob("part-*.safetensors"))
     states = torch.cat([load_file(p)["chorus_states"] for p in parts])
@@ -277,20 +309,50 @@ def encode_all(
     return states, index, seconds
 
 
+def _readable_shard(path: Path, rows: int) -> torch.Tensor | None:
+    """A finished shard of `rows` items, or None when it is missing or torn (then re-encoded)."""
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        return None
+    try:
+        states = load_file(path)["chorus_states"]
+    except Exception as err:  # a torn file fails inside safetensors with various errors
+        log.warning("re-encoding %s: unreadable (%s)", path.name, _first_line(err))
+        return None
+    return states if states.shape[0] == rows else None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _finished_states(states_path: Path, index_path: Path, model_version: str, items: pl.DataFrame):
-    """The chorus states of a previous run of this very model over these very items, else None."""
+    """The chorus states of a previous run of this very model over these very items, else None.
+
+    A torn or foreign states file or index (truncated, another format, another model) is
+    reported in one log line and None is returned, so the caller rebuilds it.
+    """
     from safetensors import safe_open
 
     if not (states_path.exists() and index_path.exists()):
         return None
-    with safe_open(states_path, "pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("model_version") != model_version or meta.get("items_digest") != items_digest(items):
-            return None
-        index = pl.read_parquet(index_path)
-        if index["item_id"].to_list() != items["item_id"].to_list():
-            return None
-        return f.get_tensor("chorus_states")
+    try:
+        with safe_open(states_path, "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("model_version") != model_version or meta.get("items_digest") != items_digest(items):
+                return None
+            index = pl.read_parquet(index_path)
+            if (index["item_id"].to_list() != items["item_id"].to_list()
+                    or set(index["model_version"].unique().to_list()) != {model_version}):
+                return None
+            states = f.get_tensor("chorus_states")
+    except Exception as err:  # safetensors and parquet raise many kinds on a torn file
+        log.warning("rebuilding the chorus states: %s or %s is unreadable (%s)",
+                    states_path.name, index_path.name, _first_line(err))
+        return None
+    return states if states.shape[0] == items.height else None
 
 
 def linear_probe(
@@ -411,12 +473,15 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         losses = json.loads((model_dir / "losses.json").read_text())
     else:
         student = untrained
-        losses = train_student(student, train, [knowledge[r["item_id"]] for r in train], cfg, show_progress)
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        student.save_pretrained(model_dir)
-        (model_dir / "losses.json").write_text(json.dumps(losses))
-        stamp.write_text(fingerprint)
+        checkpoints = Checkpointer(out_dir / "checkpoints", cfg.checkpoint_every_steps, fingerprint)
+        losses = train_student(student, train, [knowledge[r["item_id"]] for r in train], cfg, show_progress,
+                               checkpoints)
+        # The model folder with its stamp is swapped in whole: a kill leaves the old or the new.
+        with atomic_path(model_dir) as tmp:
+            student.save_pretrained(tmp)
+            (tmp / "losses.json").write_text(json.dumps(losses))
+            (tmp / stamp.name).write_text(fingerprint)
+        checkpoints.clear()
     train_seconds = time.perf_counter() - t0
 
     states_path, index_path = out_dir / "chorus_states.safetensors", out_dir / "chorus_index.parquet"
@@ -426,13 +491,17 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         states, index, encode_seconds = encode_all(
             student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
         )
-        save_file(
-            {"chorus_states": states.contiguous()},
-            states_path,
-            metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus),
-                      "items_digest": items_digest(items)},
-        )
-        index.write_parquet(index_path)
+        # The index first: the states file carries the model version and items digest that make
+        # the pair valid, so a kill between the two renames leaves a pair that is rebuilt.
+        write_parquet_atomic(index, index_path)
+        kill_point("distill.between_index_and_states")
+        with atomic_path(states_path) as tmp:
+            save_file(
+                {"chorus_states": states.contiguous()},
+                tmp,
+                metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus),
+                          "items_digest": items_digest(items)},
+            )
         shutil.rmtree(out_dir / "chorus_shards")  # merged; the shards were only the resume points
     index = pl.read_parquet(index_path)
 
@@ -472,6 +541,5 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         generation_field_rate=field_rate,
         reused_training=reused,
     )
-    ws.reports.mkdir(parents=True, exist_ok=True)
-    (ws.reports / "distill.json").write_text(json.dumps(asdict(report), indent=2))
+    write_json_atomic(asdict(report), ws.reports / "distill.json")
     return report

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rgcd.config import EvaluationConfig, Workspace
+from rgcd.config import EvaluationConfig, Settings, Workspace
 from rgcd.errors import RgcdError
 from training.metrics import batch_metrics
 from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
@@ -166,6 +166,14 @@ def _ms(col: str) -> pl.Expr:
     return pl.col(col).dt.epoch("ms")
 
 
+def interactions_before(interactions: pl.DataFrame, catalog: ItemCatalog, cut: datetime) -> pl.DataFrame:
+    """Positive interactions strictly before `cut`, with their collaborative key (rooms -> author)."""
+    inter = interactions.filter(pl.col("is_positive") & (pl.col("event_timestamp") < cut))
+    keys = catalog.cf_keys(inter["item_id"].to_list())
+    return inter.select("user_id", "item_id", "domain", "event_timestamp").with_columns(
+        pl.Series("key", keys, dtype=pl.Utf8))
+
+
 def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Protocol:
     """The live-room protocol from eval_live_room, live_schedule, user_item_interactions, item_content."""
     ev = marts["eval_live_room"]
@@ -176,11 +184,7 @@ def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Pro
     cut: datetime = test_rows["request_timestamp"].min()
     catalog = ItemCatalog(marts["item_content"], cut=cut)
 
-    inter = marts["user_item_interactions"].filter(
-        pl.col("is_positive") & (pl.col("event_timestamp") < cut))
-    keys = catalog.cf_keys(inter["item_id"].to_list())
-    train = inter.select("user_id", "item_id", "domain", "event_timestamp").with_columns(
-        pl.Series("key", keys, dtype=pl.Utf8))
+    train = interactions_before(marts["user_item_interactions"], catalog, cut)
 
     # Every room on air at some moment of the test period can be a candidate.
     sched = marts["live_schedule"].with_columns(
@@ -367,15 +371,22 @@ def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], 
     return ModelRun(protocol.name, model.name, seed, metrics, counts, t1 - t0, time.perf_counter() - t1)
 
 
+def full_method_ready(ws: Workspace) -> bool:
+    """Whether the student's chorus states exist, which the full method (stage 2) is fitted on."""
+    return (Path(ws.models) / "student" / "chorus_states.safetensors").exists()
+
+
 def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | None = None,
                    run: str | None = None, models: Sequence[str] | None = None,
                    extra: dict[str, Callable[[], Recommender]] | None = None,
-                   progress: bool = True, with_oracle: bool = True) -> tuple[Path, dict]:
+                   progress: bool = True, with_oracle: bool = True,
+                   settings: Settings | None = None) -> tuple[Path, dict]:
     """Fit and evaluate every model on every protocol for every seed; write the report.
 
-    `models` are names from `training.baselines.MODELS` (default: the configuration's list);
-    `extra` adds models by factory (how the full method plugs in; they are not baselines, so the
-    "strongest baseline" sentence leaves them out). On a world that carries its latent truth
+    `models` are names from `training.baselines.MODELS` or of the full method (default: the
+    configuration's baselines, then `full_method` when `settings` are given and the student's
+    chorus states exist); `extra` adds models by factory. The full method is not a baseline, so
+    the "strongest baseline" sentence leaves it out. On a world that carries its latent truth
     (the demo world) the `oracle` row is added: an upper bound, never a model (training/oracle.py).
     Returns (report folder, metrics.json document).
     """
@@ -388,11 +399,27 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
 
     started = time.perf_counter()
     seeds = list(seeds if seeds is not None else cfg.seeds)
+    from training.rgcd_retriever import FULL_METHOD, full_method_factories
+
     names = list(models if models is not None else cfg.models)
-    unknown = [n for n in names if n not in MODELS]
+    unknown = [n for n in names if n not in MODELS and n not in FULL_METHOD]
     if unknown:
-        raise UnknownModelError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
-    factories: dict[str, Callable[[], Recommender]] = {n: (lambda n=n: build_model(n, cfg)) for n in names}
+        raise UnknownModelError(f"unknown model(s) {', '.join(unknown)}; known: "
+                                f"{', '.join([*MODELS, *FULL_METHOD])}")
+    full = [n for n in names if n in FULL_METHOD]
+    if models is None and settings is not None and full_method_ready(ws):
+        full = list(cfg.full_method)
+    if full and settings is None:
+        raise UnknownModelError(f"{', '.join(full)} need the workspace's settings (stage 2 is fitted on "
+                                "demand): call run_evaluation(..., settings=...)")
+    if full and not full_method_ready(ws):
+        raise MissingMartError(f"{', '.join(full)} need the student's chorus states "
+                               f"({ws.models / 'student'}): run `rgcd distill` first")
+    baselines = [n for n in names if n in MODELS]
+    factories: dict[str, Callable[[], Recommender]] = {n: (lambda n=n: build_model(n, cfg))
+                                                       for n in baselines}
+    if full:
+        factories.update(full_method_factories(ws, settings, full))
     factories.update(extra or {})
     truth = load_latent(ws)
     if truth is not None and with_oracle:  # only a synthetic world has it: an upper bound, not a model
@@ -404,7 +431,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     protocols = load_protocols(ws, cfg, cfg.protocols, skipped)
     if not protocols:
         raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
-    result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(names),
+    result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(baselines),
                               skipped=skipped)
     total = len(seeds) * len(protocols) * len(factories)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

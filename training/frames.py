@@ -68,7 +68,9 @@ class Stage1Frames:
     """What stage 1 reads, one row per id, as of `request_time`.
 
     pairs: pair_id + PAIR_FEATURES + event_timestamp (= last_seen, as in the mart);
-    items: item_id + ITEM_FEATURES (both domains; a live room's start is start_timestamp).
+    items: item_id + ITEM_FEATURES (both domains; a live room's start is start_timestamp) +
+    first_appearance (the event time of the item's row in the store: a photo's first play, a
+    room's start), read with the ids, so what is written about an item can be stamped with it.
     `unanswered` counts ids of the marts for which the store had no row at request_time.
     """
 
@@ -85,7 +87,7 @@ def _mart(ws: Workspace, view: str) -> Path:
     return path
 
 
-def _store(ws: Workspace, settings: Settings, views: list[str]):
+def checked_store(ws: Workspace, settings: Settings, views: list[str]):
     """The workspace's feature store, checked to define `views` over this workspace's marts."""
     from rgcd.featurestore.store import FeatureStoreError, feature_store, source_path
 
@@ -138,11 +140,14 @@ def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
     """
     specs = [PAIRS, ITEMS] if pairs else [ITEMS]
     paths = [_mart(ws, view) for view, _, _ in specs]
-    store = _store(ws, settings, [view for view, _, _ in specs])
+    store = checked_store(ws, settings, [view for view, _, _ in specs])
     at = _request_time(paths)
     read = {spec[0]: _read_view(store, path, spec, at, engine)
             for spec, path in zip(specs, paths, strict=True)}
     items, unanswered = read["item_content"]
+    first = (pl.scan_parquet(paths[specs.index(ITEMS)]).group_by("item_id")
+             .agg(pl.col("event_timestamp").min().alias("first_appearance")).collect())
+    items = items.join(first, on="item_id", how="left")
     if pairs:
         pair_frame, missed = read["behaviour_pairs"]
         pair_frame = pair_frame.with_columns(pl.col("last_seen").alias("event_timestamp"))

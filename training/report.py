@@ -21,7 +21,6 @@ A slice with no cases (e.g. no cold-start user) maps each model to {}.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rgcd.atomic import atomic_path, write_json_atomic, write_text_atomic
 from training.evaluation import SLICES, ModelRun
 from training.oracle import LABEL as ORACLE_LABEL
 from training.oracle import NAME as ORACLE
@@ -219,7 +219,8 @@ def _plot_hr_curves(result: EvaluationResult, mean: dict, std: dict, out: Path) 
         fig.suptitle(f"{p}: HR@K per slice (mean ± std over seeds {result.seeds})")
         fig.tight_layout(rect=(0, 0, 0.88, 1))
         path = out / f"hr_at_k_{p}.png"
-        fig.savefig(path, dpi=110)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         paths.append(path)
     return paths
@@ -258,7 +259,8 @@ def _plot_projection(result: EvaluationResult, out: Path, max_points: int = 3000
         ax.legend(markerscale=3, fontsize=8)
     fig.tight_layout()
     path = out / "item_projection.png"
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -284,7 +286,7 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
            "skipped": result.skipped}
     if shares:
         doc["oracle_share"] = shares
-    (out / "metrics.json").write_text(json.dumps(doc, indent=2))
+    write_json_atomic(doc, out / "metrics.json")
 
     plots = _plot_hr_curves(result, mean, std, out)
     projection = _plot_projection(result, out)
@@ -315,7 +317,7 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
                f"(fit of seed {result.seeds[0]} on {result.protocols()[0]}).", "",
                "![item projection](item_projection.png)", ""]
     md += ["All metrics at every K, per seed, and timings: `metrics.json`."]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text_atomic("\n".join(md) + "\n", out / "report.md")
     return out
 
 

@@ -12,19 +12,27 @@ The flow per raw file (parents before children, `contract.ingest_order`):
    rows go to a staged quarantine file with a `reason`.
 3. Each staged partition is then reconciled with the lake: rows repeating a key already seen in
    the same file are quarantined as duplicates, lake rows with a key the new data also has are
-   replaced (a rerun replaces, never appends), other lake rows are kept. The result replaces the
-   lake file with one rename, so an interrupted ingest leaves every part either old or new.
+   replaced (a rerun replaces, never appends), other lake rows are kept. The result is staged too.
+4. All or nothing per run: only when every file of the run is staged are the staged files moved
+   into the lake, by renames listed first in a journal (`<ws>/.ingest-commit.json`). A run that
+   fails or is killed before the journal leaves the lake and quarantine as they were; one killed
+   during the renames is completed from the journal by the next ingest (or build).
 
-Foreign keys are checked against the accepted keys of the parent as it stands in the lake after
-its own ingest, so a later folder holding only new events still finds parents from earlier ones.
+Foreign keys are checked against the accepted keys of the parent as this run leaves it (its
+staged result over the lake), so a later folder holding only new events still finds parents from
+earlier ones. A file that cannot be read (corrupt body, bad encoding, wrong delimiter) stops the
+run with a ContractError naming the file and the cause, before anything is moved.
 Memory holds one batch, the foreign-key sets and the key columns of one partition at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,8 +48,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rgcd.atomic import fsync_path, write_json_atomic
 from rgcd.config import IngestConfig, Workspace
 from rgcd.errors import RgcdError
+from rgcd.faults import kill_point
 from transforms.contract import VECTOR_DIMS, Kind, RawFile, ingest_order
 from transforms.latent import copy_latent
 
@@ -57,10 +67,10 @@ RAW_LINE = "raw_line"
 
 
 class ContractError(RgcdError):
-    """A raw file breaks the contract as a whole (missing file or column, not UTF-8); exit code 2.
+    """A raw file breaks the contract as a whole (missing file or column, unreadable); exit code 2.
 
-    Layout problems are found before anything is written; a file found unreadable while it is
-    streamed leaves its lake table as it was (files ingested before it stay ingested).
+    Layout problems are found before anything is read; a file found unreadable while it is
+    streamed stops the run before anything is moved into the lake (no file of the run lands).
     """
 
     exit_code = 2
@@ -164,6 +174,21 @@ def _not_utf8(path: Path, err: Exception) -> str:
             f"convert it (e.g. `iconv -f GB18030 -t UTF-8`) and rerun")
 
 
+_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _one_column_hint(names: list[str]) -> str:
+    """Why a CSV header came out as one column: the file uses another delimiter."""
+    if len(names) != 1:
+        return ""
+    for mark, word in _DELIMITERS.items():
+        if mark in names[0]:
+            return (f" (its header was read as one column {names[0][:60]!r}: the file is "
+                    f"{word}-delimited; the data contract's CSV files are comma-delimited: "
+                    "re-export it with commas)")
+    return ""
+
+
 def check_layout(src: Path) -> tuple[list[_Source], list[str]]:
     """The contract's files found in `src` (parents first) and the optional ones absent.
 
@@ -185,8 +210,13 @@ def check_layout(src: Path) -> tuple[list[_Source], list[str]]:
             else:
                 skipped.append(spec.stem)
             continue
-        names = set(_header(path, spec.fmt))
+        header = _header(path, spec.fmt)
+        names = set(header)
         missing = [c.name for c in spec.columns if c.name not in names]
+        hint = _one_column_hint(header) if missing else ""
+        if hint:
+            problems.append(f"{spec.filename} has none of the contract's columns{hint}")
+            continue
         for name in missing:
             problems.append(f"{spec.filename} has no column {name} (required by the data contract; "
                             "see the README's Data contract); add the column and rerun")
@@ -236,26 +266,53 @@ def _batches(source: _Source, batch_rows: int, malformed: list[tuple[str, str]]
 
     # Every CSV column is read as text: the contract decides how to parse it, so a bad value
     # becomes a quarantined row instead of a failed read.
+    undecodable: list[BaseException] = []
     try:
-        reader = pacsv.open_csv(
-            source.path,
-            # a block must hold at least one whole row, hence the 1 MiB floor
-            read_options=pacsv.ReadOptions(
-                block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep_malformed),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(source.columns),
-                column_types={c: pa.string() for c in source.columns},
-                strings_can_be_null=False),
-        )
-        for batch in reader:
-            for start in range(0, batch.num_rows, batch_rows):
-                yield batch.slice(start, batch_rows)
+        with _undecodable_rows(undecodable):
+            reader = pacsv.open_csv(
+                source.path,
+                # a block must hold at least one whole row, hence the 1 MiB floor
+                read_options=pacsv.ReadOptions(
+                    block_size=int(max(_row_bytes(source) * batch_rows, 1 << 20))),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True,
+                                                 invalid_row_handler=keep_malformed),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=list(source.columns),
+                    column_types={c: pa.string() for c in source.columns},
+                    strings_can_be_null=False),
+            )
+            for batch in reader:
+                for start in range(0, batch.num_rows, batch_rows):
+                    yield batch.slice(start, batch_rows)
     except pa.ArrowInvalid as err:
         # every column is read as text, so the only conversion that can fail is the decoding
+        if undecodable:
+            raise ContractError(_not_utf8(source.path, undecodable[0])) from None
         if "UTF8" not in str(err):
             raise
         raise ContractError(_not_utf8(source.path, err)) from None
+
+
+@contextlib.contextmanager
+def _undecodable_rows(seen: list[BaseException]) -> Iterator[None]:
+    """Catch what pyarrow cannot hand to the malformed-row handler (a line that is not UTF-8).
+
+    pyarrow decodes the line before calling the handler and reports a failure there as an
+    "Exception ignored" traceback on stderr; it is collected here and reported as not UTF-8.
+    """
+    previous = sys.unraisablehook
+
+    def collect(unraisable) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError):
+            seen.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = collect
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +509,8 @@ def _quarantine_schema(columns: list[str]) -> pa.Schema:
 class _Quarantine:
     """The staged quarantine of one raw file (original values as text, reason, where, when)."""
 
-    def __init__(self, ws: Workspace, source: _Source, staging: Path) -> None:
+    def __init__(self, ws: Workspace, source: _Source, staging: Path, commit: _Commit) -> None:
+        self.commit = commit
         self.final = ws.quarantine_table(source.spec.stem)
         self.source = str(source.path.resolve())
         # CSV sources also keep whole lines that could not be split into fields
@@ -498,10 +556,9 @@ class _Quarantine:
         if keep == 0:
             # nothing of other files to keep: this run's file is the quarantine (or there is none)
             if has_new:
-                self.final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.path, self.final)
-            else:
-                self.final.unlink(missing_ok=True)
+                self.commit.stage(self.path, self.final)
+            elif self.final.exists():
+                self.commit.remove(self.final)
             return
         old = pq.ParquetFile(self.final)
         if keep == old.metadata.num_rows and not has_new:
@@ -516,7 +573,7 @@ class _Quarantine:
                 kept = pl.from_arrow(batch).filter(pl.col("source") != self.source)
                 if kept.height:
                     out.write_table(_conform(kept.to_arrow(), schema))
-        os.replace(tmp, self.final)
+        self.commit.stage(tmp, self.final)
 
 
 def _merge_schemas(new: pa.Schema, old: pa.Schema) -> pa.Schema:
@@ -531,11 +588,80 @@ def _merge_schemas(new: pa.Schema, old: pa.Schema) -> pa.Schema:
 # Ingest
 
 
-def _parent_keys(ws: Workspace, spec: RawFile) -> dict[str, pl.Series]:
+JOURNAL = ".ingest-commit.json"
+STAGING = ".ingest-staging"
+
+
+class _Commit:
+    """The renames that turn a run's staged files into the lake, applied only once all are staged.
+
+    `stage(staged, final)` plans `final` to be replaced by `staged`; `remove(final)` plans its
+    removal. Until `apply`, the lake is untouched; `files(table)` is the table as the run will
+    leave it, for foreign-key checks of later files.
+    """
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.moves: dict[Path, Path] = {}  # final -> staged
+        self.removals: set[Path] = set()
+
+    def stage(self, staged: Path, final: Path) -> None:
+        self.moves[final] = staged
+        self.removals.discard(final)
+
+    def remove(self, final: Path) -> None:
+        self.moves.pop(final, None)
+        self.removals.add(final)
+
+    def files(self, table: Path) -> list[Path]:
+        lake = set(table.rglob("*.parquet")) if table.exists() else set()
+        planned = {f for f in self.moves if f.is_relative_to(table)}
+        current = (lake | planned) - self.removals
+        return sorted(self.moves.get(f, f) for f in current)
+
+    def apply(self) -> None:
+        """Write the journal, then rename; `complete_interrupted_commit` replays it after a kill."""
+        root = self.ws.root
+        # paths relative to the workspace: a workspace copied mid-commit completes in the copy
+        moves = [[str(s.relative_to(root)), str(f.relative_to(root))] for f, s in self.moves.items()]
+        journal = {"moves": moves, "removals": [str(f.relative_to(root)) for f in sorted(self.removals)]}
+        write_json_atomic(journal, root / JOURNAL)
+        kill_point("ingest.journal_written")
+        _replay(self.ws, journal)
+
+
+def _replay(ws: Workspace, journal: dict) -> int:
+    """Apply a commit journal (idempotent: a move whose staged file is gone is done); the count."""
+    done, folders = 0, set()
+    for staged_rel, final_rel in journal["moves"]:
+        staged, final = ws.root / staged_rel, ws.root / final_rel
+        if staged.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+            folders.add(final.parent)
+            done += 1
+            kill_point("ingest.rename")
+    for final_rel in journal["removals"]:
+        (ws.root / final_rel).unlink(missing_ok=True)
+    for folder in folders:
+        fsync_path(folder)
+    (ws.root / JOURNAL).unlink(missing_ok=True)
+    shutil.rmtree(ws.root / STAGING, ignore_errors=True)
+    return done
+
+
+def complete_interrupted_commit(ws: Workspace) -> int:
+    """Finish the lake renames of an ingest killed mid-commit (its journal); returns how many."""
+    path = ws.root / JOURNAL
+    if not path.exists():
+        return 0
+    return _replay(ws, json.loads(path.read_text()))
+
+
+def _parent_keys(ws: Workspace, spec: RawFile, commit: _Commit) -> dict[str, pl.Series]:
     keys: dict[str, pl.Series] = {}
     for fk in spec.foreign_keys:
-        table = ws.lake_table(fk.parent)
-        files = sorted(table.rglob("*.parquet")) if table.exists() else []
+        files = commit.files(ws.lake_table(fk.parent))
         if not files:
             keys[fk.column] = pl.Series(fk.parent_column, [], pl.Int64)
             continue
@@ -545,15 +671,15 @@ def _parent_keys(ws: Workspace, spec: RawFile) -> dict[str, pl.Series]:
 
 
 def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Path,
-                 progress: Progress) -> FileCounts:
+                 progress: Progress, commit: _Commit) -> FileCounts:
     spec = source.spec
     counts = FileCounts()
     folder = staging / spec.stem
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    parents = _parent_keys(ws, spec)
+    parents = _parent_keys(ws, spec, commit)
     staged = _Staged(folder, _lake_schema(source))
-    quarantine = _Quarantine(ws, source, folder)
+    quarantine = _Quarantine(ws, source, folder, commit)
     total = pq.ParquetFile(source.path).metadata.num_rows if spec.fmt == "parquet" else None
     task = progress.add_task(spec.filename, total=total)
     batch_rows = batch_rows_for(source, cfg)
@@ -601,7 +727,7 @@ def _ingest_file(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Pat
         staged.close()
         parts = ["all"]
     for part in parts:
-        dups = _reconcile(part, source, ws, staged, quarantine, batch_rows)
+        dups = _reconcile(part, source, ws, staged, quarantine, batch_rows, commit)
         counts.quarantined += dups
         if dups:
             counts.reasons[_duplicate_reason(spec)] += dups
@@ -616,8 +742,8 @@ def _duplicate_reason(spec: RawFile) -> str:
 
 
 def _reconcile(part: str, source: _Source, ws: Workspace, staged: _Staged, quarantine: _Quarantine,
-               batch_rows: int) -> int:
-    """Move one staged partition into the lake; returns the rows quarantined as duplicates."""
+               batch_rows: int, commit: _Commit) -> int:
+    """Stage one partition as the lake will hold it; returns the rows quarantined as duplicates."""
     spec = source.spec
     key = list(spec.key)
     new_path = staged.path(part)
@@ -637,9 +763,8 @@ def _reconcile(part: str, source: _Source, ws: Workspace, staged: _Staged, quara
             old_keep = old_keys.join(unique_new, on=key, how="anti").get_column("__i")
         else:  # not a lake file of this contract: replaced whole
             old_keep = pl.Series("__i", [], pl.UInt32)
-    final_dir.mkdir(parents=True, exist_ok=True)
     if dups == 0 and (old_keep is None or old_keep.len() == 0):
-        os.replace(new_path, final)
+        commit.stage(new_path, final)
         return 0
 
     schema = staged.schema
@@ -671,7 +796,7 @@ def _reconcile(part: str, source: _Source, ws: Workspace, staged: _Staged, quara
                 if idx.len():
                     out.write_table(_conform(pa.Table.from_batches([batch]).take(idx.to_arrow()), schema))
                 offset += batch.num_rows
-    os.replace(tmp, final)
+    commit.stage(tmp, final)
     return dups
 
 
@@ -679,25 +804,52 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
     """Validate the KuaiLive-M3-layout folder `src` and write its rows into `ws`'s lake.
 
     Bad rows go to `<ws>/quarantine/<stem>.parquet` with a `reason`; read = accepted +
-    quarantined per file. Raises ContractError (nothing written) when a required file or column
-    is missing. Re-ingesting the same folder leaves lake and quarantine as they were.
+    quarantined per file. All or nothing: raises ContractError, with lake and quarantine as they
+    were, when a required file or column is missing or a file cannot be read. Re-ingesting the
+    same folder leaves lake and quarantine as they were.
     """
     started = time.perf_counter()
     src = Path(src)
+    complete_interrupted_commit(ws)  # a run killed mid-rename is finished before anything else
     sources, skipped = check_layout(src)
     report = IngestReport(src=src, skipped=skipped)
-    staging = ws.root / ".ingest-staging"
-    shutil.rmtree(staging, ignore_errors=True)  # leftovers of an interrupted run
+    staging = ws.root / STAGING
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a run killed before its commit
     staging.mkdir(parents=True)
+    commit = _Commit(ws)
     console = console or Console(stderr=True)
     columns = (TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed:>12,} rows"),
                TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             for source in sources:
-                report.files[source.spec.stem] = _ingest_file(source, ws, cfg, staging, progress)
+                report.files[source.spec.stem] = _read_or_refuse(source, ws, cfg, staging, progress, commit)
+                kill_point("ingest.file_staged")
+        commit.apply()
         copy_latent(src, ws)  # a synthetic world's truth rides along; it is not contract data
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not (ws.root / JOURNAL).exists():  # a journal still to replay keeps its staged files
+            shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+# What a reader raises on a file it cannot read: a corrupt or truncated body, a bad encoding, a
+# CSV the parser cannot split. Exceptions of other kinds are bugs and keep their traceback.
+_UNREADABLE = (OSError, EOFError, ValueError, pa.ArrowException, pl.exceptions.PolarsError)
+
+
+def _read_or_refuse(source: _Source, ws: Workspace, cfg: IngestConfig, staging: Path,
+                    progress: Progress, commit: _Commit) -> FileCounts:
+    """Stage one raw file, or refuse the whole run with a message naming the file and the cause."""
+    try:
+        return _ingest_file(source, ws, cfg, staging, progress, commit)
+    except ContractError as err:
+        raise ContractError(f"{err}\nNothing was written: the lake and quarantine are as before.") from None
+    except _UNREADABLE as err:
+        cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ContractError(
+            f"{source.spec.filename} cannot be read ({type(err).__name__}: {cause[:300]}); it is "
+            "corrupt, truncated or not in the contract's format: replace it with a good copy "
+            "(re-export or re-download it) and rerun. Nothing was written: the lake and "
+            "quarantine are as before.") from None

@@ -1,15 +1,23 @@
-"""Item vectors written by the publish stage (<workspace>/feature_data/item_embeddings.parquet).
+"""Vectors of stage 2 (`rgcd transfer`: <workspace>/feature_data/item_embeddings.parquet,
+user_embeddings.parquet) and what retrieval reads per user (user_recent_videos, written by publish).
 
 Each row carries the model_version that produced it, so a ranker reads a vector and its version
-together. Regenerated on every retrain: read with filter_by_created_timestamp in frames.
+together. Stamped like every model-stage table (DESIGN.md, Serving): event_timestamp = the training
+cut the vectors were fitted at (or a room's start for a room encoded later), created_timestamp =
+when written. Frames do not cut by created_timestamp: vectors fitted at a cut are visible to
+frames from the cut on (they saw nothing after it), and a retrain at the same cut wins the tie.
+The rooms' `retrieval` vectors (the two-tower item tower, user_vector's space) are searched in
+Milvus and not served here. Rooms that go on air after a training run are pushed
+(item_embeddings_push) straight into the online store by `rgcd rooms start`; the batch table
+stays what stage 2 wrote.
 """
 
 from datetime import timedelta
 
-from entities import item
+from entities import item, user
 from feast import FeatureView, Field
 from feast.types import Array, Float32, String
-from sources import item_embeddings_source
+from sources import item_embeddings_push, user_embeddings_source, user_recent_videos_push
 
 item_embeddings = FeatureView(
     name="item_embeddings",
@@ -20,10 +28,41 @@ item_embeddings = FeatureView(
         Field(name="transferable", dtype=Array(Float32),
               description="stage 2: the cross-domain transferable vector"),
         Field(name="residual", dtype=Array(Float32), description="stage 2: the domain residual vector"),
-        Field(name="model_version", dtype=String, description="the model that produced both vectors"),
+        Field(name="model_version", dtype=String, description="the model that produced the vectors"),
     ],
-    source=item_embeddings_source,
+    source=item_embeddings_push,
     online=True,
     description="Transferable and residual item vectors (stage 2), with their model version.",
+    tags={"regenerated": "false", "stamped": "evidence", "written_by": "transfer, rooms start"},
+)
+
+user_embeddings = FeatureView(
+    name="user_embeddings",
+    entities=[user],
+    ttl=timedelta(days=365),
+    schema=[
+        Field(name="user_vector", dtype=Array(Float32),
+              description="stage 2: the two-tower retriever's user-tower vector at the training cut"),
+        Field(name="model_version", dtype=String, description="the model that produced the vector"),
+    ],
+    source=user_embeddings_source,
+    online=True,
+    description="User vectors for user -> live retrieval (stage 2), with their model version.",
+    tags={"regenerated": "false", "stamped": "evidence", "written_by": "transfer"},
+)
+
+user_recent_videos = FeatureView(
+    name="user_recent_videos",
+    entities=[user],
+    # A user's recent history is stale after a month; the fallback then says it had none.
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="recent_photo_ids", dtype=Array(String),
+              description="the user's latest positive short videos (progress >= 10%), newest first"),
+    ],
+    source=user_recent_videos_push,
+    online=True,
+    description="Recent short-video history per user: the retrieval fallback for users without a "
+                "vector, and what reasons compare a room with.",
     tags={"regenerated": "true", "written_by": "publish"},
 )

@@ -1,8 +1,11 @@
 """Teacher reasoning written by stage 1a (<workspace>/feature_data/{item,pair}_reasoning.parquet).
 
-Reasoning is regenerated (new teacher, new prompt version), so these views are tagged
-`regenerated`: training frames read them with filter_by_created_timestamp, and a row written
-after a request time is never visible at it.
+Rows are stamped with when their evidence existed (event_timestamp: a pair's last co-engagement,
+an item's first appearance) and when they were generated (created_timestamp). Reasoning is often a
+backfill over historical logs, written long after its evidence, so frames do NOT cut by
+created_timestamp (that would hide every backfill from every historical frame): a row is visible
+from its evidence time on and never before it, and created_timestamp breaks ties, so a
+regeneration (new teacher, new prompt version) of the same evidence wins (DESIGN.md, Serving).
 """
 
 from datetime import timedelta
@@ -28,7 +31,7 @@ item_reasoning = FeatureView(
     source=item_reasoning_source,
     online=True,
     description="Per-item structured knowledge from the teacher (stage 1a).",
-    tags={"regenerated": "true", "written_by": "reason"},
+    tags={"regenerated": "false", "stamped": "evidence", "written_by": "reason"},
 )
 
 pair_reasoning = FeatureView(
@@ -48,5 +51,5 @@ pair_reasoning = FeatureView(
     source=pair_reasoning_source,
     online=False,
     description="Per-pair judgement from the teacher (stage 1a); read by stage 2's routing loss.",
-    tags={"regenerated": "true", "written_by": "reason"},
+    tags={"regenerated": "false", "stamped": "evidence", "written_by": "reason"},
 )

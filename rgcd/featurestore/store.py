@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 import polars as pl
 import yaml
 
+from rgcd.atomic import write_text_atomic
 from rgcd.config import Settings, Workspace
+from rgcd.faults import kill_point
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -77,7 +79,7 @@ def write_runtime_yaml(ws: Workspace, settings: Settings) -> Path:
     ws.feast.mkdir(parents=True, exist_ok=True)
     path = ws.feast / "feature_store.yaml"
     header = "# Written by `rgcd features apply` from rgcd.yaml; edit rgcd.yaml instead.\n"
-    path.write_text(header + yaml.safe_dump(_config_dict(ws, settings), sort_keys=False))
+    write_text_atomic(header + yaml.safe_dump(_config_dict(ws, settings), sort_keys=False), path)
     return path
 
 
@@ -144,13 +146,85 @@ def entity_join_keys(repo_dir: Path = REPO_DIR) -> dict[str, str]:
     return {e.name: e.join_key for e in entities.values()}
 
 
+def registry_file(ws: Workspace) -> Path:
+    return ws.feast / "registry.db"
+
+
+def _recorded_paths(message) -> set[str]:
+    """Every file path a registry proto records (source uris, online-store table paths)."""
+    from google.protobuf.message import Message
+
+    found: set[str] = set()
+    for field, value in message.ListFields():
+        if isinstance(value, Message | str | bytes | int | float):
+            values = [value]
+        else:  # a repeated field or a map
+            values = list(value.values()) if hasattr(value, "values") else list(value)
+        for v in values:
+            if isinstance(v, Message):
+                found |= _recorded_paths(v)
+            elif isinstance(v, str) and field.name in ("uri", "path", "file_url") and v:
+                found.add(v)
+    return found
+
+
+def foreign_paths(ws: Workspace) -> list[str]:
+    """Paths the workspace's Feast registry records outside the workspace, e.g. after `cp -r`.
+
+    Feast writes absolute paths into its registry (sources, the SQLite online store's tables);
+    a registry copied or moved with its workspace still names the old one, and applying over it
+    would drop the OLD workspace's online tables. Read from the proto, not through Feast: loading
+    its infra objects opens a connection to every SQLite file they name. An unreadable registry
+    is reported as foreign too (it cannot be trusted or used).
+    """
+    path = registry_file(ws)
+    if not path.exists():
+        return []
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+
+    proto = RegistryProto()
+    try:
+        proto.ParseFromString(path.read_bytes())
+    except Exception:  # a torn or foreign file: protobuf raises DecodeError and others
+        return [f"{path} (unreadable)"]
+    root = ws.root.resolve()
+    return sorted(p for p in _recorded_paths(proto)
+                  if "://" not in p and not Path(p).resolve().is_relative_to(root))
+
+
+def check_sealed(ws: Workspace) -> None:
+    """Refuse a registry that belongs to another workspace (copied or moved): never follow it."""
+    foreign = foreign_paths(ws)
+    if foreign:
+        raise FeatureStoreError(
+            f"the Feast registry in {ws.feast} belongs to another workspace (it names {foreign[0]}"
+            f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}; copied or moved?): run "
+            f"`rgcd -w {ws.root} features apply` to rebuild it for this workspace")
+
+
 def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:
-    """A FeatureStore over this workspace's registry (apply first)."""
+    """A FeatureStore over this workspace's registry (apply first; refused if it is another's)."""
     from feast import FeatureStore
 
-    if not (ws.feast / "registry.db").exists():
+    if not registry_file(ws).exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
+    check_sealed(ws)
     return FeatureStore(config=repo_config(ws, settings))
+
+
+def _drop_foreign_registry(ws: Workspace, settings: Settings) -> str:
+    """Before apply: remove this workspace's copy of another workspace's registry and online store.
+
+    Both files are this workspace's own copies (so removing them touches nothing elsewhere);
+    the registry is rebuilt by the apply and the online store by the next materialize.
+    """
+    foreign = foreign_paths(ws)
+    if not foreign:
+        return ""
+    registry_file(ws).unlink()
+    if settings.features.online_store == "sqlite":
+        (ws.feast / "online_store.db").unlink(missing_ok=True)
+    return f"rebuilt the registry (the one here named {foreign[0]}, another workspace's)"
 
 
 @dataclass(frozen=True)
@@ -160,10 +234,12 @@ class ApplyReport:
     views: tuple[str, ...]
     services: tuple[str, ...]
     diff: str
+    note: str = ""
 
     def one_line(self) -> str:
         """Figures for the command line and the stage report."""
-        return f"applied {len(self.views)} feature views, {len(self.services)} feature services"
+        line = f"applied {len(self.views)} feature views, {len(self.services)} feature services"
+        return f"{line}; {self.note}" if self.note else line
 
 
 def apply(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> ApplyReport:
@@ -172,6 +248,7 @@ def apply(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> Apply
     from feast.repo_operations import apply_total_with_repo_instance
 
     ws.feast.mkdir(parents=True, exist_ok=True)
+    note = _drop_foreign_registry(ws, settings)
     write_runtime_yaml(ws, settings)
     repo = load_definitions(ws, repo_dir)
     store = FeatureStore(config=repo_config(ws, settings, repo_dir))
@@ -183,7 +260,7 @@ def apply(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> Apply
         apply_total_with_repo_instance(store, store.project, store.registry, repo,
                                        skip_source_validation=True)
     return ApplyReport(tuple(sorted(v.name for v in repo.feature_views)),
-                       tuple(sorted(s.name for s in repo.feature_services)), out.getvalue())
+                       tuple(sorted(s.name for s in repo.feature_services)), out.getvalue(), note)
 
 
 def generated_marts(repo_dir: Path = REPO_DIR) -> list[str]:
@@ -210,6 +287,7 @@ def run_stage(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> s
         if check.stale:
             note = "; WARNING views/generated.py is stale vs dbt's manifest: run `rgcd features sync`"
     applied = apply(ws, settings, repo_dir)
+    kill_point("features.after_apply")
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress line per view
         loaded = materialize(feature_store(ws, settings))
     return f"{applied.one_line()}; {loaded.one_line()}{note}"
@@ -396,8 +474,9 @@ def _written_since(view: FeatureView, since: datetime) -> datetime | None:
     return lo if lo.tzinfo else lo.replace(tzinfo=UTC)
 
 
-def materialize(store: FeatureStore, end: datetime | None = None) -> MaterializeReport:
-    """Load the latest value per entity into the online store.
+def materialize(store: FeatureStore, end: datetime | None = None,
+                views: list[str] | None = None) -> MaterializeReport:
+    """Load the latest value per entity into the online store (all online views, or `views`).
 
     A view never materialized is loaded from its first row (Feast's incremental start, now minus
     TTL, would skip historical logs such as KuaiLive-M3's); afterwards only what is new since the
@@ -405,7 +484,7 @@ def materialize(store: FeatureStore, end: datetime | None = None) -> Materialize
     restated reasoning), which with historical logs have event times long before it.
     Views whose parquet does not exist yet are reported as waiting.
     """
-    online = [v for v in store.list_feature_views() if v.online]
+    online = [v for v in store.list_feature_views() if v.online and (views is None or v.name in views)]
     waiting = missing_sources(online)
     ready = [v for v in online if v not in waiting]
     ranges = {v.name: _time_range(v) for v in ready}
@@ -432,6 +511,32 @@ def materialize(store: FeatureStore, end: datetime | None = None) -> Materialize
                              tuple(v.name for v in waiting), end)
 
 
+def materialize_views(ws: Workspace, settings: Settings, views: list[str]) -> str:
+    """Bring the online store up to date for `views` after a stage wrote their tables; one line.
+
+    Every stage that writes a Feast view's table (reason, transfer, publish, a room going on air)
+    calls this itself, so online reads never wait for the next `features` stage. Views that are
+    offline only (e.g. pair_reasoning) are named and left alone; a workspace without a registry
+    gets a line starting with `skipped: `, since there is no online store to update yet.
+    """
+    if not (ws.feast / "registry.db").exists():
+        return f"skipped: no Feast registry in {ws.feast} (run `rgcd features apply`)"
+    store = feature_store(ws, settings)
+    by_name = {v.name: v for v in store.list_feature_views()}
+    unknown = sorted(set(views) - set(by_name))
+    if unknown:
+        raise FeatureStoreError(f"unknown feature views {unknown}; run `rgcd features apply`")
+    online = [v for v in views if by_name[v].online]
+    offline = [v for v in views if not by_name[v].online]
+    line = ""
+    if online:
+        with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress line per view
+            line = materialize(store, views=online).one_line()
+    if offline:
+        line += ("; " if line else "") + f"offline only: {', '.join(offline)}"
+    return line
+
+
 def online_features(store: FeatureStore, service: str, entity_rows: dict[str, list]) -> pl.DataFrame:
     """Online features of a service for entity rows (columns of equal length), one row per input."""
     fs = store.get_feature_service(service)
@@ -454,10 +559,26 @@ def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int 
     from feast import FeatureStore
     from feast.feature_server import start_server
 
-    if not (ws.feast / "registry.db").exists():
+    if not registry_file(ws).exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
+    check_sealed(ws)
     write_runtime_yaml(ws, settings)
+    _control_socket_inside(ws)
     store = FeatureStore(repo_path=str(ws.feast))
     start_server(store, host=host, port=port, no_access_log=True, workers=workers, worker_connections=1000,
                  max_requests=0, max_requests_jitter=0, keep_alive_timeout=30, registry_ttl_sec=5,
                  tls_key_path="", tls_cert_path="", metrics=False)
+
+
+def _control_socket_inside(ws: Workspace) -> None:
+    """gunicorn's control socket in <ws>/feast, not $HOME/.gunicorn (off if the path is too long).
+
+    Feast's start_server passes no such option, so the setting's default is what gunicorn uses.
+    """
+    import gunicorn.config
+
+    path = ws.feast / "gunicorn.ctl"
+    if len(str(path)) < 100:  # a unix socket path is limited to 108 bytes
+        gunicorn.config.ControlSocket.default = str(path)
+    else:
+        gunicorn.config.ControlSocketDisable.default = True

@@ -74,15 +74,17 @@ def test_ttl_expiry_gives_null(world, engine):
     assert got["user_features_daily__sv_plays_7d"].to_list() == [None, 3, None]
 
 
-def test_a_row_restated_after_the_request_time_is_not_visible(world, engine):
+def test_reasoning_is_visible_from_its_evidence_time_and_a_regeneration_wins_ties(world, engine):
+    # Reasoning is stamped with its evidence time (DESIGN.md, Serving): a backfill written at
+    # T + 1h about evidence of T - 5d is seen by a frame at T, never by one before T - 5d.
     _, store = world
-    got = _frame(store, [1, 1, 1, 1], ["photo:1", "photo:1", "photo:2", "photo:2"],
-                 [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1)], engine)
-    assert got["item_reasoning__key_subject"].to_list() == ["old", "new", None, "late"]
+    got = _frame(store, [1] * 5, ["photo:1", "photo:1", "photo:2", "photo:2", "photo:1"],
+                 [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1), T - 5 * D - S], engine)
+    assert got["item_reasoning__key_subject"].to_list() == ["new", "new", "late", "late", None]
 
 
 def test_marts_are_not_filtered_by_their_build_time(world, engine):
-    # dbt stamps created_timestamp at build time; only regenerated views are cut by it.
+    # dbt stamps created_timestamp at build time; only views tagged regenerated are cut by it.
     _, store = world
     got = _frame(store, [1], ["photo:2"], [T], engine)
     assert got["item_content__title"].to_list() == ["b"]

@@ -21,7 +21,9 @@ def test_frames_hold_every_id_with_the_marts_values(world_ws):
     assert frames.request_time == max(bp["event_timestamp"].max(), items["event_timestamp"].max())
     assert_frame_equal(frames.pairs, bp.select("pair_id", *PAIR_FEATURES, "event_timestamp"),
                        check_dtypes=False)
-    assert_frame_equal(frames.items, items.select("item_id", *ITEM_FEATURES), check_dtypes=False)
+    assert_frame_equal(frames.items, items.select("item_id", *ITEM_FEATURES,
+                                                  pl.col("event_timestamp").alias("first_appearance")),
+                       check_dtypes=False)
 
 
 def test_feast_and_asof_engines_give_the_same_frames(world_ws):

@@ -70,7 +70,10 @@ def _content_matrix(catalog: ItemCatalog, keys: list[str], rooms_per_author: int
 
 
 class ItemTower(torch.nn.Module):
-    """id embedding + per-domain projection of the multimodal vector."""
+    """id embedding + a linear projection per content group (uniembed: one per domain's vector).
+
+    `content` maps a group name to a (n_items, d) matrix in key order (zeros where a key has none).
+    """
 
     def __init__(self, n_items: int, dim: int, content: dict[str, np.ndarray]) -> None:
         super().__init__()
@@ -81,9 +84,14 @@ class ItemTower(torch.nn.Module):
                                          for d, m in content.items()})
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        out = self.ids(idx)
+        return self.encode(idx, {d: m[idx] for d, m in self.content.items()})
+
+    def encode(self, idx: torch.Tensor, content: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The tower on given content rows; idx -1 = an item without an id embedding (new)."""
+        known = idx >= 0
+        out = self.ids(idx.clamp(min=0)) * known[:, None]
         for d, proj in self.proj.items():
-            out = out + proj(self.content[d][idx])
+            out = out + proj(content[d])
         return out
 
 
@@ -95,6 +103,13 @@ class UniEmbed(VectorScorer):
     def __init__(self, config: UniEmbedConfig | None = None) -> None:
         super().__init__()
         self.config = config or UniEmbedConfig()
+        self.tower: ItemTower | None = None
+        self.key_index: dict[str, int] = {}
+
+    def item_content(self, data: TrainData, keys: list[str]) -> dict[str, np.ndarray]:
+        """The item tower's content input per key: the multimodal vectors (the full method
+        overrides this with its stage-2 vectors; nothing else differs)."""
+        return _content_matrix(data.catalog, keys, self.config.rooms_per_author)
 
     def fit(self, data: TrainData, seed: int) -> None:
         """InfoNCE on (user, item) pairs of both domains; in-batch negatives."""
@@ -114,7 +129,7 @@ class UniEmbed(VectorScorer):
         gen = torch.Generator().manual_seed(seed)
         users = torch.nn.Embedding(len(user_ids), cfg.dim)
         torch.nn.init.normal_(users.weight, std=0.1, generator=gen)
-        items = ItemTower(len(keys), cfg.dim, _content_matrix(data.catalog, keys, cfg.rooms_per_author))
+        items = ItemTower(len(keys), cfg.dim, self.item_content(data, keys))
         opt = torch.optim.Adam([*users.parameters(), *items.parameters()], lr=cfg.lr)
         for b in training_batches(len(u), cfg.samples, cfg.batch_size, gen):
             ub = F.normalize(users(u[b]), dim=-1)
@@ -129,6 +144,7 @@ class UniEmbed(VectorScorer):
             opt.zero_grad()
             loss.backward()
             opt.step()
+        self.tower, self.key_index = items, k_index
         with torch.no_grad():
             self.users = IndexedVectors([str(x) for x in user_ids], F.normalize(users.weight, dim=-1).numpy())
             all_items = F.normalize(items(torch.arange(len(keys))), dim=-1).numpy()

@@ -6,6 +6,7 @@ interrupted run resumes without asking the teacher again for anything it already
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -23,18 +24,33 @@ class CachedAnswer:
     attempts: int
 
 
+log = logging.getLogger(__name__)
+
+
 class AnswerCache:
     """SQLite table of teacher answers; `get`/`put` by key."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as err:  # a torn or foreign file: set aside, start empty
+            self.db.close()
+            aside = path.with_name(path.name + ".unreadable")
+            log.warning("teacher cache %s is unreadable (%s): moved to %s, answers are asked again",
+                        path, err, aside.name)
+            path.replace(aside)
+            self._open()
+
+    def _open(self) -> None:
+        self.db = sqlite3.connect(self.path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS answers (content_hash TEXT, prompt_version TEXT, teacher_id TEXT, "
             "status TEXT, raw_text TEXT, parsed_json TEXT, error TEXT, attempts INTEGER, created_at REAL, "
             "PRIMARY KEY (content_hash, prompt_version, teacher_id))"
         )
+        self.db.execute("SELECT count(*) FROM answers").fetchone()  # reads the pages: a torn file fails here
         self.db.commit()
 
     def get_many(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], CachedAnswer]:

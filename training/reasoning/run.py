@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rgcd.atomic import write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, Workspace
+from rgcd.faults import kill_point
 from training.frames import Stage1Frames, read_stage1_frames
 from training.reasoning.backends import MetadataTeacher, Teacher, TeacherRequest, make_teacher
 from training.reasoning.cache import AnswerCache, CachedAnswer
@@ -70,6 +72,7 @@ class ReasonReport:
     # Against the world's latent truth, teacher and metadata baseline on the same pairs (truth.py);
     # None where the world carries no truth (real data).
     truth: dict | None = None
+    online: str = ""
 
     def one_line(self) -> str:
         """The run in one line of figures."""
@@ -86,6 +89,7 @@ class ReasonReport:
             f"teacher {self.teacher_id}: {self.pairs_selected} pairs ({self.from_cache} cached, "
             f"{self.generated} generated{speed}), {self.accepted} accepted, {self.rejected} rejected "
             f"(valid {rate}), {self.items_with_reasoning} items with reasoning{truth}"
+            + (f"; {self.online}" if self.online else "")
         )
 
 
@@ -281,12 +285,15 @@ def reason(
             finished = answer_pairs(teacher, [requests[i] for i in chunk], cfg.retries)
             rows = [(keys[i], a) for i, a in zip(chunk, finished, strict=True)]
             cache.put_many([(k, a) for k, a in rows if a.status != "unanswered"])  # the resume point
+            kill_point("reason.batch_cached")
             answers.update(rows)
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
     cache.close()
     finished = [answers[k] for k in keys]
-    report = _write_tables(ws, pairs, finished, teacher)
+    first_appearance = dict(zip(frames.items["item_id"].to_list(),
+                                frames.items["first_appearance"].to_list(), strict=True))
+    report = _write_tables(ws, pairs, finished, teacher, first_appearance)
     report.update(
         truth=_truth(ws, pairs, finished, item_topics),
         pairs_available=frames.pairs.height,
@@ -296,9 +303,12 @@ def reason(
         generation_seconds=round(seconds, 3),
         pairs_per_minute=round(len(todo) / seconds * 60, 1) if todo and seconds > 0 else None,
     )
+    from rgcd.featurestore.store import materialize_views
+
+    # The features stage materialized before these tables existed: bring item_reasoning online now.
+    report["online"] = materialize_views(ws, settings, ["item_reasoning", "pair_reasoning"])
     result = ReasonReport(**report)
-    ws.reports.mkdir(parents=True, exist_ok=True)
-    (ws.reports / "reason.json").write_text(json.dumps(asdict(result), indent=2))
+    write_json_atomic(asdict(result), ws.reports / "reason.json")
     return result
 
 
@@ -311,8 +321,16 @@ def _truth(ws, pairs, answers, given: dict[str, int] | None) -> dict | None:
 
 
 def _write_tables(
-    ws: Workspace, pairs: list[PairFacts], answers: list[CachedAnswer], teacher: Teacher
+    ws: Workspace, pairs: list[PairFacts], answers: list[CachedAnswer], teacher: Teacher,
+    first_appearance: dict[str, datetime],
 ) -> dict:
+    """Write pair_reasoning and item_reasoning, stamped with when their evidence existed.
+
+    event_timestamp: a pair's last co-engagement; an item's first appearance (the event time of
+    its item_content row). created_timestamp: now, the generation time, which only breaks ties
+    (a regeneration of the same evidence wins). A backfill over historical logs is so visible to
+    point-in-time frames after its evidence and never before it (DESIGN.md, Serving).
+    """
     created = datetime.now(UTC)
     pair_rows, item_rows, rejected_rows = [], {}, []
     for pair, answer in zip(pairs, answers, strict=True):
@@ -353,21 +371,22 @@ def _write_tables(
                     **{f: knowledge[side][f] for f in ITEM_FIELDS},
                     "teacher_id": teacher.teacher_id,
                     "prompt_version": PROMPT_VERSION,
-                    "event_timestamp": seen,
+                    # No row for it at all would be a bug upstream; the pair's time is then the
+                    # latest moment the item is known to exist, never an earlier one.
+                    "event_timestamp": first_appearance.get(facts.item_id) or seen,
                     "created_timestamp": created,
                 },
             )
-    ws.feature_data.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(pair_rows, schema=PAIR_REASONING_SCHEMA).write_parquet(
-        ws.feature_data / "pair_reasoning.parquet"
-    )
-    pl.DataFrame(list(item_rows.values()), schema=ITEM_REASONING_SCHEMA).sort("item_id").write_parquet(
-        ws.feature_data / "item_reasoning.parquet"
-    )
+    # Each table is renamed in whole; a kill between them is repaired by the rerun, which answers
+    # every pair from the cache and writes both again.
+    write_parquet_atomic(pl.DataFrame(pair_rows, schema=PAIR_REASONING_SCHEMA),
+                         ws.feature_data / "pair_reasoning.parquet")
+    kill_point("reason.between_tables")
+    write_parquet_atomic(pl.DataFrame(list(item_rows.values()), schema=ITEM_REASONING_SCHEMA).sort("item_id"),
+                         ws.feature_data / "item_reasoning.parquet")
     quarantine = ws.quarantine_table("pair_reasoning")
     if rejected_rows:
-        quarantine.parent.mkdir(parents=True, exist_ok=True)
-        pl.DataFrame(rejected_rows).write_parquet(quarantine)
+        write_parquet_atomic(pl.DataFrame(rejected_rows), quarantine)
     elif quarantine.exists():
         quarantine.unlink()
     finished = len(pair_rows) + len(rejected_rows)

@@ -1,0 +1,288 @@
+"""`rgcd publish`: one model version's vectors into Feast's online store and into Milvus.
+
+Reads what stage 2 wrote (<ws>/feature_data/item_embeddings.parquet, user_embeddings.parquet;
+interfaces 1 and 2), the rooms' on-air intervals through Feast (live_schedule), and the marts'
+interactions for two things retrieval needs beside the vectors: each user's recent positive short
+videos (feature_data/user_recent_videos.parquet, a Feast view) and each room's popularity (its
+author's live sessions in the days before the training cut).
+
+Order, so that a publish killed at any point leaves readers on the old collection:
+1. a fresh collection `rooms_<version>` filled, flushed and validated (row count equals the
+   published rows; a sample of vectors finds itself first), then marked published;
+2. Feast online store: the version's item and user vectors (materialized, or written directly
+   when the version is not the newest in the tables, e.g. a rollback);
+3. the alias switched to it (one call); 4. collections beyond `retrieval.keep_versions` dropped.
+A kill between 2 and 3 leaves new online vectors beside the old collection: readers then get a
+version-mismatch error (never a mixed answer) until publish is run again.
+Publishing a version whose collection is already published and validated changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from embeddings.collections import ON_AIR, Room, RoomVectors, collection_name, to_ms
+from rgcd.config import Settings, Workspace
+from rgcd.errors import RgcdError
+
+ITEM_VECTORS = "item_embeddings"
+USER_VECTORS = "user_embeddings"
+RECENT_VIDEOS = "user_recent_videos"
+SCHEDULE = ["live_schedule:author_id", "live_schedule:start_timestamp", "live_schedule:end_timestamp"]
+
+
+class PublishError(RgcdError):
+    """Publishing cannot go on; the message says what to do."""
+
+    exit_code = 2
+
+
+class NothingToPublish(PublishError):
+    """Stage 2 has not written item vectors yet (the pipeline reports the stage as skipped)."""
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What one `rgcd publish` (or rollback) did."""
+
+    model_version: str
+    collection: str
+    rooms: int
+    on_air: int
+    without_schedule: int
+    previous: str | None
+    changed: bool
+    dropped: tuple[str, ...]
+    online: str
+    users_with_history: int
+
+    def one_line(self) -> str:
+        """Figures for the command line and the stage report."""
+        what = "published" if self.changed else "unchanged"
+        alias = (f"alias from {self.previous}" if self.previous and self.previous != self.collection
+                 else "alias")
+        line = (f"{what} {self.model_version}: {self.rooms:,} rooms ({self.on_air:,} on air) in "
+                f"{self.collection}, {alias} -> {self.collection}; {self.users_with_history:,} users' recent "
+                f"videos; online: {self.online}")
+        if self.without_schedule:
+            line += f"; {self.without_schedule:,} rooms without a schedule left out"
+        if self.dropped:
+            line += f"; dropped {', '.join(self.dropped)}"
+        return line
+
+
+def _read_vectors(ws: Workspace) -> pl.DataFrame:
+    path = ws.feature_data / f"{ITEM_VECTORS}.parquet"
+    if not path.exists():
+        raise NothingToPublish(f"{path} does not exist yet: run `rgcd transfer` (stage 2) first")
+    vectors = pl.read_parquet(path)
+    needed = {"item_id", "domain", "transferable", "residual", "retrieval", "model_version",
+              "event_timestamp", "created_timestamp"}
+    missing = sorted(needed - set(vectors.columns))
+    if missing:
+        raise PublishError(f"{path} lacks column(s) {missing} (interfaces 1 and 2 in the README's "
+                           "Serving section); rerun `rgcd transfer`")
+    return vectors
+
+
+def newest_version(vectors: pl.DataFrame) -> str:
+    """The model version written last (by created_timestamp)."""
+    return vectors.sort("created_timestamp").get_column("model_version")[-1]
+
+
+def _version_rows(vectors: pl.DataFrame, version: str | None) -> tuple[str, pl.DataFrame]:
+    version = version or newest_version(vectors)
+    rows = vectors.filter(pl.col("model_version") == version)
+    if rows.height == 0:
+        known = sorted(vectors["model_version"].unique().to_list())
+        raise PublishError(f"no vectors of model version {version!r}; known: {known}")
+    return version, rows
+
+
+def _schedule(ws: Workspace, settings: Settings, item_ids: list[str]) -> pl.DataFrame:
+    """Each room's author and on-air interval as Feast knows it now (live_schedule)."""
+    from rgcd.featurestore import store as fs
+
+    store = fs.feature_store(ws, settings)
+    entities = pl.DataFrame({"item_id": item_ids}).with_columns(
+        event_timestamp=pl.lit(datetime.now(UTC)).dt.cast_time_unit("us"))
+    got = fs.frame(store, entities, service=None, features=SCHEDULE, engine="asof")
+    return got.rename({"live_schedule__author_id": "author_id", "live_schedule__start_timestamp": "start",
+                       "live_schedule__end_timestamp": "end"}).drop("event_timestamp")
+
+
+def _interactions(ws: Workspace) -> pl.LazyFrame | None:
+    path = ws.marts / "user_item_interactions.parquet"
+    return pl.scan_parquet(path) if path.exists() else None
+
+
+def author_popularity(ws: Workspace, cut: datetime, days: int) -> pl.DataFrame:
+    """Live sessions per author in the `days` before `cut` (author_id, popularity)."""
+    interactions = _interactions(ws)
+    if interactions is None:
+        return pl.DataFrame(schema={"author_id": pl.Int64, "popularity": pl.Float64})
+    return (interactions.filter((pl.col("domain") == "live") & (pl.col("event_timestamp") <= cut)
+                                & (pl.col("event_timestamp") > cut - timedelta(days=days)))
+            .group_by("author_id").agg(popularity=pl.len().cast(pl.Float64)).collect())
+
+
+def recent_videos(ws: Workspace, cut: datetime, n: int) -> pl.DataFrame | None:
+    """Each user's latest `n` positive short videos up to `cut`, newest first, as the Feast view
+    user_recent_videos holds them (event_timestamp = the user's latest such play)."""
+    interactions = _interactions(ws)
+    if interactions is None:
+        return None
+    return (interactions.filter((pl.col("domain") == "photo") & pl.col("is_positive")
+                                & (pl.col("event_timestamp") <= cut))
+            .sort(["user_id", "event_timestamp", "item_id"], descending=[False, True, False])
+            .group_by("user_id", maintain_order=True)
+            .agg(recent_photo_ids=pl.col("item_id").head(n), event_timestamp=pl.col("event_timestamp").max())
+            .with_columns(pl.col("event_timestamp").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+            .sort("user_id").collect())
+
+
+def _write_recent_videos(ws: Workspace, table: pl.DataFrame) -> bool:
+    """Write user_recent_videos.parquet unless it already holds the same history; True if written."""
+    from rgcd.atomic import write_parquet_atomic
+
+    path = ws.feature_data / f"{RECENT_VIDEOS}.parquet"
+    if path.exists():
+        old = pl.read_parquet(path).drop("created_timestamp")
+        if old.equals(table):  # same history: keep its created_timestamp, so a republish changes nothing
+            return False
+    now = datetime.now(UTC)
+    write_parquet_atomic(table.with_columns(created_timestamp=pl.lit(now).dt.cast_time_unit("us")), path)
+    return True
+
+
+def load_online(ws: Workspace, settings: Settings, version: str, vectors: pl.DataFrame) -> str:
+    """Bring the online store's item and user vectors to `version`; one line.
+
+    The newest version is materialized (interface 6); an older one (a rollback) is written directly,
+    since materialization loads the latest row of each entity, which is the newer version's.
+    """
+    from rgcd.featurestore import store as fs
+
+    views = [ITEM_VECTORS, USER_VECTORS, RECENT_VIDEOS]
+    if version == newest_version(vectors):
+        return fs.materialize_views(ws, settings, views)
+    store = fs.feature_store(ws, settings)
+    written = []
+    for view, path in ((ITEM_VECTORS, ws.feature_data / f"{ITEM_VECTORS}.parquet"),
+                       (USER_VECTORS, ws.feature_data / f"{USER_VECTORS}.parquet")):
+        if not path.exists():
+            continue
+        rows = pl.read_parquet(path).filter(pl.col("model_version") == version)
+        if rows.height:
+            with contextlib.redirect_stdout(io.StringIO()):
+                store.write_to_online_store(view, rows.to_pandas())
+            written.append(f"{view} {rows.height:,} rows")
+    return f"wrote {version} directly ({', '.join(written) or 'nothing'})"
+
+
+def _rooms(ws: Workspace, settings: Settings, rows: pl.DataFrame) -> tuple[list[Room], int]:
+    live = rows.filter(pl.col("domain") == "live").sort("item_id")
+    schedule = _schedule(ws, settings, live["item_id"].to_list())
+    cut = rows["event_timestamp"].max()
+    popularity = author_popularity(ws, cut, settings.retrieval.popularity_days)
+    joined = (live.join(schedule, on="item_id", how="left")
+              .join(popularity, on="author_id", how="left")
+              .with_columns(pl.col("popularity").fill_null(0.0)))
+    known = joined.filter(pl.col("author_id").is_not_null() & pl.col("start").is_not_null())
+    rooms = [Room(r["item_id"], r["author_id"], r["start"], r["end"], r["popularity"], r["transferable"],
+                  r["retrieval"]) for r in known.iter_rows(named=True)]
+    return rooms, joined.height - known.height
+
+
+def _sample(rooms: list[Room], n: int) -> list[Room]:
+    step = max(1, len(rooms) // n)
+    return rooms[::step][:n]
+
+
+def publish(ws: Workspace, settings: Settings, version: str | None = None) -> PublishReport:
+    """Publish one model version (default: the newest) to Feast and Milvus; see the module docstring."""
+    from rgcd.featurestore.store import FeatureStoreError
+
+    vectors = _read_vectors(ws)
+    version, rows = _version_rows(vectors, version)
+    cut = rows["event_timestamp"].max()
+    history = recent_videos(ws, cut, settings.retrieval.history_videos)
+    if history is not None:
+        _write_recent_videos(ws, history)
+    try:
+        rooms, unscheduled = _rooms(ws, settings, rows)
+    except FeatureStoreError as err:
+        raise PublishError(str(err)) from None
+    if not rooms:
+        raise PublishError(f"model version {version} has no live rooms with a schedule in Feast "
+                           "(live_schedule): run `rgcd build` and `rgcd features apply` first")
+    store = RoomVectors.connect(ws, settings)
+    try:
+        previous = store.alias_target()
+        name, changed = _fill(store, settings, version, rooms)
+        try:  # last before the switch: the window where online vectors and alias differ stays short
+            online = load_online(ws, settings, version, vectors)
+        except FeatureStoreError as err:
+            raise PublishError(str(err)) from None
+        store.switch_alias(name)
+        dropped = store.prune(settings.retrieval.keep_versions)
+    finally:
+        store.close()
+    return PublishReport(version, name, len(rooms), sum(r.end is None for r in rooms), unscheduled, previous,
+                         changed or previous != name, tuple(dropped), online,
+                         0 if history is None else history.height)
+
+
+def _fill(store: RoomVectors, settings: Settings, version: str, rooms: list[Room]) -> tuple[str, bool]:
+    """The validated collection of `version`: reused if already published with these rows, else built."""
+    name = collection_name(version)
+    existing = {p.collection: p for p in store.published()}.get(name)
+    if existing and existing.validated and existing.published_rows == len(rooms):
+        return name, False
+    store.create(version, len(rooms[0].transferable), len(rooms[0].retrieval))
+    store.insert(name, rooms, settings.retrieval.insert_batch)
+    store.validate(name, len(rooms), _sample(rooms, settings.retrieval.validate_sample))
+    ended = [to_ms(r.end) for r in rooms if r.end is not None]
+    store.mark_published(name, len(rooms), max(ended, default=0))
+    return name, True
+
+
+def rollback(ws: Workspace, settings: Settings) -> PublishReport:
+    """Point the alias back at the version published before the current one, online vectors too."""
+    from rgcd.featurestore.store import FeatureStoreError
+
+    store = RoomVectors.connect(ws, settings)
+    try:
+        target = store.alias_target()
+        good = [p for p in store.published() if p.validated]
+        names = [p.collection for p in good]
+        if target is None or target not in names or names.index(target) == 0:
+            kept = ", ".join(p.model_version for p in good) or "none"
+            raise PublishError(f"no earlier published version to roll back to (kept: {kept}); "
+                               "retrieval.keep_versions sets how many are kept")
+        back = good[names.index(target) - 1]
+        vectors = _read_vectors(ws)
+        try:
+            online = load_online(ws, settings, back.model_version, vectors)
+        except FeatureStoreError as err:
+            raise PublishError(str(err)) from None
+        store.switch_alias(back.collection)
+        rooms = store.count(back.collection)
+        on_air = store.count(back.collection, ON_AIR)
+    finally:
+        store.close()
+    return PublishReport(back.model_version, back.collection, rooms, on_air, 0, target, True, (), online, 0)
+
+
+def run_stage(ws: Workspace, settings: Settings) -> str:
+    """The `publish` stage of `rgcd run`; skipped while stage 2 has written no vectors."""
+    try:
+        return publish(ws, settings).one_line()
+    except NothingToPublish as err:
+        return f"skipped: {err}"
+

@@ -1,0 +1,113 @@
+"""`rgcd serve`: retrieval over HTTP (FastAPI + uvicorn, 127.0.0.1 by default).
+
+GET  /health                       {"status", "model_version", "collection"} (503 before a publish)
+GET  /version                      {"model_version", "collection"}
+GET  /retrieve/user/{user_id}      ?at=ISO-or-epoch-ms&k=K  -> the JSON of `rgcd retrieve --json`
+GET  /retrieve/item/{item_id}      item_id = photo:<id>, same parameters and answer
+POST /rooms/start                  a room, a list of rooms, or {"rooms": [...]} (see embeddings/rooms.py)
+POST /rooms/{item_id}/end          ?at=...
+Errors are JSON {"error", "message"}: unknown user or item 404, bad parameters 422, model version
+mismatch 409, nothing published 503. One worker process: a Milvus Lite file allows one process, and
+requests are answered one at a time (a lock), since the Feast SQLite store and Milvus Lite client
+are shared by the worker's threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+
+from embeddings.collections import NotPublished, VectorStoreError
+from embeddings.retrieval import RetrievalError, Retriever, parse_at
+from embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
+from rgcd.config import Settings, Workspace
+
+
+def create_app(ws: Workspace, settings: Settings):
+    """The FastAPI app over one workspace; the retriever opens at start-up and closes at shutdown."""
+    from fastapi import Body, FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    state: dict = {}
+    lock = threading.Lock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state["retriever"] = Retriever(ws, settings)
+        try:  # loaded once, so that a room going on air is encoded in milliseconds, not seconds
+            state["encoder"] = RoomEncoder(ws, settings)
+        except RetrievalError:  # no student / stage-2 model yet: rooms must bring their vectors
+            state["encoder"] = None
+        try:
+            yield
+        finally:
+            state.pop("retriever").close()
+
+    app = FastAPI(title="rgcd retrieval", version="1", lifespan=lifespan,
+                  description="Live rooms on air for a user (U2I) or a short video (I2I).")
+
+    def error(status: int, kind: str, message: str) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"error": kind, "message": message})
+
+    @app.exception_handler(RetrievalError)
+    async def _retrieval_error(request: Request, err: RetrievalError) -> JSONResponse:
+        return error(err.http_status, type(err).__name__, str(err))
+
+    @app.exception_handler(NotPublished)
+    async def _not_published(request: Request, err: NotPublished) -> JSONResponse:
+        return error(503, "NotPublished", str(err))
+
+    @app.exception_handler(VectorStoreError)
+    async def _store_error(request: Request, err: VectorStoreError) -> JSONResponse:
+        return error(503, "VectorStoreError", str(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+                             for e in err.errors())
+        return error(422, "BadQuery", f"{problems} (see GET /docs for the parameters)")
+
+    def call(fn, *args):
+        with lock:
+            return fn(*args)
+
+    @app.get("/health")
+    def health() -> dict:
+        published = call(lambda: state["retriever"].published())
+        return {"status": "ok", "model_version": published.model_version, "collection": published.collection}
+
+    @app.get("/version")
+    def version() -> dict:
+        published = call(lambda: state["retriever"].published())
+        return {"model_version": published.model_version, "collection": published.collection}
+
+    @app.get("/retrieve/user/{user_id}")
+    def retrieve_user(user_id: int, at: str | None = None,
+                      k: int | None = Query(None, description="candidates (default retrieval.default_k)")):
+        return call(lambda: state["retriever"].for_user(user_id, parse_at(at), k).as_json())
+
+    @app.get("/retrieve/item/{item_id}")
+    def retrieve_item(item_id: str, at: str | None = None, k: int | None = None):
+        return call(lambda: state["retriever"].for_item(item_id, parse_at(at), k).as_json())
+
+    @app.post("/rooms/start")
+    def rooms_start(payload: dict | list = Body(...)):  # noqa: B008 (FastAPI's idiom)
+        rooms = parse_rooms_payload(payload)
+        report = call(lambda: start_rooms(state["retriever"], rooms, state["encoder"]))
+        return {"started": list(report.item_ids), "model_version": report.model_version,
+                "vectors": report.vectors, "seconds": round(report.seconds, 4)}
+
+    @app.post("/rooms/{item_id}/end")
+    def rooms_end(item_id: str, at: str | None = None):
+        ended = call(lambda: end_room(state["retriever"], item_id, parse_at(at) if at else None))
+        return {"item_id": item_id, "ended": ended}
+
+    return app
+
+
+def serve(ws: Workspace, settings: Settings, host: str, port: int) -> None:
+    """Run the service in the foreground until SIGTERM / Ctrl-C."""
+    import uvicorn
+
+    uvicorn.run(create_app(ws, settings), host=host, port=port, log_level="warning", access_log=False)

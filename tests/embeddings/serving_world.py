@@ -1,0 +1,147 @@
+"""A tiny serving world built in code: marts, stage-2 vectors of the agreed shape, teacher knowledge.
+
+Stands in for what `rgcd transfer` writes (interfaces 1 and 2) while stage 2 is built in parallel:
+vectors are topic centroids plus noise, so the nearest rooms of a user or a video share its topic.
+
+- 4 topics; photos photo:1..60 (topic = id % 4); rooms live:1000..1039 (topic = k % 4), author
+  500 + k % 10; room k starts at T0 - 40 h + k h and runs 2 h, except every third (k % 3 == 0),
+  which is still on air. A room k >= 36 has no reasoning.
+- users 1..19 (topic = u % 4) have features; 1..16 have a vector; 1..18 played five photos of
+  their topic; user 19 has neither vector nor history; user 999 is unknown.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "feature_repo"))
+
+from feast_marts import write_feature_data, write_mart  # noqa: E402
+
+from rgcd.config import Settings, Workspace  # noqa: E402
+
+T0 = datetime(2025, 5, 10, tzinfo=UTC)  # the training cut
+TOPICS = ["Food", "Gaming", "Music", "Sports"]
+SUBJECTS = ["noodles", "ranked match", "guitar cover", "basketball"]
+DIM = 8
+ROOMS = [f"live:{1000 + k}" for k in range(40)]
+PHOTOS = [f"photo:{p}" for p in range(1, 61)]
+USERS_WITH_VECTORS = list(range(1, 17))
+USERS_WITH_HISTORY = list(range(1, 19))
+USERS = list(range(1, 20))
+
+
+def room_topic(item_id: str) -> int:
+    return (int(item_id.split(":")[1]) - 1000) % 4
+
+
+def photo_topic(item_id: str) -> int:
+    return int(item_id.split(":")[1]) % 4
+
+
+def room_interval(item_id: str) -> tuple[datetime, datetime | None]:
+    k = int(item_id.split(":")[1]) - 1000
+    start = T0 - timedelta(hours=40) + timedelta(hours=k)
+    return start, None if k % 3 == 0 else start + timedelta(hours=2)
+
+
+def _centres(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(4, DIM)) * 3
+
+
+def write_vectors(ws: Workspace, version: str, seed: int = 0, created: datetime | None = None,
+                  users: bool = True) -> None:
+    """Append one model version's item (and user) vectors to the stage-2 tables."""
+    rng = np.random.default_rng(seed + 100)
+    centres = _centres(seed)
+    created = created or datetime.now(UTC)
+    ids = PHOTOS + ROOMS
+    topics = [photo_topic(i) for i in PHOTOS] + [room_topic(i) for i in ROOMS]
+    def near(t: int) -> list[float]:
+        return (centres[t] + rng.normal(size=DIM) * 0.5).astype(np.float32).tolist()
+
+    items = pl.DataFrame({
+        "item_id": ids, "domain": ["photo"] * len(PHOTOS) + ["live"] * len(ROOMS),
+        "transferable": [near(t) for t in topics],
+        "residual": [rng.normal(size=4).astype(np.float32).tolist() for _ in ids],
+        "retrieval": [near(t) for t in topics],
+        "model_version": [version] * len(ids),
+        "event_timestamp": [T0] * len(ids), "created_timestamp": [created] * len(ids),
+    }, schema_overrides={"transferable": pl.List(pl.Float32), "residual": pl.List(pl.Float32),
+                         "retrieval": pl.List(pl.Float32), "event_timestamp": pl.Datetime("us", "UTC"),
+                         "created_timestamp": pl.Datetime("us", "UTC")})
+    _append(ws.feature_data / "item_embeddings.parquet", items)
+    if users:
+        user_rows = pl.DataFrame({
+            "user_id": USERS_WITH_VECTORS,
+            "user_vector": [centres[u % 4].astype(np.float32).tolist() for u in USERS_WITH_VECTORS],
+            "model_version": [version] * len(USERS_WITH_VECTORS),
+            "event_timestamp": [T0] * len(USERS_WITH_VECTORS),
+            "created_timestamp": [created] * len(USERS_WITH_VECTORS),
+        }, schema_overrides={"user_id": pl.Int64, "user_vector": pl.List(pl.Float32),
+                             "event_timestamp": pl.Datetime("us", "UTC"),
+                             "created_timestamp": pl.Datetime("us", "UTC")})
+        _append(ws.feature_data / "user_embeddings.parquet", user_rows)
+
+
+def _append(path: Path, rows: pl.DataFrame) -> None:
+    if path.exists():
+        rows = pl.concat([pl.read_parquet(path), rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows.write_parquet(path)
+
+
+def write_marts(ws: Workspace) -> None:
+    """live_schedule, user_features_daily and user_item_interactions of the tiny world."""
+    starts = [room_interval(r)[0] for r in ROOMS]
+    ends = [room_interval(r)[1] for r in ROOMS]
+    write_mart(ws.marts, "live_schedule", {
+        "item_id": ROOMS, "live_id": [int(r.split(":")[1]) for r in ROOMS],
+        "author_id": [500 + k % 10 for k in range(len(ROOMS))], "start_timestamp": starts,
+        "end_timestamp": ends, "event_timestamp": starts, "created_timestamp": starts})
+    write_mart(ws.marts, "user_features_daily", {
+        "user_id": USERS, "sv_plays_30d": [10 + u for u in USERS], "is_live_cold_start": [False] * len(USERS),
+        "event_timestamp": [T0] * len(USERS), "created_timestamp": [T0] * len(USERS)})
+    plays = []
+    for u in USERS_WITH_HISTORY:
+        mine = [p for p in PHOTOS if photo_topic(p) == u % 4][:5]
+        for n, p in enumerate(mine):
+            plays.append({"user_id": u, "item_id": p, "domain": "photo", "author_id": 1,
+                          "event_timestamp": T0 - timedelta(hours=10 - n), "is_positive": True,
+                          "strength": 0.5})
+    for j in range(10):  # author 500 + j has j sessions in the week before the cut
+        for n in range(j):
+            plays.append({"user_id": 1, "item_id": ROOMS[j], "domain": "live", "author_id": 500 + j,
+                          "event_timestamp": T0 - timedelta(days=1, minutes=n), "is_positive": True,
+                          "strength": 0.5})
+    pl.DataFrame(plays, schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")}).write_parquet(
+        ws.marts / "user_item_interactions.parquet")
+
+
+def write_reasoning(ws: Workspace) -> None:
+    """Teacher knowledge: photos and rooms of a topic share its vertical and key subject."""
+    ids = PHOTOS + [r for r in ROOMS if int(r.split(":")[1]) - 1000 < 36]
+    topics = [photo_topic(i) if i.startswith("photo") else room_topic(i) for i in ids]
+    write_feature_data(ws.feature_data, "item_reasoning", {
+        "item_id": ids, "vertical_domain": [TOPICS[t] for t in topics],
+        "key_subject": [SUBJECTS[t] for t in topics], "content_theme": [f"{TOPICS[t]} daily" for t in topics],
+        "teacher_id": ["metadata-baseline"] * len(ids), "prompt_version": ["p1"] * len(ids),
+        "event_timestamp": [T0 - timedelta(days=5)] * len(ids), "created_timestamp": [T0] * len(ids)})
+
+
+def build(root: Path, settings: Settings, version: str = "v1") -> Workspace:
+    """The whole tiny world with Feast applied and materialized, stage 2's `version` written."""
+    from rgcd.featurestore import store as fs
+
+    ws = Workspace(root).ensure()
+    write_marts(ws)
+    write_reasoning(ws)
+    write_vectors(ws, version)
+    fs.apply(ws, settings)
+    fs.materialize(fs.feature_store(ws, settings))
+    return ws

@@ -1,0 +1,116 @@
+"""Retrieval over the rooms on air: U2I, I2I, fallbacks, reasons, errors; the CLI's JSON; rooms."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import serving_world as w
+from click.testing import CliRunner
+
+from embeddings.publish import publish
+from embeddings.retrieval import BadQuery, Retriever, UnknownQuery
+from rgcd.cli import cli
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, settings):
+    ws = w.build(tmp_path_factory.mktemp("retrieval"), settings)
+    publish(ws, settings)
+    (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
+    return ws
+
+
+@pytest.fixture
+def retriever(world, settings):
+    r = Retriever(world, settings)
+    yield r
+    r.close()
+
+
+def _on_air(item_id, at):
+    start, end = w.room_interval(item_id)
+    return start <= at and (end is None or at < end)
+
+
+@pytest.mark.parametrize("hours", [-30, -10, -1, 0, 24 * 400])  # historical (ended rooms), at the cut, later
+def test_every_candidate_is_on_air_at_the_asked_time(retriever, hours):
+    at = w.T0 + timedelta(hours=hours)
+    expected = {r for r in w.ROOMS if _on_air(r, at)}
+    for answer in (retriever.for_user(3, at, 40), retriever.for_item("photo:5", at, 40)):
+        got = {c.item_id for c in answer.candidates}
+        assert got == expected  # k exceeds the rooms on air: exactly those, none other
+        assert all(c.reason for c in answer.candidates)
+
+
+def test_user_vector_finds_rooms_of_the_users_topic_with_a_reason(retriever):
+    answer = retriever.for_user(1, w.T0, 3)  # user 1: topic 1 (Gaming, 'ranked match')
+    assert answer.source == "user_vector" and answer.model_version == "v1"
+    assert all(w.room_topic(c.item_id) == 1 for c in answer.candidates)
+    reason = answer.candidates[0].reason
+    assert "shares the key subject 'ranked match' with your recent short video photo:" in reason
+    scores = [c.score for c in answer.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_fallbacks_say_which_they_took(retriever):
+    recent = retriever.for_user(17, w.T0, 3)  # no vector, five photos of topic 1
+    assert recent.source == "recent_short_videos"
+    assert all(w.room_topic(c.item_id) == 1 for c in recent.candidates)
+    popular = retriever.for_user(19, w.T0, 3)  # neither: the most popular rooms on air
+    assert popular.source == "popular_on_air"
+    scores = [c.score for c in popular.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert popular.candidates[0].reason.startswith("popular on air")
+
+
+def test_i2i_and_rooms_without_teacher_knowledge(retriever):
+    answer = retriever.for_item("photo:4", w.T0, 40)  # photo:4 is topic 0; live:1036 on air since T0 - 4 h
+    by_id = {c.item_id: c for c in answer.candidates}
+    assert by_id["live:1036"].reason.startswith("no teacher knowledge")  # rooms k >= 36 have none
+    assert w.room_topic(answer.candidates[0].item_id) == 0
+
+
+def test_errors(retriever):
+    with pytest.raises(UnknownQuery, match="user 999"):
+        retriever.for_user(999, w.T0)
+    with pytest.raises(UnknownQuery, match="photo:77777"):
+        retriever.for_item("photo:77777", w.T0)
+    with pytest.raises(BadQuery, match="short video"):
+        retriever.for_item("live:1000", w.T0)
+    with pytest.raises(BadQuery, match="k=0"):
+        retriever.for_user(1, w.T0, 0)
+
+
+def test_cli_json_and_exit_codes(world):
+    run = CliRunner()
+    out = run.invoke(cli, ["-w", str(world.root), "retrieve", "--user", "2", "--at", "2025-05-09T20:00:00Z",
+                           "--k", "4", "--json"])
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.stdout)
+    assert list(body) == ["model_version", "query", "at", "source", "candidates"]
+    assert body["query"] == "user:2" and body["at"] == "2025-05-09T20:00:00Z" and len(body["candidates"]) == 4
+    assert set(body["candidates"][0]) == {"item_id", "author_id", "score", "reason"}
+    bad = run.invoke(cli, ["-w", str(world.root), "retrieve", "--user", "999"])
+    assert bad.exit_code == 2 and "not in the online store" in bad.output and "Traceback" not in bad.output
+    assert run.invoke(cli, ["-w", str(world.root), "retrieve"]).exit_code == 2
+
+
+def test_rooms_start_and_end_from_the_command_line(world, tmp_path):
+    vector = (w._centres(0)[2] * 10).tolist()  # topic 2: first for user 2
+    room = {"live_id": 8001, "author_id": 505, "transferable": vector, "residual": [0.0] * 4,
+            "retrieval": vector, "model_version": "v1"}
+    path = tmp_path / "rooms.json"
+    path.write_text(json.dumps([room]))
+    run = CliRunner()
+    out = run.invoke(cli, ["-w", str(world.root), "rooms", "start", str(path)])
+    assert out.exit_code == 0 and "precomputed vectors of v1" in out.output, out.output
+    top = json.loads(run.invoke(cli, ["-w", str(world.root), "retrieve", "--user", "2", "--json"]).stdout)
+    assert top["candidates"][0]["item_id"] == "live:8001"
+    assert run.invoke(cli, ["-w", str(world.root), "rooms", "end", "live:8001"]).exit_code == 0
+    top = json.loads(run.invoke(cli, ["-w", str(world.root), "retrieve", "--user", "2", "--json"]).stdout)
+    assert "live:8001" not in [c["item_id"] for c in top["candidates"]]
+    path.write_text("not json {")
+    out = run.invoke(cli, ["-w", str(world.root), "rooms", "start", str(path)])
+    assert out.exit_code == 2 and "JSON" in out.output

@@ -1,0 +1,86 @@
+"""The production twin by configuration only: `retrieval.milvus_uri` at a Milvus server, same code.
+
+`milvus-lite server` runs as its own process on 127.0.0.1 and is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serving_world as w
+
+from embeddings.collections import RoomVectors
+from embeddings.publish import publish
+from embeddings.retrieval import Retriever
+
+MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
+
+
+def _port() -> int:
+    while True:  # below the ephemeral range, which in-process Milvus Lite servers draw from
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    port = _port()
+    proc = subprocess.Popen([str(MILVUS_LITE), "server", "--data-dir", str(tmp_path / "milvus-data"),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"milvus-lite server did not start: {proc.stdout.read()}")
+        time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, milvus_server):
+    remote = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(
+        update={"milvus_uri": milvus_server})})
+    ws = w.build(tmp_path / "ws", remote)
+    report = publish(ws, remote)
+    assert report.rooms == 40 and report.collection == "rooms_v1"
+    assert not (ws.milvus / "rooms.db").exists()  # nothing went to the embedded file
+    retriever = Retriever(ws, remote)
+    try:
+        answer = retriever.for_user(2, at=w.T0)
+        assert answer.model_version == "v1" and answer.source == "user_vector"
+        for c in answer.candidates:
+            start, end = w.room_interval(c.item_id)
+            assert start <= w.T0 and (end is None or end > w.T0)
+        assert retriever.for_item("photo:8", at=w.T0).candidates
+    finally:
+        retriever.close()
+    # a second client (another process in production) sees the same published alias
+    other = RoomVectors.connect(ws, remote)
+    try:
+        assert other.current().model_version == "v1" and other.count("rooms_v1") == 40
+    finally:
+        other.close()
+    assert not publish(ws, remote).changed

@@ -1,0 +1,128 @@
+"""Stage 2 on a small crafted world: each switch changes what it should, and a kill resumes exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from transfer_world import build
+
+from rgcd.config import Settings, Workspace
+from training.transfer import ChorusStates, ablation_config
+from training.transfer_stage import fit_at, training_cut
+
+
+def small(**transfer) -> Settings:
+    s = Settings()
+    base = {"dim": 8, "n_queries": 2, "heads": 2, "steps": 150, "batch_size": 64, "lr": 5e-3,
+            "checkpoint_every": 50, "held_out_fraction": 0.25}
+    return s.model_copy(update={"transfer": s.transfer.model_copy(update={**base, **transfer})})
+
+
+@pytest.fixture(scope="module")
+def stage2_ws(tmp_path_factory) -> Workspace:
+    from rgcd.featurestore.store import apply
+
+    ws = Workspace(tmp_path_factory.mktemp("stage2")).ensure()
+    build(ws, photos=150, lives=50, pairs=1500, mismatch=0.3)
+    apply(ws, Settings())
+    return ws
+
+
+def _fit(ws: Workspace, settings: Settings, name: str = "rgcd", **kw):
+    return fit_at(ws, settings, ablation_config(settings.transfer, name), training_cut(ws), **kw)
+
+
+def test_chorus_states_are_read_by_row_without_loading_all(stage2_ws):
+    states = ChorusStates(stage2_ws.models / "student")
+    assert isinstance(states.array, np.memmap)
+    rows = np.array([5, 1, 5])
+    got = states.take(rows).numpy()
+    full = load_file(stage2_ws.models / "student" / "chorus_states.safetensors")["chorus_states"].numpy()
+    assert np.array_equal(got, full[rows])
+
+
+def test_reasoning_switch_changes_the_purity_split(stage2_ws):
+    with_reasoning = _fit(stage2_ws, small()).summary["purity"]
+    behaviour_only = _fit(stage2_ws, small(), "rgcd-no-reasoning").summary["purity"]
+    assert with_reasoning["from"] == "behaviour x teacher transferability"
+    assert behaviour_only["from"] == "behaviour alone"
+    assert with_reasoning["high"] + with_reasoning["low"] == behaviour_only["high"] + behaviour_only["low"]
+    # with the teacher, high-purity pairs are the ones it judged transferable; without, a coin toss
+    gap_with = with_reasoning["teacher_mean_high"] - with_reasoning["teacher_mean_low"]
+    gap_without = behaviour_only["teacher_mean_high"] - behaviour_only["teacher_mean_low"]
+    assert gap_with > 0.4 and abs(gap_without) < 0.15
+
+
+def _mismatch_lift(ws: Workspace, fit) -> dict[str, float]:
+    """Per space: mean cosine of held-out pairs across verticals minus that of random pairs."""
+    import polars as pl
+
+    from training.transfer import held_out_mask
+
+    states = ChorusStates(ws.models / "student")
+    items = pl.read_parquet(ws.marts / "item_content.parquet")
+    cat = dict(zip(items["item_id"], items["category_l1"], strict=True))
+    pairs = pl.read_parquet(ws.marts / "behaviour_pairs.parquet")
+    held = pairs.filter(pl.Series(held_out_mask(pairs["pair_id"].to_list(), 0.25)))
+    cross = held.filter(pl.Series([cat[p] != cat[t] for p, t in zip(held["photo_item_id"], held["target_id"],
+                                                                     strict=True)]))
+    p = np.array([states.row_of[i] for i in cross["photo_item_id"]])
+    t = np.array([states.row_of[i] for i in cross["target_id"]])
+    r = np.random.default_rng(0).permutation(t)
+    out = {}
+    for name, v in (("transferable", fit.transferable), ("residual", fit.residual)):
+        out[name] = float((v[p] * v[t]).sum(1).mean() - (v[p] * v[r]).sum(1).mean())
+    return out
+
+
+def test_routing_keeps_low_purity_pairs_out_of_the_transferable_space(stage2_ws):
+    # A third of the pairs link a vertical's videos to the next vertical's rooms (a habit the
+    # teacher calls not transferable). Routed, the residual explains those pairs and the
+    # transferable space does not learn them; unrouted, the transferable space must.
+    routed = _fit(stage2_ws, small())
+    unrouted = _fit(stage2_ws, small(), "rgcd-no-routing")
+    lift = {"routed": _mismatch_lift(stage2_ws, routed), "unrouted": _mismatch_lift(stage2_ws, unrouted)}
+    assert lift["unrouted"]["transferable"] > lift["routed"]["transferable"] + 0.1, lift
+    assert lift["routed"]["residual"] > lift["unrouted"]["residual"] + 0.1, lift
+    t = routed.summary["alignment"]["transferable"]
+    assert t["high_purity"] > t["random"] + 0.2
+
+
+def test_no_decomposition_gives_one_vector(stage2_ws):
+    fit = _fit(stage2_ws, small(), "rgcd-no-decomposition")
+    assert fit.residual is None and set(fit.summary["alignment"]) == {"transferable"}
+    assert fit.transferable.shape == (len(ChorusStates(stage2_ws.models / "student")), 8)
+
+
+def test_separation_keeps_the_two_spaces_apart(stage2_ws):
+    def mean_sq_cos(fit) -> float:
+        return float(((fit.transferable * fit.residual).sum(axis=1) ** 2).mean())
+
+    apart = _fit(stage2_ws, small(separation_weight=1.0))
+    together = _fit(stage2_ws, small(separation=False))
+    assert mean_sq_cos(apart) < mean_sq_cos(together) / 2
+
+
+def test_a_rerun_reuses_the_fit_and_a_killed_run_resumes_to_the_same_weights(stage2_ws, tmp_path):
+    settings = small(seed=3)
+    clean = _fit(stage2_ws, settings)
+    assert not clean.reused and _fit(stage2_ws, settings).reused
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_120(step: int, loss: float) -> None:
+        if step == 120:
+            raise Killed
+
+    resumed_settings = small(seed=3, lr=5e-3 + 1e-12)  # another fingerprint: a fresh fit folder
+    with pytest.raises(Killed):
+        _fit(stage2_ws, resumed_settings, on_step=kill_at_120)
+    steps_seen = []
+    resumed = _fit(stage2_ws, resumed_settings, on_step=lambda s, loss: steps_seen.append(s))
+    assert steps_seen[0] == 101  # resumed from the checkpoint of step 100, not from scratch
+    fresh = _fit(stage2_ws, resumed_settings.model_copy(
+        update={"transfer": resumed_settings.transfer.model_copy(update={"checkpoint_every": 10_000})}))
+    for key, value in fresh.model.state_dict().items():
+        assert np.array_equal(value.numpy(), resumed.model.state_dict()[key].numpy()), key

@@ -1,0 +1,85 @@
+"""`rgcd transfer` end to end on the tiny stage-2 world: tables, model, report, picture, rerun, online."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from click.testing import CliRunner
+from transfer_world import build
+
+from rgcd.cli import cli
+from rgcd.config import Settings, Workspace
+
+SMALL = {"transfer": {"dim": 8, "n_queries": 2, "heads": 2, "steps": 60, "batch_size": 64,
+                      "checkpoint_every": 20},
+         "evaluation": {"dim": 8, "contrastive_samples": 4096}}
+
+
+@pytest.mark.slow
+def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
+    from rgcd.featurestore import store as fs
+    from training.transfer import ChorusStates
+    from training.transfer_stage import load_published
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    (ws.root / "rgcd.yaml").write_text(yaml.safe_dump(SMALL))
+    items, _ = build(ws, photos=80, lives=30, pairs=600)
+    fs.apply(ws, Settings())
+    res = CliRunner().invoke(cli, ["-w", str(ws.root), "transfer"])
+    assert res.exit_code == 0, res.output
+    assert "trained" in res.output and "materialized 1 views" in res.output
+
+    emb = pl.read_parquet(ws.feature_data / "item_embeddings.parquet")
+    assert sorted(emb["item_id"]) == sorted(items["item_id"])  # every item of both domains
+    assert set(emb["domain"]) == {"photo", "live"}
+    for col in ("transferable", "residual", "retrieval"):
+        assert emb.schema[col] == pl.List(pl.Float32) and emb[col].list.len().unique().to_list() == [8]
+    assert emb.schema["event_timestamp"] == pl.Datetime("us", "UTC")
+    version = emb["model_version"].unique().to_list()
+    assert len(version) == 1 and version[0].startswith("rgcd-") and len(version[0]) == 13
+    users = pl.read_parquet(ws.feature_data / "user_embeddings.parquet")
+    assert users.schema["user_id"] == pl.Int64 and users["user_vector"].list.len().unique().to_list() == [8]
+    assert users["model_version"].unique().to_list() == version
+
+    report = json.loads((ws.reports / "transfer.json").read_text())
+    fit = report["fit"]
+    assert fit["purity"]["high"] + fit["purity"]["low"] == fit["pairs"]["used"]
+    assert set(fit["alignment"]) == {"transferable", "residual", "joint"}
+    assert set(fit["alignment"]["transferable"]) == {"high_purity", "low_purity", "random"}
+    assert (ws.reports / "transfer_projection.png").read_bytes()[:4] == b"\x89PNG"
+    assert (ws.models / "transfer" / "published" / "aggregation.safetensors").exists()
+
+    # online: the stage materialized item_embeddings itself
+    store = fs.feature_store(ws, Settings())
+    row = emb.filter(pl.col("domain") == "live").sort("item_id").row(0, named=True)
+    online = fs.online_features(store, "retrieval", {"item_id": [row["item_id"]]})
+    assert online["item_embeddings__model_version"].to_list() == version
+    assert np.allclose(online["item_embeddings__transferable"][0].to_list(), row["transferable"], atol=1e-6)
+
+    # a room going on air: the published callable reproduces what the stage wrote for it
+    states = ChorusStates(ws.models / "student")
+    author = items.filter(pl.col("item_id") == row["item_id"])["author_id"][0]
+    got = load_published(ws).encode(states.take(np.array([states.row_of[row["item_id"]]])).numpy(),
+                                    ["live"], [author])
+    assert got["model_version"] == version[0]
+    for col in ("transferable", "residual", "retrieval"):
+        assert np.allclose(got[col][0], row[col], atol=1e-5), col
+
+    again = CliRunner().invoke(cli, ["-w", str(ws.root), "transfer"])
+    assert again.exit_code == 0 and "unchanged, nothing retrained" in again.output
+    assert pl.read_parquet(ws.feature_data / "item_embeddings.parquet").equals(emb)
+
+
+def test_transfer_without_chorus_states_says_to_distill(tmp_path):
+    ws = Workspace(tmp_path / "ws").ensure()
+    build(ws, photos=40, lives=10, pairs=100)
+    (ws.models / "student" / "chorus_states.safetensors").unlink()
+    from rgcd.featurestore import store as fs
+
+    fs.apply(ws, Settings())
+    res = CliRunner().invoke(cli, ["-w", str(ws.root), "transfer"])
+    assert res.exit_code == 2 and "rgcd distill" in res.output

@@ -1,0 +1,173 @@
+"""The full method in the yardstick: uniembed's two-tower retriever fed with stage-2 item vectors.
+
+`RGCD` is `training.baselines.uniembed.UniEmbed` with one change, its item input: where uniembed's
+item tower projects the raw multimodal vectors (photo 128-d, live 64-d, two unrelated spaces),
+this one projects the stage-2 vectors of `training.transfer`: the transferable vector through
+one projection shared by both domains, the residual through one projection per domain. Users,
+id embeddings, loss, budget and seeds are uniembed's, so the comparison isolates the
+representation, as the paper's does.
+
+Scoring differs where the representation allows it: a live room is scored by its OWN stage-2
+vectors (plus its author's id embedding when the author was seen in training), so a room that
+did not exist in training still has a vector; uniembed scores a room through its author's mean
+content. Cold-start users (no live history) are placed in the space by their short-video
+interactions, as in uniembed.
+
+The stage-2 model is fitted at the protocol's cut on behaviour pairs whose last co-engagement
+is before it (`protocol_cut`), through `training.transfer_stage.fit_at` (cached by config and
+inputs, so the 3 seeds and the two protocols reuse fits; the stage-2 seed is transfer.seed,
+fixed: the seeds vary the downstream retriever).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from training.baselines.uniembed import UniEmbed, UniEmbedConfig
+from training.recommender import IndexedVectors, TrainData, dot_scores
+
+
+@dataclass
+class Stage2Vectors:
+    """Stage-2 vectors per item id (both domains): rows of `transferable` / `residual`."""
+
+    item_ids: list[str]
+    transferable: np.ndarray
+    residual: np.ndarray | None
+    model_version: str
+
+    def __post_init__(self) -> None:
+        self.row = {item: i for i, item in enumerate(self.item_ids)}
+
+
+def tower_groups(transferable: np.ndarray, residual: np.ndarray | None,
+                 is_photo: np.ndarray) -> dict[str, np.ndarray]:
+    """The item tower's content groups: transferable (one projection for both domains), and the
+    residual split by domain (one projection each), zeros where a group does not apply."""
+    groups = {"transferable": np.asarray(transferable, dtype=np.float32)}
+    if residual is not None:
+        photo = is_photo[:, None]
+        groups["residual_photo"] = np.where(photo, residual, 0.0).astype(np.float32)
+        groups["residual_live"] = np.where(photo, 0.0, residual).astype(np.float32)
+    return groups
+
+
+class RGCD(UniEmbed):
+    """uniembed's retriever over stage-2 item vectors (see the module docstring)."""
+
+    def __init__(self, name: str, vectors_for: Callable[[TrainData], Stage2Vectors],
+                 config: UniEmbedConfig | None = None) -> None:
+        super().__init__(config)
+        self.name = name
+        self.vectors_for = vectors_for
+        self.stage2: Stage2Vectors | None = None
+        self._author_rows: dict[str, list[int]] = {}
+
+    def fit(self, data: TrainData, seed: int) -> None:
+        """Stage-2 vectors at this protocol's cut, then uniembed's training on top of them."""
+        self.stage2 = self.vectors_for(data)
+        rooms = data.catalog.author_rooms()
+        if "start_timestamp" in rooms.columns:
+            rooms = rooms.sort("start_timestamp", descending=True)
+        rooms = rooms.group_by("author_id", maintain_order=True).head(self.config.rooms_per_author)
+        self._author_rows = {}
+        for author, item in zip(rooms["author_id"].to_list(), rooms["item_id"].to_list(), strict=True):
+            if item in self.stage2.row:
+                self._author_rows.setdefault(f"author:{author}", []).append(self.stage2.row[item])
+        super().fit(data, seed)
+
+    def _content_rows(self, ids: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Item-tower input per id: an author = mean over its recent rooms; (groups, has content)."""
+        assert self.stage2 is not None
+        t_all, r_all = self.stage2.transferable, self.stage2.residual
+        rows = [self._author_rows.get(i, []) if i.startswith("author:")
+                else ([self.stage2.row[i]] if i in self.stage2.row else []) for i in ids]
+        has = np.array([bool(r) for r in rows])
+        t = np.zeros((len(ids), t_all.shape[1]), dtype=np.float32)
+        r = np.zeros((len(ids), r_all.shape[1] if r_all is not None else 0), dtype=np.float32)
+        for j, rs in enumerate(rows):
+            if rs:
+                t[j] = t_all[rs].mean(axis=0)
+                if r_all is not None:
+                    r[j] = r_all[rs].mean(axis=0)
+        is_photo = np.array([i.startswith("photo:") for i in ids], dtype=bool)
+        return tower_groups(t, r if r_all is not None else None, is_photo), has
+
+    def item_content(self, data: TrainData, keys: list[str]) -> dict[str, np.ndarray]:
+        """Stage-2 vectors instead of the multimodal vectors: the one difference from uniembed."""
+        return self._content_rows(keys)[0]
+
+    @torch.no_grad()
+    def retrieval_vectors(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit item-tower vectors of any items (a room by its own vectors); (vectors, known)."""
+        assert self.tower is not None and self.catalog is not None, "fit first"
+        keys = self.catalog.cf_keys(item_ids)
+        idx = torch.tensor([self.key_index.get(k, -1) for k in keys], dtype=torch.long)
+        groups, has = self._content_rows(item_ids)
+        out = F.normalize(self.tower.encode(idx, {g: torch.from_numpy(m) for g, m in groups.items()}), dim=-1)
+        return out.numpy(), has | (idx.numpy() >= 0)
+
+    def score(self, user_ids: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
+        """User x item dot products; rooms by their own stage-2 vectors."""
+        assert self.users is not None, "fit first"
+        uv, uk = self.users.take([str(int(x)) for x in user_ids])
+        iv, ik = self.retrieval_vectors(item_ids)
+        return dot_scores(uv, uk, iv, ik)
+
+    def user_vectors(self) -> IndexedVectors:
+        """The user tower's unit vectors, by str(user_id)."""
+        assert self.users is not None, "fit first"
+        return self.users
+
+
+def protocol_cut(ws, protocol: str, data: TrainData):
+    """The time before which the stage-2 model may see behaviour pairs, per protocol.
+
+    live-room: its cut (the first test request). klm3-cdr splits per user, so it has no single
+    cut: the earliest live test interaction of any user, so no pair built from a test-period live
+    session is seen (pairs of the 10% of klm3 test sessions before the live-room cut would be).
+    """
+    if data.catalog.cut is not None:
+        return data.catalog.cut
+    from training.evaluation import read_mart
+
+    ev = read_mart(ws, "eval_klm3_cdr")
+    return ev.filter((pl.col("domain") == "live") & (pl.col("split") == "test"))["event_timestamp"].min()
+
+
+FULL_METHOD = ("rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing")
+
+
+def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Callable[[], RGCD]]:
+    """Evaluation factories for the full method and its ablations (names from FULL_METHOD).
+
+    Each fits its stage-2 model on demand at the protocol's cut (`protocol_cut`), cached on disk
+    by config digest and inputs (`training.transfer_stage.fit_at`) and in memory for this run.
+    """
+    from training.transfer import ABLATIONS, ablation_config
+    from training.transfer_stage import fit_at, stage2_vectors
+
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"unknown full-method model(s) {unknown}; known: {', '.join(ABLATIONS)}")
+    memo: dict[tuple[str, object], Stage2Vectors] = {}
+    ev = settings.evaluation
+
+    def vectors_for(name: str, data: TrainData) -> Stage2Vectors:
+        cut = protocol_cut(ws, data.protocol, data)
+        if (name, cut) not in memo:
+            fit = fit_at(ws, settings, ablation_config(settings.transfer, name), cut)
+            memo[(name, cut)] = stage2_vectors(fit, ws.models / "student")
+        return memo[(name, cut)]
+
+    def factory(name: str) -> Callable[[], RGCD]:
+        return lambda: RGCD(name, lambda data: vectors_for(name, data),
+                            UniEmbedConfig(dim=ev.dim, samples=ev.contrastive_samples))
+
+    return {n: factory(n) for n in names}

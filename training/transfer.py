@@ -1,0 +1,433 @@
+"""Stage 2 of RGCD-Rep: transferable and residual item vectors from the chorus states.
+
+One shared student (stage 1b) wrote 16 chorus states per item of both domains. Here:
+
+- **config**: `rgcd.config.TransferConfig` (`transfer:` in rgcd.yaml); the ablations are one switch
+  each (`ABLATIONS`);
+- **purity**: a behaviour pair's joint purity is behaviour^(1-w) x transferability^w, where
+  behaviour is the percentile of strength x log(1 + distinct users) and transferability is the
+  teacher's `semantic_transferability` (pairs the teacher did not judge get it from a ridge probe
+  fitted on the judged ones over the two items' mean chorus states: the teacher's judgement,
+  distilled to every pair). Pairs at or above a quantile are high purity;
+- **module**: a query-aware aggregation. An item's chorus states, with its domain added, are
+  attended by learnable queries (also shifted by the domain); one group of queries yields the
+  **transferable** vector, another the **domain-residual** vector;
+- **losses**: InfoNCE between the short video and the live room of each pair, other rooms of the
+  batch as negatives, logits corrected by log(sampling probability) of the room (popular rooms
+  are more often negatives); **routing**: high-purity pairs are matched in the transferable
+  space, low-purity pairs only through transferable + residual together (the concatenation,
+  with no gradient into its transferable half), so what does not transfer sits in the residual;
+  **separation**: the squared cosine between an item's two vectors, so the spaces stay apart;
+  **domain alignment**: each domain's mean transferable vector in the batch is pulled to the
+  origin (InfoNCE is blind to a constant offset between the domains, so without it the
+  transferable space can keep them apart).
+
+Training is deterministic per (seed, step) and checkpointed (`training.checkpoint`), so a run killed
+mid-way resumes to the same weights. `encode_items` maps chorus states to the vectors; it is the
+callable a room going on air is encoded with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from rgcd.config import TransferConfig
+
+DOMAINS = ("photo", "live")
+# Part of every fit's fingerprint: bump it when the method's code changes what a fit computes,
+# so cached fits of the previous code are not reused.
+METHOD_VERSION = "2"
+# The full method and its ablations: each one switch of TransferConfig.
+ABLATIONS: dict[str, dict[str, bool]] = {
+    "rgcd": {},
+    "rgcd-no-reasoning": {"use_reasoning": False},
+    "rgcd-no-decomposition": {"decompose": False},
+    "rgcd-no-routing": {"routing": False},
+}
+
+
+def ablation_config(base: TransferConfig, name: str) -> TransferConfig:
+    """The configuration of the full method (`rgcd`) or one of its ablations."""
+    return base.model_copy(update=ABLATIONS[name])
+
+
+def config_digest(cfg: TransferConfig) -> str:
+    """8 hex of the configuration, for caches and model versions."""
+    return hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+# ---- inputs: the chorus states, read on demand -----------------------------------------------------
+
+class ChorusStates:
+    """`chorus_states.safetensors` memory-mapped: rows are read when asked, never all at once.
+
+    The file is safetensors (8-byte header length, JSON header, raw little-endian data); the
+    tensor `chorus_states` (N x n_chorus x d, float32) is mapped with numpy, so peak memory does
+    not grow with the catalogue. `chorus_index.parquet` gives each row's item_id and domain.
+    """
+
+    def __init__(self, student_dir: Path) -> None:
+        path, index = student_dir / "chorus_states.safetensors", student_dir / "chorus_index.parquet"
+        if not (path.exists() and index.exists()):
+            raise FileNotFoundError(f"{path} is missing: run `rgcd distill` first (stage 2 reads "
+                                    "the student's chorus states)")
+        with path.open("rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+        entry = header["chorus_states"]
+        if entry["dtype"] != "F32":
+            raise ValueError(f"{path}: chorus_states is {entry['dtype']}, expected F32")
+        begin = entry["data_offsets"][0]
+        self.array = np.memmap(path, dtype="<f4", mode="r", offset=8 + n + begin,
+                               shape=tuple(entry["shape"]))
+        self.student_version = (header.get("__metadata__") or {}).get("model_version", "")
+        rows = pl.read_parquet(index).sort("row")
+        self.item_ids: list[str] = rows["item_id"].to_list()
+        self.domains = np.array([DOMAINS.index(d) for d in rows["domain"].to_list()], dtype=np.int64)
+        self.row_of = {item: i for i, item in enumerate(self.item_ids)}
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[2])
+
+    def take(self, rows: np.ndarray) -> torch.Tensor:
+        """States of `rows` (any order, repeats allowed), (len(rows), n_chorus, d)."""
+        uniq, inverse = np.unique(rows, return_inverse=True)  # sorted reads touch pages in order
+        return torch.from_numpy(np.ascontiguousarray(self.array[uniq])[inverse])
+
+    def mean_pooled(self, chunk: int = 4096) -> np.ndarray:
+        """(N, d) mean over the chorus tokens, read chunk by chunk."""
+        return np.concatenate([self.array[s:s + chunk].mean(axis=1) for s in range(0, len(self), chunk)])
+
+
+@dataclass
+class PairSet:
+    """Behaviour pairs (short video, live room) ready to train on.
+
+    photo / live: rows in the chorus states; strength, distinct_users: behaviour; teacher: the
+    teacher's semantic_transferability (NaN where it did not judge the pair); held_out: kept out
+    of training for the alignment figures.
+    """
+
+    pair_id: list[str]
+    photo: np.ndarray
+    live: np.ndarray
+    strength: np.ndarray
+    distinct_users: np.ndarray
+    teacher: np.ndarray
+    held_out: np.ndarray
+
+
+def held_out_mask(ids: list[str], fraction: float) -> np.ndarray:
+    """A hash split of pair ids: stable across runs, independent of row order."""
+    return np.array([int(hashlib.sha1(i.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction for i in ids])
+
+
+# ---- purity: behaviour strength x the teacher's transferability ------------------------------------
+
+def behaviour_score(strength: np.ndarray, distinct_users: np.ndarray) -> np.ndarray:
+    """Percentile (0, 1] of strength x log(1 + distinct users): strong and shared pairs score high."""
+    raw = strength * np.log1p(distinct_users)
+    ranks = np.argsort(np.argsort(raw, kind="stable"), kind="stable")
+    return (ranks + 1) / max(1, len(raw))
+
+
+def _pair_features(pooled: np.ndarray, photo: np.ndarray, live: np.ndarray) -> np.ndarray:
+    a, b = pooled[photo], pooled[live]
+    return np.hstack([a * b, np.abs(a - b), np.ones((len(a), 1), dtype=a.dtype)])
+
+
+@dataclass
+class ProbeFit:
+    """The ridge probe of the teacher's transferability; mean absolute error on held-out judged pairs."""
+
+    weights: np.ndarray | None
+    judged: int
+    mae: float | None
+    mae_constant: float | None
+
+
+def fit_transferability_probe(pooled: np.ndarray, pairs: PairSet, ridge: float = 1.0) -> ProbeFit:
+    """Ridge regression of semantic_transferability on the pair's mean chorus states (judged pairs).
+
+    Fitted on judged training pairs; its error is measured on judged held-out pairs next to the
+    error of predicting the mean (the constant baseline).
+    """
+    judged = ~np.isnan(pairs.teacher)
+    fit, test = judged & ~pairs.held_out, judged & pairs.held_out
+    if fit.sum() < 10:
+        return ProbeFit(None, int(judged.sum()), None, None)
+    x = _pair_features(pooled, pairs.photo[fit], pairs.live[fit]).astype(np.float64)
+    y = pairs.teacher[fit]
+    w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+    mae = const = None
+    if test.any():
+        pred = _pair_features(pooled, pairs.photo[test], pairs.live[test]) @ w
+        mae = float(np.abs(np.clip(pred, 0, 1) - pairs.teacher[test]).mean())
+        const = float(np.abs(y.mean() - pairs.teacher[test]).mean())
+    return ProbeFit(w, int(judged.sum()), mae, const)
+
+
+def purity_scores(pairs: PairSet, cfg: TransferConfig, pooled: np.ndarray,
+                  probe: ProbeFit | None) -> np.ndarray:
+    """Joint purity per pair: behaviour^(1-w) x transferability^w; behaviour alone without reasoning."""
+    behaviour = behaviour_score(pairs.strength, pairs.distinct_users)
+    if not cfg.use_reasoning or probe is None or probe.weights is None:
+        return behaviour
+    semantic = pairs.teacher.copy()
+    missing = np.isnan(semantic)
+    for s in range(0, int(missing.sum()), 65_536):  # the probe for pairs the teacher did not judge
+        rows = np.flatnonzero(missing)[s:s + 65_536]
+        semantic[rows] = _pair_features(pooled, pairs.photo[rows], pairs.live[rows]) @ probe.weights
+    semantic = np.clip(semantic, 1e-3, 1.0)
+    w = cfg.reasoning_weight
+    return behaviour ** (1 - w) * semantic ** w
+
+
+def high_purity(purity: np.ndarray, cfg: TransferConfig) -> np.ndarray:
+    """True for pairs at or above the configured quantile of purity."""
+    return purity >= np.quantile(purity, cfg.high_purity_quantile)
+
+
+# ---- module: query-aware aggregation ---------------------------------------------------------------
+
+class QueryAggregation(torch.nn.Module):
+    """Learnable queries attend over an item's chorus states (with its domain): transferable, residual.
+
+    The chorus states are normalised and projected to `width` keys and values; a domain embedding
+    is added to the keys and to the queries, so the same queries read a short video and a live
+    room differently where they must. Multi-head attention pooling: each query's heads weigh the
+    16 states and sum their values. Each space has `n_queries` queries; their outputs,
+    concatenated, map to `dim`. Without `decompose` there is one space (the residual is None).
+    """
+
+    def __init__(self, state_dim: int, cfg: TransferConfig) -> None:
+        super().__init__()
+        width = max(32, cfg.heads * 8)
+        width -= width % cfg.heads
+        self.heads, self.width = cfg.heads, width
+        self.spaces = 2 if cfg.decompose else 1
+        self.n_queries = cfg.n_queries
+        self.norm = torch.nn.LayerNorm(state_dim)
+        self.keys = torch.nn.Linear(state_dim, width)
+        self.values = torch.nn.Linear(state_dim, width)
+        self.domain = torch.nn.Embedding(len(DOMAINS), width)
+        self.queries = torch.nn.Parameter(torch.randn(self.spaces * cfg.n_queries, width) * 0.1)
+        self.out = torch.nn.ModuleList(torch.nn.Linear(cfg.n_queries * width, cfg.dim)
+                                       for _ in range(self.spaces))
+
+    def forward(self, states: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(transferable (B, dim), residual (B, dim) or None) for chorus states (B, n_chorus, d)."""
+        b, t, _ = states.shape
+        h, dh, nq = self.heads, self.width // self.heads, self.queries.shape[0]
+        x = self.norm(states)
+        keys = (self.keys(x) + self.domain(domain)[:, None, :]).reshape(b * t, h, dh)
+        values = self.values(x).reshape(b, t, h, dh)
+        # Queries of both domains at once: one matrix product per head over all items' states,
+        # then each item keeps its own domain's half (far faster on CPU than per-item attention).
+        queries = (self.queries[None] + self.domain.weight[:, None, :]).reshape(len(DOMAINS) * nq, h, dh)
+        scores = torch.einsum("nhd,qhd->nqh", keys, queries).reshape(b, t, len(DOMAINS), nq, h)
+        scores = scores.gather(2, domain.view(b, 1, 1, 1, 1).expand(b, t, 1, nq, h)).squeeze(2)
+        weights = torch.softmax(scores / dh ** 0.5, dim=1)  # over the chorus states
+        read = torch.einsum("btqh,bthd->bqhd", weights, values)
+        per_space = read.reshape(b, self.spaces, -1)
+        vectors = [head(per_space[:, s]) for s, head in enumerate(self.out)]
+        return vectors[0], (vectors[1] if self.spaces == 2 else None)
+
+
+def joint(transferable: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    """The transferable + residual space: both unit vectors side by side, renormalised."""
+    t = F.normalize(transferable, dim=-1)
+    if residual is None:
+        return t
+    return F.normalize(torch.cat([t, F.normalize(residual, dim=-1)], dim=-1), dim=-1)
+
+
+# ---- losses ---------------------------------------------------------------------------------------
+
+def info_nce(query: torch.Tensor, key: torch.Tensor, key_ids: torch.Tensor, log_q: torch.Tensor | None,
+             temperature: float) -> torch.Tensor:
+    """Per-row InfoNCE of query i against key i, the batch's other keys as negatives.
+
+    Keys that are the same item as the positive are not negatives. `log_q` (per key, log of its
+    sampling probability) is subtracted from the logits: the in-batch sampling-bias correction.
+    """
+    logits = F.normalize(query, dim=-1) @ F.normalize(key, dim=-1).T / temperature
+    if log_q is not None:
+        logits = logits - log_q[None, :]
+    same = key_ids[None, :] == key_ids[:, None]
+    logits = logits.masked_fill(same & ~torch.eye(len(key_ids), dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(key_ids)), reduction="none")
+
+
+def routed_contrastive(photo: tuple[torch.Tensor, torch.Tensor | None],
+                       live: tuple[torch.Tensor, torch.Tensor | None], high: torch.Tensor,
+                       live_ids: torch.Tensor, log_q: torch.Tensor | None,
+                       cfg: TransferConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The cross-domain contrastive loss with transferability routing.
+
+    High-purity pairs are matched in the transferable space, low-purity pairs in the joint
+    (transferable + residual) space with the transferable half held fixed; with `routing` off, or
+    without a residual, every pair is matched in the transferable space.
+    """
+    in_t = info_nce(photo[0], live[0], live_ids, log_q, cfg.temperature)
+    if not (cfg.routing and photo[1] is not None):
+        return in_t.mean(), {"transferable": in_t.mean().item()}
+    # In the joint space the transferable half is held fixed (no gradient): the pair is scored
+    # with both vectors, but only the residual moves to explain it, so what does not transfer
+    # is absorbed there instead of bending the transferable space.
+    in_joint = info_nce(joint(photo[0].detach(), photo[1]), joint(live[0].detach(), live[1]), live_ids,
+                        log_q, cfg.temperature)
+    per_row = torch.where(high, in_t, in_joint)
+    parts = {"transferable": in_t[high].mean().item() if high.any() else 0.0,
+             "joint": in_joint[~high].mean().item() if (~high).any() else 0.0}
+    return per_row.mean(), parts
+
+
+def domain_gap(transferable: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+    """Squared norm of each domain's mean unit transferable vector in the batch, summed.
+
+    InfoNCE cannot see a constant offset between the domains (it shifts every logit of a row
+    alike), so without this term the transferable space may keep the two domains apart. Pulling
+    each domain's mean to the origin (rather than only the two means together, which a narrow
+    cone satisfies) spreads both domains over the same sphere.
+    """
+    t = F.normalize(transferable, dim=-1)
+    return sum((t[domain == d].mean(dim=0) ** 2).sum() for d in range(len(DOMAINS)) if (domain == d).any())
+
+
+def separation_loss(transferable: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Mean squared cosine between each item's transferable and residual vectors (0 = orthogonal)."""
+    return (F.cosine_similarity(transferable, residual, dim=-1) ** 2).mean()
+
+
+# ---- training --------------------------------------------------------------------------------------
+
+def _batch(seed: int, step: int, n: int, size: int) -> torch.Tensor:
+    # Each step's batch depends only on (seed, step): a resumed run draws what the first would have.
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(n, (min(size, n),), generator=gen)
+
+
+def train(model: QueryAggregation, states: ChorusStates, pairs: PairSet, high: np.ndarray,
+          cfg: TransferConfig, checkpoints=None, on_step: Callable[[int, float], None] | None = None
+          ) -> list[float]:
+    """Train `model` on the training pairs for cfg.steps; returns the loss per step.
+
+    `checkpoints` is a `training.checkpoint.Checkpointer`: the state is saved every
+    `checkpoint_every` steps and a run resumes from the latest one. `on_step(step, loss)` is called
+    after each step (progress; tests use it to stop a run mid-way as a kill would).
+    """
+    train_rows = np.flatnonzero(~pairs.held_out)
+    if len(train_rows) < 2:
+        raise ValueError(f"only {len(train_rows)} training pairs: stage 2 needs behaviour pairs "
+                         "before the cut")
+    photo_rows, live_rows = pairs.photo[train_rows], pairs.live[train_rows]
+    high_t = torch.from_numpy(high[train_rows])
+    log_q = None
+    if cfg.logq_correction:
+        counts = np.bincount(live_rows, minlength=len(states)).astype(np.float64)
+        log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / len(live_rows))).float()
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses: list[float] = []
+    start = 0
+    saved = checkpoints.load() if checkpoints is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        losses, start = list(saved["losses"]), int(saved["step"])
+    photo_domain = torch.zeros(cfg.batch_size, dtype=torch.long)
+    live_domain = torch.ones(cfg.batch_size, dtype=torch.long)
+    model.train()
+    for step in range(start, cfg.steps):
+        b = _batch(cfg.seed, step, len(train_rows), cfg.batch_size).numpy()
+        p = model(states.take(photo_rows[b]), photo_domain[:len(b)])
+        lv = model(states.take(live_rows[b]), live_domain[:len(b)])
+        ids = torch.from_numpy(live_rows[b])
+        loss, _ = routed_contrastive(p, lv, high_t[b], ids, log_q[ids] if log_q is not None else None, cfg)
+        if cfg.separation and p[1] is not None:
+            loss = loss + cfg.separation_weight * separation_loss(torch.cat([p[0], lv[0]]),
+                                                                  torch.cat([p[1], lv[1]]))
+        if cfg.domain_alignment_weight:
+            both = torch.cat([photo_domain[:len(b)], live_domain[:len(b)]])
+            loss = loss + cfg.domain_alignment_weight * domain_gap(torch.cat([p[0], lv[0]]), both)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if checkpoints is not None:
+            checkpoints.maybe_save(step + 1, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                              "losses": losses})
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
+    model.eval()
+    return losses
+
+
+# ---- encoding --------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def encode_items(model: QueryAggregation, chorus_states: np.ndarray | torch.Tensor,
+                 domains: np.ndarray | list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(transferable, residual) unit vectors for items' chorus states (n, n_chorus, d) and domains.
+
+    The callable for a room going on air: its chorus states from the student, domain 'live'.
+    Residual is None for a model without decomposition.
+    """
+    model.eval()
+    dom = np.array([DOMAINS.index(d) if isinstance(d, str) else int(d) for d in domains], dtype=np.int64)
+    t, r = model(torch.as_tensor(np.asarray(chorus_states, dtype=np.float32)), torch.from_numpy(dom))
+    return (F.normalize(t, dim=-1).numpy(), None if r is None else F.normalize(r, dim=-1).numpy())
+
+
+def encode_all(model: QueryAggregation, states: ChorusStates,
+               chunk: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Both vectors of every item in the chorus states, chunk by chunk."""
+    ts, rs = [], []
+    for s in range(0, len(states), chunk):
+        rows = np.arange(s, min(s + chunk, len(states)))
+        t, r = encode_items(model, states.take(rows), states.domains[rows])
+        ts.append(t)
+        if r is not None:
+            rs.append(r)
+    return np.concatenate(ts), (np.concatenate(rs) if rs else None)
+
+
+# ---- held-out alignment ---------------------------------------------------------------------------
+
+def _mean_cos(a: np.ndarray, b: np.ndarray) -> float | None:
+    return float((a * b).sum(axis=1).mean()) if len(a) else None
+
+
+def alignment(transferable: np.ndarray, residual: np.ndarray | None, pairs: PairSet, high: np.ndarray,
+              seed: int) -> dict[str, dict[str, float | None]]:
+    """Mean cosine of held-out high-purity, low-purity and random (photo, room) pairs, per space."""
+    held = pairs.held_out
+    rng = np.random.default_rng(seed)
+    rand_live = rng.choice(pairs.live[held], size=int(held.sum())) if held.any() else pairs.live[:0]
+    spaces = {"transferable": transferable}
+    if residual is not None:
+        spaces["residual"] = residual
+        spaces["joint"] = np.hstack([transferable, residual]) / np.sqrt(2)
+    out = {}
+    for name, vec in spaces.items():
+        out[name] = {
+            "high_purity": _mean_cos(vec[pairs.photo[held & high]], vec[pairs.live[held & high]]),
+            "low_purity": _mean_cos(vec[pairs.photo[held & ~high]], vec[pairs.live[held & ~high]]),
+            "random": _mean_cos(vec[pairs.photo[held]], vec[rand_live]),
+        }
+    return out

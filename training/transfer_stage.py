@@ -1,0 +1,549 @@
+"""`rgcd transfer`: fit stage 2 at the training cut, write the vectors, the model and the report.
+
+Inputs, all point in time at the cut: behaviour pairs and the teacher's pair judgement through
+Feast's `pair_training` service (`read_pairs`), item facts through the `item_content` view, and the
+student's chorus states (memory-mapped, `training.transfer.ChorusStates`). Room pairs only: an
+author pair has no single live item with chorus states.
+
+Writes:
+- `<ws>/feature_data/item_embeddings.parquet`: every item of both domains with `transferable`,
+  `residual`, `retrieval` (the downstream retriever's item tower), `model_version`
+  (`rgcd-<8 hex>`), `event_timestamp` = the cut, `created_timestamp` = now (the last
+  `transfer.keep_versions` versions are kept, for rollback);
+- `<ws>/feature_data/user_embeddings.parquet`: the retriever's user tower, same space as `retrieval`;
+- `<ws>/models/transfer/published/`: `aggregation.safetensors`, `retriever.safetensors`,
+  `published.json` (`load_published(ws).encode(...)` turns a new room's chorus states into its
+  three vectors);
+- `<ws>/reports/transfer.json` and `<ws>/reports/transfer_projection.png`.
+
+Fits are cached under `<ws>/models/transfer/fits/<fingerprint>/` by (config, cut, student version,
+pairs): a rerun with nothing changed retrains nothing; a killed run resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from rgcd.atomic import atomic_path, write_json_atomic, write_parquet_atomic
+from rgcd.config import Settings, TransferConfig, Workspace
+from training.checkpoint import Checkpointer
+from training.frames import ENGINE, MissingInput, checked_store
+from training.transfer import (
+    METHOD_VERSION,
+    ChorusStates,
+    PairSet,
+    QueryAggregation,
+    alignment,
+    encode_all,
+    encode_items,
+    fit_transferability_probe,
+    held_out_mask,
+    high_purity,
+    purity_scores,
+    train,
+)
+
+PAIR_FEATURES = ("photo_item_id", "target_id", "strength", "distinct_users")
+
+
+# ---- inputs through Feast --------------------------------------------------------------------------
+
+def _hash_rank(ids: list[str]) -> np.ndarray:
+    return np.array([int(hashlib.sha1(i.encode()).hexdigest()[:12], 16) for i in ids], dtype=np.int64)
+
+
+def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusStates,
+               cfg: TransferConfig) -> tuple[PairSet, dict[str, int]]:
+    """Room pairs as of `cut` from the `pair_training` service, mapped to chorus-state rows.
+
+    The entity frame holds ids only: pair ids of the behaviour_pairs mart that name a live room
+    and whose row is stamped at or before the cut (later ones are invisible at the cut anyway),
+    a hash sample of `cfg.max_pairs` when there are more. Every value comes from the store.
+    Returns the pairs and counts (eligible, read, without chorus states).
+    """
+    from rgcd.featurestore.store import frame
+
+    path = ws.marts / "behaviour_pairs.parquet"
+    if not path.exists():
+        raise MissingInput(f"{path} is missing: run `rgcd build` (dbt) first")
+    views = ["behaviour_pairs"]
+    reasoning = (ws.feature_data / "pair_reasoning.parquet").exists()
+    if reasoning:
+        views.append("pair_reasoning")
+    store = checked_store(ws, settings, ["behaviour_pairs"])
+    ids = (pl.scan_parquet(path)
+           .filter(pl.col("pair_id").str.contains("|live:", literal=True)
+                   & (pl.col("event_timestamp") <= cut))
+           .select("pair_id").unique().collect()["pair_id"].to_list())
+    eligible = len(ids)
+    if len(ids) > cfg.max_pairs:
+        ids = [ids[i] for i in np.argsort(_hash_rank(ids), kind="stable")[:cfg.max_pairs]]
+    ids.sort()
+    entities = pl.DataFrame({"pair_id": ids}).with_columns(
+        pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
+    features = [f"behaviour_pairs:{f}" for f in PAIR_FEATURES]
+    if reasoning:
+        features.append("pair_reasoning:semantic_transferability")
+    got = frame(store, entities, service=None, features=features, engine=ENGINE)
+    got = got.rename({c: c.split("__", 1)[1] for c in got.columns if "__" in c})
+    if not reasoning:
+        got = got.with_columns(pl.lit(None, pl.Float64).alias("semantic_transferability"))
+    got = got.filter(pl.col("photo_item_id").is_not_null())
+    row = states.row_of
+    photo = np.array([row.get(i, -1) for i in got["photo_item_id"].to_list()], dtype=np.int64)
+    live = np.array([row.get(i, -1) for i in got["target_id"].to_list()], dtype=np.int64)
+    keep = (photo >= 0) & (live >= 0)
+    got = got.filter(pl.Series(keep))
+    pair_ids = got["pair_id"].to_list()
+    pairs = PairSet(
+        pair_id=pair_ids, photo=photo[keep], live=live[keep],
+        strength=got["strength"].to_numpy().astype(np.float64),
+        distinct_users=got["distinct_users"].to_numpy().astype(np.float64),
+        teacher=got["semantic_transferability"].fill_null(np.nan).to_numpy().astype(np.float64),
+        held_out=held_out_mask(pair_ids, cfg.held_out_fraction))
+    return pairs, {"eligible": eligible, "read": len(ids), "without_chorus_states": int((~keep).sum()),
+                   "reasoning_table": int(reasoning)}
+
+
+def read_items(ws: Workspace, settings: Settings, cut: datetime) -> pl.DataFrame:
+    """item_id, domain, author_id, category_l1, start_timestamp of every item, from the item_content view."""
+    from rgcd.featurestore.store import frame
+
+    store = checked_store(ws, settings, ["item_content"])
+    ids = (pl.scan_parquet(ws.marts / "item_content.parquet").select("item_id").unique()
+           .sort("item_id").collect())
+    entities = ids.with_columns(pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
+    cols = ("domain", "author_id", "category_l1", "start_timestamp")
+    got = frame(store, entities, service=None, features=[f"item_content:{c}" for c in cols], engine=ENGINE)
+    return got.rename({f"item_content__{c}": c for c in cols}).drop("event_timestamp")
+
+
+def training_cut(ws: Workspace) -> datetime:
+    """The default cut of `rgcd transfer`: the latest event in the pair and item marts (all the data)."""
+    latest = []
+    for name in ("behaviour_pairs", "item_content"):
+        path = ws.marts / f"{name}.parquet"
+        if not path.exists():
+            raise MissingInput(f"{path} is missing: run `rgcd build` (dbt) first")
+        latest.append(pl.scan_parquet(path).select(pl.col("event_timestamp").max()).collect().item())
+    return max(t for t in latest if t is not None)
+
+
+# ---- one fit, cached by what it depends on ---------------------------------------------------------
+
+@dataclass
+class Fit:
+    """A fitted stage-2 model and its vectors for every chorus-state row."""
+
+    fingerprint: str
+    model: QueryAggregation
+    transferable: np.ndarray
+    residual: np.ndarray | None
+    summary: dict
+    reused: bool
+    train_seconds: float = 0.0
+
+
+def _fingerprint(cfg: TransferConfig, cut: datetime, states: ChorusStates, pairs: PairSet) -> str:
+    h = hashlib.sha256(json.dumps({"method": METHOD_VERSION, "cfg": cfg.model_dump(), "cut": cut.isoformat(),
+                                   "student": states.student_version, "items": len(states)},
+                                  sort_keys=True).encode())
+    h.update("\n".join(pairs.pair_id).encode())
+    for arr in (pairs.photo, pairs.live, pairs.strength, pairs.distinct_users, pairs.teacher):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime,
+           show_progress: bool = False, on_step=None) -> Fit:
+    """Stage 2 fitted on the pairs visible at `cut`; reused when the same fit exists already."""
+    from safetensors.torch import load_file, save_file
+
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    try:
+        states = ChorusStates(ws.models / "student")
+    except FileNotFoundError as err:
+        raise MissingInput(str(err)) from err
+    pairs, counts = read_pairs(ws, settings, cut, states, cfg)
+    fp = _fingerprint(cfg, cut, states, pairs)
+    folder = ws.models / "transfer" / "fits" / fp
+    torch.manual_seed(cfg.seed)
+    model = QueryAggregation(states.dim, cfg)
+    if (folder / "fit.json").exists():
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+        vectors = load_file(folder / "vectors.safetensors")
+        return Fit(fp, model.eval(), vectors["transferable"].numpy(),
+                   vectors["residual"].numpy() if "residual" in vectors else None,
+                   json.loads((folder / "fit.json").read_text()), reused=True)
+    pooled = states.mean_pooled()
+    probe = fit_transferability_probe(pooled, pairs) if cfg.use_reasoning else None
+    purity = purity_scores(pairs, cfg, pooled, probe)
+    high = high_purity(purity, cfg)
+    t0 = time.perf_counter()
+    checkpoints = Checkpointer(folder / "checkpoints", cfg.checkpoint_every, fingerprint=fp)
+    with _progress(show_progress, cfg.steps) as advance:
+        def step_hook(step: int, loss: float) -> None:
+            advance(step, loss)
+            if on_step is not None:
+                on_step(step, loss)
+        losses = train(model, states, pairs, high, cfg, checkpoints, step_hook)
+    seconds = time.perf_counter() - t0
+    transferable, residual = encode_all(model, states, cfg.encode_batch_size)
+    train_rows = ~pairs.held_out
+    summary = {
+        "fingerprint": fp, "cut": cut.isoformat(), "student_version": states.student_version,
+        "config": cfg.model_dump(),
+        "pairs": {**counts, "used": len(pairs.pair_id), "train": int(train_rows.sum()),
+                  "held_out": int(pairs.held_out.sum())},
+        "purity": {"high": int(high.sum()), "low": int((~high).sum()),
+                   "threshold": float(np.quantile(purity, cfg.high_purity_quantile)) if len(purity) else None,
+                   "teacher_judged": int((~np.isnan(pairs.teacher)).sum()),
+                   "from": ("behaviour x teacher transferability"
+                            if probe is not None and probe.weights is not None else "behaviour alone"),
+                   "probe": None if probe is None else {"judged": probe.judged, "held_out_mae": probe.mae,
+                                                        "held_out_mae_constant": probe.mae_constant},
+                   # how purity and the teacher agree: mean teacher score of high vs low pairs
+                   "teacher_mean_high": _nanmean(pairs.teacher[high]),
+                   "teacher_mean_low": _nanmean(pairs.teacher[~high])},
+        "losses": {"first": round(losses[0], 4), "last": round(float(np.mean(losses[-20:])), 4),
+                   "steps": len(losses), "every_50": [round(x, 4) for x in losses[::50]]},
+        "alignment": alignment(transferable, residual, pairs, high, cfg.seed),
+        "train_seconds": round(seconds, 2),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
+    tensors = {"transferable": torch.from_numpy(transferable)}
+    if residual is not None:
+        tensors["residual"] = torch.from_numpy(residual)
+    with atomic_path(folder / "vectors.safetensors") as tmp:
+        save_file(tensors, tmp)
+    write_json_atomic(summary, folder / "fit.json")  # last: its presence means the fit is complete
+    checkpoints.clear()
+    return Fit(fp, model, transferable, residual, summary, reused=False, train_seconds=seconds)
+
+
+def _nanmean(x: np.ndarray) -> float | None:
+    x = x[~np.isnan(x)]
+    return round(float(x.mean()), 4) if len(x) else None
+
+
+class _progress:
+    """A rich bar over training steps that shows the loss; a no-op when hidden."""
+
+    def __init__(self, show: bool, total: int) -> None:
+        self.show, self.total = show, total
+
+    def __enter__(self):
+        if not self.show:
+            return lambda step, loss: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]transfer[/] {task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+        self.bar.__enter__()
+        task = self.bar.add_task("training", total=self.total)
+        return lambda step, loss: self.bar.update(task, completed=step, description=f"loss {loss:.3f}")
+
+    def __exit__(self, *exc) -> None:
+        if self.show:
+            self.bar.__exit__(*exc)
+
+
+def stage2_vectors(fit: Fit, states_dir: Path):
+    """The fit's vectors by item id, for the downstream retriever."""
+    from training.rgcd_retriever import Stage2Vectors
+
+    index = pl.read_parquet(states_dir / "chorus_index.parquet").sort("row")
+    return Stage2Vectors(index["item_id"].to_list(), fit.transferable, fit.residual,
+                         f"rgcd-{fit.fingerprint[:8]}")
+
+
+# ---- the stage: fit at the cut, the downstream retriever, the tables, the report -------------------
+
+@dataclass
+class TransferReport:
+    """Figures of one `rgcd transfer` run (the whole of it is in reports/transfer.json)."""
+
+    model_version: str
+    cut: str
+    items: int
+    users: int
+    pairs_train: int
+    high_purity: int
+    low_purity: int
+    alignment: dict
+    reused_fit: bool
+    reused_all: bool
+    train_seconds: float
+    wall_seconds: float
+    online: str = ""
+    paths: dict = field(default_factory=dict)
+
+    def one_line(self) -> str:
+        """The run in one line of figures."""
+        a = self.alignment.get("transferable", {})
+        fmt = {k: ("n/a" if v is None else f"{v:.2f}") for k, v in a.items()}
+        state = ("unchanged, nothing retrained" if self.reused_all
+                 else "fit reused" if self.reused_fit else f"trained {self.train_seconds:.0f} s")
+        line = (f"{self.model_version}: {self.items} items, {self.users} users; {self.pairs_train} "
+                f"train pairs ({self.high_purity} high / {self.low_purity} low purity); held-out cosine "
+                f"in the transferable space high {fmt.get('high_purity')} / low {fmt.get('low_purity')} / "
+                f"random {fmt.get('random')}; {state}")
+        return line + (f"; {self.online}" if self.online else "")
+
+
+def train_data_at(ws: Workspace, cut: datetime):
+    """The downstream retriever's training split: positive interactions before `cut` (both domains)."""
+    from training.evaluation import interactions_before, read_mart
+    from training.recommender import ItemCatalog, TrainData
+
+    catalog = ItemCatalog(read_mart(ws, "item_content").select(
+        "item_id", "domain", "author_id", "start_timestamp"), cut=cut)
+    inter = pl.read_parquet(ws.marts / "user_item_interactions.parquet",
+                            columns=["user_id", "item_id", "domain", "event_timestamp", "is_positive"])
+    return TrainData("published", interactions_before(inter, catalog, cut), catalog)
+
+
+def _keep_versions(path: Path, new: pl.DataFrame, keep: int) -> pl.DataFrame:
+    """`new` plus the rows of the newest keep-1 other model versions already in `path`."""
+    if not path.exists():
+        return new
+    old = pl.read_parquet(path).filter(pl.col("model_version") != new["model_version"][0])
+    if old.is_empty() or keep <= 1:
+        return new
+    versions = (old.group_by("model_version").agg(pl.col("created_timestamp").max())
+                .sort("created_timestamp", descending=True)["model_version"].head(keep - 1).to_list())
+    return pl.concat([new, old.filter(pl.col("model_version").is_in(versions)).select(new.columns)],
+                     how="vertical_relaxed")
+
+
+def _vectors(x: np.ndarray | None, n: int) -> pl.Series:
+    if x is None:
+        return pl.Series([None] * n, dtype=pl.List(pl.Float32))
+    return pl.Series(np.ascontiguousarray(x, dtype=np.float32)).cast(pl.List(pl.Float32))
+
+
+def _stamps(n: int, cut: datetime, created: datetime) -> list[pl.Series]:
+    ts = pl.Datetime("us", "UTC")
+    return [pl.Series("event_timestamp", [cut] * n, dtype=ts),
+            pl.Series("created_timestamp", [created] * n, dtype=ts)]
+
+
+def _retriever_fingerprint(fit: Fit, data, settings: Settings) -> str:
+    ev = settings.evaluation
+    h = hashlib.sha256(f"{fit.fingerprint}|{ev.dim}|{ev.contrastive_samples}|"
+                       f"{settings.transfer.seed}".encode())
+    h.update(data.interactions.select("user_id", "key").hash_rows().to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> TransferReport:
+    """Run stage 2 end to end (see the module docstring); unchanged inputs retrain nothing."""
+    from training.baselines.uniembed import UniEmbedConfig
+    from training.rgcd_retriever import RGCD
+
+    started = time.perf_counter()
+    cfg = settings.transfer
+    cut = training_cut(ws)
+    fit = fit_at(ws, settings, cfg, cut, show_progress)
+    version = f"rgcd-{fit.fingerprint[:8]}"
+    states_dir = ws.models / "student"
+    data = train_data_at(ws, cut)
+    retriever_fp = _retriever_fingerprint(fit, data, settings)
+    published = ws.models / "transfer" / "published"
+    items_path = ws.feature_data / "item_embeddings.parquet"
+    users_path = ws.feature_data / "user_embeddings.parquet"
+    meta_path = published / "published.json"
+    if (meta_path.exists() and items_path.exists() and users_path.exists()
+            and json.loads(meta_path.read_text()).get("retriever_fingerprint") == retriever_fp):
+        report = TransferReport(**json.loads((ws.reports / "transfer.json").read_text())["report"])
+        report.reused_fit = report.reused_all = True
+        report.online, report.wall_seconds = "", round(time.perf_counter() - started, 2)
+        return report
+
+    evc = settings.evaluation
+    retriever = RGCD("rgcd", lambda _: stage2_vectors(fit, states_dir),
+                     UniEmbedConfig(dim=evc.dim, samples=evc.contrastive_samples))
+    with _threads(evc.torch_threads):
+        retriever.fit(data, cfg.seed)
+    assert retriever.stage2 is not None and retriever.tower is not None
+    item_ids = retriever.stage2.item_ids
+    retrieval, _ = retriever.retrieval_vectors(item_ids)
+    created = datetime.now(UTC)
+    domains = pl.read_parquet(states_dir / "chorus_index.parquet").sort("row")["domain"]
+    n = len(item_ids)
+    items = pl.DataFrame([pl.Series("item_id", item_ids, pl.Utf8), domains.alias("domain"),
+                          _vectors(fit.transferable, n).alias("transferable"),
+                          _vectors(fit.residual, n).alias("residual"),
+                          _vectors(retrieval, n).alias("retrieval"),
+                          pl.Series("model_version", [version] * n, pl.Utf8), *_stamps(n, cut, created)])
+    users_v = retriever.user_vectors()
+    user_ids = users_v.ids
+    users = pl.DataFrame([pl.Series("user_id", [int(u) for u in user_ids], pl.Int64),
+                          _vectors(users_v.vectors, len(user_ids)).alias("user_vector"),
+                          pl.Series("model_version", [version] * len(user_ids), pl.Utf8),
+                          *_stamps(len(user_ids), cut, created)])
+    ws.feature_data.mkdir(parents=True, exist_ok=True)
+    write_parquet_atomic(_keep_versions(items_path, items, cfg.keep_versions), items_path)
+    write_parquet_atomic(_keep_versions(users_path, users, cfg.keep_versions), users_path)
+    _save_published(published, fit, retriever, version, retriever_fp, cut, cfg)
+    plot = _plot_spaces(ws, settings, cut, fit, item_ids, ws.reports / "transfer_projection.png")
+
+    from rgcd.featurestore.store import materialize_views
+
+    online = materialize_views(ws, settings, ["item_embeddings"])
+    s = fit.summary
+    report = TransferReport(
+        model_version=version, cut=cut.isoformat(), items=n, users=len(user_ids),
+        pairs_train=s["pairs"]["train"], high_purity=s["purity"]["high"], low_purity=s["purity"]["low"],
+        alignment=s["alignment"], reused_fit=fit.reused, reused_all=False,
+        train_seconds=fit.train_seconds, wall_seconds=round(time.perf_counter() - started, 2), online=online,
+        paths={"item_embeddings": str(items_path), "user_embeddings": str(users_path),
+               "model": str(published), "projection": str(plot)})
+    write_json_atomic({"report": asdict(report), "fit": s, "peak_rss_mb": _peak_rss_mb(),
+                       "retriever": {"fingerprint": retriever_fp, "dim": evc.dim,
+                                     "samples": evc.contrastive_samples,
+                                     "train_interactions": data.interactions.height}},
+                      ws.reports / "transfer.json")
+    return report
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _threads(n: int):
+    from training.recommender import torch_threads
+
+    return torch_threads(n)
+
+
+# ---- the published model: what serving loads to encode a room going on air ------------------------
+
+def _save_published(folder: Path, fit: Fit, retriever, version: str, retriever_fp: str, cut: datetime,
+                    cfg: TransferConfig) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "aggregation.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in fit.model.state_dict().items()}, tmp)
+    with atomic_path(folder / "retriever.safetensors") as tmp:
+        save_file({k: v.detach().contiguous() for k, v in retriever.tower.state_dict().items()}, tmp)
+    authors = {k: i for k, i in retriever.key_index.items() if k.startswith("author:")}
+    write_json_atomic({"model_version": version, "fingerprint": fit.fingerprint,
+                       "retriever_fingerprint": retriever_fp, "cut": cut.isoformat(),
+                       "config": cfg.model_dump(), "state_dim": int(fit.model.norm.normalized_shape[0]),
+                       "n_keys": len(retriever.key_index), "dim": int(retriever.tower.ids.weight.shape[1]),
+                       "groups": {g: int(p.weight.shape[1]) for g, p in retriever.tower.proj.items()},
+                       "author_keys": authors}, folder / "published.json", indent=None)
+
+
+class PublishedModel:
+    """The published stage-2 model and retriever item tower: new items' chorus states -> vectors."""
+
+    def __init__(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        from training.baselines.uniembed import ItemTower
+
+        meta_path = folder / "published.json"
+        if not meta_path.exists():
+            raise MissingInput(f"{meta_path} is missing: run `rgcd transfer` first")
+        meta = json.loads(meta_path.read_text())
+        self.model_version: str = meta["model_version"]
+        self.author_keys: dict[str, int] = meta["author_keys"]
+        cfg = TransferConfig(**meta["config"])
+        self.aggregation = QueryAggregation(meta["state_dim"], cfg)
+        self.aggregation.load_state_dict(load_file(folder / "aggregation.safetensors"))
+        self.aggregation.eval()
+        dummy = {g: np.zeros((1, d), dtype=np.float32) for g, d in meta["groups"].items()}
+        self.tower = ItemTower(meta["n_keys"], meta["dim"], dummy)
+        self.tower.load_state_dict(load_file(folder / "retriever.safetensors"))
+
+    @torch.no_grad()
+    def encode(self, chorus_states: np.ndarray, domains: list[str], author_ids: list[int | None]) -> dict:
+        """transferable, residual and retrieval unit vectors of new items, with the model version.
+
+        chorus_states: (n, n_chorus, d) from the same student (`training.distill`); domains 'photo'
+        or 'live'; author_ids: a room's author (its id embedding joins in when the author was
+        seen in training), None for photos. The result matches what `rgcd transfer` wrote for
+        items it saw: the same functions compute both.
+        """
+        import torch.nn.functional as F
+
+        from training.rgcd_retriever import tower_groups
+
+        t, r = encode_items(self.aggregation, chorus_states, domains)
+        is_photo = np.array([d == "photo" for d in domains], dtype=bool)
+        idx = torch.tensor([self.author_keys.get(f"author:{a}", -1) if a is not None and not p else -1
+                            for a, p in zip(author_ids, is_photo, strict=True)], dtype=torch.long)
+        groups = {g: torch.from_numpy(m) for g, m in tower_groups(t, r, is_photo).items()}
+        retrieval = F.normalize(self.tower.encode(idx, groups), dim=-1).numpy()
+        return {"transferable": t, "residual": r, "retrieval": retrieval, "model_version": self.model_version}
+
+
+def load_published(ws: Workspace) -> PublishedModel:
+    """The model `rgcd transfer` published last; `.encode(chorus_states, domains, author_ids)`."""
+    return PublishedModel(ws.models / "transfer" / "published")
+
+
+# ---- the picture: both spaces side by side, by domain and by level-1 category ----------------------
+
+def _plot_spaces(ws: Workspace, settings: Settings, cut: datetime, fit: Fit, item_ids: list[str], path: Path,
+                 per_domain: int = 2000) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.report import pca_2d
+
+    facts = read_items(ws, settings, cut).select("item_id", "category_l1")
+    cat = dict(zip(facts["item_id"].to_list(), facts["category_l1"].to_list(), strict=True))
+    domain = np.array(["short video" if i.startswith("photo:") else "live" for i in item_ids])
+    rng = np.random.default_rng(0)
+    keep = np.concatenate([rng.permutation(np.flatnonzero(domain == d))[:per_domain]
+                           for d in ("short video", "live")])
+    spaces = {"transferable": fit.transferable}
+    if fit.residual is not None:
+        spaces["residual"] = fit.residual
+    cats = np.array([cat.get(item_ids[k]) or "(none)" for k in keep])
+    names = sorted(set(cats))
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    fig, axes = plt.subplots(2, len(spaces), figsize=(5.5 * len(spaces), 9.5), squeeze=False)
+    for col, (name, vecs) in enumerate(spaces.items()):
+        coords, ratio = pca_2d(vecs[keep].astype(np.float64))
+        top, bottom = axes[0][col], axes[1][col]
+        for d, colour in (("short video", "tab:blue"), ("live", "tab:orange")):
+            sel = domain[keep] == d
+            top.scatter(coords[sel, 0], coords[sel, 1], s=4, alpha=0.45, c=colour, label=d)
+        for j, c in enumerate(names):
+            sel = cats == c
+            bottom.scatter(coords[sel, 0], coords[sel, 1], s=4, alpha=0.45, color=palette(j % palette.N),
+                           label=c)
+        title = f"{name} vectors, PCA ({ratio[0]:.0%}, {ratio[1]:.0%} of variance)"
+        top.set_title(f"{title}\ncoloured by domain", fontsize=9)
+        bottom.set_title(f"{title}\ncoloured by level-1 category", fontsize=9)
+        top.legend(markerscale=3, fontsize=8)
+        bottom.legend(markerscale=3, fontsize=7, ncol=2)
+    fig.suptitle(f"stage 2 ({fit.fingerprint[:8]}): a transferable space should mix the domains by "
+                 "topic; a residual space need not", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
