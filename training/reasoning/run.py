@@ -21,10 +21,11 @@ from rgcd.atomic import write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.faults import kill_point
 from training.frames import PAIR_RANKING, Stage1Frames, read_stage1_frames
-from training.reasoning.backends import Teacher, TeacherRequest, make_teacher
+from training.reasoning.backends import MetadataTeacher, Teacher, TeacherRequest, make_teacher
 from training.reasoning.cache import AnswerCache, CachedAnswer
 from training.reasoning.prompts import PROMPT_VERSION, ItemFacts, PairFacts, content_hash, pair_messages
 from training.reasoning.schema import ITEM_FIELDS, SchemaError, parse_pair_answer
+from training.reasoning.truth import load_item_topics, truth_figures
 
 ITEM_REASONING_SCHEMA = {
     "item_id": pl.Utf8,
@@ -73,16 +74,26 @@ class ReasonReport:
     generation_seconds: float
     pairs_per_minute: float | None
     schema_valid_rate: float | None
+    # Against the world's latent truth, teacher and metadata baseline on the same pairs (truth.py);
+    # None where the world carries no truth (real data).
+    truth: dict | None = None
     online: str = ""
 
     def one_line(self) -> str:
         """The run in one line of figures."""
         rate = f"{self.schema_valid_rate:.0%}" if self.schema_valid_rate is not None else "n/a"
         speed = f", {self.pairs_per_minute:.0f} pairs/min" if self.pairs_per_minute else ""
+        truth = ""
+        if self.truth and self.truth["teacher"]["transferability_auc"] is not None:
+            t, b = self.truth["teacher"], self.truth["metadata_baseline"]
+            truth = (
+                f"; vs truth: AUC {t['transferability_auc']:.2f} (baseline {b['transferability_auc']:.2f}), "
+                f"vertical {t['vertical_match_rate']:.0%} (baseline {b['vertical_match_rate']:.0%})"
+            )
         return (
             f"teacher {self.teacher_id}: {self.pairs_selected} pairs ({self.from_cache} cached, "
             f"{self.generated} generated{speed}), {self.accepted} accepted, {self.rejected} rejected "
-            f"(valid {rate}), {self.items_with_reasoning} items with reasoning"
+            f"(valid {rate}), {self.items_with_reasoning} items with reasoning{truth}"
             + (f"; {self.online}" if self.online else "")
         )
 
@@ -259,11 +270,18 @@ def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int)
 
 
 def reason(
-    ws: Workspace, settings: Settings, *, show_progress: bool = True, teacher: Teacher | None = None
+    ws: Workspace,
+    settings: Settings,
+    *,
+    show_progress: bool = True,
+    teacher: Teacher | None = None,
+    item_topics: dict[str, int] | None = None,
 ) -> ReasonReport:
     """Run stage 1a end to end (see the module docstring); resumes from the answer cache.
 
-    `teacher` overrides the backend the settings name (for callers that hold one already).
+    `teacher` overrides the backend the settings name (for callers that hold one already);
+    `item_topics` (item_id -> true topic) is the truth to judge against where the workspace
+    carries no latent truth of its own (a benchmark that knows its world).
     """
     cfg = settings.teacher
     frames, pairs, unresolved = _select_strongest(ws, settings)
@@ -294,10 +312,12 @@ def reason(
             progress.advance(task, len(chunk))
     seconds = time.perf_counter() - started
     cache.close()
+    finished = [answers[k] for k in keys]
     first_appearance = dict(zip(frames.items["item_id"].to_list(),
                                 frames.items["first_appearance"].to_list(), strict=True))
-    report = _write_tables(ws, pairs, [answers[k] for k in keys], teacher, first_appearance)
+    report = _write_tables(ws, pairs, finished, teacher, first_appearance)
     report.update(
+        truth=_truth(ws, pairs, finished, item_topics),
         pairs_available=frames.pairs_ranked if frames.pairs_ranked is not None else frames.pairs.height,
         pairs_unresolved=unresolved,
         from_cache=from_cache,
@@ -312,6 +332,14 @@ def reason(
     result = ReasonReport(**report)
     write_json_atomic(asdict(result), ws.reports / "reason.json")
     return result
+
+
+def _truth(ws, pairs, answers, given: dict[str, int] | None) -> dict | None:
+    """Truth figures against the caller's topics if given, else the workspace's latent truth."""
+    if given is not None:
+        return truth_figures(pairs, answers, given, MetadataTeacher().answer,
+                             source="item topics given by the caller")
+    return truth_figures(pairs, answers, load_item_topics(ws), MetadataTeacher().answer)
 
 
 def _write_tables(

@@ -8,12 +8,18 @@ and `semantic_transferability` in [0, 1]. A teacher answers one JSON object per 
      "match": true, "reason": "...", "semantic_transferability": 0.8}
 
 Anything else is invalid: it is retried, then recorded as rejected with its raw text, never guessed.
+
+`answer_json_schema()` is the same schema as JSON Schema, for decoding that cannot leave it (a grammar
+in the `hf` backend, `response_format` on OpenAI-compatible servers). Every string and the number are
+bounded, so a model that loops ends within a known length instead of at the token limit.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from functools import cache
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
@@ -21,7 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 ITEM_FIELDS = ("vertical_domain", "key_subject", "content_theme")
 PAIR_FIELDS = ("match", "reason", "semantic_transferability")
 
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+SHORT_MAX_CHARS = 48  # vertical_domain, key_subject, content_theme: "a few words"
+REASON_MAX_CHARS = 240  # reason: one sentence
+SCORE_DECIMALS = 6  # the grammar's bound on semantic_transferability's digits
+
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SHORT_MAX_CHARS)]
 
 
 class SchemaError(ValueError):
@@ -44,8 +54,90 @@ class PairKnowledge(BaseModel):
     photo: ItemKnowledge
     live: ItemKnowledge
     match: StrictBool
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=400)]
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_MAX_CHARS)
+    ]
     semantic_transferability: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+
+
+# Characters a grammar-written string may hold: no quote, backslash or control character (so the raw
+# JSON text is the value itself, no escapes), and no whitespace at either end (the validator strips it,
+# so a blank string would pass the grammar and fail the validator).
+_EDGE = r'[^\s"\\\x00-\x1f\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]'
+_INNER = r'[^"\\\x00-\x1f\x7f]'
+
+
+_MAX_REPEAT = 100  # xgrammar 0.2.8 fails to compile a {0,n} repeat past ~128 with a tokenizer: chunk it
+
+
+def _bounded_text_pattern(max_chars: int) -> str:
+    """1 to `max_chars` characters, no edge whitespace; the inner repeat split into chunks."""
+    inner, left = "", max_chars - 2
+    while left > 0:
+        inner += f"{_INNER}{{0,{min(left, _MAX_REPEAT)}}}"
+        left -= _MAX_REPEAT
+    return f"^{_EDGE}({inner}{_EDGE})?$"
+
+
+def _inline_refs(node, defs: dict):
+    """The schema with every `$ref` replaced by its definition (not every server resolves refs)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline_refs(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        return {
+            k: _inline_refs(v, defs)
+            for k, v in node.items()
+            if k != "$defs" and not (k == "title" and isinstance(v, str))  # a title, not a property
+        }
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def _tighten_strings(node) -> None:
+    """Give every bounded string the pattern above, which holds its length bounds too.
+
+    minLength/maxLength go: xgrammar ignores them beside a pattern (and says so on every compile).
+    """
+    if isinstance(node, dict):
+        if node.get("type") == "string" and "maxLength" in node:
+            node["pattern"] = _bounded_text_pattern(node.pop("maxLength"))
+            node.pop("minLength", None)
+        for value in node.values():
+            _tighten_strings(value)
+
+
+@cache
+def _answer_json_schema() -> dict:
+    schema = PairKnowledge.model_json_schema()
+    schema = _inline_refs(schema, schema.get("$defs", {}))
+    _tighten_strings(schema)
+    return schema
+
+
+def answer_json_schema() -> dict:
+    """The answer schema as JSON Schema, for constrained decoding (a grammar, `response_format`).
+
+    Derived from `PairKnowledge` and a little stricter than it: strings carry a pattern that keeps
+    quotes, backslashes, control characters and edge whitespace out, so whatever decoding within
+    this schema writes also passes `parse_pair_answer`. What it cannot say (that `match` agrees with
+    the reason, say) is left to the validator and the retries.
+    """
+    return copy.deepcopy(_answer_json_schema())
+
+
+def compile_answer_grammar(tokenizer, vocab_size: int):
+    """The answer schema compiled (xgrammar) for one tokenizer: the `hf` backend's decoding grammar.
+
+    `vocab_size` is the model's logits width (it can exceed the tokenizer's). Free whitespace is
+    off: with it on, small models fill the token limit with newlines (measured, shared/STACK.md).
+    """
+    import xgrammar
+
+    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+    return xgrammar.GrammarCompiler(info).compile_json_schema(
+        json.dumps(answer_json_schema()), any_whitespace=False
+    )
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
