@@ -60,7 +60,9 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 @contextlib.contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
+def temporary_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore them after (in-process callers, such
+    as tests, see no leak)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -93,7 +95,7 @@ def clean_terminal() -> Iterator[None]:
         if not _is_terminal(sys.stdout):
             stack.enter_context(contextlib.redirect_stdout(PlainStream(sys.stdout)))
             # dbt decides on colour itself; say no rather than strip after the fact
-            stack.enter_context(_env({"DBT_USE_COLORS": "false", "NO_COLOR": "1"}))
+            stack.enter_context(temporary_environment({"DBT_USE_COLORS": "false", "NO_COLOR": "1"}))
         if not _is_terminal(sys.stderr):
             stack.enter_context(contextlib.redirect_stderr(PlainStream(sys.stderr)))
         yield
@@ -111,5 +113,6 @@ def files_inside(ws: Workspace) -> Iterator[None]:
         return
     folder = ws.feast / "metrics"
     folder.mkdir(parents=True, exist_ok=True)
-    with _env({"PROMETHEUS_MULTIPROCESS_DIR": str(folder), "PROMETHEUS_MULTIPROC_DIR": str(folder)}):
+    with temporary_environment({"PROMETHEUS_MULTIPROCESS_DIR": str(folder),
+                                "PROMETHEUS_MULTIPROC_DIR": str(folder)}):
         yield

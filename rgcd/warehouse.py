@@ -17,8 +17,6 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
 from rgcd.memory import duckdb_limits
+from rgcd.terminal import temporary_environment
 from transforms.contract import FILES
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
@@ -119,21 +118,6 @@ def check_lake(ws: Workspace) -> None:
                 f"`rgcd --workspace {ws.root} ingest SRC` on a KuaiLive-M3 folder first")
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    # dbt reads env_var() from os.environ; restore it so in-process callers (tests) see no leak
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bool = False,
             select: str | None = None, extra_vars: dict[str, object] | None = None,
             project: Path = DBT_PROJECT) -> BuildReport:
@@ -155,7 +139,8 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
         # only tests whose parents are all selected: a partial build must not test unbuilt models
         args += ["--select", select, "--indirect-selection", "cautious"]
     started = time.perf_counter()
-    with _environment(profiles_env(ws, settings)):
+    # dbt reads env_var() from os.environ
+    with temporary_environment(profiles_env(ws, settings)):
         try:
             result = dbtRunner().invoke(args)
         finally:

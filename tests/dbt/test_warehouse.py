@@ -207,8 +207,12 @@ def test_the_warehouse_lock_is_explained_and_released(tmp_path: Path, tiny_lake)
 
 @pytest.mark.slow
 def test_build_at_ci_size_on_the_demo_world(tmp_path: Path) -> None:
-    """2,000 demo users through the real ingest: every dbt test passes and both protocols have
-    test users in both domains, cold-start users included."""
+    """2,000 demo users through the real ingest: every dbt test passes, live-room has cold-start
+    users and tail items, and klm3-cdr has short-video test users.
+
+    klm3-cdr's live 10-core is empty at this size since the world spreads ~5 live sessions per user
+    over a platform's worth of streamers (a 10-core needs 10 distinct authors per user); at the demo
+    size it holds 1,252 users (README, Demo world). Evaluation then reports the protocol skipped."""
     from transforms.demo import generate
     from transforms.ingest import ingest
 
@@ -219,7 +223,7 @@ def test_build_at_ci_size_on_the_demo_world(tmp_path: Path) -> None:
     report = build(ws, settings)
     assert report.success and all(rows > 0 for rows in report.marts.values()), report.marts
     klm3 = pl.read_parquet(ws.marts / "eval_klm3_cdr.parquet")
-    assert set(klm3.filter(pl.col("split") == "test")["domain"]) == {"photo", "live"}
+    assert "photo" in set(klm3.filter(pl.col("split") == "test")["domain"])
     live_room = pl.read_parquet(ws.marts / "eval_live_room.parquet").filter(pl.col("split") == "test")
     assert live_room["is_cold_start_user"].any() and live_room["is_tail_item"].any()
     features = pl.read_parquet(ws.marts / "user_features_daily.parquet")

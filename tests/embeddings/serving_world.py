@@ -12,6 +12,8 @@ vectors are topic centroids plus noise, so the nearest rooms of a user or a vide
 
 from __future__ import annotations
 
+import random
+import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,3 +147,16 @@ def build(root: Path, settings: Settings, version: str = "v1") -> Workspace:
     fs.apply(ws, settings)
     fs.materialize(fs.feature_store(ws, settings))
     return ws
+
+
+def free_port() -> int:
+    """A free 127.0.0.1 port below Linux's ephemeral range (32768+): Milvus Lite's in-process gRPC
+    server binds port 0 with SO_REUSEPORT and could otherwise share a port picked here."""
+    while True:
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -24,20 +23,10 @@ from embeddings.retrieval import Retriever
 MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
 
 
-def _port() -> int:
-    while True:  # below the ephemeral range, which in-process Milvus Lite servers draw from
-        port = random.randint(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-
 
 @pytest.fixture
 def milvus_server(tmp_path):
-    port = _port()
+    port = w.free_port()
     proc = subprocess.Popen([str(MILVUS_LITE), "server", "--data-dir", str(tmp_path / "milvus-data"),
                              "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

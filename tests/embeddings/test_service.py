@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,20 +18,6 @@ from embeddings.publish import publish
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _port() -> int:
-    # Below Linux's ephemeral range (32768+): Milvus Lite's in-process gRPC server binds port 0 with
-    # SO_REUSEPORT while the service starts, and could otherwise share a port picked here.
-    import random
-
-    while True:
-        port = random.randint(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def _call(port: int, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
@@ -50,7 +35,7 @@ def service(tmp_path_factory, settings):
     from embeddings.collections import _LITE_CLIENTS
 
     assert not any(_LITE_CLIENTS.values())  # released: the service process may open the file
-    port = _port()
+    port = w.free_port()
     (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
     command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)]
     proc = subprocess.Popen(command,
