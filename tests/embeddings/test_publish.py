@@ -19,9 +19,11 @@ from rgcd.config import Workspace
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, settings):
-    return w.build(tmp_path_factory.mktemp("publish"), settings)
+@pytest.fixture
+def world(tmp_path, settings):
+    # per test: publishing changes the world (alias, versions, online rows), so no test may see
+    # another's publishes whatever the order
+    return w.build(tmp_path / "publish", settings)
 
 
 def _state(ws, settings):
@@ -74,8 +76,14 @@ def test_new_version_then_rollback_moves_alias_and_online_vectors(world, setting
     assert publish(world, settings, "v2").model_version == "v2"  # forward again, collection reused
 
 
-def test_version_mismatch_is_an_error(world, settings):
+def _published_v1_v2(world, settings) -> None:
+    publish(world, settings)
+    w.write_vectors(world, "v2", seed=1, created=datetime.now(UTC) + timedelta(seconds=1))
     publish(world, settings, "v2")
+
+
+def test_version_mismatch_is_an_error(world, settings):
+    _published_v1_v2(world, settings)
     w.write_vectors(world, "v3", seed=2, created=datetime.now(UTC) + timedelta(seconds=2), users=True)
     from rgcd.featurestore.store import materialize_views
 
@@ -94,6 +102,8 @@ def test_version_mismatch_is_an_error(world, settings):
 def test_keep_versions_drops_the_oldest(world, settings):
     two = settings.retrieval.model_copy(update={"keep_versions": 2})
     small = settings.model_copy(update={"retrieval": two})
+    _published_v1_v2(world, small)
+    w.write_vectors(world, "v3", seed=2, created=datetime.now(UTC) + timedelta(seconds=2))
     publish(world, small)
     target, published = _state(world, small)
     assert target == collection_name("v3")
