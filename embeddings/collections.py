@@ -130,6 +130,9 @@ class RoomVectors:
         # pymilvus logs every server-side error with its stack before raising it (and sets its own
         # level on import); the errors become messages here, so its logger stays quiet.
         logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+        # Milvus Lite's in-process gRPC server does not implement AllocTimestamp; pymilvus asks for
+        # it on some writes, falls back, and grpc logs the refusal as an ERROR with a traceback.
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         self.uri, self.alias, self.cache_s = uri, alias, cache_s
         try:
             self.client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
