@@ -91,6 +91,9 @@ def test_piped_output_is_plain_and_server_files_stay_in_the_workspace(tmp_path):
             except OSError:
                 assert time.time() < deadline and server.poll() is None, "server did not come up"
                 time.sleep(0.5)
+        socket_deadline = time.time() + 30  # gunicorn opens it from a thread after the workers start
+        while not (ws.feast / "gunicorn.ctl").exists() and time.time() < socket_deadline:
+            time.sleep(0.2)
         assert (ws.feast / "gunicorn.ctl").exists()
     finally:
         server.send_signal(signal.SIGTERM)
