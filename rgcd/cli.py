@@ -340,7 +340,8 @@ def features_materialize(c: Context) -> None:
     from rgcd.featurestore import store as fs
 
     try:
-        report = fs.materialize(fs.feature_store(c.ws, c.settings))
+        report = fs.materialize(fs.feature_store(c.ws, c.settings),
+                                slice_rows=c.settings.features.materialize_slice_rows)
     except _feature_store_errors() as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)

@@ -108,6 +108,13 @@ class FeaturesConfig(_Section):
                                                     "CPU core")
     registry_refresh_s: int = Field(5, gt=0, description="how often a running feature server checks the "
                                                          "registry file for a new `apply`")
+    materialize_slice_rows: int = Field(
+        100_000, gt=0, description="rows of a view's table per Feast materialize call: the time range is "
+                                   "cut into windows of about this many rows, loaded oldest first, so "
+                                   "Feast's pull, its pandas steps and the online write hold one window")
+    online_write_batch_rows: int = Field(
+        10_000, gt=0, description="rows per online-store write inside a window (Feast's "
+                                  "materialization.online_write_batch_size)")
 
 
 class TeacherConfig(_Section):

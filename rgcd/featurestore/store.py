@@ -61,6 +61,8 @@ def _config_dict(ws: Workspace, settings: Settings) -> dict:
         "registry": {"path": str(ws.feast / "registry.db"), **_registry_cache()},
         "online_store": online,
         "offline_store": {"type": _offline_store_type(f.offline_store)},
+        # Feast converts and writes a window's rows in batches of this size, not all at once.
+        "materialization": {"online_write_batch_size": f.online_write_batch_rows},
         "entity_key_serialization_version": 3,
     }
 
@@ -310,7 +312,8 @@ def run_stage(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> s
     applied = apply(ws, settings, repo_dir)
     kill_point("features.after_apply")
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress line per view
-        loaded = materialize(feature_store(ws, settings))
+        loaded = materialize(feature_store(ws, settings),
+                             slice_rows=settings.features.materialize_slice_rows)
     return f"{applied.one_line()}; {loaded.one_line()}{note}"
 
 
@@ -420,14 +423,15 @@ class MaterializeReport:
     incremental: tuple[str, ...]
     waiting: tuple[str, ...]
     end: datetime
+    windows: int = 0
 
     def one_line(self) -> str:
         """Figures for the command line and the stage report."""
         line = (f"materialized {len(self.fresh) + len(self.incremental)} views "
-                f"({len(self.fresh)} full, {len(self.incremental)} incremental) up to "
-                f"{self.end:%Y-%m-%d %H:%M:%S} UTC")
+                f"({len(self.fresh)} full, {len(self.incremental)} incremental; {self.windows} windows) "
+                f"up to {self.end:%Y-%m-%d %H:%M:%S} UTC")
         if self.waiting:
-            line += f"; no data yet: {', '.join(self.waiting)}"
+            line += f"; no data yet: {', '.join(sorted(self.waiting))}"
         return line
 
 
@@ -458,16 +462,56 @@ def _written_since(view: FeatureView, since: datetime) -> datetime | None:
     return lo if lo.tzinfo else lo.replace(tzinfo=UTC)
 
 
+def slice_bounds(view: FeatureView, start: datetime, end: datetime, rows: int) -> list[datetime]:
+    """Window edges from `start` to `end`, each window holding about `rows` of the view's rows.
+
+    The edges are every `rows`-th event time of the rows in [start, end] (read as one column,
+    sorted); rows sharing one event time stay in one window, so a window can exceed `rows`
+    only by rows of the same instant. One window when the range holds no more than `rows`.
+    """
+    ts = view.batch_source.timestamp_field
+    stamp = pl.col(ts)
+    scan = pl.scan_parquet(source_path(view))
+    zone = scan.collect_schema()[ts].time_zone  # naive times are UTC, as everywhere
+    stamp = stamp.dt.replace_time_zone("UTC") if zone is None else stamp.dt.convert_time_zone("UTC")
+    times = (scan.select(stamp.alias("t")).filter(pl.col("t").is_between(start, end))
+             .sort("t").gather_every(rows, offset=rows).collect()["t"].unique(maintain_order=True))
+    inner = [t for t in times.to_list() if start < t < end]
+    return [start, *inner, end]
+
+
+def _materialize_sliced(store: FeatureStore, view: FeatureView, start: datetime, end: datetime,
+                        rows: int) -> int:
+    """Feast's materialize of one view over [start, end], one window after another, oldest first.
+
+    Feast pulls the latest row per entity of each window and upserts it, so a later window
+    overwrites an entity's value from an earlier one: after the last window the online store
+    holds the latest value of the whole range, as one call would, but no step ever holds more
+    than a window (the one-call pull of a 599k-item catalogue took 8 GB). Windows share their
+    edges (Feast's bounds are inclusive): a row on an edge is written twice, never skipped.
+    Returns the number of windows.
+    """
+    edges = slice_bounds(view, start, end, rows)
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        store.materialize(start_date=lo, end_date=hi, feature_views=[view.name])
+    return len(edges) - 1
+
+
 def materialize(store: FeatureStore, end: datetime | None = None,
-                views: list[str] | None = None) -> MaterializeReport:
+                views: list[str] | None = None, slice_rows: int | None = None) -> MaterializeReport:
     """Load the latest value per entity into the online store (all online views, or `views`).
 
     A view never materialized is loaded from its first row (Feast's incremental start, now minus
     TTL, would skip historical logs such as KuaiLive-M3's); afterwards only what is new since the
     last run: rows whose event time is after its end and rows created after it (a rebuilt mart,
     restated reasoning), which with historical logs have event times long before it.
-    Views whose parquet does not exist yet are reported as waiting.
+    Each view is loaded in windows of about `slice_rows` rows (features.materialize_slice_rows)
+    so memory stays bounded whatever the table's size. Views whose parquet does not exist yet
+    are reported as waiting.
     """
+    from rgcd.config import FeaturesConfig
+
+    rows = slice_rows or FeaturesConfig().materialize_slice_rows
     online = [v for v in store.list_feature_views() if v.online and (views is None or v.name in views)]
     waiting = missing_sources(online)
     ready = [v for v in online if v not in waiting]
@@ -478,21 +522,15 @@ def materialize(store: FeatureStore, end: datetime | None = None,
         end = max(now, latest + timedelta(seconds=1)) if latest else now
     fresh = [v for v in ready if not v.materialization_intervals and ranges[v.name]]
     incremental = [v for v in ready if v.materialization_intervals]
-    if fresh:
-        start = min(ranges[v.name][0] for v in fresh)
-        store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in fresh])
-    rewritten = {}
+    starts = {v.name: ranges[v.name][0] for v in fresh}
     for v in incremental:
-        since = _written_since(v, max(e for _, e in v.materialization_intervals))
-        if since is not None:
-            rewritten[v.name] = since
-    plain = [v.name for v in incremental if v.name not in rewritten]
-    if plain:
-        store.materialize_incremental(end_date=end, feature_views=plain)
-    for name, start in rewritten.items():
-        store.materialize(start_date=min(start, end), end_date=end, feature_views=[name])
+        last_end = max(e for _, e in v.materialization_intervals)
+        since = _written_since(v, last_end)  # rows rewritten since, with older event times
+        starts[v.name] = last_end if since is None else min(since, last_end)
+    windows = sum(_materialize_sliced(store, v, min(starts[v.name], end), end, rows)
+                  for v in [*fresh, *incremental])
     return MaterializeReport(tuple(v.name for v in fresh), tuple(v.name for v in incremental),
-                             tuple(v.name for v in waiting), end)
+                             tuple(v.name for v in waiting), end, windows)
 
 
 def materialize_views(ws: Workspace, settings: Settings, views: list[str]) -> str:
@@ -515,7 +553,8 @@ def materialize_views(ws: Workspace, settings: Settings, views: list[str]) -> st
     line = ""
     if online:
         with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress line per view
-            line = materialize(store, views=online).one_line()
+            line = materialize(store, views=online,
+                               slice_rows=settings.features.materialize_slice_rows).one_line()
     if offline:
         line += ("; " if line else "") + f"offline only: {', '.join(offline)}"
     return line

@@ -167,4 +167,30 @@ def test_the_pipeline_stage_skips_without_marts_and_runs_with_them(world, tmp_pa
     ws, _, _ = world
     line = stage.run(ws, Settings(), None)
     assert "applied 9 feature views, 4 feature services; materialized 4 views" in line
-    assert "(0 full, 4 incremental)" in line
+    assert "(0 full, 4 incremental; 4 windows)" in line
+
+
+def test_windowed_materialization_leaves_the_latest_value_of_the_whole_range(tmp_path):
+    # Windows of 2 rows over 7 snapshots: user 1's latest value lies in the last window, user 2's
+    # in the first only (no later row overwrites it), user 3 has two rows at one instant (an edge
+    # cannot split them) with the later created_timestamp winning.
+    ws = Workspace(tmp_path / "ws").ensure()
+    times = [T - 3 * D, T - 3 * D, T - 2 * D, T - D, T - D, T, T]
+    created = [*times[:5], T, T + timedelta(minutes=1)]
+    _users(ws, {"user_id": [1, 2, 1, 1, 3, 3, 3], "sv_plays_7d": [1, 20, 2, 3, 30, 31, 32],
+                "is_live_cold_start": [True] * 7, "event_timestamp": times, "created_timestamp": created})
+    for mart in ("item_content", "live_schedule"):
+        write_mart(ws.marts, mart, {"item_id": ITEMS, "event_timestamp": [T] * 2,
+                                    "created_timestamp": [T] * 2})
+    settings = Settings()
+    fs.apply(ws, settings)
+    store = fs.feature_store(ws, settings)
+    view = store.get_feature_view("user_features_daily")
+    edges = fs.slice_bounds(view, T - 3 * D, T + D, rows=2)
+    assert edges == [T - 3 * D, T - 2 * D, T - D, T, T + D]  # every 2nd time; T's two rows in one window
+    report = fs.materialize(store, end=T + D, views=["user_features_daily"], slice_rows=2)
+    assert report.windows == 4 and "4 windows" in report.one_line()
+    got = fs.online_features(store, "ranker", {"user_id": [1, 2, 3], "item_id": ["live:1"] * 3})
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [3, 20, 32]
+    one = fs.materialize(store, end=T + D, views=["user_features_daily"], slice_rows=100)
+    assert one.windows == 1 and one.incremental == ("user_features_daily",)
