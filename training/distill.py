@@ -40,6 +40,7 @@ from training.frames import MissingInput, read_stage1_frames
 from training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
 from training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, item_text
 from training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
+from training.transfer import CHORUS_TENSOR, ChorusStates, write_states_file
 
 ITEM_COLUMNS = [
     "item_id",
@@ -263,12 +264,14 @@ def encode_all(
     batch_size: int,
     show_progress: bool = True,
     shard_items: int = SHARD_ITEMS,
-) -> tuple[torch.Tensor, pl.DataFrame, float]:
-    """Encode every item into shards (skipping shards a previous run finished), then merge.
+) -> tuple[list[Path], pl.DataFrame, float]:
+    """Encode every item into shards (skipping shards a previous run finished).
 
-    Returns (states, index, seconds spent encoding in this run).
+    Items are turned into rows one shard at a time and each shard's states go to disk, so
+    memory holds one shard, whatever the catalogue. Returns (shard files in order, index,
+    seconds spent encoding in this run); `write_states_file` merges the shards.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     shard_dir = out_dir / "chorus_shards" / model_version
     if shard_dir.parent.exists():  # shards of another model version are stale
@@ -281,46 +284,44 @@ def encode_all(
         shutil.rmtree(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
-    rows = items.select(ITEM_COLUMNS).to_dicts()
-    seconds = 0.0
+    seconds, parts = 0.0, []
     with _progress(show_progress) as progress:
-        task = progress.add_task("encoding all items", total=len(rows))
-        for shard, start in enumerate(range(0, len(rows), shard_items)):
-            chunk = rows[start : start + shard_items]
+        task = progress.add_task("encoding all items", total=items.height)
+        for shard, start in enumerate(range(0, items.height, shard_items)):
+            size = min(shard_items, items.height - start)
             path = shard_dir / f"part-{shard:05d}.safetensors"
-            if _readable_shard(path, len(chunk)) is None:
+            if not _readable_shard(path, size):
+                chunk = items.slice(start, size).select(ITEM_COLUMNS).to_dicts()
                 t0 = time.perf_counter()
                 states = encode_items(student, chunk, batch_size)
                 seconds += time.perf_counter() - t0
                 with atomic_path(path) as tmp:  # a shard exists only once complete
-                    save_file({"chorus_states": states.contiguous()}, tmp)
+                    save_file({CHORUS_TENSOR: states.contiguous()}, tmp)
                 kill_point("distill.encode_shard")
-            progress.advance(task, len(chunk))
-    parts = sorted(shard_dir.glob("part-*.safetensors"))
-    states = torch.cat([load_file(p)["chorus_states"] for p in parts])
+            parts.append(path)
+            progress.advance(task, size)
     index = pl.DataFrame(
         {
-            "row": np.arange(len(rows), dtype=np.int64),
-            "item_id": [r["item_id"] for r in rows],
-            "domain": [r["domain"] for r in rows],
-            "model_version": [model_version] * len(rows),
+            "row": np.arange(items.height, dtype=np.int64),
+            "item_id": items["item_id"],
+            "domain": items["domain"],
+            "model_version": [model_version] * items.height,
         }
     )
-    return states, index, seconds
+    return parts, index, seconds
 
 
-def _readable_shard(path: Path, rows: int) -> torch.Tensor | None:
-    """A finished shard of `rows` items, or None when it is missing or torn (then re-encoded)."""
-    from safetensors.torch import load_file
-
+def _readable_shard(path: Path, rows: int) -> bool:
+    """Whether a finished shard of `rows` items is there (a missing or torn one is re-encoded)."""
     if not path.exists():
-        return None
+        return False
     try:
-        states = load_file(path)["chorus_states"]
-    except Exception as err:  # a torn file fails inside safetensors with various errors
+        shard = ChorusStates.from_file(path)
+        shard.read(np.array([rows - 1]))  # the last row: a torn file ends before it
+    except Exception as err:  # a torn file fails in the header or the read with various errors
         log.warning("re-encoding %s: unreadable (%s)", path.name, _first_line(err))
-        return None
-    return states if states.shape[0] == rows else None
+        return False
+    return len(shard) == rows
 
 
 def _first_line(err: BaseException) -> str:
@@ -328,31 +329,31 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _finished_states(states_path: Path, index_path: Path, model_version: str, items: pl.DataFrame):
+def _finished_states(out_dir: Path, model_version: str, items: pl.DataFrame) -> ChorusStates | None:
     """The chorus states of a previous run of this very model over these very items, else None.
 
     A torn or foreign states file or index (truncated, another format, another model) is
     reported in one log line and None is returned, so the caller rebuilds it.
     """
-    from safetensors import safe_open
-
-    if not (states_path.exists() and index_path.exists()):
-        return None
     try:
-        with safe_open(states_path, "pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("model_version") != model_version or meta.get("items_digest") != items_digest(items):
-                return None
-            index = pl.read_parquet(index_path)
-            if (index["item_id"].to_list() != items["item_id"].to_list()
-                    or set(index["model_version"].unique().to_list()) != {model_version}):
-                return None
-            states = f.get_tensor("chorus_states")
-    except Exception as err:  # safetensors and parquet raise many kinds on a torn file
-        log.warning("rebuilding the chorus states: %s or %s is unreadable (%s)",
-                    states_path.name, index_path.name, _first_line(err))
+        states = ChorusStates(out_dir)
+        if states.student_version != model_version:
+            return None
+        if states.metadata.get("items_digest") != items_digest(items):
+            return None
+        index = pl.read_parquet(out_dir / "chorus_index.parquet")
+        if (not index["item_id"].equals(items["item_id"])
+                or set(index["model_version"].unique().to_list()) != {model_version}):
+            return None
+        if len(states):
+            states.read(np.array([len(states) - 1]))  # a truncated file ends before its last row
+    except FileNotFoundError:
         return None
-    return states if states.shape[0] == items.height else None
+    except Exception as err:  # safetensors-layout and parquet errors of many kinds on a torn file
+        log.warning("rebuilding the chorus states: chorus_states.safetensors or chorus_index.parquet "
+                    "is unreadable (%s)", _first_line(err))
+        return None
+    return states if len(states) == items.height else None
 
 
 def linear_probe(
@@ -411,7 +412,6 @@ def generation_rates(
 
 def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> DistillReport:
     """Run stage 1b end to end (see the module docstring)."""
-    from safetensors.torch import save_file
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -485,10 +485,10 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
     train_seconds = time.perf_counter() - t0
 
     states_path, index_path = out_dir / "chorus_states.safetensors", out_dir / "chorus_index.parquet"
-    states = _finished_states(states_path, index_path, model_version, items)
+    states = _finished_states(out_dir, model_version, items)
     encode_seconds = 0.0
     if states is None:
-        states, index, encode_seconds = encode_all(
+        parts, index, encode_seconds = encode_all(
             student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
         )
         # The index first: the states file carries the model version and items digest that make
@@ -496,33 +496,32 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         write_parquet_atomic(index, index_path)
         kill_point("distill.between_index_and_states")
         with atomic_path(states_path) as tmp:
-            save_file(
-                {"chorus_states": states.contiguous()},
-                tmp,
-                metadata={"model_version": model_version, "n_chorus": str(cfg.n_chorus),
-                          "items_digest": items_digest(items)},
-            )
+            write_states_file(tmp, parts, (cfg.n_chorus, student.hidden_size), items.height,
+                              {"model_version": model_version, "n_chorus": str(cfg.n_chorus),
+                               "items_digest": items_digest(items)})
         shutil.rmtree(out_dir / "chorus_shards")  # merged; the shards were only the resume points
-    index = pl.read_parquet(index_path)
+        states = ChorusStates(out_dir)
 
-    row_of = dict(zip(index["item_id"].to_list(), index["row"].to_list(), strict=True))
+    def rows_of(chosen: list[dict]) -> np.ndarray:
+        return np.array([states.row_of[r["item_id"]] for r in chosen], dtype=np.int64)
+
     accuracy, majority, n_classes = linear_probe(
-        states[[row_of[r["item_id"]] for r in probe_rows]],
+        states.take(rows_of(probe_rows)),
         [r["vertical_domain"] for r in probe_rows],
-        states[[row_of[r["item_id"]] for r in held]],
+        states.take(rows_of(held)),
         [r["vertical_domain"] for r in held],
         seed=cfg.seed,
     )
     scored = held[: cfg.eval_items]
     parse_rate, field_rate = generation_rates(student, scored, scored, cfg.encode_batch_size)
-    encoded_now = states.shape[0] if encode_seconds > 0 else 0
+    encoded_now = len(states) if encode_seconds > 0 else 0
     report = DistillReport(
         base=base_name,
         teacher_ids=sorted(reasoning["teacher_id"].unique().to_list()),
         model_version=model_version,
         hidden_size=student.hidden_size,
         n_chorus=cfg.n_chorus,
-        items_encoded=states.shape[0],
+        items_encoded=len(states),
         items_with_knowledge=len(rows),
         train_items=len(train),
         held_out_items=len(held),

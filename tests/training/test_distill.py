@@ -1,12 +1,13 @@
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
 from safetensors import safe_open
 
 from rgcd.config import Settings
-from training.distill import _finished_states, distill, linear_probe
+from training.distill import _finished_states, distill, encode_items, linear_probe
 from training.frames import MissingInput, read_stage1_frames
 from training.reasoning.run import reason
 
@@ -146,35 +147,56 @@ def test_distill_end_to_end_and_resume(world_ws):
     assert not (world_ws.models / "student" / "chorus_shards").exists()
     # the finished states are this model's over these items' content, not only their ids
     out = world_ws.models / "student"
-    args = (out / "chorus_states.safetensors", out / "chorus_index.parquet", report.model_version)
+    args = (out, report.model_version)
     frames_items = read_stage1_frames(world_ws, settings, pairs=False).items
     assert _finished_states(*args, frames_items) is not None
     retitled = frames_items.with_columns(pl.lit("another title").alias("title"))
     assert _finished_states(*args, retitled) is None
 
 
+def _merged(parts: list, path) -> torch.Tensor:
+    """The shards merged as distill merges them, read back through safetensors itself."""
+    from training.transfer import ChorusStates, write_states_file
+
+    tail = ChorusStates.from_file(parts[0]).shape[1:]
+    rows = sum(len(ChorusStates.from_file(p)) for p in parts)
+    write_states_file(path, parts, tail, rows, {"model_version": "v1"})
+    with safe_open(path, "pt") as f:
+        assert f.metadata()["model_version"] == "v1"
+        return f.get_tensor("chorus_states")
+
+
 def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
     from training.distill import encode_all
     from training.student import ChorusStudent, ChorusStudentConfig
     from training.tiny_base import build_tiny_causal_lm
+    from training.transfer import ChorusStates
 
     items = read_stage1_frames(world_ws, Settings(), pairs=False).items
     base = build_tiny_causal_lm(
         ["photo live noodles"] * 20, tmp_path / "b", hidden=32, layers=1, heads=2, vocab_size=300
     )
     student = ChorusStudent.from_base(ChorusStudentConfig(base_path=str(base))).eval()
-    full, index, _ = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    parts, index, _ = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    full = _merged(parts, tmp_path / "full.safetensors")
+    # the merged file is the shards in order, each row the student's states of that item
+    assert full.shape[0] == items.height
+    assert torch.allclose(full[:5], encode_items(student, items.head(5).to_dicts(), 16), atol=1e-4)
+    rows = np.array([7, 2, 2, items.height - 1])
+    assert torch.equal(ChorusStates.from_file(tmp_path / "full.safetensors").take(rows), full[rows])
     shards = sorted((tmp_path / "out" / "chorus_shards" / "v1").glob("part-*.safetensors"))
-    assert len(shards) == -(-items.height // 16)
+    assert shards == parts and len(shards) == -(-items.height // 16)
     before = {p: p.stat().st_mtime_ns for p in shards}
-    shards[-1].unlink()  # as if the run died while writing the last shard
-    again, _, seconds = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    shards[-1].write_bytes(shards[-1].read_bytes()[:-100])  # as if the run died writing the last shard
+    again_parts, _, seconds = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16)
+    again = _merged(again_parts, tmp_path / "again.safetensors")
     assert torch.allclose(again, full, atol=1e-5) and seconds > 0
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != shards[-1])
     assert index["item_id"].to_list() == items["item_id"].to_list()
     # Same ids, same model, new content (a title restated, a vector file added): not the old shards.
     retitled = items.with_columns(
         pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("another title")).otherwise("title").alias("title"))
-    fresh, _, seconds = encode_all(student, retitled, tmp_path / "out", "v1", 16, False, shard_items=16)
+    fresh_parts, _, seconds = encode_all(student, retitled, tmp_path / "out", "v1", 16, False, shard_items=16)
+    fresh = _merged(fresh_parts, tmp_path / "fresh.safetensors")
     assert seconds > 0 and not torch.allclose(fresh[0], full[0], atol=1e-5)
     assert torch.allclose(fresh[1:], full[1:], atol=1e-5)
