@@ -10,6 +10,7 @@ users (least squares on log-log) and extrapolates to the full dataset's 21,900 u
 
     python benchmarks/scale.py --users 250 1000            # measure (adds to results/scale.json)
     python benchmarks/scale.py --users 4000 --until build   # only demo-data, ingest, build
+    python benchmarks/scale.py --users 1000 --start features # go on in that workspace, stage by stage
     python benchmarks/scale.py --fit                        # fit + extrapolate what is there
 
 Writes benchmarks/results/scale.json (--survival: scale_pair_rule_survival.json). The machine
@@ -38,9 +39,14 @@ DAYS = 21
 # "✓ build      <figures> (12.3s, peak 1.23 GiB)" as rgcd run prints it (rgcd/cli.py)
 STAGE_LINE = re.compile(r"^✓ (\S+)\s+(.*) \(([\d.]+)s, peak ([\d.]+) (GiB|MiB)\)\s*$")
 UNITS = {"GiB": 1024**3, "MiB": 1024**2}
-# With --until: the first stages as separate commands (the demo world from the workspace's config).
-FIRST_STAGES = (("demo-data", ("demo-data", "{ws}/demo_data")), ("ingest", ("ingest", "{ws}/demo_data")),
-                ("build", ("build",)))
+# With --until / --start: the stages as separate commands (the demo world from the workspace's
+# config); a stage of two commands (features: apply, materialize) peaks at the larger of the two.
+STAGE_COMMANDS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
+    ("demo-data", (("demo-data", "{ws}/demo_data"),)), ("ingest", (("ingest", "{ws}/demo_data"),)),
+    ("build", (("build",),)), ("features", (("features", "apply"), ("features", "materialize"))),
+    ("reason", (("reason",),)), ("distill", (("distill",),)), ("transfer", (("transfer",),)),
+    ("publish", (("publish",),)), ("evaluate", (("evaluate",),)))
+STAGE_NAMES = [s for s, _ in STAGE_COMMANDS]
 
 
 def workspace_config(users: int, seeds: list[int], memory_limit_gb: float) -> dict:
@@ -114,40 +120,72 @@ def pair_figures(ws: Path) -> dict:
 
 
 def measure(users: int, root: Path, seeds: list[int], memory_limit_gb: float,
-            until: str | None) -> dict:
+            until: str | None, start: str | None = None) -> dict:
+    """One world of `users`: `rgcd run` in one process, or (with until/start) stage by stage.
+
+    With `start`, the workspace of an earlier run is kept and the stages from `start` on run in
+    it; the stages recorded for that size before `start` are kept in the result.
+    """
     import yaml
 
     from rgcd.config import Settings, Workspace
     from rgcd.memory import duckdb_limits
 
     ws = root / f"scale-{users}"
-    if ws.exists():
-        import shutil
+    if start is None:
+        if ws.exists():
+            import shutil
 
-        shutil.rmtree(ws)
-    ws.mkdir(parents=True)
-    config = workspace_config(users, seeds, memory_limit_gb)
-    (ws / "rgcd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            shutil.rmtree(ws)
+        ws.mkdir(parents=True)
+        config = workspace_config(users, seeds, memory_limit_gb)
+        (ws / "rgcd.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    elif not (ws / "rgcd.yaml").exists():
+        raise SystemExit(f"--start {start}: no earlier run in {ws}")
+    config = yaml.safe_load((ws / "rgcd.yaml").read_text())
     limits = duckdb_limits(Workspace(ws), Settings.model_validate(config))
     env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(ROOT)}  # no wrapped stage lines
     rgcd = [str(Path(sys.executable).parent / "rgcd"), "-w", str(ws)]
     log = ws / "run.log"
-    if until is None:  # the whole pipeline in one process, as a user runs it
+    if until is None and start is None:  # the whole pipeline in one process, as a user runs it
         print(f"[scale] {users} users: rgcd run (log {log})", file=sys.stderr)
         code, wall, peak = run_measured([*rgcd, "run"], env, log)
-        parsed = parse_stage_lines(log.read_text())
-    else:  # the first stages only, one process each (peak = that process's)
-        code, wall, peak, parsed = 0, 0.0, 0, {}
-        for stage, args in FIRST_STAGES[:[s for s, _ in FIRST_STAGES].index(until) + 1]:
-            print(f"[scale] {users} users: rgcd {stage} (log {log})", file=sys.stderr)
-            code, seconds, stage_peak = run_measured([*rgcd, *[a.format(ws=ws) for a in args]], env, log)
-            lines = log.read_text().strip().splitlines()
-            parsed[stage] = {"wall_s": round(seconds, 1), "peak_rss_bytes": stage_peak,
-                             "line": lines[-1] if lines else ""}
-            wall, peak = wall + seconds, max(peak, stage_peak)
+        return run_result(users, ws, code, wall, peak, parse_stage_lines(log.read_text()),
+                          limits.memory_limit)
+    first = STAGE_NAMES.index(start) if start else 0
+    last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
+    earlier = stored_stages(users) if start else {}
+    parsed = {k: v for k, v in earlier.items() if STAGE_NAMES.index(k) < first} if start else {}
+    code, wall, peak = 0, 0.0, 0
+    for stage, commands in STAGE_COMMANDS[first:last + 1]:
+        seconds, stage_peak, lines = 0.0, 0, []
+        for args in commands:
+            print(f"[scale] {users} users: rgcd {' '.join(args)} (log {log})", file=sys.stderr)
+            stage_log = ws / f"run-{stage}.log"
+            code, took, used = run_measured([*rgcd, *[a.format(ws=ws) for a in args]], env, stage_log)
+            text = stage_log.read_text()
+            with log.open("a") as whole:
+                whole.write(text)
+            seconds, stage_peak = seconds + took, max(stage_peak, used)
+            lines += [x for x in text.strip().splitlines() if x.startswith("✓")][-1:]
             if code != 0:
                 break
+        parsed[stage] = {"wall_s": round(seconds, 1), "peak_rss_bytes": stage_peak,
+                         "line": " | ".join(lines)}
+        wall, peak = wall + seconds, max(peak, stage_peak)
+        store_run({"runs": []}, run_result(users, ws, None if stage != STAGE_NAMES[last] else code,
+                                          wall, peak, parsed, limits.memory_limit))
+        if code != 0:
+            break
     return run_result(users, ws, code, wall, peak, parsed, limits.memory_limit)
+
+
+def stored_stages(users: int) -> dict:
+    """The stages results/scale.json holds for this size (from an earlier run)."""
+    if not RESULTS.exists():
+        return {}
+    runs = [r for r in json.loads(RESULTS.read_text()).get("runs", []) if r["users"] == users]
+    return runs[0]["stages"] if runs else {}
 
 
 def run_result(users: int, ws: Path, code: int | None, wall: float | None, peak: int | None,
@@ -338,8 +376,11 @@ def main() -> None:
                         help="evaluation seeds (default: one, to keep a run short)")
     parser.add_argument("--memory-limit-gb", type=float, default=0.0,
                         help="warehouse.memory_limit_gb of the runs (0: the default share of RAM)")
-    parser.add_argument("--until", choices=[s for s, _ in FIRST_STAGES], default=None,
+    parser.add_argument("--until", choices=STAGE_NAMES, default=None,
                         help="run only the stages up to this one, each in its own process")
+    parser.add_argument("--start", choices=STAGE_NAMES, default=None,
+                        help="continue an earlier run's workspace from this stage, each stage in "
+                             "its own process (the stages before it keep their recorded figures)")
     parser.add_argument("--fit", action="store_true", help="fit and extrapolate the stored runs")
     parser.add_argument("--from-log", type=int, default=None, metavar="USERS",
                         help="record the finished stages of <root>/scale-USERS from its run.log")
@@ -354,7 +395,7 @@ def main() -> None:
     doc["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                       "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
     for users in args.users:
-        result = measure(users, args.root, args.seeds, args.memory_limit_gb, args.until)
+        result = measure(users, args.root, args.seeds, args.memory_limit_gb, args.until, args.start)
         store_run(doc, result)
         print(json.dumps({k: result[k] for k in ("users", "exit_code", "wall_s", "process_peak_rss_bytes",
                                                  "over_limit")}), file=sys.stderr)
