@@ -33,13 +33,18 @@ def _fit(ws: Workspace, settings: Settings, name: str = "rgcd", **kw):
     return fit_at(ws, settings, ablation_config(settings.transfer, name), training_cut(ws), **kw)
 
 
-def test_chorus_states_are_read_by_row_without_loading_all(stage2_ws):
+def test_chorus_states_are_read_by_row_without_loading_all(stage2_ws, tmp_path):
     states = ChorusStates(stage2_ws.models / "student")
-    assert isinstance(states.array, np.memmap)
-    rows = np.array([5, 1, 5])
+    rows = np.array([5, 1, 5, 2, 3, len(states) - 1])  # repeats, a run (1-3), the last row
     got = states.take(rows).numpy()
-    full = load_file(stage2_ws.models / "student" / "chorus_states.safetensors")["chorus_states"].numpy()
+    path = stage2_ws.models / "student" / "chorus_states.safetensors"
+    full = load_file(path)["chorus_states"].numpy()
     assert np.array_equal(got, full[rows])
+    assert np.allclose(states.mean_pooled(chunk=7), full.mean(axis=1))
+    torn = tmp_path / "chorus_states.safetensors"
+    torn.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        ChorusStates.from_file(torn).read(np.array([len(states) - 1]))
 
 
 def test_reasoning_switch_changes_the_purity_split(stage2_ws):
