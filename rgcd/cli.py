@@ -494,8 +494,7 @@ def transfer(c: Context) -> None:
     console.print(f"[green]✓[/] {report.one_line()}")
 
 
-
-
+@cli.command()
 @click.option("--rollback", is_flag=True,
               help="Point the readers' alias back at the version published before the current one "
                    "(and its vectors in the online store), instead of publishing.")
