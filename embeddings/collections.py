@@ -193,11 +193,13 @@ class RoomVectors:
                          float(props.get("published_at", 0)), props.get("validated") == "true",
                          int(props.get("ended_until", 0)), props.get("layout", "1"))
 
-    def create(self, model_version: str, dim_transferable: int, dim_retrieval: int) -> str:
-        """A fresh, empty collection for `model_version` (a leftover of a killed publish is dropped)."""
+    def create(self, model_version: str, dim_transferable: int, dim_retrieval: int,
+               name: str | None = None) -> str:
+        """A fresh, empty collection for `model_version` (default name `rooms_<version>`; a leftover of
+        a killed publish under that name is dropped)."""
         from pymilvus import DataType
 
-        name = collection_name(model_version)
+        name = name or collection_name(model_version)
         if self.client.has_collection(name):
             self.client.drop_collection(name)
             self._loaded.discard(name)

@@ -323,13 +323,23 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
 
 
 def _fill(store: RoomVectors, settings: Settings, version: str, rooms: list[Room]) -> tuple[str, bool]:
-    """The validated collection of `version`: reused if already published with these rows, else built."""
-    name = collection_name(version)
-    existing = {p.collection: p for p in store.published()}.get(name)
-    if (existing and existing.validated and existing.published_rows == len(rooms)
-            and existing.layout == LAYOUT):
-        return name, False
-    store.create(version, len(rooms[0].transferable), len(rooms[0].retrieval))
+    """The validated collection of `version`: reused if already published with these rows, else built.
+
+    A rebuild of a version already published (rooms started since joined it) goes into a new
+    collection `rooms_<version>_<n>`: the one readers search stays whole until the alias moves.
+    """
+    published = store.published()
+    target = store.alias_target()
+    same = [p for p in published if p.validated and p.model_version == version and p.layout == LAYOUT
+            and p.published_rows == len(rooms)]
+    if same:
+        return next((p.collection for p in same if p.collection == target), same[-1].collection), False
+    validated = {p.collection for p in published if p.validated}
+    name, n = collection_name(version), 1
+    while name in validated:
+        n += 1
+        name = f"{collection_name(version)}_{n}"
+    store.create(version, len(rooms[0].transferable), len(rooms[0].retrieval), name)
     store.insert(name, rooms, settings.retrieval.insert_batch)
     store.validate(name, len(rooms), _sample(rooms, settings.retrieval.validate_sample))
     ended = [to_ms(r.end) for r in rooms if r.end is not None]
