@@ -156,7 +156,7 @@ class RoomVectors:
             raise VectorStoreError(_open_hint(uri, err)) from None
         self._current: tuple[float, Published] | None = None
         self._loaded: set[str] = set()
-        self._lite = None if _is_server(uri) else str(Path(uri).resolve())
+        self._lite = None if is_server(uri) else str(Path(uri).resolve())
         if self._lite:
             _LITE_CLIENTS[self._lite] = _LITE_CLIENTS.get(self._lite, 0) + 1
 
@@ -408,12 +408,13 @@ def _str_list(values: list[str]) -> str:
     return "[" + ", ".join(_str(v) for v in values) + "]"
 
 
-def _is_server(uri: str) -> bool:
+def is_server(uri: str) -> bool:
+    """Whether a Milvus URI names a server (else a Milvus Lite file)."""
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
 def _open_hint(uri: str, err: Exception) -> str:
-    if _is_server(uri):
+    if is_server(uri):
         return (f"cannot reach the Milvus server at {uri} ({err}); start it (e.g. `milvus-lite server "
                 "--data-dir D --port P`) or fix retrieval.milvus_uri")
     return (f"cannot open the Milvus Lite file {uri} ({err}); Milvus Lite allows one process per file: "

@@ -136,5 +136,6 @@ def test_a_room_going_on_air_reaches_live_schedule_and_the_log_for_the_next_publ
     (row,) = retriever.online(schedule, "item_id", ["live:8002"])
     assert row["live_schedule__end_timestamp"] == end
     logged = read_started(world).filter(item_id="live:8002").row(0, named=True)
-    assert (logged["live_name"], logged["start_timestamp"], logged["end_timestamp"]) == ("late show", start, end)
+    assert logged["live_name"] == "late show"
+    assert (logged["start_timestamp"], logged["end_timestamp"]) == (start, end)
     assert not end_room(retriever, "live:8002", end)  # ended already
