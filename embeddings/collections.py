@@ -238,8 +238,11 @@ class RoomVectors:
     def count(self, name: str, partition: str | None = None) -> int:
         """Rows in a collection (or one of its partitions)."""
         self._ensure_loaded(name)
-        got = self.client.query(name, filter="", output_fields=["count(*)"],
-                                partition_names=[partition] if partition else None)
+        if partition:
+            # Milvus Lite 3.2.2's count(*) ignores partition_names (it counts the whole collection);
+            # the partition's statistics are its own
+            return int(self.client.get_partition_stats(name, partition)["row_count"])
+        got = self.client.query(name, filter="", output_fields=["count(*)"])
         return int(got[0]["count(*)"])
 
     def validate(self, name: str, expected_rows: int, sample: list[Room]) -> None:
