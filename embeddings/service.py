@@ -10,7 +10,7 @@ Errors are JSON {"error", "message"}: unknown user or item 404, bad parameters 4
 mismatch 409, nothing published 503. Each worker process answers its requests one at a time, on
 its event loop's thread: the Feast SQLite store and the Milvus client are not for several threads,
 and a request is CPU-bound Python, so a thread pool (FastAPI's default for plain functions) only
-added hand-offs and GIL contention (one client, demo size: p50 33 ms through the pool). With the
+adds hand-offs and GIL contention. With the
 embedded Milvus Lite file there is one worker (a Lite file allows one process); with
 `retrieval.milvus_uri` naming a server, `retrieval.serve_workers` (or --workers) processes share it.
 """
