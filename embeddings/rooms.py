@@ -43,16 +43,16 @@ class RoomEncoder:
     """Student (chorus states) + the published stage-2 model: a room's inputs -> its vectors."""
 
     def __init__(self, ws, settings) -> None:
+        model_dir = ws.models / "student" / "model"
+        if not model_dir.exists():  # before importing torch: a service without a student starts faster
+            raise BadQuery(f"{model_dir} is missing: run `rgcd distill` and `rgcd transfer` before rooms "
+                           "are encoded, or give precomputed vectors")
         import torch
 
         from training.distill import encode_items
         from training.student import ChorusStudent
         from training.transfer_stage import load_published
 
-        model_dir = ws.models / "student" / "model"
-        if not model_dir.exists():
-            raise BadQuery(f"{model_dir} is missing: run `rgcd distill` and `rgcd transfer` before rooms "
-                           "are encoded, or give precomputed vectors")
         try:
             self.published = load_published(ws)
         except FileNotFoundError as err:
