@@ -48,8 +48,7 @@ def test_first_materialization_loads_history_and_waits_for_missing_tables(world)
     # behaviour_pairs is offline only (meta.feast.online: false in dbt): never materialized
     assert set(report.fresh) == {"user_features_daily", "item_content", "live_schedule", "item_embeddings"}
     assert set(report.waiting) == {"item_reasoning", "user_embeddings", "user_recent_videos"}
-    waiting = report.one_line().partition("; no data yet: ")[2]  # in the registry's order
-    assert sorted(waiting.split(", ")) == ["item_reasoning", "user_embeddings", "user_recent_videos"]
+    assert "no data yet: item_reasoning" in report.one_line()
 
 
 def test_sdk_reads_the_ranker_service(world):
