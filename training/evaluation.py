@@ -582,5 +582,9 @@ def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | N
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_setup, initargs=init) as pool:
         futures = {pool.submit(_worker_job, m, p, ks, seeds): (m, p) for m, p in jobs}
-        for future in as_completed(futures):
-            finished(futures[future], future.result())
+        try:
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+        except BaseException:  # a failed job (or Ctrl-C) stops the rest instead of waiting for them
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
