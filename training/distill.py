@@ -193,7 +193,7 @@ def train_student(
     """
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01, fused=True)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
     losses: list[float] = []
     first_step = 0
     resumed = checkpointer.load() if checkpointer else None
