@@ -53,6 +53,9 @@ class DemoConfig(_Section):
     dirty_rate: float = Field(0.001, ge=0, lt=1, description="share of bad rows appended to each raw file "
                                                             "(transforms/dirt.py), so ingest's quarantine "
                                                             "shows; 0 for a clean world")
+    covers: bool = Field(False, description="write a synthetic cover image per video and room "
+                                            "(<demo>/covers/, the contract's optional cover_path) for "
+                                            "vision-language teachers; ~1 ms per item")
 
 
 class IngestConfig(_Section):
