@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="pairs decoded together (teacher.concurrency)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the copy and the caches "
                         "(default: a temporary one); reuse it to resume")
+    parser.add_argument("--only", default=",".join(t[0] for t in TEACHERS),
+                        help="comma-separated rows to run; the results file keeps the other rows")
     args = parser.parse_args()
     gguf = packaged_smollm2_gguf()
     if gguf is None:
@@ -115,8 +117,8 @@ def main() -> None:
         sampled.write_parquet(ws.marts / "behaviour_pairs.parquet")
         apply(ws, Settings())  # stage 1 reads its inputs through Feast
         print(f"truth: {truth_source}; {args.pairs} pairs, half same-topic, half cross-topic")
-        rows = {}
-        for row, backend, grammar in TEACHERS:
+        rows = _previous_rows()
+        for row, backend, grammar in [t for t in TEACHERS if t[0] in args.only.split(",")]:
             rows[row] = _run_teacher(ws, args, backend, grammar, str(gguf) if backend == "hf" else "", topics)
             shown = {k: v for k, v in rows[row].items() if k != "rejected_examples"}
             print(row, json.dumps(shown, default=str))
@@ -142,6 +144,10 @@ def _run_teacher(ws: Workspace, args, backend: str, grammar: bool, model: str, t
         "wall_seconds_with_load": round(wall, 1),
         "load_average_1m_after": round(os.getloadavg()[0], 1),
         "truth": report.truth,
+        "torch_threads": args.threads,
+        "batch": args.batch,
+        "max_new_tokens": args.max_new_tokens,
+        "retries": args.retries,
     }
     q = ws.quarantine_table("pair_reasoning")
     if backend == "hf" and q.exists():
@@ -154,8 +160,16 @@ def _run_teacher(ws: Workspace, args, backend: str, grammar: bool, model: str, t
     return row
 
 
+RESULTS = Path(__file__).parent / "results" / "teacher_smollm2.json"
+
+
+def _previous_rows() -> dict:
+    """The rows of the results file as it stands (a run of some rows keeps the others)."""
+    return json.loads(RESULTS.read_text()).get("rows", {}) if RESULTS.exists() else {}
+
+
 def _write_results(args, truth_source: str, rows: dict) -> None:
-    out = Path(__file__).parent / "results" / "teacher_smollm2.json"
+    out = RESULTS
     out.write_text(
         json.dumps(
             {
@@ -163,10 +177,7 @@ def _write_results(args, truth_source: str, rows: dict) -> None:
                 "vs the metadata baseline, same pairs",
                 "truth_source": truth_source,
                 "pairs": "strongest room pairs, half same true topic, half cross-topic",
-                "torch_threads": args.threads,
-                "batch": args.batch,
-                "max_new_tokens": args.max_new_tokens,
-                "retries": args.retries,
+                "settings": "each row carries the torch threads, batch, token limit and retries it ran with",
                 "machine": "2 cores shared by four engineers working at once: timings are under load",
                 "rows": rows,
             },

@@ -26,7 +26,12 @@ from typing import Protocol
 from rgcd.atomic import atomic_path
 from rgcd.config import TeacherConfig
 from training.reasoning.prompts import PairFacts, covers, with_covers
-from training.reasoning.schema import SHORT_MAX_CHARS, answer_json_schema, compile_answer_grammar
+from training.reasoning.schema import (
+    SHORT_MAX_CHARS,
+    answer_json_schema,
+    compile_answer_grammar,
+    longest_answer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +374,16 @@ class HFTeacher:
         self.batch_size = cfg.concurrency
         self._told_no_images = False
 
+    @property
+    def token_limit(self) -> int:
+        """New tokens per answer: teacher.max_new_tokens, and under the grammar at least the longest
+        answer's length in characters, so the limit never cuts an answer the grammar would end (a
+        small model that loops one character a token through the 240-character reason was cut at
+        300 tokens: measured with SmolLM2)."""
+        if self.grammar is None:
+            return self.cfg.max_new_tokens
+        return max(self.cfg.max_new_tokens, len(longest_answer()))
+
     def _decode(self, enc: dict) -> list[str]:
         import torch
 
@@ -380,7 +395,7 @@ class HFTeacher:
         with torch.no_grad():
             out = self.model.generate(
                 **enc,
-                max_new_tokens=self.cfg.max_new_tokens,
+                max_new_tokens=self.token_limit,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 logits_processor=processors,

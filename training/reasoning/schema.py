@@ -131,6 +131,18 @@ def answer_json_schema() -> dict:
     return copy.deepcopy(_answer_json_schema())
 
 
+def longest_answer() -> str:
+    """The longest answer the grammar allows, as the grammar writes it (compact, one line).
+
+    Its length in characters bounds the tokens of a constrained answer that loops one character a
+    token (as SmolLM2 does: "1.1.1.1..."), so a token limit at least this long never cuts an answer
+    the grammar would have ended (non-ASCII characters can take more than one token each).
+    """
+    item = {field: "x" * SHORT_MAX_CHARS for field in ITEM_FIELDS}
+    return json.dumps({"photo": item, "live": item, "match": False, "reason": "x" * REASON_MAX_CHARS,
+                       "semantic_transferability": float(f"0.{'1' * SCORE_DECIMALS}")})
+
+
 GRAMMAR_OPTIONS = "any_whitespace=False"  # part of the grammar cache's key: a change compiles anew
 
 
