@@ -129,7 +129,8 @@ class TeacherConfig(_Section):
     retries: int = Field(2, ge=0, description="extra attempts for transport errors and for invalid answers")
     backoff_s: float = Field(1.0, ge=0, description="first retry wait; doubles each attempt")
     temperature: float = Field(0.0, ge=0)
-    max_new_tokens: int = Field(256, gt=0)
+    max_new_tokens: int = Field(256, gt=0, description="new tokens per answer; under the hf grammar at "
+                                                        "least the longest answer's length (743)")
     structured_output: bool = Field(True, description="decode within the answer schema: a grammar (hf), "
                                                       "response_format json_schema (openai; falls back to "
                                                       "prompt-and-validate where a server refuses it)")
