@@ -252,6 +252,12 @@ class EvaluationConfig(_Section):
     contrastive_samples: int = Field(2**19, gt=0, description="training rows drawn by each uniembed fit")
     dim: int = Field(32, gt=0, description="embedding size of the trained baselines")
     torch_threads: int = Field(1, gt=0, description="torch threads while baselines train and score")
+    workers: int = Field(2, gt=0, description="processes that fit and score models side by side (one "
+                                              "model on one protocol, all seeds, per job); 1: all in "
+                                              "this process")
+    parallel_from_cases: int = Field(
+        5000, ge=0, description="workers are started only when the protocols have at least this many "
+                                "test cases in all (below, starting them costs more than they save)")
     text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
                                                         "is encoded (MiniLM costs ~10 ms per text here)")
 

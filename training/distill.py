@@ -192,7 +192,7 @@ def train_student(
     """
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01, fused=True)
     losses: list[float] = []
     first_step = 0
     resumed = checkpointer.load() if checkpointer else None
@@ -376,7 +376,7 @@ def linear_probe(
     y = torch.tensor([pos[c] for c in train_y])
     torch.manual_seed(seed)
     probe = torch.nn.Linear(x.shape[1], len(classes))
-    opt = torch.optim.Adam(probe.parameters(), lr=0.01, weight_decay=1e-3)
+    opt = torch.optim.Adam(probe.parameters(), lr=0.01, weight_decay=1e-3, fused=True)
     for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(probe(x), y)
         opt.zero_grad()

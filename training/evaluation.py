@@ -289,11 +289,16 @@ def rank_top(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return np.take_along_axis(part, order, axis=1)
 
 
-def _dense_rows(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray, n_cols: int) -> np.ndarray:
-    """Boolean matrix (len(rows), n_cols) with True at the CSR entries of the given rows."""
-    out = np.zeros((len(rows), n_cols), dtype=bool)
+def _dense_rows(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                n_all: int) -> np.ndarray:
+    """Boolean matrix (len(rows), len(cols)) with True at the CSR entries of the given rows that
+    fall in `cols` (column indices out of `n_all`)."""
+    local = np.full(n_all, -1, dtype=np.int64)
+    local[cols] = np.arange(len(cols))
+    out = np.zeros((len(rows), len(cols)), dtype=bool)
     for r, case in enumerate(rows):
-        out[r, idx[ptr[case]:ptr[case + 1]]] = True
+        hit = local[idx[ptr[case]:ptr[case + 1]]]
+        out[r, hit[hit >= 0]] = True
     return out
 
 
@@ -305,16 +310,21 @@ def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed
     n_cand = len(evalset.candidates)
     per_slice: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SLICES}
     counts = dict.fromkeys(SLICES, 0)
+    n_pos_all = np.diff(evalset.pos_ptr)
+    case_of_pos = np.repeat(np.arange(evalset.n_cases), n_pos_all)
+    n_tail_all = np.bincount(case_of_pos, weights=evalset.tail_item[evalset.pos_idx],
+                             minlength=evalset.n_cases).astype(np.int64)
     for start in range(0, evalset.n_cases, chunk):
         rows = np.arange(start, min(start + chunk, evalset.n_cases))
         cols = np.arange(n_cand)
         on_air = None
         if evalset.request_ms is not None:
-            t = evalset.request_ms[rows][:, None]
-            on_air = (evalset.cand_start_ms[None, :] <= t) & (t < evalset.cand_end_ms[None, :])
-            # Cases are sorted by request time, so a chunk sees few rooms: score only those.
-            cols = np.flatnonzero(on_air.any(axis=0))
-            on_air = on_air[:, cols]
+            t = evalset.request_ms[rows]
+            # Cases are sorted by request time, so a chunk spans a short time: only the rooms on
+            # air at some moment of that span are scored (a few thousand of the whole schedule).
+            cols = np.flatnonzero((evalset.cand_start_ms <= t.max()) & (evalset.cand_end_ms > t.min()))
+            t = t[:, None]
+            on_air = (evalset.cand_start_ms[cols][None, :] <= t) & (t < evalset.cand_end_ms[cols][None, :])
         users = evalset.users[rows]
         items = [evalset.candidates[c] for c in cols]
         if evalset.request_ms is not None and hasattr(model, "score_at"):
@@ -328,20 +338,19 @@ def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed
                                  f"expected {(len(uniq), len(cols))}")
             scores = scores[inverse]
         if evalset.excl_ptr is not None:
-            scores[_dense_rows(evalset.excl_ptr, evalset.excl_idx, rows, n_cand)[:, cols]] = -np.inf
+            scores[_dense_rows(evalset.excl_ptr, evalset.excl_idx, rows, cols, n_cand)] = -np.inf
         if on_air is not None:
             scores[~on_air] = -np.inf
         top_local = rank_top(scores, k_max, rng)
         valid = np.isfinite(np.take_along_axis(scores, top_local, axis=1))
         top = cols[top_local]
-        positive = _dense_rows(evalset.pos_ptr, evalset.pos_idx, rows, n_cand)
-        hits = np.take_along_axis(positive, top, axis=1) & valid
+        positive = _dense_rows(evalset.pos_ptr, evalset.pos_idx, rows, cols, n_cand)
+        hits = np.take_along_axis(positive, top_local, axis=1) & valid
         tail_hits = hits & evalset.tail_item[top]
         if top.shape[1] < k_max:  # fewer candidates than K: the missing ranks are misses
             pad = np.zeros((len(rows), k_max - top.shape[1]), dtype=bool)
             hits, tail_hits = np.hstack([hits, pad]), np.hstack([tail_hits, pad])
-        n_pos = positive.sum(axis=1)
-        n_tail = (positive & evalset.tail_item[None, :]).sum(axis=1)
+        n_pos, n_tail = n_pos_all[rows], n_tail_all[rows]
         for name, sel, h, n in (("all", n_pos > 0, hits, n_pos),
                                 ("cold_start", (n_pos > 0) & evalset.cold_start[rows], hits, n_pos),
                                 ("tail", n_tail > 0, tail_hits, n_tail)):
@@ -387,30 +396,11 @@ def full_method_ready(ws: Workspace) -> bool:
     return (Path(ws.models) / "student" / "chorus_states.safetensors").exists()
 
 
-def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | None = None,
-                   run: str | None = None, models: Sequence[str] | None = None,
-                   extra: dict[str, Callable[[], Recommender]] | None = None,
-                   progress: bool = True, settings: Settings | None = None,
-                   with_oracle: bool = True) -> tuple[Path, dict]:
-    """Fit and evaluate every model on every protocol for every seed; write the report.
-
-    `models` are names from `training.baselines.MODELS` or of the full method (default: the
-    configuration's baselines, then `full_method` when `settings` are given and the student's
-    chorus states exist); `extra` adds models by factory. The full method is not a baseline, so
-    the "strongest baseline" sentence leaves it out. On a world that carries its latent truth
-    (the demo world) the `oracle` row is added: an upper bound, never a model (training/oracle.py).
-    Returns (report folder, metrics.json document).
-    """
-    import json
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from training.baselines import MODELS, UnknownModelError, build_model
-    from training.report import EvaluationResult, write_report
-
-    started = time.perf_counter()
-    seeds = list(seeds if seeds is not None else cfg.seeds)
-    from training.rgcd_retriever import FULL_METHOD, full_method_factories
+def _model_names(ws: Workspace, cfg: EvaluationConfig, models: Sequence[str] | None,
+                 settings: Settings | None) -> tuple[list[str], list[str]]:
+    """(baselines, full method) to evaluate; errors name what is unknown or missing."""
+    from training.baselines import MODELS, UnknownModelError
+    from training.rgcd_retriever import FULL_METHOD
 
     names = list(models if models is not None else cfg.models)
     unknown = [n for n in names if n not in MODELS and n not in FULL_METHOD]
@@ -426,17 +416,112 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     if full and not full_method_ready(ws):
         raise MissingMartError(f"{', '.join(full)} need the student's chorus states "
                                f"({ws.models / 'student'}): run `rgcd distill` first")
-    baselines = [n for n in names if n in MODELS]
+    return [n for n in names if n in MODELS], full
+
+
+def model_factories(ws: Workspace, cfg: EvaluationConfig, settings: Settings | None,
+                    baselines: Sequence[str], full: Sequence[str],
+                    with_oracle: bool) -> dict[str, Callable[[], Recommender]]:
+    """A factory per model name, in report order; the oracle last, on worlds that carry the truth."""
+    from training.baselines import build_model
+    from training.rgcd_retriever import full_method_factories
+
     factories: dict[str, Callable[[], Recommender]] = {n: (lambda n=n: build_model(n, cfg))
                                                        for n in baselines}
     if full:
         factories.update(full_method_factories(ws, settings, full))
-    factories.update(extra or {})
-    truth = load_latent(ws)
-    if truth is not None and with_oracle:  # only a synthetic world has it: an upper bound, not a model
+    truth = load_latent(ws) if with_oracle else None
+    if truth is not None:  # only a synthetic world has it: an upper bound, not a model
         from training.oracle import NAME, Oracle
 
         factories[NAME] = lambda: Oracle(truth)
+    return factories
+
+
+Vectors = tuple[list[str], np.ndarray]
+
+
+def run_seeds(name: str, factory: Callable[[], Recommender], protocol: Protocol, ks: Sequence[int],
+              seeds: Sequence[int], threads: int) -> tuple[list[ModelRun], Vectors | None]:
+    """One model on one protocol for every seed; the first seed's item vectors when they cover
+    both domains (worth a projection plot)."""
+    runs, vectors = [], None
+    for seed in seeds:
+        model = factory()
+        run = fit_and_evaluate(model, protocol, ks, seed, threads)
+        run.model = name
+        runs.append(run)
+        if vectors is None and hasattr(model, "item_vectors"):
+            ids, vecs = model.item_vectors()
+            if any(i.startswith("photo:") for i in ids):
+                vectors = (ids, vecs)
+    return runs, vectors
+
+
+# ---- worker processes: a (model, protocol) job runs all its seeds in one worker, so the stage-2
+# fits the full method caches on disk are never written by two workers at once ----------------------
+
+_WORKER: dict = {}
+
+
+def _worker_setup(root: str, cfg_json: str, settings_json: str | None, baselines: list[str],
+                  full: list[str], with_oracle: bool) -> None:
+    import contextlib
+
+    from rgcd.terminal import clean_terminal
+
+    _WORKER["stack"] = stack = contextlib.ExitStack()
+    stack.enter_context(clean_terminal())
+    ws = Workspace(root)
+    cfg = EvaluationConfig.model_validate_json(cfg_json)
+    settings = Settings.model_validate_json(settings_json) if settings_json else None
+    _WORKER.update(ws=ws, cfg=cfg, protocols={},
+                   factories=model_factories(ws, cfg, settings, baselines, full, with_oracle))
+
+
+def _worker_job(name: str, protocol: str, ks: list[int], seeds: list[int]) -> tuple[list[ModelRun],
+                                                                                    Vectors | None]:
+    protocols = _WORKER["protocols"]
+    if protocol not in protocols:
+        protocols[protocol] = load_protocols(_WORKER["ws"], _WORKER["cfg"], [protocol])[protocol]
+    return run_seeds(name, _WORKER["factories"][name], protocols[protocol], ks, seeds,
+                     _WORKER["cfg"].torch_threads)
+
+
+def _cost_order(jobs: list[tuple[str, str]], protocols: dict[str, Protocol]) -> list[tuple[str, str]]:
+    """Largest jobs first (many test cases, trained models), so two workers finish together."""
+    cheap = {"popularity", "oracle"}
+    return sorted(jobs, key=lambda j: (-protocols[j[1]].test.n_cases, j[0] in cheap))
+
+
+def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | None = None,
+                   run: str | None = None, models: Sequence[str] | None = None,
+                   extra: dict[str, Callable[[], Recommender]] | None = None,
+                   progress: bool = True, settings: Settings | None = None,
+                   with_oracle: bool = True) -> tuple[Path, dict]:
+    """Fit and evaluate every model on every protocol for every seed; write the report.
+
+    `models` are names from `training.baselines.MODELS` or of the full method (default: the
+    configuration's baselines, then `full_method` when `settings` are given and the student's
+    chorus states exist); `extra` adds models by factory (run in this process). The full method is
+    not a baseline, so the "strongest baseline" sentence leaves it out. On a world that carries its
+    latent truth (the demo world) the `oracle` row is added: an upper bound, never a model
+    (training/oracle.py). With `cfg.workers` > 1 (and at least `cfg.parallel_from_cases` test
+    cases), (model, protocol) jobs run in that many worker processes, each with all its seeds; the
+    numbers are the same as in one process.
+    Returns (report folder, metrics.json document).
+    """
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.report import EvaluationResult, write_report
+
+    started = time.perf_counter()
+    seeds = list(seeds if seeds is not None else cfg.seeds)
+    baselines, full = _model_names(ws, cfg, models, settings)
+    factories = model_factories(ws, cfg, settings, baselines, full, with_oracle)
+    local = dict(extra or {})
     run = run or datetime.now().astimezone().strftime("%Y%m%dT%H%M%S")
     skipped: dict[str, str] = {}
     protocols = load_protocols(ws, cfg, cfg.protocols, skipped)
@@ -444,26 +529,58 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
         raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
     result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(baselines),
                               skipped=skipped)
-    total = len(seeds) * len(protocols) * len(factories)
+    order = [*factories, *local]
+    jobs = [(m, p) for p in protocols for m in order]
+    done: dict[tuple[str, str], tuple[list[ModelRun], Vectors | None]] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
-        task = bar.add_task("evaluate", total=total)
-        for seed in seeds:
-            for p_name, protocol in protocols.items():
-                for m_name, factory in factories.items():
-                    bar.update(task, description=f"seed {seed} {p_name} {m_name}")
-                    model = factory()
-                    r = fit_and_evaluate(model, protocol, result.ks, seed, cfg.torch_threads)
-                    r.model = m_name
-                    result.runs.append(r)
-                    result.cases.setdefault(p_name, r.counts)
-                    first_fit = seed == seeds[0] and p_name == next(iter(protocols))
-                    if first_fit and hasattr(model, "item_vectors"):
-                        ids, vecs = model.item_vectors()
-                        if any(i.startswith("photo:") for i in ids):  # both domains: worth projecting
-                            result.item_vectors[m_name] = (ids, vecs)
-                    bar.advance(task)
+        task = bar.add_task("evaluate", total=len(jobs) * len(seeds))
+
+        def finished(job: tuple[str, str], out: tuple[list[ModelRun], Vectors | None]) -> None:
+            done[job] = out
+            bar.update(task, advance=len(seeds), description=f"{job[1]} {job[0]} ({len(seeds)} seeds)")
+
+        n_cases = sum(pr.test.n_cases for pr in protocols.values())
+        parallel = cfg.workers > 1 and n_cases >= cfg.parallel_from_cases
+        pooled = [j for j in jobs if j[0] in factories] if parallel else []
+        if pooled:
+            _run_in_workers(ws, cfg, settings, baselines, full, with_oracle, _cost_order(pooled, protocols),
+                            result.ks, seeds, finished)
+        for m_name, p_name in jobs:
+            if (m_name, p_name) not in done:
+                bar.update(task, description=f"{p_name} {m_name}")
+                factory = local.get(m_name) or factories[m_name]
+                finished((m_name, p_name), run_seeds(m_name, factory, protocols[p_name], result.ks, seeds,
+                                                     cfg.torch_threads))
+    first = next(iter(protocols))
+    for seed_index in range(len(seeds)):
+        for p_name in protocols:
+            for m_name in order:
+                r = done[(m_name, p_name)][0][seed_index]
+                result.runs.append(r)
+                result.cases.setdefault(p_name, r.counts)
+    for m_name in order:
+        vectors = done[(m_name, first)][1]
+        if vectors is not None:
+            result.item_vectors[m_name] = vectors
     result.notes = {p: pr.test.notes for p, pr in protocols.items() if pr.test.notes}
     result.wall_s = time.perf_counter() - started
     out = write_report(result, ws.reports)
     return out, json.loads((out / "metrics.json").read_text())
+
+
+def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | None, baselines: list[str],
+                    full: list[str], with_oracle: bool, jobs: list[tuple[str, str]], ks: list[int],
+                    seeds: list[int], finished: Callable) -> None:
+    """Run the jobs in `cfg.workers` spawned processes (never forked: polars and torch hold threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    init = (str(ws.root), cfg.model_dump_json(), settings.model_dump_json() if settings else None,
+            baselines, full, with_oracle)
+    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)),
+                             mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_setup, initargs=init) as pool:
+        futures = {pool.submit(_worker_job, m, p, ks, seeds): (m, p) for m, p in jobs}
+        for future in as_completed(futures):
+            finished(futures[future], future.result())

@@ -16,10 +16,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    import torch
 
 # Score for an item a model has no representation for: ranked after everything it can score.
 UNKNOWN_SCORE = -1e9
@@ -162,6 +165,20 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def indexed_pairs(interactions: pl.DataFrame) -> tuple[list[int], list[str], torch.Tensor, torch.Tensor]:
+    """Unique (user_id, key) positives as index tensors into the sorted user ids and keys.
+
+    Returns (user_ids, keys, u, i): row r of the pairs is user `user_ids[u[r]]` with `keys[i[r]]`.
+    """
+    import torch
+
+    pairs = interactions.select("user_id", "key").unique().sort("user_id", "key")
+    users, keys = pairs["user_id"].unique().sort(), pairs["key"].unique().sort()
+    u = torch.from_numpy(users.search_sorted(pairs["user_id"]).to_numpy().astype(np.int64))
+    i = torch.from_numpy(keys.search_sorted(pairs["key"]).to_numpy().astype(np.int64))
+    return users.to_list(), keys.to_list(), u, i
 
 
 def training_batches(n_rows: int, samples: int, batch_size: int, generator) -> Iterator:

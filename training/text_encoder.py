@@ -55,7 +55,8 @@ def encode(texts: Sequence[str], batch_size: int = 128, max_length: int = 64) ->
     """Unit-length 384-d vectors, one per text; identical texts are encoded once per process."""
     import torch
 
-    todo = sorted({t for t in texts if t not in _CACHE})
+    # by length, so a batch pads its texts to about the same length (titles vary a lot)
+    todo = sorted({t for t in texts if t not in _CACHE}, key=lambda t: (len(t), t))
     if todo:
         tokenizer, model = _load()
         with torch.inference_mode():

@@ -342,7 +342,7 @@ def train(model: QueryAggregation, states: ChorusStates, pairs: PairSet, high: n
         counts = np.bincount(live_rows, minlength=len(states)).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / len(live_rows))).float()
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     losses: list[float] = []
     start = 0
     saved = checkpoints.load() if checkpoints is not None else None

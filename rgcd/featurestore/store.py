@@ -427,7 +427,7 @@ class MaterializeReport:
                 f"({len(self.fresh)} full, {len(self.incremental)} incremental) up to "
                 f"{self.end:%Y-%m-%d %H:%M:%S} UTC")
         if self.waiting:
-            line += f"; no data yet: {', '.join(self.waiting)}"
+            line += f"; no data yet: {', '.join(sorted(self.waiting))}"
         return line
 
 

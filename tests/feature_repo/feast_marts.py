@@ -146,3 +146,22 @@ FEATURE_DATA: dict[str, list[tuple[str, str]]] = {
 def write_feature_data(feature_data_dir: Path, name: str, rows: dict[str, list]) -> Path:
     """Write <feature_data_dir>/<name>.parquet as a model stage would."""
     return write_table(feature_data_dir / f"{name}.parquet", FEATURE_DATA[name], rows)
+
+
+TWO_ROOMS = ["live:1", "live:2"]
+
+
+def write_two_rooms(ws, t, day) -> None:
+    """Two rooms of two authors (live:1 on air [t - day, t), live:2 from t, still on air), one
+    behaviour pair and model m7's item vectors: the item side of the online-store tests' world."""
+    write_mart(ws.marts, "item_content", {
+        "item_id": TWO_ROOMS, "domain": ["live", "live"], "author_id": [10, 20],
+        "event_timestamp": [t - day] * 2, "created_timestamp": [t - day] * 2})
+    write_mart(ws.marts, "live_schedule", {
+        "item_id": TWO_ROOMS, "live_id": [1, 2], "start_timestamp": [t - day, t], "end_timestamp": [t, None],
+        "event_timestamp": [t - day, t], "created_timestamp": [t - day, t]})
+    write_mart(ws.marts, "behaviour_pairs", {"pair_id": ["p"], "event_timestamp": [t],
+                                             "created_timestamp": [t]})
+    write_feature_data(ws.feature_data, "item_embeddings", {
+        "item_id": TWO_ROOMS, "transferable": [[0.5, 1.5], [2.5, 3.5]], "residual": [[1.0], [2.0]],
+        "model_version": ["m7", "m7"], "event_timestamp": [t] * 2, "created_timestamp": [t] * 2})

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-from feast_marts import write_feature_data, write_mart
+from feast_marts import write_mart, write_two_rooms
 
 from rgcd.config import Settings, Workspace
 from rgcd.featurestore import store as fs
@@ -34,17 +34,7 @@ def world(tmp_path):
     ws = Workspace(tmp_path / "ws").ensure()
     _users(ws, {"user_id": [1, 1], "sv_plays_7d": [3, 8], "is_live_cold_start": [True, True],
                 "event_timestamp": [T - D, T], "created_timestamp": [T - D, T]})
-    write_mart(ws.marts, "item_content", {
-        "item_id": ITEMS, "domain": ["live", "live"], "author_id": [10, 20],
-        "event_timestamp": [T - D] * 2, "created_timestamp": [T - D] * 2})
-    write_mart(ws.marts, "live_schedule", {
-        "item_id": ITEMS, "live_id": [1, 2], "start_timestamp": [T - D, T], "end_timestamp": [T, None],
-        "event_timestamp": [T - D, T], "created_timestamp": [T - D, T]})
-    write_mart(ws.marts, "behaviour_pairs", {"pair_id": ["p"], "event_timestamp": [T],
-                                             "created_timestamp": [T]})
-    write_feature_data(ws.feature_data, "item_embeddings", {
-        "item_id": ITEMS, "transferable": [[0.5, 1.5], [2.5, 3.5]], "residual": [[1.0], [2.0]],
-        "model_version": ["m7", "m7"], "event_timestamp": [T] * 2, "created_timestamp": [T] * 2})
+    write_two_rooms(ws, T, D)
     # item_reasoning and pair_reasoning are not written: their views wait for data.
     settings = Settings()
     fs.apply(ws, settings)

@@ -44,6 +44,16 @@ def test_same_seeds_reproduce_the_same_numbers(eval_ws, eval_cfg):
     assert a["std"]["live-room"]["bpr_mf"]["all"]["HR@10"] is None  # one seed: no noise estimate
 
 
+def test_worker_processes_give_the_numbers_of_one_process(eval_ws, eval_cfg):
+    parallel = eval_cfg.model_copy(update={"workers": 2, "parallel_from_cases": 0})
+    serial = eval_cfg.model_copy(update={"workers": 1})
+    kw = {"seeds": [0, 1], "models": ["popularity", "bpr_mf"], "progress": False, "with_oracle": False}
+    _, a = run_evaluation(eval_ws, parallel, run="pool", **kw)
+    _, b = run_evaluation(eval_ws, serial, run="one", **kw)
+    assert a["protocols"] == b["protocols"] and a["per_seed"] == b["per_seed"]
+    assert list(a["protocols"]["live-room"]) == ["popularity", "bpr_mf"]  # report order kept
+
+
 def test_cli_evaluate_and_missing_marts(eval_ws, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["--workspace", str(eval_ws.root), "evaluate", "--seeds", "0",

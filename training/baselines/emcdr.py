@@ -54,7 +54,7 @@ class EMCDR(VectorScorer):
         if overlap:
             x = torch.from_numpy(src_users.take(overlap)[0])
             y = torch.from_numpy(tgt_users.take(overlap)[0])
-            opt = torch.optim.Adam(mlp.parameters(), lr=cfg.map_lr)
+            opt = torch.optim.Adam(mlp.parameters(), lr=cfg.map_lr, fused=True)
             for _ in range(cfg.map_steps):  # full batch: overlapping users are few and small
                 loss = torch.nn.functional.mse_loss(mlp(x), y)
                 opt.zero_grad()

@@ -26,6 +26,7 @@ from training.recommender import (
     ItemCatalog,
     TrainData,
     VectorScorer,
+    indexed_pairs,
     training_batches,
 )
 
@@ -44,28 +45,29 @@ class UniEmbedConfig:
 
 
 def _content_matrix(catalog: ItemCatalog, keys: list[str], rooms_per_author: int) -> dict[str, np.ndarray]:
-    """Per domain, a (len(keys), d) matrix of multimodal vectors (zeros where an item has none)."""
+    """Per domain, a (len(keys), d) matrix of multimodal vectors (zeros where an item has none);
+    a live author's row is the mean of its `rooms_per_author` latest rooms."""
+    row_of = pl.DataFrame({"key": keys, "row": np.arange(len(keys), dtype=np.int64)})
     content = catalog.content.filter(pl.col("mm_embedding").is_not_null())
-    photo = dict(zip(content.filter(pl.col("domain") == "photo")["item_id"].to_list(),
-                     content.filter(pl.col("domain") == "photo")["mm_embedding"].to_list(), strict=True))
+    photos = (content.filter(pl.col("domain") == "photo")
+              .select(pl.col("item_id").alias("key"), "mm_embedding"))
     rooms = catalog.author_rooms().filter(pl.col("mm_embedding").is_not_null())
     if "start_timestamp" in rooms.columns:
         rooms = rooms.sort("start_timestamp", descending=True)
-    rooms = rooms.group_by("author_id", maintain_order=True).head(rooms_per_author)
-    author: dict[str, list] = {}
-    for a, v in zip(rooms["author_id"].to_list(), rooms["mm_embedding"].to_list(), strict=True):
-        author.setdefault(f"author:{a}", []).append(v)
+    rooms = (rooms.group_by("author_id", maintain_order=True).head(rooms_per_author)
+             .select((pl.lit("author:") + pl.col("author_id").cast(pl.Utf8)).alias("key"), "mm_embedding"))
     out = {}
-    for domain, table in (("photo", photo), ("live", author)):
-        first = next(iter(table.values()), None)
-        if first is None:
+    for domain, table in (("photo", photos), ("live", rooms)):
+        if table.is_empty():
             continue
-        dim = len(first) if domain == "photo" else len(first[0])
-        mat = np.zeros((len(keys), dim), dtype=np.float32)
-        for r, k in enumerate(keys):
-            if k in table:
-                mat[r] = np.asarray(table[k], dtype=np.float32).reshape(-1, dim).mean(axis=0)
-        out[domain] = mat
+        dim = len(table["mm_embedding"][0])
+        table = table.join(row_of, on="key")
+        rows = table["row"].to_numpy()
+        vectors = table["mm_embedding"].explode().to_numpy().astype(np.float32).reshape(-1, dim)
+        total = np.zeros((len(keys), dim), dtype=np.float64)
+        np.add.at(total, rows, vectors)
+        count = np.bincount(rows, minlength=len(keys))[:, None]
+        out[domain] = (total / np.maximum(count, 1)).astype(np.float32)
     return out
 
 
@@ -115,13 +117,8 @@ class UniEmbed(VectorScorer):
         """InfoNCE on (user, item) pairs of both domains; in-batch negatives."""
         cfg = self.config
         self.catalog = data.catalog
-        pairs = data.interactions.select("user_id", "key").unique().sort("user_id", "key")
-        user_ids = pairs["user_id"].unique().sort().to_list()
-        keys = pairs["key"].unique().sort().to_list()
-        u_index = {u: i for i, u in enumerate(user_ids)}
+        user_ids, keys, u, i = indexed_pairs(data.interactions)
         k_index = {k: i for i, k in enumerate(keys)}
-        u = torch.tensor([u_index[x] for x in pairs["user_id"].to_list()], dtype=torch.long)
-        i = torch.tensor([k_index[x] for x in pairs["key"].to_list()], dtype=torch.long)
 
         log_q = torch.log(torch.bincount(i, minlength=len(keys)).float() / len(i))
 
@@ -130,7 +127,7 @@ class UniEmbed(VectorScorer):
         users = torch.nn.Embedding(len(user_ids), cfg.dim)
         torch.nn.init.normal_(users.weight, std=0.1, generator=gen)
         items = ItemTower(len(keys), cfg.dim, self.item_content(data, keys))
-        opt = torch.optim.Adam([*users.parameters(), *items.parameters()], lr=cfg.lr)
+        opt = torch.optim.Adam([*users.parameters(), *items.parameters()], lr=cfg.lr, fused=True)
         for b in training_batches(len(u), cfg.samples, cfg.batch_size, gen):
             ub = F.normalize(users(u[b]), dim=-1)
             ib = F.normalize(items(i[b]), dim=-1)
