@@ -11,8 +11,16 @@
    vectors of the agreed shape, stage 2 not being built yet), 8 concurrent keep-alive clients for
    30 s, random users, k = 50: p50/p99, requests/s, errors.
 3. Seconds from POST /rooms/start to the room being retrieved (polling GET /retrieve/user).
+4. With --workspace WS (a workspace after `rgcd run` / `rgcd publish`, e.g. at the demo size), parts
+   2-3 run on its real published vectors instead of the synthetic world, after the check of issue
+   11's "resolved when": `rgcd retrieve --user U` and `--item photo:P` (the command, then the library
+   for more queries) return rooms all on air at the asked time (live_schedule), each with a score
+   and a reason, from the published version; the service answers the same over HTTP. Rooms posted
+   by part 3 go into WS's collection and its log of started rooms: use a copy.
+   Part of one request's time: Feast's online read of the user, the Milvus search, the JSON.
 
     PYTHONPATH=. python benchmarks/retrieval.py [--sizes 1000,10000,100000] [--queries 200] [--seconds 30]
+                                                [--workspace WS]
 
 Writes benchmarks/results/retrieval.json.
 """
@@ -96,15 +104,31 @@ def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int)
         expr = f"start_ms <= {to_ms(T)} and (end_ms is null or end_ms > {to_ms(T)})"
         for q in qs[:naive_queries]:
             t = time.perf_counter()
-            store.client.search(name, data=[q.tolist()], anns_field="retrieval", limit=k, filter=expr,
-                                partition_names=[ON_AIR, ENDED], output_fields=["author_id"],
-                                search_params={"metric_type": METRICS["retrieval"]})
+            store.client.search(
+                name,
+                data=[q.tolist()],
+                anns_field="retrieval",
+                limit=k,
+                filter=expr,
+                partition_names=[ON_AIR, ENDED],
+                output_fields=["author_id"],
+                search_params={"metric_type": METRICS["retrieval"]},
+            )
             naive_t.append(time.perf_counter() - t)
-        row = {"live_vectors": n, "on_air": on_air, "k": k, "queries": queries, "load_s": round(load_s, 2),
-               "recall_at_k": round(float(np.mean(recalls)), 4),
-               "milvus_p50_ms": _pct(milvus_t, 50), "milvus_p99_ms": _pct(milvus_t, 99),
-               "exact_numpy_p50_ms": _pct(exact_t, 50), "exact_numpy_p99_ms": _pct(exact_t, 99),
-               "all_rooms_searched_p50_ms": _pct(naive_t, 50), "all_rooms_searched_queries": len(naive_t)}
+        row = {
+            "live_vectors": n,
+            "on_air": on_air,
+            "k": k,
+            "queries": queries,
+            "load_s": round(load_s, 2),
+            "recall_at_k": round(float(np.mean(recalls)), 4),
+            "milvus_p50_ms": _pct(milvus_t, 50),
+            "milvus_p99_ms": _pct(milvus_t, 99),
+            "exact_numpy_p50_ms": _pct(exact_t, 50),
+            "exact_numpy_p99_ms": _pct(exact_t, 99),
+            "all_rooms_searched_p50_ms": _pct(naive_t, 50),
+            "all_rooms_searched_queries": len(naive_t),
+        }
         row["milvus_over_exact_p50"] = round(row["milvus_p50_ms"] / row["exact_numpy_p50_ms"], 1)
         print(json.dumps(row), flush=True)
         out.append(row)
@@ -146,52 +170,87 @@ def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos:
     room_ids = [f"live:{i}" for i in range(rooms)]
     room_topic = rng.integers(topics, size=rooms)
     starts = [T - timedelta(hours=int(h)) for h in rng.integers(1, 24 * 14, size=rooms)]
-    ends = [None if i < on_air else T - timedelta(minutes=int(m)) for i, m in
-            enumerate(rng.integers(1, 600, size=rooms))]
+    ends = [
+        None if i < on_air else T - timedelta(minutes=int(m))
+        for i, m in enumerate(rng.integers(1, 600, size=rooms))
+    ]
     starts = [min(s, e - timedelta(minutes=5)) if e else s for s, e in zip(starts, ends, strict=True)]
     none_ts = pl.Datetime("us", "UTC")
-    pl.DataFrame({"item_id": room_ids, "live_id": list(range(rooms)),
-                  "author_id": [i % 3000 for i in range(rooms)],
-                  "start_timestamp": starts, "end_timestamp": ends, "event_timestamp": starts,
-                  "created_timestamp": starts},
-                 schema_overrides={"start_timestamp": none_ts, "end_timestamp": none_ts,
-                                   "event_timestamp": none_ts, "created_timestamp": none_ts}
-                 ).write_parquet(ws.marts / "live_schedule.parquet")
+    pl.DataFrame(
+        {
+            "item_id": room_ids,
+            "live_id": list(range(rooms)),
+            "author_id": [i % 3000 for i in range(rooms)],
+            "start_timestamp": starts,
+            "end_timestamp": ends,
+            "event_timestamp": starts,
+            "created_timestamp": starts,
+        },
+        schema_overrides={
+            "start_timestamp": none_ts,
+            "end_timestamp": none_ts,
+            "event_timestamp": none_ts,
+            "created_timestamp": none_ts,
+        },
+    ).write_parquet(ws.marts / "live_schedule.parquet")
     photo_ids = [f"photo:{i}" for i in range(photos)]
     photo_topic = rng.integers(topics, size=photos)
     ids = photo_ids + room_ids
     topic_of = np.concatenate([photo_topic, room_topic])
     noise = rng.normal(size=(len(ids), DIM)).astype(np.float32) * 0.5
-    vec = (centres[topic_of] + noise)
+    vec = centres[topic_of] + noise
     now = datetime.now(UTC)
     version = "bench-demo"
-    pl.DataFrame({"item_id": ids, "domain": ["photo"] * photos + ["live"] * rooms,
-                  "transferable": vec.tolist(), "residual": (noise[:, :16]).tolist(),
-                  "retrieval": vec.tolist(),
-                  "model_version": [version] * len(ids), "event_timestamp": [T] * len(ids),
-                  "created_timestamp": [now] * len(ids)},
-                 schema_overrides={"transferable": pl.List(pl.Float32), "residual": pl.List(pl.Float32),
-                                   "retrieval": pl.List(pl.Float32), "event_timestamp": none_ts,
-                                   "created_timestamp": none_ts}
-                 ).write_parquet(ws.feature_data / "item_embeddings.parquet")
+    pl.DataFrame(
+        {
+            "item_id": ids,
+            "domain": ["photo"] * photos + ["live"] * rooms,
+            "transferable": vec.tolist(),
+            "residual": (noise[:, :16]).tolist(),
+            "retrieval": vec.tolist(),
+            "model_version": [version] * len(ids),
+            "event_timestamp": [T] * len(ids),
+            "created_timestamp": [now] * len(ids),
+        },
+        schema_overrides={
+            "transferable": pl.List(pl.Float32),
+            "residual": pl.List(pl.Float32),
+            "retrieval": pl.List(pl.Float32),
+            "event_timestamp": none_ts,
+            "created_timestamp": none_ts,
+        },
+    ).write_parquet(ws.feature_data / "item_embeddings.parquet")
     user_topic = rng.integers(topics, size=users)
-    pl.DataFrame({"user_id": list(range(1, users + 1)), "user_vector": centres[user_topic].tolist(),
-                  "model_version": [version] * users, "event_timestamp": [T] * users,
-                  "created_timestamp": [now] * users},
-                 schema_overrides={"user_vector": pl.List(pl.Float32), "event_timestamp": none_ts,
-                                   "created_timestamp": none_ts}
-                 ).write_parquet(ws.feature_data / "user_embeddings.parquet")
+    pl.DataFrame(
+        {
+            "user_id": list(range(1, users + 1)),
+            "user_vector": centres[user_topic].tolist(),
+            "model_version": [version] * users,
+            "event_timestamp": [T] * users,
+            "created_timestamp": [now] * users,
+        },
+        schema_overrides={
+            "user_vector": pl.List(pl.Float32),
+            "event_timestamp": none_ts,
+            "created_timestamp": none_ts,
+        },
+    ).write_parquet(ws.feature_data / "user_embeddings.parquet")
     reasoned = ids[: photos // 20] + room_ids
     names = [f"topic {t}" for t in range(topics)]
     tops = np.concatenate([photo_topic[: photos // 20], room_topic])
-    pl.DataFrame({"item_id": reasoned, "vertical_domain": [names[t] for t in tops],
-                  "key_subject": [f"subject {t}" for t in tops],
-                  "content_theme": [f"theme {t}" for t in tops],
-                  "teacher_id": ["metadata-baseline"] * len(reasoned),
-                  "prompt_version": ["p"] * len(reasoned),
-                  "event_timestamp": [T] * len(reasoned), "created_timestamp": [now] * len(reasoned)},
-                 schema_overrides={"event_timestamp": none_ts, "created_timestamp": none_ts}
-                 ).write_parquet(ws.feature_data / "item_reasoning.parquet")
+    pl.DataFrame(
+        {
+            "item_id": reasoned,
+            "vertical_domain": [names[t] for t in tops],
+            "key_subject": [f"subject {t}" for t in tops],
+            "content_theme": [f"theme {t}" for t in tops],
+            "teacher_id": ["metadata-baseline"] * len(reasoned),
+            "prompt_version": ["p"] * len(reasoned),
+            "event_timestamp": [T] * len(reasoned),
+            "created_timestamp": [now] * len(reasoned),
+        },
+        schema_overrides={"event_timestamp": none_ts, "created_timestamp": none_ts},
+    ).write_parquet(ws.feature_data / "item_reasoning.parquet")
     settings = Settings()
     t0 = time.perf_counter()
     fs.apply(ws, settings)
@@ -221,13 +280,167 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict]:
     return resp.status, json.loads(resp.read())
 
 
-def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.ndarray) -> dict:
+def _cli_answer(ws, *args: str) -> dict:
+    """`rgcd -w WS retrieve ... --json` as its own process (the command of the issue's check)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "retrieve", *args, "--json"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"rgcd retrieve {' '.join(args)} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return json.loads(done.stdout)
+
+
+def _on_air_problems(answer: dict, intervals: dict, at: datetime) -> list[str]:
+    """What is wrong with an answer: a candidate not on air at `at`, or without score or reason."""
+    wrong = []
+    for c in answer["candidates"]:
+        start, end = intervals.get(c["item_id"], (None, None))
+        if start is None or not (start <= at and (end is None or at < end)):
+            wrong.append(f"{c['item_id']} not on air at {at.isoformat()}")
+        if not isinstance(c["score"], float) or not c["reason"]:
+            wrong.append(f"{c['item_id']} without score or reason")
+    return wrong
+
+
+def demo_check(ws, queries: int, seed: int = 0) -> tuple[dict, list[tuple[str, str]]]:
+    """Issue 11's check on a published workspace; returns figures and the (path, CLI JSON) pairs the
+    service must answer the same."""
+    from embeddings.retrieval import Retriever
+
+    rng = np.random.default_rng(seed)
+    schedule = pl.read_parquet(
+        ws.marts / "live_schedule.parquet", columns=["item_id", "start_timestamp", "end_timestamp"]
+    )
+    intervals = {r[0]: (r[1], r[2]) for r in schedule.iter_rows()}
+    started = ws.feature_data / "rooms_started.parquet"  # rooms pushed since the build: on air from start
+    if started.exists():
+        for r in pl.read_parquet(
+            started, columns=["item_id", "start_timestamp", "end_timestamp"]
+        ).iter_rows():
+            intervals[r[0]] = (r[1], r[2])
+    users = pl.read_parquet(ws.feature_data / "user_embeddings.parquet", columns=["user_id"])["user_id"]
+    photos = pl.read_parquet(
+        ws.feature_data / "item_embeddings.parquet", columns=["item_id", "domain"]
+    ).filter(pl.col("domain") == "photo")["item_id"]
+    # the busiest evening hour of the log's last day (a historical request) and now
+    last = schedule["start_timestamp"].max()
+    evening = last.replace(hour=20, minute=0, second=0, microsecond=0)
+    now = datetime.now(UTC)
+    user, photo = int(users[int(rng.integers(users.len()))]), photos[int(rng.integers(photos.len()))]
+    out: dict = {"times": {"now": now.isoformat(timespec="seconds"), "evening": evening.isoformat()}}
+    pairs, problems, counts = [], [], {}
+    for name, at in (("now", now), ("evening", evening)):
+        stamp = at.isoformat().replace("+00:00", "Z")
+        for what, args in (("user", ["--user", str(user)]), ("item", ["--item", photo])):
+            t = time.perf_counter()
+            answer = _cli_answer(ws, *args, "--at", stamp, "--k", "50")
+            counts[f"cli_{what}_{name}"] = {
+                "candidates": len(answer["candidates"]),
+                "source": answer["source"],
+                "model_version": answer["model_version"],
+                "wall_s": round(time.perf_counter() - t, 1),
+                "first": answer["candidates"][0] if answer["candidates"] else None,
+            }
+            problems += _on_air_problems(answer, intervals, at)
+            path = (
+                f"/retrieve/user/{user}" if what == "user" else f"/retrieve/item/{photo}"
+            ) + f"?at={stamp}&k=50"
+            pairs.append((path, answer))
+    retriever = Retriever(ws, ws.settings())
+    try:
+        published = retriever.published()
+        versions, sources, shared, answered = set(), {}, 0, 0
+        for name, at in (("now", now), ("evening", evening)):
+            t0 = time.perf_counter()
+            for _ in range(queries):
+                answers = [
+                    retriever.for_user(int(users[int(rng.integers(users.len()))]), at, 50),
+                    retriever.for_item(photos[int(rng.integers(photos.len()))], at, 50),
+                ]
+                for a in answers:
+                    versions.add(a.model_version)
+                    sources[a.source] = sources.get(a.source, 0) + 1
+                    problems += _on_air_problems(a.as_json(), intervals, at)
+                    shared += sum("shares the" in c.reason for c in a.candidates)
+                    answered += len(a.candidates)
+            out[f"library_{name}_mean_ms"] = round((time.perf_counter() - t0) / (2 * queries) * 1000, 1)
+        out.update(
+            {
+                "published": {"model_version": published.model_version, "collection": published.collection},
+                "library_queries": 4 * queries,
+                "versions_answered": sorted(versions),
+                "sources": sources,
+                "candidates": answered,
+                "candidates_sharing_a_teacher_topic": shared,
+                "problems": problems[:10],
+                "problem_count": len(problems),
+                "cli": counts,
+            }
+        )
+    finally:
+        retriever.close()
+    return out, pairs
+
+
+def request_split(ws, requests: int) -> dict:
+    """Where one U2I request's time goes, in-process: Feast online read, Milvus search, JSON."""
+    from embeddings.retrieval import Retriever
+
+    users = pl.read_parquet(ws.feature_data / "user_embeddings.parquet", columns=["user_id"])["user_id"]
+    retriever = Retriever(ws, ws.settings())
+    parts: dict[str, list[float]] = {"feast_online_read": [], "milvus_search": [], "json": [], "whole": []}
+    online, search = retriever.online, retriever.rooms.search
+
+    def timed(name, fn):
+        def call(*args):
+            t = time.perf_counter()
+            got = fn(*args)
+            parts[name].append(time.perf_counter() - t)
+            return got
+
+        return call
+
+    try:
+        retriever.online, retriever.rooms.search = (
+            timed("feast_online_read", online),
+            timed("milvus_search", search),
+        )
+        for n in range(requests + 20):
+            t = time.perf_counter()
+            answer = retriever.for_user(int(users[n % users.len()]), None, 50)
+            t2 = time.perf_counter()
+            json.dumps(answer.as_json(), separators=(",", ":"))
+            if n >= 20:  # after a warm-up
+                parts["json"].append(time.perf_counter() - t2)
+                parts["whole"].append(t2 - t)
+    finally:
+        retriever.close()
+    return {
+        k: {"p50_ms": _pct(v[-requests:], 50), "p99_ms": _pct(v[-requests:], 99)} for k, v in parts.items()
+    }
+
+
+def bench_http(
+    ws,
+    users: int | list[int],
+    seconds: float,
+    clients: int,
+    user_vectors: dict[int, list[float]],
+    version: str = "bench-demo",
+    same: list[tuple[str, dict]] = (),
+) -> dict:
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = open(ws.root / "serve.log", "w")  # noqa: SIM115 (closed with the server)
     command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)]
-    server = subprocess.Popen(command,
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 180
         while True:
@@ -240,7 +453,15 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
                     raise RuntimeError("rgcd serve did not start") from None
                 time.sleep(0.5)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # a fresh one after the wait
-        for u in range(1, 21):  # warm-up
+        ids = list(range(1, users + 1)) if isinstance(users, int) else users
+        differ = []
+        for path, expected in same:  # the service answers what the command answered
+            status, body = _get(conn, path)
+            if status != 200 or [(c["item_id"], c["score"]) for c in body["candidates"]] != [
+                (c["item_id"], c["score"]) for c in expected["candidates"]
+            ]:
+                differ.append(path)
+        for u in ids[:20]:  # warm-up
             _get(conn, f"/retrieve/user/{u}?k=50")
         latencies: list[float] = []
         errors: list[str] = []
@@ -250,7 +471,7 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
             rng = np.random.default_rng(seed)
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             while time.time() < stop:
-                u = int(rng.integers(1, users + 1))
+                u = ids[int(rng.integers(len(ids)))]
                 t = time.perf_counter()
                 try:
                     status, body = _get(c, f"/retrieve/user/{u}?k=50")
@@ -269,23 +490,34 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
         for th in threads:
             th.join()
         wall = time.perf_counter() - t0
-        http_row = {"clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
-                    "errors": len(errors), "first_errors": errors[:3],
-                    "requests_per_s": round(len(latencies) / wall, 1),
-                    "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99)}
+        http_row = {
+            "clients": clients,
+            "seconds": round(wall, 1),
+            "requests": len(latencies),
+            "errors": len(errors),
+            "first_errors": errors[:3],
+            "requests_per_s": round(len(latencies) / wall, 1),
+            "p50_ms": _pct(latencies, 50),
+            "p99_ms": _pct(latencies, 99),
+        }
         # one client alone: the service time without queueing behind the other clients
         alone = []
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # uvicorn closes idle ones after 5 s
-        for u in range(1, 201):
+        for u in ids[:200]:
             t = time.perf_counter()
             _get(conn, f"/retrieve/user/{u}?k=50")
             alone.append(time.perf_counter() - t)
         http_row["one_client_p50_ms"], http_row["one_client_p99_ms"] = _pct(alone, 50), _pct(alone, 99)
-        http_row["rooms_start_to_retrievable_s"] = _room_freshness(conn, user_vectors)
+        if same:
+            http_row["same_as_cli"] = f"{len(same) - len(differ)} of {len(same)}"
+            http_row["differ"] = differ
+        http_row["rooms_start_to_retrievable_s"] = _room_freshness(conn, user_vectors, version)
         return http_row
     except Exception:
-        print(f"rgcd serve (exit code {server.poll()}) wrote:\n"
-              f"{(ws.root / 'serve.log').read_text()[-3000:]}", file=sys.stderr)
+        print(
+            f"rgcd serve (exit code {server.poll()}) wrote:\n{(ws.root / 'serve.log').read_text()[-3000:]}",
+            file=sys.stderr,
+        )
         raise
     finally:
         server.send_signal(signal.SIGTERM)
@@ -295,15 +527,26 @@ def bench_http(ws, users: int, seconds: float, clients: int, user_vectors: np.nd
             server.kill()
 
 
-def _room_freshness(conn: http.client.HTTPConnection, user_vectors: np.ndarray) -> list[float]:
-    """Seconds from POST /rooms/start until GET /retrieve/user ranks the room first, five rooms."""
+def _room_freshness(
+    conn: http.client.HTTPConnection, vectors: dict[int, list[float]], version: str
+) -> list[float]:
+    """Seconds from POST /rooms/start until GET /retrieve/user ranks the room first, five rooms (a
+    room carries its user's vector x 10, far ahead of every room for that user; it ends after)."""
     out = []
-    for n in range(5):
-        user = 1 + n
-        room = f"live:{900_000 + n}"
-        vector = (user_vectors[user - 1] * 10).tolist()  # far ahead of every room for this user
-        body = json.dumps({"live_id": 900_000 + n, "author_id": 7, "transferable": vector,
-                           "residual": [0.0] * 16, "retrieval": vector, "model_version": "bench-demo"})
+    base = 900_000_000 + int(time.time()) % 100_000 * 10  # new ids on every run
+    for n, (user, vector) in enumerate(list(vectors.items())[:5]):
+        room = f"live:{base + n}"
+        vector = [10 * x for x in vector]
+        body = json.dumps(
+            {
+                "live_id": base + n,
+                "author_id": 7,
+                "transferable": vector,
+                "residual": [0.0] * len(vector),
+                "retrieval": vector,
+                "model_version": version,
+            }
+        )
         t0 = time.perf_counter()
         conn.request("POST", "/rooms/start", body=body, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
@@ -316,6 +559,11 @@ def _room_freshness(conn: http.client.HTTPConnection, user_vectors: np.ndarray) 
             if time.perf_counter() - t0 > 30:
                 raise RuntimeError(f"{room} not retrievable after 30 s")
         out.append(round(time.perf_counter() - t0, 4))
+        # off air again, so that a later run's room (same vector) is not tied with it
+        conn.request("POST", f"/rooms/{room}/end")
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        resp.read()
     return out
 
 
@@ -331,23 +579,69 @@ def main() -> None:
     ap.add_argument("--on-air", type=int, default=87)
     ap.add_argument("--photos", type=int, default=65_624)
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="a published workspace (a copy: part 3 adds rooms): check it, serve it",
+    )
+    ap.add_argument("--check-queries", type=int, default=50)
+    ap.add_argument("--split-requests", type=int, default=200)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
-                               f"(load average {os.getloadavg()[0]:.1f} at start)",
-                    "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    result: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
+        f"(load average {os.getloadavg()[0]:.1f} at start)",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     try:
         result["milvus_call_floor_p50_ms"] = floor_ms(root)
-        result["search"] = bench_search(root, [int(s) for s in args.sizes.split(",")], args.queries,
-                                        args.naive_queries)
-        if not args.skip_http:
-            ws, report, build_s, user_vectors = build_demo_world(root / "ws", args.users, args.rooms,
-                                                                 args.on_air, args.photos, seed=0)
-            result["demo_world"] = {"users": args.users, "rooms": args.rooms, "on_air": report.on_air,
-                                    "photos": args.photos, "apply_materialize_publish_s": round(build_s, 1),
-                                    "publish": report.one_line()}
+        if args.sizes:
+            result["search"] = bench_search(
+                root, [int(s) for s in args.sizes.split(",")], args.queries, args.naive_queries
+            )
+        if args.workspace:
+            from embeddings.retrieval import Retriever
+            from rgcd.config import Workspace
+
+            ws = Workspace(args.workspace.resolve())
+            result["workspace_check"], same = demo_check(ws, args.check_queries)
+            print(json.dumps(result["workspace_check"]), flush=True)
+            result["request_split"] = request_split(ws, args.split_requests)
+            print(json.dumps(result["request_split"]), flush=True)
+            version = result["workspace_check"]["published"]["model_version"]
+            vectors = pl.read_parquet(ws.feature_data / "user_embeddings.parquet").filter(
+                pl.col("model_version") == version
+            )
+            ids = vectors["user_id"].to_list()
+            firsts = {
+                int(u): list(v) for u, v in vectors.head(5).select("user_id", "user_vector").iter_rows()
+            }
+            retriever = Retriever(ws, ws.settings())
+            on_air = retriever.rooms.count(retriever.published().collection, "on_air")
+            retriever.close()
+            result["demo_world"] = {
+                "workspace": str(ws.root),
+                "users_with_vectors": len(ids),
+                "rooms_in_on_air_partition": on_air,
+            }
+            result["http_u2i"] = bench_http(ws, ids, args.seconds, args.clients, firsts, version, same)
+            print(json.dumps(result["http_u2i"]), flush=True)
+        elif not args.skip_http:
+            ws, report, build_s, user_vectors = build_demo_world(
+                root / "ws", args.users, args.rooms, args.on_air, args.photos, seed=0
+            )
+            result["demo_world"] = {
+                "users": args.users,
+                "rooms": args.rooms,
+                "on_air": report.on_air,
+                "photos": args.photos,
+                "apply_materialize_publish_s": round(build_s, 1),
+                "publish": report.one_line(),
+            }
             print(json.dumps(result["demo_world"]), flush=True)
-            result["http_u2i"] = bench_http(ws, args.users, args.seconds, args.clients, user_vectors)
+            firsts = {u: user_vectors[u - 1].tolist() for u in range(1, 6)}
+            result["http_u2i"] = bench_http(ws, args.users, args.seconds, args.clients, firsts)
             print(json.dumps(result["http_u2i"]), flush=True)
         result["load_average_at_end"] = round(os.getloadavg()[0], 1)
     finally:

@@ -1,7 +1,10 @@
 """The Milvus side of serving: one collection per model version, an alias readers search through.
 
 A collection `rooms_<model version>` holds every live room of that version: `item_id`, `author_id`,
-`start_ms` and `end_ms` (epoch ms; end null while on air), `popularity`, and two vectors:
+`start_ms` and `end_ms` (epoch ms; end null while on air), `popularity`, the teacher's knowledge
+of the room as of publication (`vertical_domain`, `key_subject`, `content_theme`, `teacher_id`; ''
+where the teacher has not seen it: a search returns what a candidate's reason needs, with no second
+read per request), and two vectors:
 `transferable` (stage 2's cross-domain space, cosine: short video -> live) and `retrieval` (the
 two-tower item tower, inner product against the user tower: user -> live). Properties record the
 model version, how many rows were published, when, and whether the collection passed validation.
@@ -36,8 +39,14 @@ ON_AIR, ENDED = "on_air", "ended"
 # the last one closes, so that another process may open it (Milvus Lite allows one per file).
 _LITE_CLIENTS: dict[str, int] = {}
 PREFIX = "rooms_"
-SCALARS = ["item_id", "author_id", "start_ms", "end_ms", "popularity"]
+KNOWLEDGE = ("vertical_domain", "key_subject", "content_theme", "teacher_id")
+SCALARS = ["item_id", "author_id", "start_ms", "end_ms", "popularity", *KNOWLEDGE]
+# The teacher's fields are bounded at 48 characters (training/reasoning/schema.py); a teacher id is a
+# model name or path.
+KNOWLEDGE_LENGTH = 512
 METRICS = {"transferable": "COSINE", "retrieval": "IP"}
+# The collection's field layout; a collection of another layout is rebuilt by the next publish.
+LAYOUT = "2"  # 2: the teacher's knowledge beside the vectors
 # Milvus caps one query's result window at 16,384 rows.
 QUERY_WINDOW = 16_384
 
@@ -89,10 +98,13 @@ class Room:
     popularity: float
     transferable: list[float]
     retrieval: list[float]
+    knowledge: dict[str, str] | None = None
 
     def row(self) -> dict:
+        known = self.knowledge or {}
         return {"item_id": self.item_id, "author_id": int(self.author_id), "start_ms": to_ms(self.start),
                 "end_ms": None if self.end is None else to_ms(self.end), "popularity": float(self.popularity),
+                **{f: (known.get(f) or "")[:KNOWLEDGE_LENGTH] for f in KNOWLEDGE},
                 "transferable": list(self.transferable), "retrieval": list(self.retrieval)}
 
 
@@ -106,11 +118,12 @@ class Published:
     published_at: float
     validated: bool
     ended_until: int
+    layout: str
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A candidate room: id, author, score (cosine or inner product) and popularity."""
+    """A candidate room: id, author, score (cosine or inner product), popularity, teacher knowledge."""
 
     item_id: str
     author_id: int
@@ -118,6 +131,7 @@ class Hit:
     popularity: float
     start_ms: int
     end_ms: int | None
+    knowledge: dict[str, str]
 
 
 class RoomVectors:
@@ -142,7 +156,7 @@ class RoomVectors:
             raise VectorStoreError(_open_hint(uri, err)) from None
         self._current: tuple[float, Published] | None = None
         self._loaded: set[str] = set()
-        self._lite = None if _is_server(uri) else str(Path(uri).resolve())
+        self._lite = None if is_server(uri) else str(Path(uri).resolve())
         if self._lite:
             _LITE_CLIENTS[self._lite] = _LITE_CLIENTS.get(self._lite, 0) + 1
 
@@ -177,13 +191,15 @@ class RoomVectors:
         props = self.client.describe_collection(name).get("properties", {})
         return Published(name, props.get("model_version", ""), int(props.get("published_rows", 0)),
                          float(props.get("published_at", 0)), props.get("validated") == "true",
-                         int(props.get("ended_until", 0)))
+                         int(props.get("ended_until", 0)), props.get("layout", "1"))
 
-    def create(self, model_version: str, dim_transferable: int, dim_retrieval: int) -> str:
-        """A fresh, empty collection for `model_version` (a leftover of a killed publish is dropped)."""
+    def create(self, model_version: str, dim_transferable: int, dim_retrieval: int,
+               name: str | None = None) -> str:
+        """A fresh, empty collection for `model_version` (default name `rooms_<version>`; a leftover of
+        a killed publish under that name is dropped)."""
         from pymilvus import DataType
 
-        name = collection_name(model_version)
+        name = name or collection_name(model_version)
         if self.client.has_collection(name):
             self.client.drop_collection(name)
             self._loaded.discard(name)
@@ -194,6 +210,8 @@ class RoomVectors:
         schema.add_field("start_ms", DataType.INT64)
         schema.add_field("end_ms", DataType.INT64, nullable=True)
         schema.add_field("popularity", DataType.FLOAT)
+        for field in KNOWLEDGE:
+            schema.add_field(field, DataType.VARCHAR, max_length=KNOWLEDGE_LENGTH)
         schema.add_field("transferable", DataType.FLOAT_VECTOR, dim=dim_transferable)
         schema.add_field("retrieval", DataType.FLOAT_VECTOR, dim=dim_retrieval)
         index = self.client.prepare_index_params()
@@ -201,7 +219,8 @@ class RoomVectors:
             # FLAT: exact; what the rooms on air hold is small, and recall is the contract.
             index.add_index(field, index_type="FLAT", metric_type=metric)
         self.client.create_collection(name, schema=schema, index_params=index,
-                                      properties={"model_version": model_version, "validated": "false"})
+                                      properties={"model_version": model_version, "validated": "false",
+                                                  "layout": LAYOUT})
         for partition in (ON_AIR, ENDED):
             self.client.create_partition(name, partition)
         self._loaded.add(name)
@@ -219,8 +238,11 @@ class RoomVectors:
     def count(self, name: str, partition: str | None = None) -> int:
         """Rows in a collection (or one of its partitions)."""
         self._ensure_loaded(name)
-        got = self.client.query(name, filter="", output_fields=["count(*)"],
-                                partition_names=[partition] if partition else None)
+        if partition:
+            # Milvus Lite 3.2.2's count(*) ignores partition_names (it counts the whole collection);
+            # the partition's statistics are its own
+            return int(self.client.get_partition_stats(name, partition)["row_count"])
+        got = self.client.query(name, filter="", output_fields=["count(*)"])
         return int(got[0]["count(*)"])
 
     def validate(self, name: str, expected_rows: int, sample: list[Room]) -> None:
@@ -354,8 +376,9 @@ class RoomVectors:
             raise ValueError(", ".join(sorted(ended)))
         self.client.upsert(current.collection, [r.row() for r in rooms], partition_name=ON_AIR)
 
-    def end(self, item_id: str, at: datetime) -> bool:
-        """Set a room's end to `at` (in place, see the module docstring); False if it had ended already.
+    def end(self, item_id: str, at: datetime) -> dict | None:
+        """Set a room's end to `at` (in place, see the module docstring): its author_id, start and end;
+        None if it had ended already.
 
         Raises KeyError when the current collection does not hold the room.
         """
@@ -366,17 +389,18 @@ class RoomVectors:
             raise KeyError(item_id)
         row = got[0]
         if row["end_ms"] is not None:
-            return False
+            return None
         end_ms = max(to_ms(at), row["start_ms"] + 1)  # a room is on air for at least 1 ms
         row = {k: row[k] for k in (*SCALARS, "transferable", "retrieval")} | {"end_ms": end_ms}
         row["transferable"], row["retrieval"] = list(row["transferable"]), list(row["retrieval"])
         self.client.upsert(current.collection, [row], partition_name=ON_AIR)
-        return True
+        return {"author_id": int(row["author_id"]), "start": from_ms(row["start_ms"]), "end": from_ms(end_ms)}
 
 
 def _hit(row: dict, score: float) -> Hit:
     return Hit(row["item_id"], int(row["author_id"]), score, float(row["popularity"]), int(row["start_ms"]),
-               None if row["end_ms"] is None else int(row["end_ms"]))
+               None if row["end_ms"] is None else int(row["end_ms"]),
+               {f: row.get(f) or "" for f in KNOWLEDGE})
 
 
 def _str(value: str) -> str:
@@ -387,12 +411,13 @@ def _str_list(values: list[str]) -> str:
     return "[" + ", ".join(_str(v) for v in values) + "]"
 
 
-def _is_server(uri: str) -> bool:
+def is_server(uri: str) -> bool:
+    """Whether a Milvus URI names a server (else a Milvus Lite file)."""
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
 def _open_hint(uri: str, err: Exception) -> str:
-    if _is_server(uri):
+    if is_server(uri):
         return (f"cannot reach the Milvus server at {uri} ({err}); start it (e.g. `milvus-lite server "
                 "--data-dir D --port P`) or fix retrieval.milvus_uri")
     return (f"cannot open the Milvus Lite file {uri} ({err}); Milvus Lite allows one process per file: "

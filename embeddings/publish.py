@@ -4,7 +4,10 @@ Reads what stage 2 wrote (<ws>/feature_data/item_embeddings.parquet, user_embedd
 interfaces 1 and 2), the rooms' on-air intervals through Feast (live_schedule), and the marts'
 interactions for two things retrieval needs beside the vectors: each user's recent positive short
 videos (feature_data/user_recent_videos.parquet, a Feast view) and each room's popularity (its
-author's live sessions in the days before the training cut).
+author's live sessions in the days before the training cut). The teacher's knowledge
+(item_reasoning) goes beside each room in Milvus and beside each user's recent videos, so that a
+request reads one user row and searches once. Rooms that went on air since stage 2 ran (`rgcd
+rooms start`'s log, embeddings/rooms.py) are encoded with the version published and join it.
 
 Order, so that a publish killed at any point leaves readers on the old collection:
 1. a fresh collection `rooms_<version>` filled, flushed and validated (row count equals the
@@ -23,10 +26,14 @@ import contextlib
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from embeddings.collections import ON_AIR, Room, RoomVectors, collection_name, to_ms
+if TYPE_CHECKING:
+    import pandas as pd
+
+from embeddings.collections import KNOWLEDGE, LAYOUT, ON_AIR, Room, RoomVectors, collection_name, to_ms
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 
@@ -34,6 +41,9 @@ ITEM_VECTORS = "item_embeddings"
 USER_VECTORS = "user_embeddings"
 RECENT_VIDEOS = "user_recent_videos"
 SCHEDULE = ["live_schedule:author_id", "live_schedule:start_timestamp", "live_schedule:end_timestamp"]
+# user_recent_videos' columns of the teacher's knowledge of each recent video (what reasons compare).
+RECENT_KNOWLEDGE = {"vertical_domain": "recent_vertical_domains", "key_subject": "recent_key_subjects",
+                    "content_theme": "recent_content_themes"}
 
 
 class PublishError(RgcdError):
@@ -60,6 +70,7 @@ class PublishReport:
     dropped: tuple[str, ...]
     online: str
     users_with_history: int
+    started: str = ""
 
     def one_line(self) -> str:
         """Figures for the command line and the stage report."""
@@ -69,6 +80,8 @@ class PublishReport:
         line = (f"{what} {self.model_version}: {self.rooms:,} rooms ({self.on_air:,} on air) in "
                 f"{self.collection}, {alias} -> {self.collection}; {self.users_with_history:,} users' recent "
                 f"videos; online: {self.online}")
+        if self.started:
+            line += f"; {self.started}"
         if self.without_schedule:
             line += f"; {self.without_schedule:,} rooms without a schedule left out"
         if self.dropped:
@@ -131,19 +144,40 @@ def author_popularity(ws: Workspace, cut: datetime, days: int) -> pl.DataFrame:
             .group_by("author_id").agg(popularity=pl.len().cast(pl.Float64)).collect())
 
 
-def recent_videos(ws: Workspace, cut: datetime, n: int) -> pl.DataFrame | None:
+def item_knowledge(ws: Workspace) -> pl.DataFrame:
+    """The teacher's latest knowledge per item (item_id + KNOWLEDGE; '' where a field is null), from
+    what `rgcd reason` wrote; empty before any reasoning."""
+    path = ws.feature_data / "item_reasoning.parquet"
+    if not path.exists():
+        return pl.DataFrame(schema={"item_id": pl.String, **{f: pl.String for f in KNOWLEDGE}})
+    return (pl.scan_parquet(path).sort(["event_timestamp", "created_timestamp"])
+            .group_by("item_id").agg(pl.col(list(KNOWLEDGE)).last())
+            .with_columns(pl.col(list(KNOWLEDGE)).fill_null("")).collect())
+
+
+def recent_videos(ws: Workspace, cut: datetime, n: int, knowledge: pl.DataFrame) -> pl.DataFrame | None:
     """Each user's latest `n` positive short videos up to `cut`, newest first, as the Feast view
-    user_recent_videos holds them (event_timestamp = the user's latest such play)."""
+    user_recent_videos holds them (event_timestamp = the user's latest such play), with the
+    teacher's knowledge of each video beside it ('' where none), so that one online read of a
+    user gives retrieval everything its reasons compare."""
     interactions = _interactions(ws)
     if interactions is None:
         return None
-    return (interactions.filter((pl.col("domain") == "photo") & pl.col("is_positive")
-                                & (pl.col("event_timestamp") <= cut))
-            .sort(["user_id", "event_timestamp", "item_id"], descending=[False, True, False])
-            .group_by("user_id", maintain_order=True)
-            .agg(recent_photo_ids=pl.col("item_id").head(n), event_timestamp=pl.col("event_timestamp").max())
-            .with_columns(pl.col("event_timestamp").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
-            .sort("user_id").collect())
+    latest = (interactions.filter((pl.col("domain") == "photo") & pl.col("is_positive")
+                                  & (pl.col("event_timestamp") <= cut))
+              .sort(["user_id", "event_timestamp", "item_id"], descending=[False, True, False])
+              .group_by("user_id", maintain_order=True)
+              .agg(pl.col("item_id").head(n), event_timestamp=pl.col("event_timestamp").max())
+              .with_columns(pl.col("event_timestamp").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+              .collect())
+    per_video = (latest.select("user_id", "item_id")
+                 .with_columns(rank=pl.int_ranges(pl.col("item_id").list.len()))
+                 .explode("item_id", "rank").join(knowledge, on="item_id", how="left")
+                 .with_columns(pl.col(list(KNOWLEDGE)).fill_null("")).sort("user_id", "rank")
+                 .group_by("user_id", maintain_order=True)
+                 .agg(recent_photo_ids=pl.col("item_id"),
+                      **{RECENT_KNOWLEDGE[f]: pl.col(f) for f in KNOWLEDGE if f in RECENT_KNOWLEDGE}))
+    return per_video.join(latest.select("user_id", "event_timestamp"), on="user_id").sort("user_id")
 
 
 def _write_recent_videos(ws: Workspace, table: pl.DataFrame) -> bool:
@@ -185,18 +219,58 @@ def load_online(ws: Workspace, settings: Settings, version: str, vectors: pl.Dat
     return f"wrote {version} directly ({', '.join(written) or 'nothing'})"
 
 
-def _rooms(ws: Workspace, settings: Settings, rows: pl.DataFrame) -> tuple[list[Room], int]:
+def _rooms(ws: Workspace, settings: Settings, rows: pl.DataFrame,
+           knowledge: pl.DataFrame) -> tuple[list[Room], int]:
     live = rows.filter(pl.col("domain") == "live").sort("item_id")
     schedule = _schedule(ws, settings, live["item_id"].to_list())
     cut = rows["event_timestamp"].max()
     popularity = author_popularity(ws, cut, settings.retrieval.popularity_days)
     joined = (live.join(schedule, on="item_id", how="left")
               .join(popularity, on="author_id", how="left")
+              .join(knowledge, on="item_id", how="left")
               .with_columns(pl.col("popularity").fill_null(0.0)))
     known = joined.filter(pl.col("author_id").is_not_null() & pl.col("start").is_not_null())
     rooms = [Room(r["item_id"], r["author_id"], r["start"], r["end"], r["popularity"], r["transferable"],
-                  r["retrieval"]) for r in known.iter_rows(named=True)]
+                  r["retrieval"], {f: r[f] or "" for f in KNOWLEDGE}) for r in known.iter_rows(named=True)]
     return rooms, joined.height - known.height
+
+
+def _started_since(ws: Workspace, settings: Settings, version: str, rooms: list[Room], cut: datetime,
+                   knowledge: pl.DataFrame) -> tuple[list[Room], pd.DataFrame | None, str]:
+    """Rooms that went on air since stage 2 ran (`rgcd rooms start`'s log) and that `version` has no
+    vectors for, encoded with it: (rooms, their vectors for the online store, what was done)."""
+    import pandas as pd
+
+    from embeddings.retrieval import RetrievalError
+    from embeddings.rooms import RoomEncoder, read_started
+
+    log = read_started(ws)
+    if log is None:
+        return [], None, ""
+    log = log.filter(~pl.col("item_id").is_in([r.item_id for r in rooms]))
+    if log.height == 0:
+        return [], None, ""
+    try:
+        encoder = RoomEncoder(ws, settings)
+    except RetrievalError as err:
+        return [], None, f"{log.height:,} rooms started since stage 2 left out ({err})"
+    if encoder.model_version != version:
+        return [], None, (f"{log.height:,} rooms started since stage 2 left out (the stage-2 model on disk "
+                          f"is {encoder.model_version}, not {version}: they join when it is published)")
+    started = log.to_dicts()
+    vectors = encoder.encode([r["item_id"] for r in started], started)
+    popularity = dict(author_popularity(ws, cut, settings.retrieval.popularity_days).iter_rows())
+    known = {r["item_id"]: r for r in knowledge.filter(pl.col("item_id").is_in(log["item_id"].implode()))
+             .iter_rows(named=True)}
+    out = [Room(r["item_id"], r["author_id"], r["start_timestamp"], r["end_timestamp"],
+                popularity.get(r["author_id"], 0.0), v["transferable"], v["retrieval"],
+                {f: known.get(r["item_id"], {}).get(f) or "" for f in KNOWLEDGE})
+           for r, v in zip(started, vectors, strict=True)]
+    frame = pd.DataFrame({"item_id": [r.item_id for r in out],
+                          **{f: [v[f] for v in vectors] for f in ("transferable", "residual", "retrieval")},
+                          "model_version": version, "event_timestamp": [r.start for r in out],
+                          "created_timestamp": datetime.now(UTC)})
+    return out, frame, f"{len(out):,} rooms started since stage 2 encoded with {version}"
 
 
 def _sample(rooms: list[Room], n: int) -> list[Room]:
@@ -211,22 +285,32 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
     vectors = _read_vectors(ws)
     version, rows = _version_rows(vectors, version)
     cut = rows["event_timestamp"].max()
-    history = recent_videos(ws, cut, settings.retrieval.history_videos)
+    knowledge = item_knowledge(ws)
+    history = recent_videos(ws, cut, settings.retrieval.history_videos, knowledge)
     if history is not None:
         _write_recent_videos(ws, history)
     try:
-        rooms, unscheduled = _rooms(ws, settings, rows)
+        rooms, unscheduled = _rooms(ws, settings, rows, knowledge)
     except FeatureStoreError as err:
         raise PublishError(str(err)) from None
     if not rooms:
         raise PublishError(f"model version {version} has no live rooms with a schedule in Feast "
                            "(live_schedule): run `rgcd build` and `rgcd features apply` first")
+    late, late_vectors, started = _started_since(ws, settings, version, rooms, cut, knowledge)
+    rooms += late
     store = RoomVectors.connect(ws, settings)
     try:
         previous = store.alias_target()
         name, changed = _fill(store, settings, version, rooms)
         try:  # last before the switch: the window where online vectors and alias differ stays short
             online = load_online(ws, settings, version, vectors)
+            if late_vectors is not None:  # after the view's own rows, so that these win
+                from feast.data_source import PushMode
+
+                from embeddings.rooms import PUSH_SOURCE
+                from rgcd.featurestore.store import feature_store
+
+                feature_store(ws, settings).push(PUSH_SOURCE, late_vectors, to=PushMode.ONLINE)
         except FeatureStoreError as err:
             raise PublishError(str(err)) from None
         store.switch_alias(name)
@@ -235,16 +319,27 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
         store.close()
     return PublishReport(version, name, len(rooms), sum(r.end is None for r in rooms), unscheduled, previous,
                          changed or previous != name, tuple(dropped), online,
-                         0 if history is None else history.height)
+                         0 if history is None else history.height, started)
 
 
 def _fill(store: RoomVectors, settings: Settings, version: str, rooms: list[Room]) -> tuple[str, bool]:
-    """The validated collection of `version`: reused if already published with these rows, else built."""
-    name = collection_name(version)
-    existing = {p.collection: p for p in store.published()}.get(name)
-    if existing and existing.validated and existing.published_rows == len(rooms):
-        return name, False
-    store.create(version, len(rooms[0].transferable), len(rooms[0].retrieval))
+    """The validated collection of `version`: reused if already published with these rows, else built.
+
+    A rebuild of a version already published (rooms started since joined it) goes into a new
+    collection `rooms_<version>_<n>`: the one readers search stays whole until the alias moves.
+    """
+    published = store.published()
+    target = store.alias_target()
+    same = [p for p in published if p.validated and p.model_version == version and p.layout == LAYOUT
+            and p.published_rows == len(rooms)]
+    if same:
+        return next((p.collection for p in same if p.collection == target), same[-1].collection), False
+    validated = {p.collection for p in published if p.validated}
+    name, n = collection_name(version), 1
+    while name in validated:
+        n += 1
+        name = f"{collection_name(version)}_{n}"
+    store.create(version, len(rooms[0].transferable), len(rooms[0].retrieval), name)
     store.insert(name, rooms, settings.retrieval.insert_batch)
     store.validate(name, len(rooms), _sample(rooms, settings.retrieval.validate_sample))
     ended = [to_ms(r.end) for r in rooms if r.end is not None]

@@ -8,7 +8,12 @@
   `transferable` vectors (cosine).
 - The searched set is the rooms on air at the request time: start <= t < coalesce(end, +inf).
 - The query vector's model version must equal the published collection's, or VersionMismatch.
-- Every candidate says why, from the teacher's knowledge (item_reasoning, online) where it exists.
+- Every candidate says why, from the teacher's knowledge where it exists: the room's as the
+  collection holds it (written by publish), the query videos' from the online store.
+
+A request costs one online read (the user: vector, version, recent videos and their knowledge; or
+the short video: vector, version, knowledge) and one Milvus search (the candidates with their
+knowledge); only the fallbacks read more.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from embeddings.collections import Hit, Published, RoomVectors
+from embeddings.collections import KNOWLEDGE, Hit, Published, RoomVectors
+from embeddings.publish import RECENT_KNOWLEDGE
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 
-KNOWLEDGE = ("vertical_domain", "key_subject", "content_theme", "teacher_id")
 USER_FEATURES = ["user_embeddings:user_vector", "user_embeddings:model_version",
-                 "user_recent_videos:recent_photo_ids", "user_features_daily:sv_plays_30d"]
+                 "user_recent_videos:recent_photo_ids",
+                 *[f"user_recent_videos:{c}" for c in RECENT_KNOWLEDGE.values()]]
+# Read only for a user with neither vector nor history: known (popular rooms) or unknown (404).
+USER_KNOWN = ["user_features_daily:sv_plays_30d"]
 ITEM_VECTOR = ["item_embeddings:transferable", "item_embeddings:model_version"]
 ITEM_KNOWLEDGE = [f"item_reasoning:{f}" for f in KNOWLEDGE]
 # Shared knowledge, strongest first: what a reason names when a room and a query video share it.
@@ -140,6 +148,13 @@ def explain(room: dict | None, query: list[tuple[str, dict]], who: str, space: s
     return about + teacher
 
 
+def _recent_evidence(row: dict, recent: list[str]) -> list[tuple[str, dict]]:
+    """[(photo, knowledge)] of a user's recent videos, newest first, from their user_recent_videos row."""
+    columns = {f: list(row[f"user_recent_videos__{c}"] or []) for f, c in RECENT_KNOWLEDGE.items()}
+    return [(p, {f: (values[n] if n < len(values) else "") for f, values in columns.items()})
+            for n, p in enumerate(recent)]
+
+
 class Retriever:
     """Retrieval over one workspace: the Feast online store + the Milvus rooms collection."""
 
@@ -176,13 +191,6 @@ class Retriever:
                         for ref in features})
         return out
 
-    def _knowledge(self, item_ids: list[str]) -> dict[str, dict]:
-        if not item_ids:
-            return {}
-        rows = self.online(ITEM_KNOWLEDGE, "item_id", item_ids)
-        return {i: {f: r[f"item_reasoning__{f}"] for f in KNOWLEDGE}
-                for i, r in zip(item_ids, rows, strict=True)}
-
     def _check_version(self, what: str, version: str | None, published: Published) -> None:
         if version != published.model_version:
             raise VersionMismatch(
@@ -192,10 +200,9 @@ class Retriever:
 
     def _answer(self, published: Published, query: str, at: datetime, source: str, hits: list[Hit],
                 evidence: list[tuple[str, dict]], who: str, space: str | None) -> Answer:
-        rooms = self._knowledge([h.item_id for h in hits])
         candidates = []
         for h in hits:
-            reason = explain(rooms.get(h.item_id), evidence, who, space)
+            reason = explain(h.knowledge, evidence, who, space)
             if space is None:
                 reason = (f"popular on air ({h.popularity:.0f} live sessions of its author in the "
                           f"{self.settings.retrieval.popularity_days} days before the cut); " + reason)
@@ -209,19 +216,20 @@ class Retriever:
         (row,) = self.online(USER_FEATURES, "user_id", [int(user_id)])
         vector, version = row["user_embeddings__user_vector"], row["user_embeddings__model_version"]
         recent = list(row["user_recent_videos__recent_photo_ids"] or [])
-        known = vector is not None or recent or row["user_features_daily__sv_plays_30d"] is not None
-        if not known:
-            raise UnknownQuery(f"user {user_id} is not in the online store (no vector, no history, no "
-                               "features): check the id, or run `rgcd features materialize` after new users")
+        if vector is None and not recent:
+            (known,) = self.online(USER_KNOWN, "user_id", [int(user_id)])
+            if known["user_features_daily__sv_plays_30d"] is None:
+                raise UnknownQuery(f"user {user_id} is not in the online store (no vector, no history, no "
+                                   "features): check the id, or run `rgcd features materialize` after new "
+                                   "users")
         query = f"user:{user_id}"
-        photos = self.online(ITEM_VECTOR + ITEM_KNOWLEDGE, "item_id", recent) if recent else []
-        evidence = [(p, {f: r[f"item_reasoning__{f}"] for f in KNOWLEDGE}) for p, r in zip(recent, photos,
-                                                                                             strict=True)]
+        evidence = _recent_evidence(row, recent)
         if vector is not None:
             self._check_version(f"the vector of user {user_id}", version, published)
             hits = self.rooms.search("retrieval", list(vector), at, k)
             return self._answer(published, query, at, "user_vector", hits, evidence,
                                 "your recent short video", "user-room")
+        photos = self.online(ITEM_VECTOR, "item_id", recent) if recent else []
         with_vectors = [r for r in photos if r["item_embeddings__transferable"] is not None]
         if with_vectors:
             versions = sorted({r["item_embeddings__model_version"] for r in with_vectors})

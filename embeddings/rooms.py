@@ -1,9 +1,13 @@
 """Rooms going on air and off air, between training runs.
 
 A room that starts gets vectors of the published model version, is put into the published
-collection's `on_air` partition (Milvus) and pushed into Feast's online store (item_embeddings_push),
-and is retrievable as soon as both calls return. A room that ends gets its end time (its row is
-updated in place, see embeddings/collections.py), so it leaves the candidates of every later request.
+collection's `on_air` partition (Milvus) and pushed into Feast's online store (item_embeddings_push
+for its vectors, live_schedule_push for its on-air interval), and is retrievable as soon as these
+calls return. A room that ends gets its end time (its row is updated in place, see
+embeddings/collections.py; live_schedule is pushed again), so it leaves the candidates of every later
+request. Both are recorded in <workspace>/feature_data/rooms_started.parquet (the room's inputs and
+interval), so that the next `rgcd publish` encodes it with the version it publishes: a room that went
+on air between two publishes is in the next version, not only in the collection it was pushed to.
 
 Vectors of a new room: encoded from its inputs by the student (chorus states, training/distill.py)
 and the model `rgcd transfer` published (training.transfer_stage.load_published: transferable,
@@ -29,22 +33,26 @@ from embeddings.retrieval import BadQuery, Retriever, UnknownQuery, VersionMisma
 
 VECTOR_FIELDS = ("transferable", "residual", "retrieval")
 PUSH_SOURCE = "item_embeddings_push"
+SCHEDULE_PUSH = "live_schedule_push"
+STARTED = "rooms_started"
+# What the student reads of a room (kept in the log of started rooms, for the next publish).
+INPUTS = ("live_name", "category_l1", "category_l2", "category_l3", "category_l4")
 
 
 class RoomEncoder:
     """Student (chorus states) + the published stage-2 model: a room's inputs -> its vectors."""
 
     def __init__(self, ws, settings) -> None:
+        model_dir = ws.models / "student" / "model"
+        if not model_dir.exists():  # before importing torch: a service without a student starts faster
+            raise BadQuery(f"{model_dir} is missing: run `rgcd distill` and `rgcd transfer` before rooms "
+                           "are encoded, or give precomputed vectors")
         import torch
 
         from training.distill import encode_items
         from training.student import ChorusStudent
         from training.transfer_stage import load_published
 
-        model_dir = ws.models / "student" / "model"
-        if not model_dir.exists():
-            raise BadQuery(f"{model_dir} is missing: run `rgcd distill` and `rgcd transfer` before rooms "
-                           "are encoded, or give precomputed vectors")
         try:
             self.published = load_published(ws)
         except FileNotFoundError as err:
@@ -137,6 +145,59 @@ def _vectors(room: dict, item_id: str, version: str) -> dict[str, list[float]]:
     return {f: [float(x) for x in room[f]] for f in VECTOR_FIELDS}
 
 
+def started_path(ws) -> Path:
+    """The log of rooms started (and ended) between publishes (feature_data/rooms_started.parquet)."""
+    return ws.feature_data / f"{STARTED}.parquet"
+
+
+def read_started(ws):
+    """The log of started rooms (polars; None when no room was started)."""
+    import polars as pl
+
+    path = started_path(ws)
+    return pl.read_parquet(path) if path.exists() else None
+
+
+def _record(ws, rows: list[dict]) -> None:
+    """Upsert rooms into the log of started rooms (a room's latest row wins)."""
+    import polars as pl
+
+    from rgcd.atomic import write_parquet_atomic
+
+    schema = {"item_id": pl.String, "live_id": pl.Int64, "author_id": pl.Int64,
+              "start_timestamp": pl.Datetime("us", "UTC"), "end_timestamp": pl.Datetime("us", "UTC"),
+              **{f: pl.String for f in INPUTS}, "mm_embedding": pl.List(pl.Float32),
+              "created_timestamp": pl.Datetime("us", "UTC")}
+    new = pl.DataFrame(rows, schema=schema)
+    old = read_started(ws)
+    if old is not None:
+        new = pl.concat([old.filter(~pl.col("item_id").is_in(new["item_id"].implode())), new])
+    write_parquet_atomic(new.sort("item_id"), started_path(ws))
+
+
+def _push_schedule(retriever: Retriever, rows: list[dict]) -> None:
+    import pandas as pd
+    from feast.data_source import PushMode
+
+    frame = pd.DataFrame({
+        "item_id": [r["item_id"] for r in rows], "live_id": [r["live_id"] for r in rows],
+        "author_id": [r["author_id"] for r in rows],
+        "start_timestamp": pd.to_datetime([r["start_timestamp"] for r in rows], utc=True),
+        "end_timestamp": pd.to_datetime([r["end_timestamp"] for r in rows], utc=True),
+        "event_timestamp": pd.to_datetime([r["start_timestamp"] for r in rows], utc=True),
+        "created_timestamp": pd.to_datetime([r["created_timestamp"] for r in rows], utc=True)})
+    retriever.store.push(SCHEDULE_PUSH, frame, to=PushMode.ONLINE)
+
+
+def _room_knowledge(retriever: Retriever, item_ids: list[str]) -> list[dict[str, str]]:
+    """The teacher's knowledge of these rooms in the online store ('' where none: a new room)."""
+    from embeddings.collections import KNOWLEDGE
+    from embeddings.retrieval import ITEM_KNOWLEDGE
+
+    rows = retriever.online(ITEM_KNOWLEDGE, "item_id", item_ids)
+    return [{f: r[f"item_reasoning__{f}"] or "" for f in KNOWLEDGE} for r in rows]
+
+
 def start_rooms(retriever: Retriever, rooms: list[dict], encoder: RoomEncoder | None = None) -> RoomsReport:
     """Put rooms on air: vectors (given, or encoded), Milvus upsert + Feast push; returns when they
     are retrievable. `encoder` is loaded here when a room needs encoding and none is given."""
@@ -164,11 +225,12 @@ def start_rooms(retriever: Retriever, rooms: list[dict], encoder: RoomEncoder | 
     how = ("precomputed vectors" if not to_encode else "encoded vectors (student + stage 2)"
            if len(to_encode) == len(rooms) else "given and encoded vectors")
     made: list[Room] = []
-    for item_id, room, v in zip(ids, rooms, vectors, strict=True):
+    knowledge = _room_knowledge(retriever, ids)
+    for item_id, room, v, known in zip(ids, rooms, vectors, knowledge, strict=True):
         start = parse_at(str(room["start_timestamp"])) if room.get("start_timestamp") is not None else now
         author = int(room["author_id"])
         made.append(Room(item_id, author, start, None, retriever.rooms.author_popularity(author),
-                         v["transferable"], v["retrieval"]))
+                         v["transferable"], v["retrieval"], known))
     try:
         retriever.rooms.upsert_on_air(made)
     except ValueError as err:
@@ -177,11 +239,18 @@ def start_rooms(retriever: Retriever, rooms: list[dict], encoder: RoomEncoder | 
         "item_id": [r.item_id for r in made],
         "transferable": [v["transferable"] for v in vectors],
         "residual": [v["residual"] for v in vectors],
+        "retrieval": [v["retrieval"] for v in vectors],
         "model_version": [published.model_version] * len(made),
         "event_timestamp": [r.start for r in made],
         "created_timestamp": [now] * len(made),
     })
     retriever.store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+    log = [{"item_id": r.item_id, "live_id": int(r.item_id[5:]), "author_id": r.author_id,
+            "start_timestamp": r.start, "end_timestamp": None, **{f: room.get(f) for f in INPUTS},
+            "mm_embedding": room.get("mm_embedding"), "created_timestamp": now}
+           for r, room in zip(made, rooms, strict=True)]
+    _push_schedule(retriever, log)
+    _record(retriever.ws, log)
     return RoomsReport(tuple(r.item_id for r in made), published.model_version, how, time.perf_counter() - t0)
 
 
@@ -189,8 +258,25 @@ def end_room(retriever: Retriever, item_id: str, at: datetime | None = None) -> 
     """Take a room off air at `at` (default now); False if it had ended already."""
     if not item_id.startswith("live:") or not item_id[5:].isdigit():
         raise BadQuery(f"{item_id!r}: a room is 'live:<live_id>'")
+    at = at or datetime.now(UTC)
     try:
-        return retriever.rooms.end(item_id, at or datetime.now(UTC))
+        row = retriever.rooms.end(item_id, at)
     except KeyError:
         raise UnknownQuery(f"room {item_id} is not in the published collection: check the id "
                            "(rooms start with `rgcd rooms start`)") from None
+    if row is None:
+        return False
+    started = read_started(retriever.ws)
+    inputs = {}
+    if started is not None:
+        mine = started.filter(started["item_id"] == item_id)
+        inputs = mine.row(0, named=True) if mine.height else {}
+    now = datetime.now(UTC)
+    entry = {"item_id": item_id, "live_id": int(item_id[5:]), "author_id": row["author_id"],
+             "start_timestamp": row["start"], "end_timestamp": row["end"],
+             **{f: inputs.get(f) for f in INPUTS}, "mm_embedding": inputs.get("mm_embedding"),
+             "created_timestamp": now}
+    _push_schedule(retriever, [entry])
+    if inputs:  # a room of the published version keeps its interval in the marts; only logged rooms here
+        _record(retriever.ws, [entry])
+    return True

@@ -498,8 +498,7 @@ def transfer(c: Context) -> None:
     console.print(f"[green]✓[/] {report.one_line()}")
 
 
-
-
+@cli.command()
 @click.option("--rollback", is_flag=True,
               help="Point the readers' alias back at the version published before the current one "
                    "(and its vectors in the online store), instead of publishing.")
@@ -639,8 +638,11 @@ def rooms_end(c: Context, item_id: str, at: str | None) -> None:
                                            "exposes the service beyond this machine.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="TCP port (default retrieval.port, 8765).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (default retrieval.serve_workers, 1); more than 1 needs "
+                   "retrieval.milvus_uri to name a Milvus server.")
 @pass_ctx
-def serve(c: Context, host: str | None, port: int | None) -> None:
+def serve(c: Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Retrieval over HTTP: GET /retrieve/user/{id}, GET /retrieve/item/{photo:id}, POST /rooms/start,
     POST /rooms/{id}/end, GET /health, GET /version (JSON errors: 404, 422, 409, 503).
 
@@ -650,7 +652,7 @@ def serve(c: Context, host: str | None, port: int | None) -> None:
 
     settings = c.settings
     try:
-        run_service(c.ws, settings, host or settings.retrieval.host, port or settings.retrieval.port)
+        run_service(c.ws, settings, host or settings.retrieval.host, port or settings.retrieval.port, workers)
     except RgcdError as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(err.exit_code)

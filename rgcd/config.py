@@ -227,6 +227,9 @@ class RetrievalConfig(_Section):
     insert_batch: int = Field(5_000, gt=0, description="rows per Milvus insert while publishing")
     host: str = Field("127.0.0.1", description="`rgcd serve` bind address")
     port: int = Field(8765, gt=0, lt=65536, description="`rgcd serve` port")
+    serve_workers: int = Field(1, gt=0, description="`rgcd serve` worker processes; more than 1 needs "
+                                                    "milvus_uri to name a Milvus server (a Lite file "
+                                                    "allows one process)")
 
 
 class EvaluationConfig(_Section):

@@ -151,6 +151,20 @@ def _serving_answers_after_the_run(ws, version: str) -> None:
         hits = retriever.rooms.search("transferable", list(row["item_embeddings__transferable"]),
                                       datetime.now(UTC), 1)
         assert hits[0].item_id == "live:99999001"
+        (row,) = retriever.online(["live_schedule:author_id", "live_schedule:end_timestamp"], "item_id",
+                                  ["live:99999001"])  # the room's interval reached the online store
+        assert row["live_schedule__author_id"] == author and row["live_schedule__end_timestamp"] is None
+    finally:
+        retriever.close()
+    # the next publish encodes the room with the version it publishes: it is in the new collection
+    from embeddings.publish import publish
+
+    report = publish(workspace, workspace.settings())
+    assert "1 rooms started since stage 2 encoded" in report.one_line(), report.one_line()
+    retriever = Retriever(workspace, workspace.settings())
+    try:
+        assert retriever.published().collection == report.collection
+        assert "live:99999001" in retriever.rooms.rooms(["live:99999001"])
     finally:
         retriever.close()
 

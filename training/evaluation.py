@@ -458,8 +458,8 @@ def run_seeds(name: str, factory: Callable[[], Recommender], protocol: Protocol,
     return runs, vectors
 
 
-# ---- worker processes: a (model, protocol) job runs all its seeds in one worker, so the stage-2
-# fits the full method caches on disk are never written by two workers at once ----------------------
+# ---- worker processes: a job is one model on every protocol for every seed, so what a model caches
+# (the stage-2 fits on disk, content_text's encoded texts in memory) is made by one worker only ------
 
 _WORKER: dict = {}
 
@@ -479,19 +479,26 @@ def _worker_setup(root: str, cfg_json: str, settings_json: str | None, baselines
                    factories=model_factories(ws, cfg, settings, baselines, full, with_oracle))
 
 
-def _worker_job(name: str, protocol: str, ks: list[int], seeds: list[int]) -> tuple[list[ModelRun],
-                                                                                    Vectors | None]:
-    protocols = _WORKER["protocols"]
-    if protocol not in protocols:
-        protocols[protocol] = load_protocols(_WORKER["ws"], _WORKER["cfg"], [protocol])[protocol]
-    return run_seeds(name, _WORKER["factories"][name], protocols[protocol], ks, seeds,
-                     _WORKER["cfg"].torch_threads)
+def _worker_job(name: str, protocols: list[str], ks: list[int],
+                seeds: list[int]) -> dict[str, tuple[list[ModelRun], Vectors | None]]:
+    loaded = _WORKER["protocols"]
+    out = {}
+    for p_name in protocols:
+        if p_name not in loaded:
+            loaded[p_name] = load_protocols(_WORKER["ws"], _WORKER["cfg"], [p_name])[p_name]
+        out[p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
+                                _WORKER["cfg"].torch_threads)
+    return out
 
 
-def _cost_order(jobs: list[tuple[str, str]], protocols: dict[str, Protocol]) -> list[tuple[str, str]]:
-    """Largest jobs first (many test cases, trained models), so two workers finish together."""
-    cheap = {"popularity", "oracle"}
-    return sorted(jobs, key=lambda j: (-protocols[j[1]].test.n_cases, j[0] in cheap))
+# Relative cost of a model's job at the demo size (measured: evaluate's timing_s), so the largest
+# jobs start first and two workers finish together; an unlisted model counts as a two-tower one.
+_RELATIVE_COST = {"content_text": 3.3, "uniembed": 2.2, "emcdr": 1.4, "bpr_mf": 0.8, "content_mm": 0.6,
+                  "oracle": 0.3, "popularity": 0.15}
+
+
+def _cost_order(models: list[str]) -> list[str]:
+    return sorted(models, key=lambda m: -_RELATIVE_COST.get(m, 1.8))
 
 
 def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | None = None,
@@ -507,8 +514,8 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     not a baseline, so the "strongest baseline" sentence leaves it out. On a world that carries its
     latent truth (the demo world) the `oracle` row is added: an upper bound, never a model
     (training/oracle.py). With `cfg.workers` > 1 (and at least `cfg.parallel_from_cases` test
-    cases), (model, protocol) jobs run in that many worker processes, each with all its seeds; the
-    numbers are the same as in one process.
+    cases), one job per model (every protocol, every seed) runs in that many worker processes;
+    the numbers are the same as in one process.
     Returns (report folder, metrics.json document).
     """
     import json
@@ -530,28 +537,28 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(baselines),
                               skipped=skipped)
     order = [*factories, *local]
-    jobs = [(m, p) for p in protocols for m in order]
     done: dict[tuple[str, str], tuple[list[ModelRun], Vectors | None]] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
-        task = bar.add_task("evaluate", total=len(jobs) * len(seeds))
+        task = bar.add_task("evaluate", total=len(order) * len(protocols) * len(seeds))
 
-        def finished(job: tuple[str, str], out: tuple[list[ModelRun], Vectors | None]) -> None:
-            done[job] = out
-            bar.update(task, advance=len(seeds), description=f"{job[1]} {job[0]} ({len(seeds)} seeds)")
+        def finished(name: str, out: dict[str, tuple[list[ModelRun], Vectors | None]]) -> None:
+            for p_name, runs in out.items():
+                done[(name, p_name)] = runs
+            bar.update(task, advance=len(out) * len(seeds), description=f"{name} done")
 
         n_cases = sum(pr.test.n_cases for pr in protocols.values())
         parallel = cfg.workers > 1 and n_cases >= cfg.parallel_from_cases
-        pooled = [j for j in jobs if j[0] in factories] if parallel else []
-        if pooled:
-            _run_in_workers(ws, cfg, settings, baselines, full, with_oracle, _cost_order(pooled, protocols),
-                            result.ks, seeds, finished)
-        for m_name, p_name in jobs:
-            if (m_name, p_name) not in done:
-                bar.update(task, description=f"{p_name} {m_name}")
-                factory = local.get(m_name) or factories[m_name]
-                finished((m_name, p_name), run_seeds(m_name, factory, protocols[p_name], result.ks, seeds,
-                                                     cfg.torch_threads))
+        if parallel:
+            _run_in_workers(ws, cfg, settings, baselines, full, with_oracle, _cost_order(list(factories)),
+                            list(protocols), result.ks, seeds, finished)
+        for m_name in order:
+            for p_name, protocol in protocols.items():
+                if (m_name, p_name) not in done:
+                    bar.update(task, description=f"{p_name} {m_name}")
+                    factory = local.get(m_name) or factories[m_name]
+                    finished(m_name, {p_name: run_seeds(m_name, factory, protocol, result.ks, seeds,
+                                                        cfg.torch_threads)})
     first = next(iter(protocols))
     for seed_index in range(len(seeds)):
         for p_name in protocols:
@@ -570,17 +577,22 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
 
 
 def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | None, baselines: list[str],
-                    full: list[str], with_oracle: bool, jobs: list[tuple[str, str]], ks: list[int],
-                    seeds: list[int], finished: Callable) -> None:
-    """Run the jobs in `cfg.workers` spawned processes (never forked: polars and torch hold threads)."""
+                    full: list[str], with_oracle: bool, models: list[str], protocols: list[str],
+                    ks: list[int], seeds: list[int], finished: Callable) -> None:
+    """Run one job per model in `cfg.workers` spawned processes (never forked: polars and torch
+    hold threads)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     init = (str(ws.root), cfg.model_dump_json(), settings.model_dump_json() if settings else None,
             baselines, full, with_oracle)
-    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)),
+    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(models)),
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_setup, initargs=init) as pool:
-        futures = {pool.submit(_worker_job, m, p, ks, seeds): (m, p) for m, p in jobs}
-        for future in as_completed(futures):
-            finished(futures[future], future.result())
+        futures = {pool.submit(_worker_job, m, protocols, ks, seeds): m for m in models}
+        try:
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+        except BaseException:  # a failed job (or Ctrl-C) stops the rest instead of waiting for them
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

@@ -7,7 +7,7 @@
 from datetime import timedelta
 
 from entities import behaviour_pair, item, user
-from feast import FeatureView, Field
+from feast import FeatureView, Field, PushSource
 from feast.types import Array, Bool, Float32, Float64, Int64, String, UnixTimestamp
 from sources import mart_source
 
@@ -75,8 +75,7 @@ live_schedule = FeatureView(
         Field(name='start_timestamp', dtype=UnixTimestamp, description='Broadcast start (UTC).'),
         Field(name='end_timestamp', dtype=UnixTimestamp, description='Broadcast end (UTC); NULL = on air.'),
     ],
-    source=mart_source('live_schedule', timestamp_field='event_timestamp',
-                       created_timestamp_column='created_timestamp'),
+    source=PushSource(name='live_schedule_push', batch_source=mart_source('live_schedule', timestamp_field='event_timestamp', created_timestamp_column='created_timestamp')),
     online=True,
     description="On-air intervals of live rooms for retrieval filters and the live-room protocol's candidates: a room is on air at t when start_timestamp <= t < coalesce(end_timestamp, +infinity). Written to <marts>/live_schedule.parquet.",
     tags={'origin': 'dbt', 'dbt_unique_id': 'model.rgcd.live_schedule', 'regenerated': 'false'},

@@ -19,7 +19,9 @@ The dbt YAML of a mart is the only place its Feast facts are written:
 Every documented column with a `data_type` becomes a Feast field (the join key becomes the entity
 column; the two timestamp columns are the source's timestamps, not features). A column can stay
 out with `meta: {feast: false}`. Optional keys of meta.feast: `online` (default true),
-`regenerated` (default false: read frames with filter_by_created_timestamp), `description`.
+`regenerated` (default false: read frames with filter_by_created_timestamp), `description`, `push`
+(default false: true adds a Feast push source `<mart>_push` over the mart's parquet, so rows that
+arrive between builds, e.g. a room going on air, are written to the online store through it).
 
 `render` turns the manifest into the text of feature_repo/views/generated.py; `sync` writes it
 (or, with check=True, only says whether the committed file is stale).
@@ -84,6 +86,7 @@ class MartView:
     regenerated: bool
     description: str
     fields: tuple[FeastField, ...]
+    push: bool = False
 
 
 def feast_type(data_type: str) -> str:
@@ -195,7 +198,7 @@ def _mart_view(unique_id: str, node: dict, entities: dict[str, str]) -> MartView
         ttl=parse_ttl(meta["ttl"]), online=bool(meta.get("online", True)),
         regenerated=bool(meta.get("regenerated", False)),
         description=(meta.get("description") or node.get("description") or "").strip(),
-        fields=tuple(fields),
+        fields=tuple(fields), push=bool(meta.get("push", False)),
     )
 
 
@@ -215,7 +218,8 @@ def render(views: list[MartView]) -> str:
     ]
     if entities:
         lines.append(f"from entities import {', '.join(entities)}")
-    lines.append("from feast import FeatureView, Field")
+    push = ", PushSource" if any(v.push for v in views) else ""
+    lines.append(f"from feast import FeatureView, Field{push}")
     if types:
         lines.append(f"from feast.types import {', '.join(types)}")
     if views:
@@ -233,10 +237,13 @@ def render(views: list[MartView]) -> str:
         for f in v.fields:
             desc = f", description={f.description!r}" if f.description else ""
             lines.append(f"        Field(name={f.name!r}, dtype={f.dtype}{desc}),")
+        batch = (f"mart_source({v.name!r}, timestamp_field={v.timestamp_field!r},\n"
+                 f"                       created_timestamp_column={created})")
+        if v.push:
+            batch = f"PushSource(name={v.name + '_push'!r}, batch_source={' '.join(batch.split())})"
         lines += [
             "    ],",
-            f"    source=mart_source({v.name!r}, timestamp_field={v.timestamp_field!r},",
-            f"                       created_timestamp_column={created}),",
+            f"    source={batch},",
             f"    online={v.online},",
             f"    description={v.description!r},",
             f"    tags={{'origin': 'dbt', 'dbt_unique_id': {v.unique_id!r}, "

@@ -149,6 +149,51 @@ def build(root: Path, settings: Settings, version: str = "v1") -> Workspace:
     return ws
 
 
+def call(port: int, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
+    """One HTTP request to the service on 127.0.0.1: (status, JSON body)."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=None if body is None else json.dumps(body),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read())
+
+
+def start_service(ws: Workspace, port: int, *args: str):
+    """`rgcd serve` on 127.0.0.1:port as its own process, once /health answers 200 (its Popen)."""
+    import os
+    import subprocess
+    import time
+
+    import pytest
+
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(root)))
+    deadline = time.time() + 120
+    while True:
+        try:
+            if call(port, "GET", "/health")[0] == 200:
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"rgcd serve did not start: {proc.stdout.read()}")
+            time.sleep(0.3)
+
+
+def stop_service(proc) -> None:
+    """SIGTERM to the service's pid (uvicorn's master stops its workers), then wait."""
+    import os
+    import signal
+
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
 def free_port() -> int:
     """A free 127.0.0.1 port below Linux's ephemeral range (32768+): Milvus Lite's in-process gRPC
     server binds port 0 with SO_REUSEPORT and could otherwise share a port picked here."""

@@ -146,3 +146,24 @@ def test_a_publish_killed_before_the_alias_switch_leaves_readers_on_the_old_vers
     finally:
         retriever.close()
     assert publish(ws, settings).model_version == "v2"
+
+
+def test_rooms_started_since_stage_2_are_kept_for_the_next_publish(world, settings):
+    """A room that went on air after a publish stays in the next version's rooms when it can be
+    encoded (tests/test_pipeline.py, with a real student); without a student the publish says it
+    left the room out, rather than dropping it silently or reusing another version's vectors."""
+    from embeddings.rooms import start_rooms
+
+    publish(world, settings)
+    retriever = Retriever(world, settings)
+    vector = [1.0] * w.DIM
+    try:
+        start_rooms(retriever, [{"live_id": 8003, "author_id": 507, "transferable": vector,
+                                 "residual": [0.0] * 4, "retrieval": vector, "model_version": "v1"}])
+    finally:
+        retriever.close()
+    w.write_vectors(world, "v2", seed=1, created=datetime.now(UTC) + timedelta(seconds=1))
+    report = publish(world, settings)
+    assert report.model_version == "v2" and report.rooms == 40
+    assert "1 rooms started since stage 2 left out" in report.one_line()
+    assert "models/student/model is missing" in report.one_line()

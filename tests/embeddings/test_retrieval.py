@@ -114,3 +114,28 @@ def test_rooms_start_and_end_from_the_command_line(world, tmp_path):
     path.write_text("not json {")
     out = run.invoke(cli, ["-w", str(world.root), "rooms", "start", str(path)])
     assert out.exit_code == 2 and "JSON" in out.output
+
+
+def test_a_room_going_on_air_reaches_live_schedule_and_the_log_for_the_next_publish(world, retriever):
+    """rooms start pushes the room's interval to live_schedule online (its push source) and its
+    vectors, retrieval included, to item_embeddings; rooms end pushes the end; both are logged."""
+    from embeddings.rooms import end_room, read_started, start_rooms
+
+    vector = (w._centres(0)[3] * 10).tolist()
+    start = w.T0 + timedelta(hours=1)
+    room = {"live_id": 8002, "author_id": 506, "start_timestamp": start.isoformat(), "live_name": "late show",
+            "transferable": vector, "residual": [0.0] * 4, "retrieval": vector, "model_version": "v1"}
+    start_rooms(retriever, [room])
+    schedule = ["live_schedule:author_id", "live_schedule:start_timestamp", "live_schedule:end_timestamp"]
+    (row,) = retriever.online(schedule + ["item_embeddings:retrieval"], "item_id", ["live:8002"])
+    assert row["live_schedule__author_id"] == 506 and row["live_schedule__end_timestamp"] is None
+    assert row["live_schedule__start_timestamp"] == start
+    assert row["item_embeddings__retrieval"] == pytest.approx(vector)
+    end = start + timedelta(hours=2)
+    assert end_room(retriever, "live:8002", end)
+    (row,) = retriever.online(schedule, "item_id", ["live:8002"])
+    assert row["live_schedule__end_timestamp"] == end
+    logged = read_started(world).filter(item_id="live:8002").row(0, named=True)
+    assert logged["live_name"] == "late show"
+    assert (logged["start_timestamp"], logged["end_timestamp"]) == (start, end)
+    assert not end_room(retriever, "live:8002", end)  # ended already

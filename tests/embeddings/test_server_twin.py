@@ -73,3 +73,13 @@ def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, mi
     finally:
         other.close()
     assert not publish(ws, remote).changed
+    # the service with two worker processes sharing the server (a Lite file allows one process)
+    (ws.root / "rgcd.yaml").write_text(f"retrieval:\n  milvus_uri: {milvus_server}\n  default_k: 5\n")
+    port = w.free_port()
+    proc = w.start_service(ws, port, "--workers", "2")
+    try:
+        for user in range(1, 9):
+            status, body = w.call(port, "GET", f"/retrieve/user/{user}?at=2025-05-10T00:00:00Z")
+            assert status == 200 and body["model_version"] == "v1" and len(body["candidates"]) == 5, body
+    finally:
+        w.stop_service(proc)

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,12 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 
-def _call(port: int, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request(method, path, body=None if body is None else json.dumps(body),
-                 headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    return resp.status, json.loads(resp.read())
+_call = w.call
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +26,19 @@ def service(tmp_path_factory, settings):
     assert not any(_LITE_CLIENTS.values())  # released: the service process may open the file
     port = w.free_port()
     (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
-    command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)]
-    proc = subprocess.Popen(command,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    deadline = time.time() + 120
-    while True:
-        try:
-            if _call(port, "GET", "/health")[0] == 200:
-                break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"rgcd serve did not start: {proc.stdout.read()}")
-            time.sleep(0.3)
+    proc = w.start_service(ws, port)
     yield ws, port, proc
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    w.stop_service(proc)
     assert proc.returncode is not None
+
+
+def test_several_workers_need_a_milvus_server(tmp_path):
+    from click.testing import CliRunner
+
+    from rgcd.cli import cli
+
+    out = CliRunner().invoke(cli, ["-w", str(tmp_path), "serve", "--workers", "2"])
+    assert out.exit_code == 2 and "need a Milvus server" in out.output and "Traceback" not in out.output
 
 
 @pytest.mark.slow

@@ -139,7 +139,8 @@ FEATURE_DATA: dict[str, list[tuple[str, str]]] = {
                        ("match", "boolean"), ("reason", "varchar"), ("semantic_transferability", "double"),
                        ("teacher_id", "varchar"), ("prompt_version", "varchar")] + _TIMES,
     "item_embeddings": [("item_id", "varchar"), ("domain", "varchar"), ("transferable", "float[]"),
-                        ("residual", "float[]"), ("model_version", "varchar")] + _TIMES,
+                        ("residual", "float[]"), ("retrieval", "float[]"), ("model_version", "varchar")]
+                       + _TIMES,
 }
 
 
