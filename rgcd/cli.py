@@ -140,11 +140,14 @@ def run(c: Context, data: Path | None) -> None:
 @click.option("--kuailive-density", is_flag=True,
               help="Start from KuaiLive-M3's per-user density instead of the config's "
                    "(the four options above still override it; use with --days 21).")
+@click.option("--covers/--no-covers", default=None,
+              help="Write a synthetic cover image per video and room and the cover_path column "
+                   "(for vision-language teachers). Default: demo.covers of the config (off).")
 @pass_ctx
 def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None,
               plays_per_user_day: float | None, live_sessions_per_user_day: float | None,
               photos_per_user: float | None, rooms_per_user: float | None, dirty_rate: float | None,
-              kuailive_density: bool) -> None:
+              kuailive_density: bool, covers: bool | None) -> None:
     """Write a synthetic world in the exact KuaiLive-M3 layout to OUT.
 
     Users have latent interests that drive both domains; creators post short videos and go
@@ -161,7 +164,8 @@ def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: 
     density = base.model_copy(update={k: v for k, v in given.items() if v is not None})
     summary = generate(out, users=demo.users if users is None else users,
                        days=demo.days if days is None else days, seed=demo.seed if seed is None else seed,
-                       density=density, dirty_rate=demo.dirty_rate if dirty_rate is None else dirty_rate)
+                       density=density, dirty_rate=demo.dirty_rate if dirty_rate is None else dirty_rate,
+                       covers=demo.covers if covers is None else covers)
     console.print(f"[green]✓[/] {summary.one_line()} -> {out}")
 
 

@@ -53,6 +53,9 @@ class DemoConfig(_Section):
     dirty_rate: float = Field(0.001, ge=0, lt=1, description="share of bad rows appended to each raw file "
                                                             "(transforms/dirt.py), so ingest's quarantine "
                                                             "shows; 0 for a clean world")
+    covers: bool = Field(False, description="write a synthetic cover image per video and room "
+                                            "(<demo>/covers/, the contract's optional cover_path) for "
+                                            "vision-language teachers; ~1 ms per item")
 
 
 class IngestConfig(_Section):
@@ -133,7 +136,8 @@ class TeacherConfig(_Section):
     retries: int = Field(2, ge=0, description="extra attempts for transport errors and for invalid answers")
     backoff_s: float = Field(1.0, ge=0, description="first retry wait; doubles each attempt")
     temperature: float = Field(0.0, ge=0)
-    max_new_tokens: int = Field(256, gt=0)
+    max_new_tokens: int = Field(256, gt=0, description="new tokens per answer; under the hf grammar at "
+                                                        "least the longest answer's length (743)")
     structured_output: bool = Field(True, description="decode within the answer schema: a grammar (hf), "
                                                       "response_format json_schema (openai; falls back to "
                                                       "prompt-and-validate where a server refuses it)")

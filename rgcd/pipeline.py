@@ -29,7 +29,7 @@ def _demo_data(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
     summary = generate(ws.demo_data, users=settings.demo.users, days=settings.demo.days,
                        seed=settings.demo.seed, density=settings.demo.density,
-                       dirty_rate=settings.demo.dirty_rate)
+                       dirty_rate=settings.demo.dirty_rate, covers=settings.demo.covers)
     return summary.one_line()
 
 

@@ -57,8 +57,8 @@ def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeyp
 
     calls = []
 
-    def fake_generate(out, users, days, seed, density, dirty_rate):  # records the world; writes nothing
-        calls.append((users, days, seed, density.plays_per_user_day, density.rooms_per_user))
+    def fake_generate(out, users, days, seed, density, dirty_rate, covers):  # records; writes nothing
+        calls.append((users, days, seed, density.plays_per_user_day, density.rooms_per_user, covers))
         raise SystemExit(0)
 
     monkeypatch.setattr(transforms.demo, "generate", fake_generate)
@@ -70,8 +70,10 @@ def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeyp
     runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out"), "--users", "50"])
     runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out"), "--kuailive-density",
                         "--plays-per-user-day", "100"])
+    runner.invoke(cli, ["--workspace", str(ws), "demo-data", str(tmp_path / "out"), "--covers"])
     plays = DemoDensity().plays_per_user_day
-    assert calls == [(300, 5, 11, plays, 2.5), (50, 5, 11, plays, 2.5), (300, 5, 11, 100.0, 300.0)]
+    assert calls == [(300, 5, 11, plays, 2.5, False), (50, 5, 11, plays, 2.5, False),
+                     (300, 5, 11, 100.0, 300.0, False), (300, 5, 11, plays, 2.5, True)]
 
 
 def test_every_stage_of_run_is_a_command():

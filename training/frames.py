@@ -52,6 +52,7 @@ ITEM_FEATURES = (
     "start_timestamp",
     "end_timestamp",
     "mm_embedding",
+    "cover_path",
 )
 # (Feast view = the mart it reads, its join key, the features stage 1 reads)
 PAIRS = ("behaviour_pairs", "pair_id", PAIR_FEATURES)

@@ -689,13 +689,42 @@ def _creator_counts(users: int, days: int, density: DemoDensity) -> tuple[int, i
     return n_authors, min(n_authors, max(n_live, round(MIN_LIVE_AUTHOR_SHARE * n_authors)))
 
 
+COVERS = "covers"  # the demo's cover images, under its output folder
+
+
+def write_covers(folder: Path, domain: str, ids: np.ndarray, topic: np.ndarray, seed: int) -> pl.Series:
+    """One synthetic cover per item (a 16x16 PNG), returning the absolute paths (`cover_path`).
+
+    SYNTHETIC, not a picture of anything: a flat colour whose hue is the item's true topic plus a
+    little noise per item, so a vision-language teacher has a cover that says something about the
+    item, the way a real cover does. Noise from its own generator: the world is unchanged by it.
+    """
+    from colorsys import hsv_to_rgb
+
+    from PIL import Image
+
+    rng = np.random.default_rng([seed, 1 if domain == "photo" else 2])
+    hue = (topic / N_TOPICS + rng.normal(0, 0.1 / N_TOPICS, len(ids))) % 1.0
+    value = rng.uniform(0.6, 1.0, len(ids))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for item_id, h, v in zip(ids, hue, value, strict=True):
+        path = folder.resolve() / f"{domain}_{item_id}.png"
+        rgb = tuple(int(255 * c) for c in hsv_to_rgb(h, 0.8, v))
+        Image.new("RGB", (16, 16), rgb).save(path)
+        paths.append(str(path))
+    return pl.Series("cover_path", paths, dtype=pl.String)
+
+
 def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensity | None = None,
-             dirty_rate: float = 0.0, show_progress: bool = True) -> DemoSummary:
+             dirty_rate: float = 0.0, covers: bool = False, show_progress: bool = True) -> DemoSummary:
     """Write the demo world (every file of the data contract) to `out`; same seed, same files.
 
     `density` sets plays and live sessions per user-day and the catalogue per user (default: the
     demo world's; `DemoDensity.kuailive_m3()` is the real dataset's). `dirty_rate` > 0 appends
     that share of bad rows to each file (transforms/dirt.py) and writes `dirt_manifest.json`.
+    `covers` writes a synthetic cover image per video and room (`write_covers`) and the contract's
+    optional `cover_path` column; the rest of the world is the same with or without them.
     The latent truth goes to `<out>/latent/` (transforms/latent.py).
     """
     if not 0 <= dirty_rate < 1:
@@ -743,6 +772,11 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
         comments = comments.sort("comment_ts", "user_id", maintain_order=True)
         shows = shows.sort("show_timestamp", "user_id", maintain_order=True)
         step(5)
+        if covers:
+            photo_meta = photo_meta.with_columns(
+                cover_path=write_covers(out / COVERS, "photo", photo_ids, photo_topic, seed))
+            room_meta = room_meta.with_columns(
+                cover_path=write_covers(out / COVERS, "live", room_ids, rooms.topic, seed))
         frames = {
             "user_id_set": user_id_set, "author_profile": author_profile, "photo_meta": photo_meta,
             "photo_tag": photo_tag, "live_room_meta": room_meta, "photo_play": plays,

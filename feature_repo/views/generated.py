@@ -55,6 +55,7 @@ item_content = FeatureView(
         Field(name='start_timestamp', dtype=UnixTimestamp, description='Broadcast start (live only).'),
         Field(name='end_timestamp', dtype=UnixTimestamp, description='Broadcast end (live only; NULL while on air).'),
         Field(name='mm_embedding', dtype=Array(Float32), description='Precomputed multimodal vector when the optional files are present (128-d photo, 64-d live).'),
+        Field(name='cover_path', dtype=String, description="The item's cover image file when the raw files carry the optional cover_path column (photo_meta for short videos, live_room_meta for live rooms); NULL otherwise. A vision-language teacher sees the image (teacher.send_covers)."),
     ],
     source=mart_source('item_content', timestamp_field='event_timestamp',
                        created_timestamp_column='created_timestamp'),

@@ -23,7 +23,7 @@ CATEGORIES = ["food", "games", "music", "sports", "travel"]
 
 
 def _write(lake: Path, stem: str, rows: dict[str, list], day: date | None = None) -> None:
-    schema = BY_STEM[stem].lake_schema()
+    schema = BY_STEM[stem].lake_schema(set(rows))  # optional columns (cover_path) where given
     table = pa.table({f.name: pa.array(rows[f.name], type=f.type) for f in schema}, schema=schema)
     folder = lake / stem / (f"event_date={day.isoformat()}" if day else "")
     folder.mkdir(parents=True, exist_ok=True)
@@ -34,9 +34,17 @@ def _ts(day: date, seconds: float) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=float(seconds))
 
 
-def write_tiny_lake(lake: Path, n_days: int, seed: int = 3, embeddings: bool = True) -> list[date]:
+def cover_of(source_id: int) -> str | None:
+    """The tiny world's cover_path for a photo or room id: a path, a blank or none (kinds by id)."""
+    return {0: f"/covers/{source_id}.png", 1: f"  covers/{source_id}.jpg ", 2: "   "}.get(source_id % 4)
+
+
+def write_tiny_lake(lake: Path, n_days: int, seed: int = 3, embeddings: bool = True,
+                    covers: bool = False) -> list[date]:
     """Write a tiny world's lake covering the first `n_days` days; the same seed gives the same
-    rows for a day whatever `n_days` is, so writing more days later extends the lake."""
+    rows for a day whatever `n_days` is, so writing more days later extends the lake.
+
+    `covers`: photo_meta and live_room_meta carry the optional cover_path column (`cover_of`)."""
     rng = np.random.default_rng(seed)
     days = [START + timedelta(days=i) for i in range(n_days)]
     _write(lake, "user_id_set", {"user_id": list(range(N_USERS))})
@@ -54,6 +62,7 @@ def write_tiny_lake(lake: Path, n_days: int, seed: int = 3, embeddings: bool = T
         "duration": [int(d) for d in photo_duration], "display_type": [0] * N_PHOTOS,
         "cover_title": [f"video {p}" for p in range(N_PHOTOS)],
         "video_texts": [f"subtitles of video {p}" for p in range(N_PHOTOS)],
+        **({"cover_path": [cover_of(1000 + p) for p in range(N_PHOTOS)]} if covers else {}),
     })
     photo_cat = [CATEGORIES[(p // N_AUTHORS + p) % len(CATEGORIES)] for p in range(N_PHOTOS)]
     _write(lake, "photo_tag", {
@@ -80,6 +89,8 @@ def write_tiny_lake(lake: Path, n_days: int, seed: int = 3, embeddings: bool = T
             rooms["start_timestamp"].append(_ts(day, 10 * 3600))
             rooms["end_timestamp"].append(None if on_air else _ts(day, 16 * 3600))
             rooms["live_duration"].append(None if on_air else 6 * 3600 * 1000)
+    if covers:
+        rooms["cover_path"] = [cover_of(r) for r in rooms["live_id"]]
     _write(lake, "live_room_meta", rooms)
     if embeddings:
         _write(lake, "live_emb_64", {
@@ -140,3 +151,9 @@ def write_tiny_lake(lake: Path, n_days: int, seed: int = 3, embeddings: bool = T
 def tiny_lake():
     """The tiny-lake writer: tiny_lake(lake_folder, n_days, seed=3, embeddings=True)."""
     return write_tiny_lake
+
+
+@pytest.fixture
+def tiny_cover_of():
+    """The tiny world's cover_path for an id, as written with covers=True."""
+    return cover_of

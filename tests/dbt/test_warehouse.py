@@ -33,7 +33,7 @@ MART_COLUMNS = {
     "item_content": [
         "item_id", "domain", "source_id", "author_id", "title", "body_text", "category_l1", "category_l2",
         "category_l3", "category_l4", "duration_ms", "start_timestamp", "end_timestamp", "mm_embedding",
-        "event_timestamp", "created_timestamp",
+        "cover_path", "event_timestamp", "created_timestamp",
     ],
     "live_schedule": ["item_id", "live_id", "author_id", "start_timestamp", "end_timestamp",
                       "event_timestamp", "created_timestamp"],
@@ -127,8 +127,23 @@ def test_absent_optional_files_give_null_vectors(tmp_path: Path, tiny_lake) -> N
     assert report.success and set(report.marts) == {"item_content", "live_schedule"}
     items = pl.read_parquet(ws.marts / "item_content.parquet")
     assert items["mm_embedding"].null_count() == items.height > 0
+    assert items["cover_path"].null_count() == items.height  # no cover_path column in the lake
     live = items.filter(pl.col("domain") == "live")
     assert live["category_l1"].null_count() == 0  # rooms inherit their author's category path
+
+
+def test_cover_paths_reach_item_content_trimmed_and_blanks_null(tmp_path: Path, tiny_lake,
+                                                              tiny_cover_of) -> None:
+    """The contract's optional cover_path (photo_meta, live_room_meta) is carried to item_content."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    tiny_lake(ws.lake, n_days=2, covers=True)
+    assert build(ws, Settings(), select="+item_content").success
+    items = pl.read_parquet(ws.marts / "item_content.parquet")
+    expected = [(tiny_cover_of(i) or "").strip() or None for i in items["source_id"]]
+    assert items["cover_path"].to_list() == expected
+    for domain in ("photo", "live"):
+        kinds = items.filter(pl.col("domain") == domain)["cover_path"]
+        assert 0 < kinds.null_count() < kinds.len()  # both domains: covers and items without one
 
 
 def test_an_empty_mart_is_an_empty_parquet_file(tmp_path: Path, tiny_lake) -> None:

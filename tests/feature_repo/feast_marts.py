@@ -43,7 +43,8 @@ CONTRACT_MARTS: dict[str, dict] = {
                     ("category_l1", "varchar"), ("category_l2", "varchar"), ("category_l3", "varchar"),
                     ("category_l4", "varchar"), ("duration_ms", "bigint"),
                     ("start_timestamp", "timestamp with time zone"),
-                    ("end_timestamp", "timestamp with time zone"), ("mm_embedding", "float[]")] + _TIMES,
+                    ("end_timestamp", "timestamp with time zone"), ("mm_embedding", "float[]"),
+                    ("cover_path", "varchar")] + _TIMES,
     },
     "live_schedule": {
         "feast": {"entity": "item", "join_key": "item_id", "ttl": "0d"},

@@ -65,6 +65,7 @@ def build_world(
                     "start_timestamp": start if domain == "live" else None,
                     "end_timestamp": start + timedelta(hours=2) if domain == "live" else None,
                     "mm_embedding": vec.astype(np.float32).tolist() if k % 7 else None,
+                    "cover_path": None,  # the optional contract column: no covers in this world
                     "event_timestamp": start,
                     "created_timestamp": start + timedelta(days=1),
                 }
@@ -73,6 +74,7 @@ def build_world(
         rows,
         schema_overrides={
             "mm_embedding": pl.List(pl.Float32),
+            "cover_path": pl.String,
             "start_timestamp": pl.Datetime("us", "UTC"),
             "end_timestamp": pl.Datetime("us", "UTC"),
         },

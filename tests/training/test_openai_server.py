@@ -162,8 +162,8 @@ def test_openai_backend_unreachable_server_ends_rejected(world_ws):
 
 
 def _scripted_settings(base_url: str, **kw) -> Settings:
-    return _settings(backend="openai", base_url=base_url, model="scripted", max_pairs=6, concurrency=2,
-                     retries=0, timeout_s=20, **kw)
+    return _settings(**{"backend": "openai", "base_url": base_url, "model": "scripted", "max_pairs": 6,
+                        "concurrency": 2, "retries": 0, "timeout_s": 20, **kw})
 
 
 def test_openai_backend_sends_the_schema_as_response_format(world_ws, tmp_path, caplog):
@@ -220,3 +220,35 @@ def test_openai_backend_sends_covers_as_image_parts(world_ws, tmp_path):
     assert url.startswith("data:image/png;base64,")
     assert base64.b64decode(url.split(",", 1)[1]) == cover.read_bytes()
     assert isinstance(second["messages"][1]["content"], str)  # no cover: plain text, as before
+
+
+def test_covers_in_item_content_reach_the_server_through_reason(world_ws, tmp_path):
+    """cover_path in the item_content mart -> Feast -> stage 1's pairs -> image parts on the wire.
+
+    One cover is absolute, one relative to the workspace folder (made absolute by `reason`)."""
+    from PIL import Image
+
+    pairs, _ = select_pairs(read_stage1_frames(world_ws, Settings()), 12, 0.0, 3)
+    red, blue = world_ws.root / "covers" / "red.png", tmp_path / "blue.png"
+    red.parent.mkdir()
+    Image.new("RGB", (16, 12), (200, 30, 30)).save(red)
+    Image.new("RGB", (12, 16), (30, 30, 200)).save(blue)
+    files = {pairs[0].photo.item_id: red, pairs[1].live.item_id: blue}
+    covered = {pairs[0].photo.item_id: "covers/red.png", pairs[1].live.item_id: str(blue)}
+    mart = world_ws.marts / "item_content.parquet"
+    items = pl.read_parquet(mart)  # the Feast source: its rows change, its schema does not
+    items.with_columns(cover_path=pl.col("item_id").replace_strict(covered, default=None)).write_parquet(mart)
+    with _scripted_server(tmp_path, refuse=False) as (base_url, record):
+        report = reason(world_ws, _scripted_settings(base_url, max_pairs=12), show_progress=False)
+    assert report.accepted == report.pairs_selected == 12
+    with_covers = 0
+    for body in _sent(record):
+        content = body["messages"][1]["content"]
+        text = content if isinstance(content, str) else content[0]["text"]
+        shown = [text.split("id=")[k].split()[0] for k in (1, 2)]  # the short video's, the room's
+        expected = [files[i].read_bytes() for i in shown if i in files]
+        urls = [] if isinstance(content, str) else [
+            p["image_url"]["url"] for p in content if p["type"] == "image_url"]
+        assert [base64.b64decode(u.split(",", 1)[1]) for u in urls] == expected
+        with_covers += bool(expected)
+    assert 2 <= with_covers < 12  # pairs with covers and pairs without

@@ -20,6 +20,7 @@ from training.reasoning.schema import (
     SHORT_MAX_CHARS,
     SchemaError,
     answer_json_schema,
+    longest_answer,
     parse_pair_answer,
 )
 from training.tiny_base import build_tiny_causal_lm
@@ -90,3 +91,19 @@ def test_bounded_schema_stops_a_looping_model_early():
     assert not _is_grammar_accept_string(grammar, json.dumps(good, indent=1))  # free whitespace is off
     with pytest.raises(SchemaError):  # the validator holds the same bound
         parse_pair_answer(json.dumps(dict(good, reason="x" * (REASON_MAX_CHARS + 1))))
+
+
+def test_the_token_limit_never_cuts_what_the_grammar_would_end(world_ws, random_lm):
+    """A model looping one character a token through every string needs len(longest_answer())
+    tokens; under the grammar the hf backend allows at least that, whatever max_new_tokens says."""
+    import xgrammar
+    from xgrammar.testing import _is_grammar_accept_string
+
+    grammar = xgrammar.Grammar.from_json_schema(json.dumps(answer_json_schema()), any_whitespace=False)
+    longest = longest_answer()
+    assert _is_grammar_accept_string(grammar, longest) and parse_pair_answer(longest)
+    assert not _is_grammar_accept_string(grammar, longest.replace('"x', '"xx', 1))  # nothing longer
+    model, _ = random_lm
+    constrained = HFTeacher(_teacher_cfg(model, max_new_tokens=64))
+    free = HFTeacher(_teacher_cfg(model, max_new_tokens=64, structured_output=False))
+    assert constrained.token_limit == len(longest) > 600 and free.token_limit == 64

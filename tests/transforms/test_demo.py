@@ -350,3 +350,34 @@ def test_density_knob_reaches_kuailive_m3_rates(tmp_path):
     assert 180 < per_day["photo_play"] < 300 and 50 < per_day["live_interaction"] < 100, per_day
     assert 0.8 < summary.rows["photo_meta"] / (300 * users) < 1.2
     assert 0.8 < summary.rows["live_room_meta"] / (300 * users) < 1.2
+
+
+def test_covers_add_a_synthetic_image_per_item_and_change_nothing_else(tmp_path):
+    from PIL import Image
+
+    from transforms.latent import LATENT_DIR, read_latent
+
+    plain = generate(tmp_path / "plain", users=60, days=3, seed=5, show_progress=False)
+    covered = generate(tmp_path / "covered", users=60, days=3, seed=5, covers=True, show_progress=False)
+    for spec in FILES:  # the world itself is the same; only the two meta files gain cover_path
+        a, b = _read(plain.out, spec.stem), _read(covered.out, spec.stem)
+        extra = ["cover_path"] if spec.stem in ("photo_meta", "live_room_meta") else []
+        assert b.columns == a.columns + extra and b.drop(extra).equals(a)
+    topics = read_latent(covered.out / LATENT_DIR)
+    hues = {}
+    for stem, key, domain in (("photo_meta", "photo_id", "photo"), ("live_room_meta", "live_id", "live")):
+        meta = _read(covered.out, stem)
+        for item_id, path in meta.select(key, "cover_path").iter_rows():
+            assert Path(path).is_absolute() and Path(path).name == f"{domain}_{item_id}.png"
+            with Image.open(path) as img:
+                assert img.size == (16, 16)
+                hues[f"{domain}:{item_id}"] = img.convert("HSV").getpixel((0, 0))[0]
+    # the hue says the true topic: items of one topic are closer in hue than items of two
+    item_topic = dict(topics.items.select("item_id", "topic").iter_rows())
+    same, cross = [], []
+    ids = sorted(hues)[:300]
+    for i, x in enumerate(ids):
+        for y in ids[i + 1:]:
+            d = abs(hues[x] - hues[y])
+            (same if item_topic[x] == item_topic[y] else cross).append(min(d, 256 - d))
+    assert np.mean(same) + 10 < np.mean(cross)

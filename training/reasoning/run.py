@@ -11,8 +11,9 @@ import bisect
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -213,6 +214,16 @@ def _select_strongest(ws: Workspace, settings: Settings) -> tuple[Stage1Frames, 
         limit *= 4
 
 
+def covers_under(ws: Workspace, pair: PairFacts) -> PairFacts:
+    """`pair` with relative cover paths made absolute: they are relative to the workspace folder."""
+    def absolute(item: ItemFacts) -> ItemFacts:
+        if not item.cover_path or Path(item.cover_path).is_absolute():
+            return item
+        return replace(item, cover_path=str(ws.root / item.cover_path))
+
+    return replace(pair, photo=absolute(pair.photo), live=absolute(pair.live))
+
+
 def _retry_messages(messages: list[dict], raw: str, error: str) -> list[dict]:
     """The conversation for a retry: the invalid answer and what was wrong with it."""
     return [
@@ -285,7 +296,8 @@ def reason(
     """
     cfg = settings.teacher
     frames, pairs, unresolved = _select_strongest(ws, settings)
-    teacher = teacher or make_teacher(cfg)
+    pairs = [covers_under(ws, p) for p in pairs]
+    teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher")
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
     cache = AnswerCache(ws.models / "teacher" / "answers.sqlite")

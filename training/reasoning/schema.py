@@ -17,12 +17,17 @@ bounded, so a model that loops ends within a known length instead of at the toke
 from __future__ import annotations
 
 import copy
+import hashlib
+import importlib.metadata
 import json
 import re
 from functools import cache
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
+
+from rgcd.atomic import write_text_atomic
 
 ITEM_FIELDS = ("vertical_domain", "key_subject", "content_theme")
 PAIR_FIELDS = ("match", "reason", "semantic_transferability")
@@ -126,18 +131,51 @@ def answer_json_schema() -> dict:
     return copy.deepcopy(_answer_json_schema())
 
 
-def compile_answer_grammar(tokenizer, vocab_size: int):
+def longest_answer() -> str:
+    """The longest answer the grammar allows, as the grammar writes it (compact, one line).
+
+    Its length in characters bounds the tokens of a constrained answer that loops one character a
+    token (as SmolLM2 does: "1.1.1.1..."), so a token limit at least this long never cuts an answer
+    the grammar would have ended (non-ASCII characters can take more than one token each).
+    """
+    item = {field: "x" * SHORT_MAX_CHARS for field in ITEM_FIELDS}
+    return json.dumps({"photo": item, "live": item, "match": False, "reason": "x" * REASON_MAX_CHARS,
+                       "semantic_transferability": float(f"0.{'1' * SCORE_DECIMALS}")})
+
+
+GRAMMAR_OPTIONS = "any_whitespace=False"  # part of the grammar cache's key: a change compiles anew
+
+
+def compile_answer_grammar(tokenizer, vocab_size: int, cache: Path | None = None):
     """The answer schema compiled (xgrammar) for one tokenizer: the `hf` backend's decoding grammar.
 
     `vocab_size` is the model's logits width (it can exceed the tokenizer's). Free whitespace is
     off: with it on, small models fill the token limit with newlines (measured, shared/STACK.md).
+    Compiling walks the whole vocabulary through every state of the bounded-string patterns (about
+    a minute for a 49k vocabulary); with `cache` (a folder) the result is kept there, keyed by
+    the schema, the tokenizer and xgrammar's version, and later runs read it back in under a second.
     """
     import xgrammar
 
     info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
-    return xgrammar.GrammarCompiler(info).compile_json_schema(
-        json.dumps(answer_json_schema()), any_whitespace=False
-    )
+    schema = json.dumps(answer_json_schema())  # key order kept: it is the order the answer is written in
+    if cache is None:
+        return _compile(xgrammar, info, schema)
+    version = importlib.metadata.version("xgrammar")
+    key = hashlib.sha256("\n".join([schema, GRAMMAR_OPTIONS, version, info.serialize_json()]).encode())
+    stored = cache / f"answer-{key.hexdigest()[:24]}.json"
+    if stored.is_file():
+        try:
+            return xgrammar.CompiledGrammar.deserialize_json(stored.read_text(), info)
+        except (xgrammar.DeserializeFormatError, xgrammar.DeserializeVersionError):
+            pass  # written by another xgrammar build: compile again and replace it
+    grammar = _compile(xgrammar, info, schema)
+    write_text_atomic(grammar.serialize_json(), stored)
+    return grammar
+
+
+def _compile(xgrammar, info, schema: str):
+    return xgrammar.GrammarCompiler(info).compile_json_schema(schema, any_whitespace=False)
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)

@@ -50,6 +50,7 @@ photo_items as (
         cast(null as timestamptz) as start_timestamp,
         cast(null as timestamptz) as end_timestamp,
         photo_embeddings.mm_embedding,
+        photos.cover_path,
         -- a video is known from its first play; never-played videos from the start of the log
         coalesce(first_plays.first_play_timestamp, log_start.log_start_timestamp) as event_timestamp
     from photos
@@ -75,6 +76,7 @@ live_items as (
         live_rooms.start_timestamp,
         live_rooms.end_timestamp,
         live_embeddings.mm_embedding,
+        live_rooms.cover_path,
         live_rooms.start_timestamp as event_timestamp
     from live_rooms
     left join author_categories on live_rooms.author_id = author_categories.author_id

@@ -9,7 +9,8 @@ renamed as (
         coalesce(live_name, '') as live_name,
         start_timestamp,
         end_timestamp,
-        cast(live_duration as bigint) as live_duration_ms
+        cast(live_duration as bigint) as live_duration_ms,
+        {{ optional_lake_text('live_room_meta', 'cover_path') }} as cover_path
     from source
 )
 

@@ -9,7 +9,8 @@ renamed as (
         cast(duration as bigint) as duration_ms,
         display_type,
         coalesce(cover_title, '') as cover_title,
-        coalesce(video_texts, '') as video_texts
+        coalesce(video_texts, '') as video_texts,
+        {{ optional_lake_text('photo_meta', 'cover_path') }} as cover_path
     from source
 )
 
