@@ -8,13 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-from feast_marts import write_mart, write_two_rooms
+from feast_marts import wait_until_healthy, write_mart, write_two_rooms
 
 from rgcd.config import Settings, Workspace
 from rgcd.featurestore import store as fs
@@ -113,17 +112,7 @@ def test_feature_server_serves_the_ranker_service_over_http(world):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "feature server did not become healthy in 90 s"
-            time.sleep(0.5)
+        wait_until_healthy(proc, base, seconds=90)
         body = _post(f"{base}/get-online-features", {
             "feature_service": "ranker", "full_feature_names": True,
             "entities": {"user_id": [1, 1], "item_id": ITEMS}})

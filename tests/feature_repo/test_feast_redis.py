@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from feast_marts import write_mart, write_two_rooms
+from feast_marts import wait_until_healthy, write_mart, write_two_rooms
 
 from rgcd.config import Workspace
 from rgcd.featurestore import store as fs
@@ -115,17 +115,7 @@ def test_feature_server_reads_redis_over_http(world):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180  # a loaded 2-core machine starts it slowly
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "feature server did not become healthy in 180 s"
-            time.sleep(0.5)
+        wait_until_healthy(proc, base, seconds=180)  # a loaded 2-core machine starts it slowly
         body = json.dumps({"feature_service": "ranker", "full_feature_names": True,
                            "entities": {"user_id": [1, 1, 1], "item_id": [*ITEMS, "live:404"]}}).encode()
         req = urllib.request.Request(f"{base}/get-online-features", data=body,
