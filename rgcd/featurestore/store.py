@@ -25,6 +25,7 @@ import yaml
 
 from rgcd.atomic import write_text_atomic
 from rgcd.config import Settings, Workspace
+from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
 
 if TYPE_CHECKING:
@@ -40,8 +41,10 @@ _REPO_MODULES = ("entities", "sources", "services", "views")
 ROW = "__rgcd_row"
 
 
-class FeatureStoreError(RuntimeError):
+class FeatureStoreError(RgcdError):
     """The feature store cannot do what was asked; the message says what to do."""
+
+    exit_code = 2
 
 
 def _config_dict(ws: Workspace, settings: Settings) -> dict:

@@ -65,11 +65,13 @@ def test_a_copied_or_moved_workspace_refuses_then_rebuilds_and_spares_the_origin
     pl.DataFrame({"user_id": [1], "event_timestamp": [T + timedelta(hours=1)]}).write_parquet(entities)
     runner = CliRunner()
     for args in (["features", "frame", str(entities), "--feature", "user_features_daily:sv_plays_7d",
-                  "--out", str(tmp_path / "f.parquet")], ["features", "materialize"]):
+                  "--out", str(tmp_path / "f.parquet")], ["features", "materialize"],
+                 ["retrieve", "--user", "1"]):
         res = runner.invoke(cli, ["-w", str(moved.root), *args])
         said = " ".join(res.output.split())  # rich wraps long lines
         assert res.exit_code == 2, said
         assert "belongs to another workspace" in said and "features apply" in said
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     with pytest.raises(fs.FeatureStoreError, match="features apply"):
         fs.serve(moved, Settings(), port=0)
 
