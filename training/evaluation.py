@@ -22,7 +22,7 @@ candidates. Ties in scores are broken by a seeded random order, never by id orde
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -479,16 +479,19 @@ def _worker_setup(root: str, cfg_json: str, settings_json: str | None, baselines
                    factories=model_factories(ws, cfg, settings, baselines, full, with_oracle))
 
 
-def _worker_job(name: str, protocols: list[str], ks: list[int],
-                seeds: list[int]) -> dict[str, tuple[list[ModelRun], Vectors | None]]:
-    loaded = _WORKER["protocols"]
-    out = {}
+def _worker_job(name: str, protocols: list[str], ks: list[int], seeds: list[int]) -> dict:
+    """One model on every protocol with test cases: {"runs": {protocol: (runs, vectors)},
+    "notes": {protocol: notes}, "skipped": {protocol: why}}."""
+    loaded, skipped = _WORKER["protocols"], _WORKER.setdefault("skipped", {})
+    runs, notes = {}, {}
     for p_name in protocols:
-        if p_name not in loaded:
-            loaded[p_name] = load_protocols(_WORKER["ws"], _WORKER["cfg"], [p_name])[p_name]
-        out[p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
-                                _WORKER["cfg"].torch_threads)
-    return out
+        if p_name not in loaded and p_name not in skipped:
+            loaded.update(load_protocols(_WORKER["ws"], _WORKER["cfg"], [p_name], skipped))
+        if p_name in loaded:
+            runs[p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
+                                     _WORKER["cfg"].torch_threads)
+            notes[p_name] = loaded[p_name].test.notes
+    return {"runs": runs, "notes": notes, "skipped": dict(skipped)}
 
 
 # Relative cost of a model's job at the demo size (measured: evaluate's timing_s), so the largest
@@ -514,8 +517,9 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     not a baseline, so the "strongest baseline" sentence leaves it out. On a world that carries its
     latent truth (the demo world) the `oracle` row is added: an upper bound, never a model
     (training/oracle.py). With `cfg.workers` > 1 (and at least `cfg.parallel_from_cases` test
-    cases), one job per model (every protocol, every seed) runs in that many worker processes;
-    the numbers are the same as in one process.
+    rows), one job per model (every protocol, every seed) runs in that many worker processes, which
+    read the marts themselves (this process holds none meanwhile); the numbers are the same as in
+    one process.
     Returns (report folder, metrics.json document).
     """
     import json
@@ -531,27 +535,34 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     local = dict(extra or {})
     run = run or datetime.now().astimezone().strftime("%Y%m%dT%H%M%S")
     skipped: dict[str, str] = {}
-    protocols = load_protocols(ws, cfg, cfg.protocols, skipped)
-    if not protocols:
-        raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
+    notes: dict[str, dict[str, int]] = {}
     result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(baselines),
                               skipped=skipped)
-    order = [*factories, *local]
     done: dict[tuple[str, str], tuple[list[ModelRun], Vectors | None]] = {}
+    order = [*factories, *local]
+    # In parallel the workers read the marts: this process holds none of them while they run.
+    parallel = cfg.workers > 1 and count_test_rows(ws, cfg.protocols) >= cfg.parallel_from_cases
+    protocols: dict[str, Protocol] = {}
+    if not parallel or local:
+        protocols = load_protocols(ws, cfg, cfg.protocols, skipped)
+        if not protocols:
+            raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
+        notes = {p: pr.test.notes for p, pr in protocols.items()}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
-        task = bar.add_task("evaluate", total=len(order) * len(protocols) * len(seeds))
+        task = bar.add_task("evaluate", total=len(order) * len(cfg.protocols) * len(seeds))
 
         def finished(name: str, out: dict[str, tuple[list[ModelRun], Vectors | None]]) -> None:
             for p_name, runs in out.items():
                 done[(name, p_name)] = runs
             bar.update(task, advance=len(out) * len(seeds), description=f"{name} done")
 
-        n_cases = sum(pr.test.n_cases for pr in protocols.values())
-        parallel = cfg.workers > 1 and n_cases >= cfg.parallel_from_cases
         if parallel:
-            _run_in_workers(ws, cfg, settings, baselines, full, with_oracle, _cost_order(list(factories)),
-                            list(protocols), result.ks, seeds, finished)
+            for job in _run_in_workers(ws, cfg, settings, baselines, full, with_oracle,
+                                       _cost_order(list(factories)), list(cfg.protocols), result.ks, seeds):
+                finished(job["name"], job["runs"])
+                notes.update(job["notes"])
+                skipped.update(job["skipped"])
         for m_name in order:
             for p_name, protocol in protocols.items():
                 if (m_name, p_name) not in done:
@@ -559,18 +570,20 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
                     factory = local.get(m_name) or factories[m_name]
                     finished(m_name, {p_name: run_seeds(m_name, factory, protocol, result.ks, seeds,
                                                         cfg.torch_threads)})
-    first = next(iter(protocols))
+    names = [p for p in cfg.protocols if (order[0], p) in done] if order else []
+    if not names:
+        raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
     for seed_index in range(len(seeds)):
-        for p_name in protocols:
+        for p_name in names:
             for m_name in order:
                 r = done[(m_name, p_name)][0][seed_index]
                 result.runs.append(r)
                 result.cases.setdefault(p_name, r.counts)
     for m_name in order:
-        vectors = done[(m_name, first)][1]
+        vectors = done[(m_name, names[0])][1]
         if vectors is not None:
             result.item_vectors[m_name] = vectors
-    result.notes = {p: pr.test.notes for p, pr in protocols.items() if pr.test.notes}
+    result.notes = {p: n for p, n in notes.items() if n}
     result.wall_s = time.perf_counter() - started
     out = write_report(result, ws.reports)
     return out, json.loads((out / "metrics.json").read_text())
@@ -578,9 +591,9 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
 
 def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | None, baselines: list[str],
                     full: list[str], with_oracle: bool, models: list[str], protocols: list[str],
-                    ks: list[int], seeds: list[int], finished: Callable) -> None:
+                    ks: list[int], seeds: list[int]) -> Iterator[dict]:
     """Run one job per model in `cfg.workers` spawned processes (never forked: polars and torch
-    hold threads)."""
+    hold threads); yields each finished job (`_worker_job`'s result plus "name")."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -592,7 +605,18 @@ def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | N
         futures = {pool.submit(_worker_job, m, protocols, ks, seeds): m for m in models}
         try:
             for future in as_completed(futures):
-                finished(futures[future], future.result())
+                yield {**future.result(), "name": futures[future]}
         except BaseException:  # a failed job (or Ctrl-C) stops the rest instead of waiting for them
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def count_test_rows(ws: Workspace, names: Sequence[str]) -> int:
+    """Test rows of the named protocols' eval marts: at least their test cases, counted without
+    reading the marts (parquet statistics and one column)."""
+    total = 0
+    for name in names:
+        path = Path(ws.marts) / f"{MART_NAMES[name][0]}.parquet"
+        if path.exists():
+            total += pl.scan_parquet(path).filter(pl.col("split") == "test").select(pl.len()).collect().item()
+    return total

@@ -98,7 +98,7 @@ class ChorusStudent(nn.Module):
         tok = self.tokenizer
         pad = tok.pad_token_id
         L, K = self.cfg.max_item_tokens, self.cfg.max_knowledge_tokens
-        texts = [tok(item_text(it), add_special_tokens=False)["input_ids"][:L] for it in items]
+        texts = [t[:L] for t in tok([item_text(it) for it in items], add_special_tokens=False)["input_ids"]]
         width = max(len(t) for t in texts)
         ids = torch.full((len(items), width), pad, dtype=torch.long)
         valid = torch.zeros((len(items), width), dtype=torch.bool)
@@ -114,9 +114,8 @@ class ChorusStudent(nn.Module):
                 mm_valid[b] = True
         batch = ItemBatch(ids, valid, mm, mm_valid, [it["domain"] for it in items])
         if knowledge is not None:
-            kn = [
-                tok(k, add_special_tokens=False)["input_ids"][: K - 1] + [tok.eos_token_id] for k in knowledge
-            ]
+            kn = [k[: K - 1] + [tok.eos_token_id]
+                  for k in tok(list(knowledge), add_special_tokens=False)["input_ids"]]
             kw = max(len(k) for k in kn)
             batch.knowledge_ids = torch.full((len(items), kw), pad, dtype=torch.long)
             batch.knowledge_valid = torch.zeros((len(items), kw), dtype=torch.bool)
