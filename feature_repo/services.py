@@ -12,7 +12,13 @@
 
 from feast import FeatureService
 from views.embeddings import item_embeddings
-from views.generated import behaviour_pairs, item_content, live_schedule, user_features_daily
+from views.generated import (
+    behaviour_pairs,
+    item_content,
+    item_content_online,
+    live_schedule,
+    user_features_daily,
+)
 from views.reasoning import item_reasoning, pair_reasoning
 
 training = FeatureService(
@@ -31,7 +37,8 @@ ranker = FeatureService(
     name="ranker",
     features=[
         user_features_daily,
-        item_content[["domain", "author_id", "category_l1", "category_l2", "duration_ms"]],
+        # item_content's online columns, under item_content's name (item_content__domain, ...)
+        item_content_online.with_name("item_content"),
         live_schedule[["start_timestamp", "end_timestamp"]],
         item_reasoning[["vertical_domain", "key_subject", "content_theme"]],
         item_embeddings,
@@ -43,7 +50,7 @@ retrieval = FeatureService(
     name="retrieval",
     features=[
         item_embeddings,
-        item_content[["domain", "author_id"]],
+        item_content_online[["domain", "author_id"]].with_name("item_content"),
         live_schedule[["start_timestamp", "end_timestamp"]],
     ],
     description="Per-item vectors, model version, domain, author and on-air interval.",

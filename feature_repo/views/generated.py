@@ -36,6 +36,8 @@ behaviour_pairs = FeatureView(
     tags={'origin': 'dbt', 'dbt_unique_id': 'model.rgcd.behaviour_pairs', 'regenerated': 'false'},
 )
 
+item_content_source = mart_source('item_content', timestamp_field='event_timestamp', created_timestamp_column='created_timestamp')
+
 item_content = FeatureView(
     name='item_content',
     entities=[item],
@@ -57,10 +59,27 @@ item_content = FeatureView(
         Field(name='mm_embedding', dtype=Array(Float32), description='Precomputed multimodal vector when the optional files are present (128-d photo, 64-d live).'),
         Field(name='cover_path', dtype=String, description="The item's cover image file when the raw files carry the optional cover_path column (photo_meta for short videos, live_room_meta for live rooms); NULL otherwise. A vision-language teacher sees the image (teacher.send_covers)."),
     ],
-    source=mart_source('item_content', timestamp_field='event_timestamp',
-                       created_timestamp_column='created_timestamp'),
-    online=True,
+    source=item_content_source,
+    online=False,
     description="Short videos and live rooms in one shape. item_id is 'photo:<photo_id>' or 'live:<live_id>', unique across domains. Live rooms carry their author's most frequent short-video category path (int_authors_categorised). Written to <marts>/item_content.parquet.",
+    tags={'origin': 'dbt', 'dbt_unique_id': 'model.rgcd.item_content', 'regenerated': 'false'},
+)
+
+item_content_online = FeatureView(
+    name='item_content_online',
+    entities=[item],
+    ttl=timedelta(0),
+    schema=[
+        Field(name='item_id', dtype=String, description="'photo:<photo_id>' or 'live:<live_id>' (Feast entity `item`)."),
+        Field(name='domain', dtype=String, description='photo (short video) or live (live room).'),
+        Field(name='author_id', dtype=Int64, description='The creator.'),
+        Field(name='category_l1', dtype=String, description="Level-1 category (live rooms - the author's most frequent short-video path)."),
+        Field(name='category_l2', dtype=String, description='Level-2 category.'),
+        Field(name='duration_ms', dtype=Int64, description='Video length (photo) or broadcast length (live, NULL while on air), ms.'),
+    ],
+    source=item_content_source,
+    online=True,
+    description="Online columns of item_content (meta.feast.online_fields); the view item_content has every column, offline. Short videos and live rooms in one shape. item_id is 'photo:<photo_id>' or 'live:<live_id>', unique across domains. Live rooms carry their author's most frequent short-video category path (int_authors_categorised). Written to <marts>/item_content.parquet.",
     tags={'origin': 'dbt', 'dbt_unique_id': 'model.rgcd.item_content', 'regenerated': 'false'},
 )
 
@@ -127,4 +146,4 @@ user_features_daily = FeatureView(
     tags={'origin': 'dbt', 'dbt_unique_id': 'model.rgcd.user_features_daily', 'regenerated': 'false'},
 )
 
-GENERATED_VIEWS = [behaviour_pairs, item_content, live_schedule, user_features_daily]
+GENERATED_VIEWS = [behaviour_pairs, item_content, item_content_online, live_schedule, user_features_daily]

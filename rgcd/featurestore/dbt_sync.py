@@ -21,7 +21,11 @@ column; the two timestamp columns are the source's timestamps, not features). A 
 out with `meta: {feast: false}`. Optional keys of meta.feast: `online` (default true),
 `regenerated` (default false: read frames with filter_by_created_timestamp), `description`, `push`
 (default false: true adds a Feast push source `<mart>_push` over the mart's parquet, so rows that
-arrive between builds, e.g. a room going on air, are written to the online store through it).
+arrive between builds, e.g. a room going on air, are written to the online store through it),
+`online_fields` (a list of columns: the mart's view becomes offline only and a second view
+`<mart>_online` over the same table carries just these columns online, so a wide mart's text and
+vectors are not written to the online store for readers that never ask for them; a feature
+service asks for it as `<mart>_online.with_name('<mart>')`, keeping the `<mart>__<column>` names).
 
 `render` turns the manifest into the text of feature_repo/views/generated.py; `sync` writes it
 (or, with check=True, only says whether the committed file is stale).
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,6 +91,8 @@ class MartView:
     description: str
     fields: tuple[FeastField, ...]
     push: bool = False
+    online_fields: tuple[str, ...] = ()  # non-empty: a second, online view with only these columns
+    mart: str = ""  # the mart the view reads, when it is not the view's name (`<mart>_online`)
 
 
 def feast_type(data_type: str) -> str:
@@ -192,18 +198,36 @@ def _mart_view(unique_id: str, node: dict, entities: dict[str, str]) -> MartView
         fields.append(FeastField(col_name, dtype, (column.get("description") or "").strip()))
     if len(fields) < 2:
         raise DbtFeastError(f"{where}: no feature columns besides the join key")
+    online_fields = tuple(meta.get("online_fields") or ())
+    unknown = sorted(set(online_fields) - {f.name for f in fields} | ({join_key} & set(online_fields)))
+    if unknown:
+        raise DbtFeastError(f"{where}: meta.feast.online_fields names {unknown}, which are not feature "
+                            "columns of the mart (the join key is always online)")
+    if online_fields and meta.get("online") is True:
+        raise DbtFeastError(f"{where}: meta.feast has online: true and online_fields; online_fields "
+                            "makes the whole view offline and only those columns online, drop one")
     return MartView(
         name=name, unique_id=unique_id, entity=entity, join_key=join_key,
         timestamp_field=timestamp_field, created_timestamp_column=created,
-        ttl=parse_ttl(meta["ttl"]), online=bool(meta.get("online", True)),
+        ttl=parse_ttl(meta["ttl"]), online=bool(meta.get("online", True)) and not online_fields,
         regenerated=bool(meta.get("regenerated", False)),
         description=(meta.get("description") or node.get("description") or "").strip(),
-        fields=tuple(fields), push=bool(meta.get("push", False)),
+        fields=tuple(fields), push=bool(meta.get("push", False)), online_fields=online_fields,
     )
+
+
+def online_subset(view: MartView) -> MartView:
+    """The `<mart>_online` view of a mart with online_fields: the join key and those columns, online."""
+    keep = {view.join_key, *view.online_fields}
+    return replace(view, name=f"{view.name}_online", mart=view.name, online=True, online_fields=(),
+                   fields=tuple(f for f in view.fields if f.name in keep),
+                   description=f"Online columns of {view.name} (meta.feast.online_fields); the view "
+                               f"{view.name} has every column, offline. {view.description}")
 
 
 def render(views: list[MartView]) -> str:
     """The text of feature_repo/views/generated.py for these views (deterministic)."""
+    views = [w for v in views for w in ([v, online_subset(v)] if v.online_fields else [v])]
     types = sorted({t for v in views for f in v.fields for t in re.findall(r"[A-Z][A-Za-z0-9]+", f.dtype)})
     entities = sorted({v.entity for v in views})
     lines = [
@@ -218,14 +242,24 @@ def render(views: list[MartView]) -> str:
     ]
     if entities:
         lines.append(f"from entities import {', '.join(entities)}")
-    push = ", PushSource" if any(v.push for v in views) else ""
+    push = ", PushSource" if any(v.push and not v.online_fields for v in views) else ""
     lines.append(f"from feast import FeatureView, Field{push}")
     if types:
         lines.append(f"from feast.types import {', '.join(types)}")
     if views:
         lines.append("from sources import mart_source")
+    shared = {v.name for v in views if v.online_fields}  # marts read by two views: one source object
     for v in views:
         created = repr(v.created_timestamp_column) if v.created_timestamp_column else "None"
+        mart = v.mart or v.name
+        batch = (f"mart_source({mart!r}, timestamp_field={v.timestamp_field!r},\n"
+                 f"                       created_timestamp_column={created})")
+        if mart in shared:
+            if v.name == mart:  # Feast refuses two source objects of one name; the views share this one
+                lines += ["", f"{mart}_source = {' '.join(batch.split())}"]
+            batch = f"{mart}_source"
+        if v.push and not v.online_fields:  # with online_fields the push source is the online view's
+            batch = f"PushSource(name={v.name + '_push'!r}, batch_source={' '.join(batch.split())})"
         lines += [
             "",
             f"{v.name} = FeatureView(",
@@ -237,10 +271,6 @@ def render(views: list[MartView]) -> str:
         for f in v.fields:
             desc = f", description={f.description!r}" if f.description else ""
             lines.append(f"        Field(name={f.name!r}, dtype={f.dtype}{desc}),")
-        batch = (f"mart_source({v.name!r}, timestamp_field={v.timestamp_field!r},\n"
-                 f"                       created_timestamp_column={created})")
-        if v.push:
-            batch = f"PushSource(name={v.name + '_push'!r}, batch_source={' '.join(batch.split())})"
         lines += [
             "    ],",
             f"    source={batch},",
@@ -278,4 +308,5 @@ def sync(manifest_path: Path, entities: dict[str, str], out: Path, *, check: boo
     stale = not out.exists() or out.read_text() != text
     if stale and not check:
         out.write_text(text)
-    return SyncResult(out, tuple(v.name for v in views), stale)
+    names = [n for v in views for n in ([v.name, online_subset(v).name] if v.online_fields else [v.name])]
+    return SyncResult(out, tuple(names), stale)

@@ -294,7 +294,8 @@ def generated_marts(repo_dir: Path = REPO_DIR) -> list[str]:
     import re
 
     path = repo_dir / GENERATED
-    return re.findall(r"source=mart_source\('(\w+)'", path.read_text()) if path.exists() else []
+    found = re.findall(r"mart_source\('(\w+)'", path.read_text()) if path.exists() else []
+    return list(dict.fromkeys(found))
 
 
 def run_stage(ws: Workspace, settings: Settings, repo_dir: Path = REPO_DIR) -> str:

@@ -40,7 +40,8 @@ CONTRACT_MARTS: dict[str, dict] = {
         "columns": _user_features_daily() + _TIMES,
     },
     "item_content": {
-        "feast": {"entity": "item", "join_key": "item_id", "ttl": "0d"},
+        "feast": {"entity": "item", "join_key": "item_id", "ttl": "0d",
+                  "online_fields": ["domain", "author_id", "category_l1", "category_l2", "duration_ms"]},
         "columns": [("item_id", "varchar"), ("domain", "varchar"), ("source_id", "bigint"),
                     ("author_id", "bigint"), ("title", "varchar"), ("body_text", "varchar"),
                     ("category_l1", "varchar"), ("category_l2", "varchar"), ("category_l3", "varchar"),

@@ -45,7 +45,7 @@ def world(tmp_path):
 def test_first_materialization_loads_history_and_waits_for_missing_tables(world):
     _, _, report = world
     # behaviour_pairs is offline only (meta.feast.online: false in dbt): never materialized
-    assert set(report.fresh) == {"user_features_daily", "item_content", "live_schedule", "item_embeddings"}
+    assert set(report.fresh) == {"user_features_daily", "item_content_online", "live_schedule", "item_embeddings"}
     assert set(report.waiting) == {"item_reasoning", "user_embeddings", "user_recent_videos"}
     assert "no data yet: item_reasoning" in report.one_line()
 
@@ -145,7 +145,7 @@ def test_the_pipeline_stage_skips_without_marts_and_runs_with_them(world, tmp_pa
     assert not (empty.feast / "registry.db").exists()
     ws, _, _ = world
     line = stage.run(ws, Settings(), None)
-    assert "applied 9 feature views, 4 feature services; materialized 4 views" in line
+    assert "applied 10 feature views, 4 feature services; materialized 4 views" in line
     assert "(0 full, 4 incremental; 4 windows)" in line
 
 

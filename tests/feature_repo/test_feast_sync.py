@@ -61,6 +61,27 @@ def test_untagged_models_tests_and_timestamps_are_not_features():
     assert views["item_content"].ttl == timedelta(0)  # 0d: never expires
 
 
+def test_online_fields_make_a_narrow_online_view_and_the_wide_one_offline():
+    views = {v.name: v for v in d2f.tagged_marts(manifest(), ENTITIES)}
+    wide = views["item_content"]
+    narrow = d2f.online_subset(wide)
+    assert not wide.online and narrow.online and narrow.name == "item_content_online"
+    assert [f.name for f in narrow.fields] == ["item_id", "domain", "author_id", "category_l1",
+                                               "category_l2", "duration_ms"]
+    text = d2f.render(list(views.values()))
+    # one source object read by both views (Feast refuses two sources of one name)
+    assert text.count("mart_source('item_content'") == 1 and text.count("source=item_content_source") == 2
+    for bad in (["title", "no_such_column"], ["item_id"]):
+        marts = copy.deepcopy(CONTRACT_MARTS)
+        marts["item_content"]["feast"]["online_fields"] = bad
+        with pytest.raises(d2f.DbtFeastError, match="online_fields names"):
+            d2f.tagged_marts(manifest(marts), ENTITIES)
+    marts = copy.deepcopy(CONTRACT_MARTS)
+    marts["item_content"]["feast"]["online"] = True
+    with pytest.raises(d2f.DbtFeastError, match="online: true and online_fields"):
+        d2f.tagged_marts(manifest(marts), ENTITIES)
+
+
 def test_missing_facts_in_the_yaml_are_named():
     marts = copy.deepcopy(CONTRACT_MARTS)
     marts["live_schedule"]["columns"][1] = ("live_id", "")
@@ -100,7 +121,8 @@ def test_check_fails_when_the_generated_file_is_stale(tmp_path, repo):
 def test_generated_file_compiles():
     text = d2f.render(d2f.tagged_marts(manifest(), ENTITIES))
     compile(text, "generated.py", "exec")
-    assert "GENERATED_VIEWS = [behaviour_pairs, item_content, live_schedule, user_features_daily]" in text
+    assert ("GENERATED_VIEWS = [behaviour_pairs, item_content, item_content_online, live_schedule, "
+            "user_features_daily]") in text
 
 
 def _world(ws: Workspace) -> None:
