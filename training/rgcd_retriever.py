@@ -86,18 +86,25 @@ class RGCD(UniEmbed):
         """Item-tower input per id: an author = mean over its recent rooms; (groups, has content)."""
         assert self.stage2 is not None
         t_all, r_all = self.stage2.transferable, self.stage2.residual
-        rows = [self._author_rows.get(i, []) if i.startswith("author:")
-                else ([self.stage2.row[i]] if i in self.stage2.row else []) for i in ids]
-        has = np.array([bool(r) for r in rows])
-        t = np.zeros((len(ids), t_all.shape[1]), dtype=np.float32)
-        r = np.zeros((len(ids), r_all.shape[1] if r_all is not None else 0), dtype=np.float32)
-        for j, rs in enumerate(rows):
-            if rs:
-                t[j] = t_all[rs].mean(axis=0)
-                if r_all is not None:
-                    r[j] = r_all[rs].mean(axis=0)
+        pos: list[int] = []  # (position in ids, stage-2 row) pairs, averaged per position
+        rows: list[int] = []
+        for j, item in enumerate(ids):
+            found = (self._author_rows.get(item) if item.startswith("author:")
+                     else [self.stage2.row[item]] if item in self.stage2.row else None)
+            if found:
+                pos.extend([j] * len(found))
+                rows.extend(found)
+        at, take = np.asarray(pos, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+        count = np.bincount(at, minlength=len(ids))
+
+        def mean_of(matrix: np.ndarray) -> np.ndarray:
+            total = np.zeros((len(ids), matrix.shape[1]), dtype=np.float64)
+            np.add.at(total, at, matrix[take])
+            return (total / np.maximum(count, 1)[:, None]).astype(np.float32)
+
         is_photo = np.array([i.startswith("photo:") for i in ids], dtype=bool)
-        return tower_groups(t, r if r_all is not None else None, is_photo), has
+        groups = tower_groups(mean_of(t_all), mean_of(r_all) if r_all is not None else None, is_photo)
+        return groups, count > 0
 
     def item_content(self, data: TrainData, keys: list[str]) -> dict[str, np.ndarray]:
         """Stage-2 vectors instead of the multimodal vectors: the one difference from uniembed."""

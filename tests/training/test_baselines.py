@@ -152,3 +152,16 @@ def test_model_beats_a_seeded_random_scorer_beyond_seed_noise(name, signal_proto
             what = f"{name} {protocol}/{s} {METRIC}: {got[s].round(4)} vs random {chance[s].round(4)}"
             assert got[s].mean() - chance[s].mean() > margin, what
             assert got[s].min() > chance[s].max(), what
+
+
+def test_shared_items_are_masked_like_the_batch_by_batch_comparison():
+    import torch
+
+    from training.baselines.uniembed import mask_shared_items
+
+    gen = torch.Generator().manual_seed(0)
+    for n, n_items in ((64, 20), (64, 1000), (8, 1)):
+        items = torch.randint(0, n_items, (n,), generator=gen)
+        logits = torch.randn(n, n, generator=gen)
+        same = (items[None, :] == items[:, None]) & ~torch.eye(n, dtype=torch.bool)
+        assert torch.equal(mask_shared_items(logits, items), logits.masked_fill(same, float("-inf")))

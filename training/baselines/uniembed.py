@@ -97,6 +97,20 @@ class ItemTower(torch.nn.Module):
         return out
 
 
+def mask_shared_items(logits: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """-inf where row r's item appears in another column c: several rows of a batch may share an
+    item, and those are positives too, not negatives. Built from the few repeated items only,
+    not a batch x batch comparison (that was a sixth of a training step)."""
+    _, group, counts = torch.unique(items, return_inverse=True, return_counts=True)
+    repeated = (counts[group] > 1).nonzero().squeeze(1)
+    if len(repeated) == 0:
+        return logits
+    g = group[repeated]
+    same = (g[:, None] == g[None, :]) & (repeated[:, None] != repeated[None, :])
+    rows, cols = same.nonzero(as_tuple=True)
+    return logits.index_put((repeated[rows], repeated[cols]), torch.tensor(float("-inf")))
+
+
 class UniEmbed(VectorScorer):
     """One contrastive space for users, short videos and live authors (see module doc)."""
 
@@ -134,9 +148,7 @@ class UniEmbed(VectorScorer):
             logits = ub @ ib.T / cfg.temperature
             if cfg.logq_correction:
                 logits = logits - log_q[i[b]][None, :]
-            # Several rows of a batch may share an item: those are positives too, not negatives.
-            same = i[b][None, :] == i[b][:, None]
-            logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), float("-inf"))
+            logits = mask_shared_items(logits, i[b])
             loss = F.cross_entropy(logits, torch.arange(len(b)))
             opt.zero_grad()
             loss.backward()
