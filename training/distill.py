@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -39,7 +38,6 @@ from rgcd.faults import kill_point
 from training.checkpoint import Checkpointer, restore_rng, rng_state
 from training.frames import MissingInput, read_stage1_frames
 from training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
-from training.recommender import torch_threads
 from training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, item_text
 from training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
 from training.transfer import CHORUS_TENSOR, ChorusStates, write_states_file
@@ -490,10 +488,9 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
     states = _finished_states(out_dir, model_version, items)
     encode_seconds = 0.0
     if states is None:
-        with torch_threads(cfg.encode_threads or len(os.sched_getaffinity(0))):
-            parts, index, encode_seconds = encode_all(
-                student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
-            )
+        parts, index, encode_seconds = encode_all(
+            student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
+        )
         # The index first: the states file carries the model version and items digest that make
         # the pair valid, so a kill between the two renames leaves a pair that is rebuilt.
         write_parquet_atomic(index, index_path)

@@ -540,6 +540,12 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
                               skipped=skipped)
     done: dict[tuple[str, str], tuple[list[ModelRun], Vectors | None]] = {}
     order = [*factories, *local]
+
+    def protocols_of(model: str) -> list[str]:
+        if model in full and model != full[0]:  # an ablation
+            return [p for p in cfg.protocols if p in cfg.ablation_protocols]
+        return list(cfg.protocols)
+
     # In parallel the workers read the marts: this process holds none of them while they run.
     parallel = cfg.workers > 1 and count_test_rows(ws, cfg.protocols) >= cfg.parallel_from_cases
     protocols: dict[str, Protocol] = {}
@@ -550,7 +556,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
         notes = {p: pr.test.notes for p, pr in protocols.items()}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
-        task = bar.add_task("evaluate", total=len(order) * len(cfg.protocols) * len(seeds))
+        task = bar.add_task("evaluate", total=sum(len(protocols_of(m)) for m in order) * len(seeds))
 
         def finished(name: str, out: dict[str, tuple[list[ModelRun], Vectors | None]]) -> None:
             for p_name, runs in out.items():
@@ -558,29 +564,31 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
             bar.update(task, advance=len(out) * len(seeds), description=f"{name} done")
 
         if parallel:
-            for job in _run_in_workers(ws, cfg, settings, baselines, full, with_oracle,
-                                       _cost_order(list(factories)), list(cfg.protocols), result.ks, seeds):
+            jobs = {m: protocols_of(m) for m in _cost_order(list(factories)) if protocols_of(m)}
+            for job in _run_in_workers(ws, cfg, settings, baselines, full, with_oracle, jobs, result.ks,
+                                       seeds):
                 finished(job["name"], job["runs"])
                 notes.update(job["notes"])
                 skipped.update(job["skipped"])
         for m_name in order:
             for p_name, protocol in protocols.items():
-                if (m_name, p_name) not in done:
+                if (m_name, p_name) not in done and p_name in protocols_of(m_name):
                     bar.update(task, description=f"{p_name} {m_name}")
                     factory = local.get(m_name) or factories[m_name]
                     finished(m_name, {p_name: run_seeds(m_name, factory, protocol, result.ks, seeds,
                                                         cfg.torch_threads)})
-    names = [p for p in cfg.protocols if (order[0], p) in done] if order else []
+    names = [p for p in cfg.protocols if any((m, p) in done for m in order)]
     if not names:
         raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
     for seed_index in range(len(seeds)):
         for p_name in names:
-            for m_name in order:
+            for m_name in (m for m in order if (m, p_name) in done):
                 r = done[(m_name, p_name)][0][seed_index]
                 result.runs.append(r)
                 result.cases.setdefault(p_name, r.counts)
     for m_name in order:
-        vectors = done[(m_name, names[0])][1]
+        first = next((done[(m_name, p)] for p in names if (m_name, p) in done), ([], None))
+        vectors = first[1]
         if vectors is not None:
             result.item_vectors[m_name] = vectors
     result.notes = {p: n for p, n in notes.items() if n}
@@ -590,19 +598,20 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
 
 
 def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | None, baselines: list[str],
-                    full: list[str], with_oracle: bool, models: list[str], protocols: list[str],
+                    full: list[str], with_oracle: bool, jobs: dict[str, list[str]],
                     ks: list[int], seeds: list[int]) -> Iterator[dict]:
-    """Run one job per model in `cfg.workers` spawned processes (never forked: polars and torch
-    hold threads); yields each finished job (`_worker_job`'s result plus "name")."""
+    """Run one job per model (on its protocols: `jobs`, in this order) in `cfg.workers` spawned
+    processes (never forked: polars and torch hold threads); yields each finished job
+    (`_worker_job`'s result plus "name")."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     init = (str(ws.root), cfg.model_dump_json(), settings.model_dump_json() if settings else None,
             baselines, full, with_oracle)
-    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(models)),
+    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)),
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_setup, initargs=init) as pool:
-        futures = {pool.submit(_worker_job, m, protocols, ks, seeds): m for m in models}
+        futures = {pool.submit(_worker_job, m, protocols, ks, seeds): m for m, protocols in jobs.items()}
         try:
             for future in as_completed(futures):
                 yield {**future.result(), "name": futures[future]}

@@ -74,6 +74,8 @@ def _stats(result: EvaluationResult) -> tuple[dict, dict, dict]:
     for p in result.protocols():
         for m in result.models():
             runs = [r for r in result.runs if r.protocol == p and r.model == m]
+            if not runs:  # e.g. an ablation left off this protocol (evaluation.ablation_protocols)
+                continue
             for s in SLICES:
                 names = sorted({k for r in runs for k in r.metrics.get(s, {})})
                 vals = {k: np.array([r.metrics[s][k] for r in runs if k in r.metrics.get(s, {})])
@@ -196,7 +198,7 @@ def _plot_hr_curves(result: EvaluationResult, mean: dict, std: dict, out: Path) 
         fig, axes = plt.subplots(1, len(SLICES), figsize=(4.2 * len(SLICES), 3.6), sharey=True)
         for ax, s in zip(axes, SLICES, strict=True):
             for m in result.models():
-                vals = mean[p][m][s]
+                vals = mean[p].get(m, {}).get(s)
                 if not vals:
                     continue
                 y = [vals[f"HR@{k}"] for k in result.ks]

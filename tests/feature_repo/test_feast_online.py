@@ -45,7 +45,8 @@ def world(tmp_path):
 def test_first_materialization_loads_history_and_waits_for_missing_tables(world):
     _, _, report = world
     # behaviour_pairs is offline only (meta.feast.online: false in dbt): never materialized
-    assert set(report.fresh) == {"user_features_daily", "item_content_online", "live_schedule", "item_embeddings"}
+    assert set(report.fresh) == {"user_features_daily", "item_content_online", "live_schedule",
+                                 "item_embeddings"}
     assert set(report.waiting) == {"item_reasoning", "user_embeddings", "user_recent_videos"}
     assert "no data yet: item_reasoning" in report.one_line()
 

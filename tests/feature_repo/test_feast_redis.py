@@ -93,7 +93,8 @@ def world(redis_server, tmp_path_factory):
 def test_materialize_writes_into_redis(world):
     _, _, store, report, client = world
     assert type(store._get_provider().online_store).__name__ == "RedisOnlineStore"
-    assert set(report.fresh) == {"user_features_daily", "item_content_online", "live_schedule", "item_embeddings"}
+    assert set(report.fresh) == {"user_features_daily", "item_content_online", "live_schedule",
+                                 "item_embeddings"}
     assert client.dbsize() == 1 + 2  # one hash per entity key: user 1, live:1, live:2
 
 
