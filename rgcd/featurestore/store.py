@@ -449,6 +449,22 @@ def _time_range(view: FeatureView) -> tuple[datetime, datetime] | None:
     return (lo if lo.tzinfo else lo.replace(tzinfo=UTC)), (hi if hi.tzinfo else hi.replace(tzinfo=UTC))
 
 
+def superseded_before(view: FeatureView) -> datetime | None:
+    """The earliest of the entities' latest event times: every row before it has a later row of its
+    own entity, so the online store (the latest value per entity) never needs it. A daily user
+    table starts at its last day instead of its first (20,000 rows instead of 280,000 at the demo
+    size); a table of one row per entity (item_content) starts at its first row, as before."""
+    ts = view.batch_source.timestamp_field
+    keys = [c.name for c in view.entity_columns]
+    if not keys:
+        return None
+    lo = (pl.scan_parquet(source_path(view)).group_by(keys).agg(pl.col(ts).max())
+          .select(pl.col(ts).min()).collect().item())
+    if lo is None:
+        return None
+    return lo if lo.tzinfo else lo.replace(tzinfo=UTC)
+
+
 def _written_since(view: FeatureView, since: datetime) -> datetime | None:
     """The earliest event time among the rows created after `since`; None if none (or no column)."""
     created = view.batch_source.created_timestamp_column
@@ -508,7 +524,8 @@ def materialize(store: FeatureStore, end: datetime | None = None,
     A view never materialized is loaded from its first row (Feast's incremental start, now minus
     TTL, would skip historical logs such as KuaiLive-M3's); afterwards only what is new since the
     last run: rows whose event time is after its end and rows created after it (a rebuilt mart,
-    restated reasoning), which with historical logs have event times long before it.
+    restated reasoning), which with historical logs have event times long before it. Either
+    start is raised to `superseded_before` (no row before it is any entity's latest).
     Each view is loaded in windows of about `slice_rows` rows (features.materialize_slice_rows)
     so memory stays bounded whatever the table's size. Views whose parquet does not exist yet
     are reported as waiting.
@@ -531,6 +548,10 @@ def materialize(store: FeatureStore, end: datetime | None = None,
         last_end = max(e for _, e in v.materialization_intervals)
         since = _written_since(v, last_end)  # rows rewritten since, with older event times
         starts[v.name] = last_end if since is None else min(since, last_end)
+    for v in [*fresh, *incremental]:
+        floor = superseded_before(v)  # rows before it would be overwritten by their own entity's
+        if floor is not None:
+            starts[v.name] = max(starts[v.name], floor)
     windows = sum(_materialize_sliced(store, v, min(starts[v.name], end), end, rows)
                   for v in [*fresh, *incremental])
     return MaterializeReport(tuple(v.name for v in fresh), tuple(v.name for v in incremental),

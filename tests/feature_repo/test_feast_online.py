@@ -174,3 +174,23 @@ def test_windowed_materialization_leaves_the_latest_value_of_the_whole_range(tmp
     assert got["user_features_daily__sv_plays_7d"].to_list() == [3, 20, 32]
     one = fs.materialize(store, end=T + D, views=["user_features_daily"], slice_rows=100)
     assert one.windows == 1 and one.incremental == ("user_features_daily",)
+
+
+def test_a_first_load_starts_where_no_entity_has_a_later_row(tmp_path):
+    # Daily snapshots of two users: every row before the last day has a later row of its own
+    # user, so only the last day is loaded (one window, not three) and the values are the latest.
+    ws = Workspace(tmp_path / "ws").ensure()
+    times = [T - 2 * D, T - 2 * D, T - D, T - D, T, T]
+    _users(ws, {"user_id": [1, 2] * 3, "sv_plays_7d": [1, 2, 3, 4, 5, 6], "is_live_cold_start": [True] * 6,
+                "event_timestamp": times, "created_timestamp": times})
+    for mart in ("item_content", "live_schedule"):
+        write_mart(ws.marts, mart, {"item_id": ITEMS, "event_timestamp": [T] * 2,
+                                    "created_timestamp": [T] * 2})
+    settings = Settings()
+    fs.apply(ws, settings)
+    store = fs.feature_store(ws, settings)
+    assert fs.superseded_before(store.get_feature_view("user_features_daily")) == T
+    report = fs.materialize(store, end=T + D, views=["user_features_daily"], slice_rows=2)
+    assert report.windows == 1
+    got = fs.online_features(store, "ranker", {"user_id": [1, 2], "item_id": ["live:1"] * 2})
+    assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 6]
