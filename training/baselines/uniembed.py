@@ -36,7 +36,7 @@ class UniEmbedConfig:
     """Small fixed budget; common defaults, not tuned."""
 
     dim: int = 32
-    samples: int = 2**18  # training rows drawn in all; each costs a row of in-batch logits
+    samples: int = 2**19  # training rows drawn in all; each costs a row of in-batch logits
     batch_size: int = 1024
     lr: float = 0.01
     temperature: float = 0.1
