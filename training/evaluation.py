@@ -32,6 +32,7 @@ import polars as pl
 
 from rgcd.config import EvaluationConfig, Settings, Workspace
 from rgcd.errors import RgcdError
+from rgcd.memory import release_freed_memory
 from training.metrics import batch_metrics
 from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
 from transforms.latent import load_latent
@@ -483,14 +484,16 @@ def _worker_job(name: str, protocols: list[str], ks: list[int], seeds: list[int]
     """One model on every protocol with test cases: {"runs": {protocol: (runs, vectors)},
     "notes": {protocol: notes}, "skipped": {protocol: why}}."""
     loaded, skipped = _WORKER["protocols"], _WORKER.setdefault("skipped", {})
+    missing = [p for p in protocols if p not in loaded and p not in skipped]
+    if missing:  # in one call, so the protocols share the marts they both read (item_content)
+        loaded.update(load_protocols(_WORKER["ws"], _WORKER["cfg"], missing, skipped))
     runs, notes = {}, {}
     for p_name in protocols:
-        if p_name not in loaded and p_name not in skipped:
-            loaded.update(load_protocols(_WORKER["ws"], _WORKER["cfg"], [p_name], skipped))
         if p_name in loaded:
             runs[p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
                                      _WORKER["cfg"].torch_threads)
             notes[p_name] = loaded[p_name].test.notes
+    release_freed_memory()  # the next job starts from what the protocols hold, not this one's peak
     return {"runs": runs, "notes": notes, "skipped": dict(skipped)}
 
 

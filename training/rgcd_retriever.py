@@ -168,6 +168,8 @@ def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Calla
 
     def vectors_for(name: str, data: TrainData) -> Stage2Vectors:
         cut = protocol_cut(ws, data.protocol, data)
+        if any(n != name for n, _ in memo):  # another model's vectors (~100 MB a cut) are done with
+            memo.clear()
         if (name, cut) not in memo:
             fit = fit_at(ws, settings, ablation_config(settings.transfer, name), cut)
             memo[(name, cut)] = stage2_vectors(fit, ws.models / "student")
