@@ -280,9 +280,21 @@ def rank_top(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     tie = rng.random(scores.shape)
     if k_eff < n:
         kth = -np.partition(-scores, k_eff - 1, axis=1)[:, k_eff - 1:k_eff]  # k-th best per row
-        # Everything above the k-th score is in; among scores equal to it, the highest tie keys.
-        key = np.where(scores > kth, 2.0, np.where(scores == kth, tie, -1.0))
-        part = np.argpartition(-key, k_eff - 1, axis=1)[:, :k_eff]
+        top = scores >= kth
+        part = np.empty((scores.shape[0], k_eff), dtype=np.int64)
+        # Most rows have exactly k scores at or above their k-th: those k are the top, whatever
+        # the tie keys. Only rows with ties across the k-th place need the keys to choose.
+        exact = top.sum(axis=1) == k_eff
+        if exact.all():
+            part = np.nonzero(top)[1].reshape(-1, k_eff)
+        elif exact.any():
+            part[exact] = np.nonzero(top[exact])[1].reshape(-1, k_eff)
+        tied = ~exact
+        if tied.any():
+            above, at = scores[tied] > kth[tied], scores[tied] == kth[tied]
+            # Everything above the k-th score is in; among scores equal to it, the highest tie keys.
+            key = np.where(above, 2.0, np.where(at, tie[tied], -1.0))
+            part[tied] = np.argpartition(-key, k_eff - 1, axis=1)[:, :k_eff]
     else:
         part = np.tile(np.arange(n), (scores.shape[0], 1))
     order = np.lexsort((np.take_along_axis(tie, part, axis=1),
