@@ -202,3 +202,21 @@ def test_klm3_exclusion_matches_the_mart_on_the_synthetic_world(eval_ws, eval_cf
         assert excl == want, int(user)
         non_empty += bool(excl)
     assert non_empty > 0.9 * t.n_cases
+
+
+def test_rank_top_equals_a_full_sort_with_the_same_tie_keys():
+    """Both of rank_top's paths (rows without ties at the k-th place, and rows with them) give
+    what sorting every row by (score, tie key) gives."""
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        scores = rng.normal(size=(60, 80)).round(trial % 3)  # rounding makes ties
+        scores[:, rng.random(80) < 0.3] = -np.inf
+        scores[:5] = 0.0  # a user the model knows nothing about: every score equal
+        for k in (1, 10, 80, 100):
+            tie = np.random.default_rng(trial).random(scores.shape)
+            want = []
+            for row, keys in zip(scores, tie, strict=True):
+                chosen = np.lexsort((-keys, -row))[:min(k, len(row))]  # best score, then highest key
+                want.append(chosen[np.lexsort((keys[chosen], -row[chosen]))])
+            got = rank_top(scores, k, np.random.default_rng(trial))
+            assert np.array_equal(got, np.array(want)), (trial, k)
