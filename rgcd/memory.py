@@ -135,17 +135,3 @@ def format_bytes(n: int | None) -> str:
         return "n/a"
     return f"{n / GIB:.2f} GiB" if n >= GIB / 4 else f"{n / 2**20:.0f} MiB"
 
-
-def release_freed_memory() -> None:
-    """Give the heap that freed objects leave behind back to the OS (glibc's malloc_trim).
-
-    A long-lived worker process that runs one job after another otherwise keeps each job's
-    high-water mark as its resident size; on the demo world that was ~0.3-0.5 GiB a worker.
-    """
-    import contextlib
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

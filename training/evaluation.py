@@ -32,7 +32,6 @@ import polars as pl
 
 from rgcd.config import EvaluationConfig, Settings, Workspace
 from rgcd.errors import RgcdError
-from rgcd.memory import release_freed_memory
 from training.metrics import batch_metrics
 from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
 from transforms.latent import load_latent
@@ -505,7 +504,6 @@ def _worker_job(name: str, protocols: list[str], ks: list[int], seeds: list[int]
             runs[p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
                                      _WORKER["cfg"].torch_threads)
             notes[p_name] = loaded[p_name].test.notes
-    release_freed_memory()  # the next job starts from what the protocols hold, not this one's peak
     return {"runs": runs, "notes": notes, "skipped": dict(skipped)}
 
 
@@ -546,7 +544,11 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     started = time.perf_counter()
     seeds = list(seeds if seeds is not None else cfg.seeds)
     baselines, full = _model_names(ws, cfg, models, settings)
-    factories = model_factories(ws, cfg, settings, baselines, full, with_oracle)
+    from training.oracle import NAME as ORACLE
+    from transforms.latent import LATENT_DIR
+
+    with_truth = with_oracle and (Path(ws.root) / LATENT_DIR / "params.json").exists()
+    model_names = [*baselines, *full, *([ORACLE] if with_truth else [])]
     local = dict(extra or {})
     run = run or datetime.now().astimezone().strftime("%Y%m%dT%H%M%S")
     skipped: dict[str, str] = {}
@@ -554,7 +556,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(baselines),
                               skipped=skipped)
     done: dict[tuple[str, str], tuple[list[ModelRun], Vectors | None]] = {}
-    order = [*factories, *local]
+    order = [*model_names, *local]
 
     def protocols_of(model: str) -> list[str]:
         if model in full and model != full[0]:  # an ablation
@@ -564,7 +566,10 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     # In parallel the workers read the marts: this process holds none of them while they run.
     parallel = cfg.workers > 1 and count_test_rows(ws, cfg.protocols) >= cfg.parallel_from_cases
     protocols: dict[str, Protocol] = {}
+    factories: dict[str, Callable[[], Recommender]] = {}
     if not parallel or local:
+        # (in parallel the workers build the models: this process imports none of them)
+        factories = {} if parallel else model_factories(ws, cfg, settings, baselines, full, with_oracle)
         protocols = load_protocols(ws, cfg, cfg.protocols, skipped)
         if not protocols:
             raise EvaluationDataError("no protocol has test cases: " + "; ".join(skipped.values()))
@@ -579,7 +584,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
             bar.update(task, advance=len(out) * len(seeds), description=f"{name} done")
 
         if parallel:
-            jobs = {m: protocols_of(m) for m in _cost_order(list(factories)) if protocols_of(m)}
+            jobs = {m: protocols_of(m) for m in _cost_order(model_names) if protocols_of(m)}
             for job in _run_in_workers(ws, cfg, settings, baselines, full, with_oracle, jobs, result.ks,
                                        seeds):
                 finished(job["name"], job["runs"])
@@ -623,9 +628,11 @@ def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | N
 
     init = (str(ws.root), cfg.model_dump_json(), settings.model_dump_json() if settings else None,
             baselines, full, with_oracle)
+    # One process per job: a job's heap (up to ~1.7 GiB at the demo size) leaves with it, so two
+    # workers never carry the high-water marks of all the jobs they ran before (2.3 GiB each).
     with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)),
                              mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_setup, initargs=init) as pool:
+                             initializer=_worker_setup, initargs=init, max_tasks_per_child=1) as pool:
         futures = {pool.submit(_worker_job, m, protocols, ks, seeds): m for m, protocols in jobs.items()}
         try:
             for future in as_completed(futures):
