@@ -150,6 +150,16 @@ def test_the_pipeline_stage_skips_without_marts_and_runs_with_them(world, tmp_pa
     assert "(0 full, 4 incremental; 4 windows)" in line
 
 
+def _applied_with_items(ws: Workspace):
+    """The two item marts of ITEMS at T, the repo applied; the store."""
+    for mart in ("item_content", "live_schedule"):
+        write_mart(ws.marts, mart, {"item_id": ITEMS, "event_timestamp": [T] * 2,
+                                    "created_timestamp": [T] * 2})
+    settings = Settings()
+    fs.apply(ws, settings)
+    return fs.feature_store(ws, settings)
+
+
 def test_windowed_materialization_leaves_the_latest_value_of_the_whole_range(tmp_path):
     # Windows of 2 rows over 7 snapshots: user 1's latest value lies in the last window, user 2's
     # in the first only (no later row overwrites it), user 3 has two rows at one instant (an edge
@@ -159,12 +169,7 @@ def test_windowed_materialization_leaves_the_latest_value_of_the_whole_range(tmp
     created = [*times[:5], T, T + timedelta(minutes=1)]
     _users(ws, {"user_id": [1, 2, 1, 1, 3, 3, 3], "sv_plays_7d": [1, 20, 2, 3, 30, 31, 32],
                 "is_live_cold_start": [True] * 7, "event_timestamp": times, "created_timestamp": created})
-    for mart in ("item_content", "live_schedule"):
-        write_mart(ws.marts, mart, {"item_id": ITEMS, "event_timestamp": [T] * 2,
-                                    "created_timestamp": [T] * 2})
-    settings = Settings()
-    fs.apply(ws, settings)
-    store = fs.feature_store(ws, settings)
+    store = _applied_with_items(ws)
     view = store.get_feature_view("user_features_daily")
     edges = fs.slice_bounds(view, T - 3 * D, T + D, rows=2)
     assert edges == [T - 3 * D, T - 2 * D, T - D, T, T + D]  # every 2nd time; T's two rows in one window
@@ -183,12 +188,7 @@ def test_a_first_load_starts_where_no_entity_has_a_later_row(tmp_path):
     times = [T - 2 * D, T - 2 * D, T - D, T - D, T, T]
     _users(ws, {"user_id": [1, 2] * 3, "sv_plays_7d": [1, 2, 3, 4, 5, 6], "is_live_cold_start": [True] * 6,
                 "event_timestamp": times, "created_timestamp": times})
-    for mart in ("item_content", "live_schedule"):
-        write_mart(ws.marts, mart, {"item_id": ITEMS, "event_timestamp": [T] * 2,
-                                    "created_timestamp": [T] * 2})
-    settings = Settings()
-    fs.apply(ws, settings)
-    store = fs.feature_store(ws, settings)
+    store = _applied_with_items(ws)
     assert fs.superseded_before(store.get_feature_view("user_features_daily")) == T
     report = fs.materialize(store, end=T + D, views=["user_features_daily"], slice_rows=2)
     assert report.windows == 1
