@@ -545,10 +545,9 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     seeds = list(seeds if seeds is not None else cfg.seeds)
     baselines, full = _model_names(ws, cfg, models, settings)
     from training.oracle import NAME as ORACLE
-    from transforms.latent import LATENT_DIR
+    from transforms.latent import has_latent
 
-    with_truth = with_oracle and (Path(ws.root) / LATENT_DIR / "params.json").exists()
-    model_names = [*baselines, *full, *([ORACLE] if with_truth else [])]
+    model_names = [*baselines, *full, *([ORACLE] if with_oracle and has_latent(ws) else [])]
     local = dict(extra or {})
     run = run or datetime.now().astimezone().strftime("%Y%m%dT%H%M%S")
     skipped: dict[str, str] = {}

@@ -88,6 +88,11 @@ def read_latent(folder: Path) -> LatentTruth | None:
                        params=json.loads((folder / "params.json").read_text()))
 
 
+def has_latent(ws) -> bool:
+    """Whether workspace `ws` holds the latent truth of a synthetic world (without reading it)."""
+    return (Path(ws.root) / LATENT_DIR / "params.json").exists()
+
+
 def load_latent(ws) -> LatentTruth | None:
     """The latent truth of the world ingested into workspace `ws`; None for real data."""
     return read_latent(Path(ws.root) / LATENT_DIR)
