@@ -504,7 +504,29 @@ def _worker_job(name: str, protocols: list[str], ks: list[int], seeds: list[int]
             runs[p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
                                      _WORKER["cfg"].torch_threads)
             notes[p_name] = loaded[p_name].test.notes
+    _release_job_memory()
     return {"runs": runs, "notes": notes, "skipped": dict(skipped)}
+
+
+def _release_job_memory() -> None:
+    """Between jobs a worker keeps its protocols and nothing of the last job: no other job reads
+    that job's caches (one job per model), and glibc hands the freed heap back to the system.
+    At the demo size the two workers peaked at 2.3 GiB each without this (process tree 5.2 GiB),
+    1.8 and 1.7 GiB with it (tree 3.6 GiB)."""
+    import contextlib
+    import ctypes
+    import gc
+
+    from training import text_encoder
+    from training.recommender import forget_indexed_pairs
+    from training.rgcd_retriever import forget_stage2_vectors
+
+    text_encoder.release()
+    forget_indexed_pairs()
+    forget_stage2_vectors()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the heap is its allocator's
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # Relative cost of a model's job at the demo size (measured: evaluate's timing_s), so the largest

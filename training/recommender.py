@@ -193,6 +193,11 @@ def indexed_pairs(interactions: pl.DataFrame) -> tuple[list[int], list[str], tor
     return _LAST_PAIRS[1]
 
 
+def forget_indexed_pairs() -> None:
+    """Drop `indexed_pairs`' kept answer (its tensors outlive the frame they came from)."""
+    _LAST_PAIRS[:] = [None, None]
+
+
 def training_batches(n_rows: int, samples: int, batch_size: int, generator) -> Iterator:
     """Index batches (torch) over `n_rows` training rows until `samples` rows have been drawn.
 

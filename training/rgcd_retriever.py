@@ -150,6 +150,14 @@ def protocol_cut(ws, protocol: str, data: TrainData):
 
 FULL_METHOD = ("rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing")
 
+# The stage-2 vectors of the model being evaluated, per (model, cut): its seeds and protocols
+# share them; the next model (or `forget_stage2_vectors`) drops them.
+_STAGE2_MEMO: dict[tuple[str, object], Stage2Vectors] = {}
+
+
+def forget_stage2_vectors() -> None:
+    _STAGE2_MEMO.clear()
+
 
 def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Callable[[], RGCD]]:
     """Evaluation factories for the full method and its ablations (names from FULL_METHOD).
@@ -163,7 +171,7 @@ def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Calla
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown full-method model(s) {unknown}; known: {', '.join(ABLATIONS)}")
-    memo: dict[tuple[str, object], Stage2Vectors] = {}
+    memo = _STAGE2_MEMO
     ev = settings.evaluation
 
     def vectors_for(name: str, data: TrainData) -> Stage2Vectors:

@@ -51,6 +51,12 @@ def _load():  # noqa: ANN202 - (tokenizer, model), both from transformers
 _CACHE: dict[str, np.ndarray] = {}
 
 
+def release() -> None:
+    """Forget the encoded texts and the model (a process done with content_text needs neither)."""
+    _CACHE.clear()
+    _load.cache_clear()
+
+
 def encode(texts: Sequence[str], batch_size: int = 128, max_length: int = 64) -> np.ndarray:
     """Unit-length 384-d vectors, one per text; identical texts are encoded once per process."""
     import torch

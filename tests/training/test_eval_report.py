@@ -54,6 +54,22 @@ def test_worker_processes_give_the_numbers_of_one_process(eval_ws, eval_cfg):
     assert list(a["protocols"]["live-room"]) == ["popularity", "bpr_mf"]  # report order kept
 
 
+def test_a_worker_keeps_nothing_of_a_finished_job(eval_ws, eval_cfg):
+    # One job per model: what a job cached (encoded texts, index tensors) no later job reads.
+    from training import evaluation, recommender, text_encoder
+
+    evaluation._worker_setup(str(eval_ws.root), eval_cfg.model_dump_json(), None,
+                             ["content_text", "bpr_mf"], [], False)
+    try:
+        for model in ("content_text", "bpr_mf"):
+            out = evaluation._worker_job(model, ["live-room"], [10], [0])
+            assert out["runs"]["live-room"][0][0].metrics
+            assert not text_encoder._CACHE and recommender._LAST_PAIRS == [None, None]
+    finally:
+        evaluation._WORKER.pop("stack").close()
+        evaluation._WORKER.clear()
+
+
 def test_cli_evaluate_and_missing_marts(eval_ws, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["--workspace", str(eval_ws.root), "evaluate", "--seeds", "0",
