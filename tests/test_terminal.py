@@ -6,11 +6,9 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "feature_repo"))
 from feast_marts import write_mart  # noqa: E402
+from servers import free_port, wait_until_healthy  # noqa: E402
 
 from rgcd.config import Workspace  # noqa: E402
 from rgcd.terminal import PlainStream, clean_terminal, strip_ansi  # noqa: E402
@@ -41,12 +40,6 @@ def test_third_party_warnings_are_silenced_ours_are_not():
                                    module="rgcd.warehouse")
         warnings.warn_explicit("after", DeprecationWarning, "ibis/x.py", 1, module="ibis.backends")
     assert [str(w.message) for w in seen] == ["ours", "after"]  # the edge only, for one command
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rgcd(ws: Workspace, *args: str, env: dict) -> subprocess.CompletedProcess:
@@ -78,19 +71,12 @@ def test_piped_output_is_plain_and_server_files_stay_in_the_workspace(tmp_path):
             assert "\x1b[" not in text and "Warning" not in text, text
     assert "Materializing" in done.stdout  # Feast's own line, without its colour codes
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-c", "from rgcd.cli import cli; cli()", "-w", str(ws.root),
                                "features", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "server did not come up"
-                time.sleep(0.5)
+        wait_until_healthy(server, f"http://127.0.0.1:{port}", 120)
         socket_deadline = time.time() + 30  # gunicorn opens it from a thread after the workers start
         while not (ws.feast / "gunicorn.ctl").exists() and time.time() < socket_deadline:
             time.sleep(0.2)

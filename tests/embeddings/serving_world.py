@@ -12,8 +12,6 @@ vectors are topic centroids plus noise, so the nearest rooms of a user or a vide
 
 from __future__ import annotations
 
-import random
-import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +22,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "feature_repo"))
 
 from feast_marts import write_feature_data, write_mart  # noqa: E402
+from servers import wait_until_healthy  # noqa: E402
 
 from rgcd.config import Settings, Workspace  # noqa: E402
 
@@ -165,43 +164,10 @@ def start_service(ws: Workspace, port: int, *args: str):
     """`rgcd serve` on 127.0.0.1:port as its own process, once /health answers 200 (its Popen)."""
     import os
     import subprocess
-    import time
-
-    import pytest
 
     root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port), *args]
     proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONPATH=str(root)))
-    deadline = time.time() + 120
-    while True:
-        try:
-            if call(port, "GET", "/health")[0] == 200:
-                return proc
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"rgcd serve did not start: {proc.stdout.read()}")
-            time.sleep(0.3)
-
-
-def stop_service(proc) -> None:
-    """SIGTERM to the service's pid (uvicorn's master stops its workers), then wait."""
-    import os
-    import signal
-
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-
-
-def free_port() -> int:
-    """A free 127.0.0.1 port below Linux's ephemeral range (32768+): Milvus Lite's in-process gRPC
-    server binds port 0 with SO_REUSEPORT and could otherwise share a port picked here."""
-    while True:
-        port = random.randint(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+    wait_until_healthy(proc, f"http://127.0.0.1:{port}", 120)
+    return proc

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import serving_world as w
+from servers import free_port, stop
 
 from embeddings.collections import RoomVectors
 from embeddings.publish import publish
@@ -26,7 +25,7 @@ MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
 
 @pytest.fixture
 def milvus_server(tmp_path):
-    port = w.free_port()
+    port = free_port()
     proc = subprocess.Popen([str(MILVUS_LITE), "server", "--data-dir", str(tmp_path / "milvus-data"),
                              "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -40,12 +39,7 @@ def milvus_server(tmp_path):
             pytest.fail(f"milvus-lite server did not start: {proc.stdout.read()}")
         time.sleep(0.2)
     yield f"http://127.0.0.1:{port}"
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop(proc, 20)
 
 
 @pytest.mark.slow
@@ -75,11 +69,11 @@ def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, mi
     assert not publish(ws, remote).changed
     # the service with two worker processes sharing the server (a Lite file allows one process)
     (ws.root / "rgcd.yaml").write_text(f"retrieval:\n  milvus_uri: {milvus_server}\n  default_k: 5\n")
-    port = w.free_port()
+    port = free_port()
     proc = w.start_service(ws, port, "--workers", "2")
     try:
         for user in range(1, 9):
             status, body = w.call(port, "GET", f"/retrieve/user/{user}?at=2025-05-10T00:00:00Z")
             assert status == 200 and body["model_version"] == "v1" and len(body["candidates"]) == 5, body
     finally:
-        w.stop_service(proc)
+        stop(proc)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import serving_world as w
+from servers import free_port, stop
 
 from embeddings.publish import publish
 
@@ -24,11 +25,11 @@ def service(tmp_path_factory, settings):
     from embeddings.collections import _LITE_CLIENTS
 
     assert not any(_LITE_CLIENTS.values())  # released: the service process may open the file
-    port = w.free_port()
+    port = free_port()
     (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
     proc = w.start_service(ws, port)
     yield ws, port, proc
-    w.stop_service(proc)
+    stop(proc)
     assert proc.returncode is not None
 
 

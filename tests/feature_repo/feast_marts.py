@@ -7,9 +7,6 @@ tags, config.meta.feast, columns with data_type), so tests need no dbt run.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -171,18 +168,3 @@ def write_two_rooms(ws, t, day) -> None:
         "item_id": TWO_ROOMS, "transferable": [[0.5, 1.5], [2.5, 3.5]], "residual": [[1.0], [2.0]],
         "model_version": ["m7", "m7"], "event_timestamp": [t] * 2, "created_timestamp": [t] * 2})
 
-
-def wait_until_healthy(proc: subprocess.Popen, base: str, seconds: float) -> None:
-    """Wait until the feature server `proc` answers 200 on `<base>/health`; fail with its stderr
-    if it exits, or after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"feature server did not become healthy in {seconds:g} s"
-        time.sleep(0.5)

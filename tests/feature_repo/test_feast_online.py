@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-from feast_marts import wait_until_healthy, write_mart, write_two_rooms
+from feast_marts import write_mart, write_two_rooms
+from servers import free_port, stop, wait_until_healthy
 
 from rgcd.config import Settings, Workspace
 from rgcd.featurestore import store as fs
@@ -92,12 +92,6 @@ def test_rows_written_since_the_last_run_are_loaded_even_with_past_event_times(w
     assert got["user_features_daily__sv_plays_7d"].to_list() == [5, 8]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: dict) -> dict:
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
@@ -107,7 +101,7 @@ def _post(url: str, body: dict) -> dict:
 
 def test_feature_server_serves_the_ranker_service_over_http(world):
     ws, store, _ = world
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "features", "serve",
                              "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
@@ -126,12 +120,7 @@ def test_feature_server_serves_the_ranker_service_over_http(world):
         sdk = fs.online_features(store, "ranker", {"user_id": [1, 1], "item_id": ITEMS})
         assert values["user_features_daily__sv_plays_7d"] == sdk["user_features_daily__sv_plays_7d"].to_list()
     finally:
-        proc.send_signal(signal.SIGTERM)  # the gunicorn master stops its workers
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the server still listens after SIGTERM"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from feast_marts import wait_until_healthy, write_mart, write_two_rooms
+from feast_marts import write_mart, write_two_rooms
+from servers import free_port, stop, wait_until_healthy
 
 from rgcd.config import Workspace
 from rgcd.featurestore import store as fs
@@ -27,21 +27,6 @@ from rgcd.featurestore import store as fs
 T = datetime(2025, 5, 10, tzinfo=UTC)
 D = timedelta(days=1)
 ITEMS = ["live:1", "live:2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +37,7 @@ def redis_server(tmp_path_factory):
         pytest.fail("redis-server is not installed: apt-get install redis-server (.ci/run does this)")
     import redis
 
-    port, data = _free_port(), tmp_path_factory.mktemp("redis")
+    port, data = free_port(), tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
                              "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -67,7 +52,7 @@ def redis_server(tmp_path_factory):
             assert time.monotonic() < deadline, "redis-server did not answer PING in 30 s"
             time.sleep(0.2)
     yield port, client
-    _stop(proc)
+    stop(proc)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "redis-server still listens after SIGTERM"
 
@@ -110,7 +95,7 @@ def test_sdk_reads_the_ranker_service_from_redis(world):
 
 def test_feature_server_reads_redis_over_http(world):
     ws, _, store, _, _ = world
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "features", "serve",
                              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
@@ -124,7 +109,7 @@ def test_feature_server_reads_redis_over_http(world):
         with urllib.request.urlopen(req, timeout=30) as resp:
             answer = json.loads(resp.read())
     finally:
-        _stop(proc)
+        stop(proc)
     names = answer["metadata"]["feature_names"]
     values = {n: r["values"] for n, r in zip(names, answer["results"], strict=True)}
     assert values["item_content__author_id"] == [10, 20, None]  # an unknown room: nulls, no error

@@ -13,18 +13,15 @@ import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
+from servers import free_port, stop, wait_until_healthy
 from stage1_tiny_teacher import build_tiny_teacher
 
 from rgcd.config import Settings
@@ -37,12 +34,6 @@ from training.reasoning.schema import answer_json_schema
 SECRET = "sk-test-never-print-this-42"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _settings(**teacher) -> Settings:
     s = Settings()
     return s.model_copy(update={"teacher": s.teacher.model_copy(update=teacher)})
@@ -53,27 +44,16 @@ def _server(cmd: list[str], port: int, log_path: Path, env: dict | None = None, 
     """Run `cmd` (a server on 127.0.0.1:`port`) until its /health answers; stop it by its pid after."""
     log = open(log_path, "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def printed() -> str:
+        log.flush()
+        return log_path.read_text()
+
     try:
-        deadline = time.monotonic() + ready_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError(f"{cmd[0]} did not come up:\n{log_path.read_text()}")
-            time.sleep(0.5)
+        wait_until_healthy(proc, f"http://127.0.0.1:{port}", ready_s, printed)
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)  # stopped by its pid, never by name
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 20)
         log.close()
 
 
@@ -84,7 +64,7 @@ def served_teacher(world_ws, tmp_path):
     here = str(Path(sys.executable).parent)
     serve = shutil.which("transformers", path=here) or shutil.which("transformers")
     assert serve, "the `transformers` CLI is missing: install transformers[serving] (see pyproject.toml)"
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [serve, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", str(model_dir)]
     with _server(cmd, port, tmp_path / "serve.log", env):
@@ -93,7 +73,7 @@ def served_teacher(world_ws, tmp_path):
 
 @contextmanager
 def _scripted_server(tmp_path: Path, refuse: bool):
-    port, record = _free_port(), tmp_path / "requests.jsonl"
+    port, record = free_port(), tmp_path / "requests.jsonl"
     script = str(Path(__file__).parent / "openai_shaped_server.py")
     cmd = [sys.executable, script, "--port", str(port), "--record", str(record)]
     with _server(cmd + (["--refuse-response-format"] if refuse else []), port, tmp_path / "scripted.log",
@@ -147,7 +127,7 @@ def test_openai_backend_against_transformers_serve(world_ws, served_teacher, mon
 def test_openai_backend_unreachable_server_ends_rejected(world_ws):
     settings = _settings(
         backend="openai",
-        base_url=f"http://127.0.0.1:{_free_port()}/v1",
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
         model="nobody",
         max_pairs=3,
         retries=1,
