@@ -29,7 +29,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from servers import free_port  # noqa: E402 (the tests' helper)
+
 RESULTS = ROOT / "benchmarks" / "results" / "feast_online.json"
 T = datetime(2025, 5, 10, tzinfo=UTC)
 
@@ -148,17 +150,11 @@ def bench_sdk(store, requests: list[dict[str, list]], warmup: int) -> tuple[dict
     return _percentiles(times), last
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(ws, settings, tuned: bool, work: Path) -> tuple[subprocess.Popen, int, float]:
     """Start the feature server (after: `rgcd features serve`; before: `feast serve` as run before)."""
     import yaml
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     if tuned:
         cmd = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "features", "serve", "--port", str(port)]
@@ -259,7 +255,7 @@ def _start_redis(work: Path) -> tuple[subprocess.Popen, int]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not installed: apt-get install redis-server")
-    port = _free_port()
+    port = free_port()
     data = work / "redis"
     data.mkdir()
     proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),

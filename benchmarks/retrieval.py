@@ -34,7 +34,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,9 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from servers import free_port  # noqa: E402 (the tests' helper: a port Milvus Lite cannot share)
+
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval.json"
 DIM = 64
 T = datetime(2025, 5, 19, tzinfo=UTC)
@@ -259,21 +261,6 @@ def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos:
     return ws, report, time.perf_counter() - t0, centres[user_topic]
 
 
-def _free_port() -> int:
-    # Below Linux's ephemeral range (32768+): Milvus Lite's in-process gRPC server binds port 0 with
-    # SO_REUSEPORT while the service starts, and could otherwise share a port picked here.
-    import random
-
-    while True:
-        port = random.randint(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-
-
 def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict]:
     conn.request("GET", path)
     resp = conn.getresponse()
@@ -436,7 +423,7 @@ def bench_http(
     version: str = "bench-demo",
     same: list[tuple[str, dict]] = (),
 ) -> dict:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = open(ws.root / "serve.log", "w")  # noqa: SIM115 (closed with the server)
     command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)]
