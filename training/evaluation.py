@@ -511,8 +511,8 @@ def _worker_job(name: str, protocols: list[str], ks: list[int], seeds: list[int]
 def _release_job_memory() -> None:
     """Between jobs a worker keeps its protocols and nothing of the last job: no other job reads
     that job's caches (one job per model), and glibc hands the freed heap back to the system.
-    At the demo size the two workers peaked at 2.3 GiB each without this (process tree 5.2 GiB),
-    1.8 and 1.7 GiB with it (tree 3.6 GiB)."""
+    At the demo size the two workers peaked at 2.3 GiB each without this (process tree 4.8-5.2
+    GiB), at 1.7-2.25 GiB with it (tree 3.6-4.35 GiB RSS over three runs; README)."""
     import contextlib
     import ctypes
     import gc
