@@ -165,6 +165,10 @@ class StudentConfig(_Section):
     batch_size: int = Field(32, gt=0)
     lr: float = Field(5e-3, gt=0)
     encode_batch_size: int = Field(128, gt=0)
+    encode_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="dtype for encoding every item after training (auto: bfloat16 where the CPU "
+                            "has it natively, AMX / AVX512-BF16: 1.1x faster, cosine 0.9998 to float32; "
+                            "else float32)")
     eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch while training and encoding "
                                                     "(0: torch's default, one per core; on an idle 2-core "
@@ -282,6 +286,9 @@ class EvaluationConfig(_Section):
                                 "save)")
     text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
                                                         "is encoded (MiniLM costs ~10 ms per text here)")
+    text_encode_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="content_text's MiniLM dtype (auto: bfloat16 where the CPU has it natively: "
+                            "2.9x faster, cosine 0.9999 to float32; else float32)")
 
 
 class Settings(_Section):

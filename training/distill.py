@@ -18,6 +18,7 @@ renamed in (rgcd.atomic); a torn or foreign states file or index is reported in 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from rgcd.config import Settings, StudentConfig, Workspace
 from rgcd.faults import kill_point
 from training.checkpoint import Checkpointer, restore_rng, rng_state
 from training.frames import MissingInput, read_stage1_frames
+from training.precision import dtype_name, encode_dtype
 from training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
 from training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, item_text
 from training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
@@ -55,7 +57,7 @@ ITEM_COLUMNS = [
 ]
 SHARD_ITEMS = 2_048
 # Settings that change when and how work is saved, not what is learned: outside the fingerprint.
-_NOT_FINGERPRINTED = {"checkpoint_every_steps"}
+_NOT_FINGERPRINTED = {"checkpoint_every_steps", "encode_dtype"}  # training does not depend on them
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class DistillReport:
     train_seconds: float
     encode_seconds: float
     encode_items_per_s: float
+    encode_dtype: str
     probe_accuracy: float | None
     probe_majority_rate: float | None
     probe_classes: int
@@ -97,7 +100,8 @@ class DistillReport:
         )
         fields = ", ".join(f"{k} {v:.2f}" for k, v in self.generation_field_rate.items())
         return (
-            f"{self.items_encoded} items encoded ({self.n_chorus}x{self.hidden_size}), trained on "
+            f"{self.items_encoded} items encoded ({self.n_chorus}x{self.hidden_size}, {self.encode_dtype}), "
+            f"trained on "
             f"{self.train_items} items x {self.steps} steps (loss {self.first_loss} -> {self.final_loss}); "
             f"held-out {self.held_out_items}: {probe}; generation reproduces {fields}"
         )
@@ -264,12 +268,14 @@ def encode_all(
     batch_size: int,
     show_progress: bool = True,
     shard_items: int = SHARD_ITEMS,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[list[Path], pl.DataFrame, float]:
     """Encode every item into shards (skipping shards a previous run finished).
 
     Items are turned into rows one shard at a time and each shard's states go to disk, so
-    memory holds one shard, whatever the catalogue. Returns (shard files in order, index,
-    seconds spent encoding in this run); `write_states_file` merges the shards.
+    memory holds one shard, whatever the catalogue. Encoding runs in `dtype` (the states are
+    stored as float32 either way). Returns (shard files in order, index, seconds spent encoding in
+    this run); `write_states_file` merges the shards.
     """
     from safetensors.torch import save_file
 
@@ -279,12 +285,13 @@ def encode_all(
             if old.name != model_version:
                 shutil.rmtree(old)
     # So are shards of other item content: the same ids with a restated title or a new vector.
-    stamp, digest = shard_dir / "items_digest.txt", items_digest(items)
+    stamp, digest = shard_dir / "items_digest.txt", f"{items_digest(items)} {dtype_name(dtype)}"
     if shard_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
         shutil.rmtree(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
     seconds, parts = 0.0, []
+    encoder = student if dtype == torch.float32 else copy.deepcopy(student).to(dtype)
     with _progress(show_progress) as progress:
         task = progress.add_task("encoding all items", total=items.height)
         for shard, start in enumerate(range(0, items.height, shard_items)):
@@ -293,7 +300,7 @@ def encode_all(
             if not _readable_shard(path, size):
                 chunk = items.slice(start, size).select(ITEM_COLUMNS).to_dicts()
                 t0 = time.perf_counter()
-                states = encode_items(student, chunk, batch_size)
+                states = encode_items(encoder, chunk, batch_size)
                 seconds += time.perf_counter() - t0
                 with atomic_path(path) as tmp:  # a shard exists only once complete
                     save_file({CHORUS_TENSOR: states.contiguous()}, tmp)
@@ -329,8 +336,10 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _finished_states(out_dir: Path, model_version: str, items: pl.DataFrame) -> ChorusStates | None:
-    """The chorus states of a previous run of this very model over these very items, else None.
+def _finished_states(out_dir: Path, model_version: str, items: pl.DataFrame,
+                     dtype: torch.dtype = torch.float32) -> ChorusStates | None:
+    """The chorus states of a previous run of this very model over these very items, encoded in
+    `dtype`, else None.
 
     A torn or foreign states file or index (truncated, another format, another model) is
     reported in one log line and None is returned, so the caller rebuilds it.
@@ -340,6 +349,8 @@ def _finished_states(out_dir: Path, model_version: str, items: pl.DataFrame) -> 
         if states.student_version != model_version:
             return None
         if states.metadata.get("items_digest") != items_digest(items):
+            return None
+        if states.metadata.get("encode_dtype", "float32") != dtype_name(dtype):
             return None
         index = pl.read_parquet(out_dir / "chorus_index.parquet")
         if (not index["item_id"].equals(items["item_id"])
@@ -485,11 +496,12 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
     train_seconds = time.perf_counter() - t0
 
     states_path, index_path = out_dir / "chorus_states.safetensors", out_dir / "chorus_index.parquet"
-    states = _finished_states(out_dir, model_version, items)
+    dtype = encode_dtype(cfg.encode_dtype)
+    states = _finished_states(out_dir, model_version, items, dtype)
     encode_seconds = 0.0
     if states is None:
         parts, index, encode_seconds = encode_all(
-            student, items, out_dir, model_version, cfg.encode_batch_size, show_progress
+            student, items, out_dir, model_version, cfg.encode_batch_size, show_progress, dtype=dtype
         )
         # The index first: the states file carries the model version and items digest that make
         # the pair valid, so a kill between the two renames leaves a pair that is rebuilt.
@@ -498,7 +510,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         with atomic_path(states_path) as tmp:
             write_states_file(tmp, parts, (cfg.n_chorus, student.hidden_size), items.height,
                               {"model_version": model_version, "n_chorus": str(cfg.n_chorus),
-                               "items_digest": items_digest(items)})
+                               "items_digest": items_digest(items), "encode_dtype": dtype_name(dtype)})
         shutil.rmtree(out_dir / "chorus_shards")  # merged; the shards were only the resume points
         states = ChorusStates(out_dir)
 
@@ -531,6 +543,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         train_seconds=round(train_seconds, 2),
         encode_seconds=round(encode_seconds, 2),
         encode_items_per_s=round(encoded_now / encode_seconds, 1) if encode_seconds > 0 else 0.0,
+        encode_dtype=states.metadata.get("encode_dtype", "float32"),
         probe_accuracy=round(accuracy, 4),
         probe_majority_rate=round(majority, 4),
         probe_classes=n_classes,

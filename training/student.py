@@ -126,12 +126,13 @@ class ChorusStudent(nn.Module):
 
     def _soft_tokens(self, batch: ItemBatch) -> torch.Tensor:
         B, S, d = len(batch.domains), self.cfg.n_soft_tokens, self.hidden_size
-        soft = torch.zeros(B, S, d, device=self.chorus.device)
+        soft = torch.zeros(B, S, d, dtype=self.chorus.dtype, device=self.chorus.device)
         for domain, proj in self.projector.items():
             rows = [b for b, dom in enumerate(batch.domains) if dom == domain]
             if rows:
                 idx = torch.tensor(rows, device=self.chorus.device)
-                soft[idx] = proj(batch.mm[domain][idx].to(self.chorus.device)).view(len(rows), S, d)
+                vectors = batch.mm[domain][idx].to(self.chorus.device, self.chorus.dtype)
+                soft[idx] = proj(vectors).view(len(rows), S, d)
         return soft
 
     def _inputs(

@@ -38,17 +38,17 @@ def model_path() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _load():  # noqa: ANN202 - (tokenizer, model), both from transformers
+def _load(dtype: str = "float32"):  # noqa: ANN202 - (tokenizer, model), both from transformers
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar would break the evaluation's own
     path = model_path()
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path, dtype=dtype).eval()
 
 
-_CACHE: dict[str, np.ndarray] = {}
+_CACHE: dict[tuple[str, str], np.ndarray] = {}  # (dtype, text) -> vector
 
 
 def release() -> None:
@@ -57,14 +57,16 @@ def release() -> None:
     _load.cache_clear()
 
 
-def encode(texts: Sequence[str], batch_size: int = 128, max_length: int = 64) -> np.ndarray:
-    """Unit-length 384-d vectors, one per text; identical texts are encoded once per process."""
+def encode(texts: Sequence[str], batch_size: int = 128, max_length: int = 64,
+           dtype: str = "float32") -> np.ndarray:
+    """Unit-length 384-d float32 vectors, one per text, computed in `dtype` ("float32" or
+    "bfloat16", see training/precision.py); identical texts are encoded once per process."""
     import torch
 
     # by length, so a batch pads its texts to about the same length (titles vary a lot)
-    todo = sorted({t for t in texts if t not in _CACHE}, key=lambda t: (len(t), t))
+    todo = sorted({t for t in texts if (dtype, t) not in _CACHE}, key=lambda t: (len(t), t))
     if todo:
-        tokenizer, model = _load()
+        tokenizer, model = _load(dtype)
         with torch.inference_mode():
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
@@ -73,8 +75,8 @@ def encode(texts: Sequence[str], batch_size: int = 128, max_length: int = 64) ->
                 hidden = model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                vecs = torch.nn.functional.normalize(pooled, dim=-1).numpy()
-                _CACHE.update(zip(batch, vecs, strict=True))
+                vecs = torch.nn.functional.normalize(pooled.float(), dim=-1).numpy()
+                _CACHE.update(zip([(dtype, t) for t in batch], vecs, strict=True))
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
-    return np.stack([_CACHE[t] for t in texts]).astype(np.float32)
+    return np.stack([_CACHE[(dtype, t)] for t in texts]).astype(np.float32)

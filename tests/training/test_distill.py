@@ -9,6 +9,7 @@ from safetensors import safe_open
 from rgcd.config import Settings
 from training.distill import _finished_states, distill, encode_items, linear_probe
 from training.frames import MissingInput, read_stage1_frames
+from training.precision import encode_dtype
 from training.reasoning.run import reason
 
 
@@ -149,9 +150,13 @@ def test_distill_end_to_end_and_resume(world_ws):
     out = world_ws.models / "student"
     args = (out, report.model_version)
     frames_items = read_stage1_frames(world_ws, settings, pairs=False).items
-    assert _finished_states(*args, frames_items) is not None
+    dtype = encode_dtype(settings.student.encode_dtype)
+    assert _finished_states(*args, frames_items, dtype) is not None
     retitled = frames_items.with_columns(pl.lit("another title").alias("title"))
-    assert _finished_states(*args, retitled) is None
+    assert _finished_states(*args, retitled, dtype) is None
+    # ... and encoded in the dtype asked for: states of the other one are encoded again
+    other = torch.float32 if dtype == torch.bfloat16 else torch.bfloat16
+    assert _finished_states(*args, frames_items, other) is None
 
 
 def _merged(parts: list, path) -> torch.Tensor:
@@ -200,3 +205,12 @@ def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
     fresh = _merged(fresh_parts, tmp_path / "fresh.safetensors")
     assert seconds > 0 and not torch.allclose(fresh[0], full[0], atol=1e-5)
     assert torch.allclose(fresh[1:], full[1:], atol=1e-5)
+    # In bfloat16 (where the CPU has it, a faster encode): new shards, float32 states that point
+    # the way the float32 ones do, and the float32 student left as it was.
+    half_parts, _, seconds = encode_all(student, items, tmp_path / "out", "v1", 16, False, shard_items=16,
+                                        dtype=torch.bfloat16)
+    half = _merged(half_parts, tmp_path / "half.safetensors")
+    assert seconds > 0 and half.dtype == torch.float32 and not torch.equal(half, full)
+    cosine = torch.nn.functional.cosine_similarity(half.flatten(1), full.flatten(1))
+    assert cosine.min() > 0.99, cosine.min()
+    assert student.chorus.dtype == torch.float32

@@ -39,8 +39,10 @@ def _content_mm(cfg: EvaluationConfig) -> Recommender:
 
 def _content_text(cfg: EvaluationConfig) -> Recommender:
     from training.baselines.content import ContentText, ContentTextConfig
+    from training.precision import dtype_name, encode_dtype
 
-    return ContentText(ContentTextConfig(max_items=cfg.text_max_items))
+    return ContentText(ContentTextConfig(max_items=cfg.text_max_items,
+                                         dtype=dtype_name(encode_dtype(cfg.text_encode_dtype))))
 
 
 def _uniembed(cfg: EvaluationConfig) -> Recommender:

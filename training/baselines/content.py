@@ -157,6 +157,7 @@ class ContentTextConfig:
 
     max_items: int = 3000
     rooms_per_author: int = 3
+    dtype: str = "float32"  # MiniLM's ("bfloat16" where the CPU has it natively: training/precision.py)
 
 
 class ContentText(_ContentProfile):
@@ -187,12 +188,13 @@ class ContentText(_ContentProfile):
         out: dict[str, np.ndarray] = {}
         photos = photos.filter(pl.col("text") != "")
         if not photos.is_empty():
-            out.update(zip(photos["item_id"].to_list(), text_encoder.encode(photos["text"].to_list()),
-                           strict=True))
+            vectors = text_encoder.encode(photos["text"].to_list(), dtype=self.config.dtype)
+            out.update(zip(photos["item_id"].to_list(), vectors, strict=True))
         rooms = rooms.filter(pl.col("text") != "")
         if not rooms.is_empty():
             authors = [f"author:{a}" for a in rooms["author_id"].to_list()]
-            out.update(_mean_by(authors, text_encoder.encode(rooms["text"].to_list())))
+            vectors = text_encoder.encode(rooms["text"].to_list(), dtype=self.config.dtype)
+            out.update(_mean_by(authors, vectors))
         return out
 
     def _history(self, data: TrainData) -> pl.DataFrame:
@@ -207,5 +209,6 @@ class ContentText(_ContentProfile):
 
         titles = [self.titles.get(i, "") if i not in self.vectors else "" for i in item_ids]
         todo = sorted({t for t in titles if t})
-        encoded = dict(zip(todo, text_encoder.encode(todo), strict=True)) if todo else {}
+        encoded = (dict(zip(todo, text_encoder.encode(todo, dtype=self.config.dtype), strict=True))
+                   if todo else {})
         return [self.vectors.get(i, encoded.get(t)) for i, t in zip(item_ids, titles, strict=True)]
