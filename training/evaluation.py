@@ -470,8 +470,9 @@ def run_seeds(name: str, factory: Callable[[], Recommender], protocol: Protocol,
     return runs, vectors
 
 
-# ---- worker processes: a job is one model on every protocol for every seed, so what a model caches
-# (the stage-2 fits on disk, content_text's encoded texts in memory) is made by one worker only ------
+# ---- worker processes: a job is one or more models, each on every protocol for every seed, so what a
+# model caches (the stage-2 fits on disk, content_text's encoded texts in memory) is made by one
+# worker only ----------------------------------------------------------------------------------------
 
 _WORKER: dict = {}
 
@@ -491,26 +492,31 @@ def _worker_setup(root: str, cfg_json: str, settings_json: str | None, baselines
                    factories=model_factories(ws, cfg, settings, baselines, full, with_oracle))
 
 
-def _worker_job(name: str, protocols: list[str], ks: list[int], seeds: list[int]) -> dict:
-    """One model on every protocol with test cases: {"runs": {protocol: (runs, vectors)},
-    "notes": {protocol: notes}, "skipped": {protocol: why}}."""
+def _worker_job(models: list[tuple[str, list[str]]], ks: list[int], seeds: list[int]) -> dict:
+    """Models one after another, each on every protocol it lists that has test cases:
+    {"runs": {model: {protocol: (runs, vectors)}}, "notes": {protocol: notes},
+    "skipped": {protocol: why}}."""
     loaded, skipped = _WORKER["protocols"], _WORKER.setdefault("skipped", {})
-    missing = [p for p in protocols if p not in loaded and p not in skipped]
+    wanted = list(dict.fromkeys(p for _, protocols in models for p in protocols))
+    missing = [p for p in wanted if p not in loaded and p not in skipped]
     if missing:  # in one call, so the protocols share the marts they both read (item_content)
         loaded.update(load_protocols(_WORKER["ws"], _WORKER["cfg"], missing, skipped))
-    runs, notes = {}, {}
-    for p_name in protocols:
-        if p_name in loaded:
-            runs[p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
-                                     _WORKER["cfg"].torch_threads)
-            notes[p_name] = loaded[p_name].test.notes
-    _release_job_memory()
+    runs: dict[str, dict] = {}
+    notes = {}
+    for name, protocols in models:
+        runs[name] = {}
+        for p_name in protocols:
+            if p_name in loaded:
+                runs[name][p_name] = run_seeds(name, _WORKER["factories"][name], loaded[p_name], ks, seeds,
+                                               _WORKER["cfg"].torch_threads)
+                notes[p_name] = loaded[p_name].test.notes
+        _release_job_memory()
     return {"runs": runs, "notes": notes, "skipped": dict(skipped)}
 
 
 def _release_job_memory() -> None:
-    """Between jobs a worker keeps its protocols and nothing of the last job: no other job reads
-    that job's caches (one job per model), and glibc hands the freed heap back to the system.
+    """After each model a worker keeps its protocols and nothing of that model: no other model
+    reads its caches, and glibc hands the freed heap back to the system.
     At the demo size the two workers peaked at 2.3 GiB each without this (process tree 4.8-5.2
     GiB), at 1.7-2.25 GiB with it (tree 3.6-4.35 GiB RSS over three runs; README)."""
     import contextlib
@@ -529,14 +535,23 @@ def _release_job_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-# Relative cost of a model's job at the demo size (measured: evaluate's timing_s), so the largest
-# jobs start first and two workers finish together; an unlisted model counts as a two-tower one.
-_RELATIVE_COST = {"content_text": 3.3, "uniembed": 2.2, "emcdr": 1.4, "bpr_mf": 0.8, "content_mm": 0.6,
+# Relative cost of a model's job at the demo size (measured: evaluate's timing_s, seconds per seed
+# on both protocols, content_text in bfloat16), so the largest jobs start first and the two
+# workers finish together; an unlisted model counts as a two-tower one.
+_RELATIVE_COST = {"content_text": 1.5, "uniembed": 2.2, "emcdr": 1.4, "bpr_mf": 0.8, "content_mm": 0.6,
                   "oracle": 0.3, "popularity": 0.15}
 
 
-def _cost_order(models: list[str]) -> list[str]:
-    return sorted(models, key=lambda m: -_RELATIVE_COST.get(m, 1.8))
+def _jobs(models: list[str], full: list[str],
+          protocols_of: Callable[[str], list[str]]) -> list[list[tuple[str, list[str]]]]:
+    """The workers' jobs, in submission order: the full method and its ablations as one job (so one
+    worker alone imports Feast and reads stage 2's inputs: ~0.3 GiB a worker keeps after it), then
+    one job per other model, largest first. At the demo size the first job costs about what all the
+    others do together, so one worker takes it and the other the baselines."""
+    group = [(m, protocols_of(m)) for m in models if m in full and protocols_of(m)]
+    rest = sorted((m for m in models if m not in full and protocols_of(m)),
+                  key=lambda m: -_RELATIVE_COST.get(m, 1.8))
+    return ([group] if group else []) + [[(m, protocols_of(m))] for m in rest]
 
 
 def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | None = None,
@@ -605,10 +620,11 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
             bar.update(task, advance=len(out) * len(seeds), description=f"{name} done")
 
         if parallel:
-            jobs = {m: protocols_of(m) for m in _cost_order(model_names) if protocols_of(m)}
+            jobs = _jobs(model_names, full, protocols_of)
             for job in _run_in_workers(ws, cfg, settings, baselines, full, with_oracle, jobs, result.ks,
                                        seeds):
-                finished(job["name"], job["runs"])
+                for name, runs in job["runs"].items():
+                    finished(name, runs)
                 notes.update(job["notes"])
                 skipped.update(job["skipped"])
         for m_name in order:
@@ -639,11 +655,11 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
 
 
 def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | None, baselines: list[str],
-                    full: list[str], with_oracle: bool, jobs: dict[str, list[str]],
+                    full: list[str], with_oracle: bool, jobs: list[list[tuple[str, list[str]]]],
                     ks: list[int], seeds: list[int]) -> Iterator[dict]:
-    """Run one job per model (on its protocols: `jobs`, in this order) in `cfg.workers` spawned
-    processes (never forked: polars and torch hold threads); yields each finished job
-    (`_worker_job`'s result plus "name")."""
+    """Run `jobs` (each a list of (model, protocols), submitted in this order) in `cfg.workers`
+    spawned processes (never forked: polars and torch hold threads); yields each finished job
+    (`_worker_job`'s result)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -655,10 +671,10 @@ def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | N
     with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)),
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_setup, initargs=init) as pool:
-        futures = {pool.submit(_worker_job, m, protocols, ks, seeds): m for m, protocols in jobs.items()}
+        futures = [pool.submit(_worker_job, job, ks, seeds) for job in jobs]
         try:
             for future in as_completed(futures):
-                yield {**future.result(), "name": futures[future]}
+                yield future.result()
         except BaseException:  # a failed job (or Ctrl-C) stops the rest instead of waiting for them
             pool.shutdown(wait=False, cancel_futures=True)
             raise

@@ -221,7 +221,8 @@ def check_sealed(ws: Workspace) -> None:
         raise FeatureStoreError(
             f"the Feast registry in {ws.feast} belongs to another workspace (it names {foreign[0]}"
             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}; copied or moved?): run "
-            f"`rgcd -w {ws.root} features apply` to rebuild it for this workspace")
+            f"`rgcd -w {ws.root} features apply` to rebuild it for this workspace, then "
+            f"`rgcd -w {ws.root} features materialize` to reload its online store")
 
 
 def feature_store(ws: Workspace, settings: Settings) -> FeatureStore:
@@ -250,7 +251,8 @@ def _drop_foreign_registry(ws: Workspace, settings: Settings) -> str:
     registry_file(ws).unlink()
     if settings.features.online_store == "sqlite":
         (ws.feast / "online_store.db").unlink(missing_ok=True)
-    return f"rebuilt the registry (the one here named {foreign[0]}, another workspace's)"
+    return (f"rebuilt the registry (the one here named {foreign[0]}, another workspace's); the online "
+            f"store is empty until `rgcd -w {ws.root} features materialize`")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def test_a_copied_or_moved_workspace_refuses_then_rebuilds_and_spares_the_origin
         said = " ".join(res.output.split())  # rich wraps long lines
         assert res.exit_code == 2, said
         assert "belongs to another workspace" in said and "features apply" in said
+        assert "features materialize" in said  # apply empties the online store: both are needed
         assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     with pytest.raises(fs.FeatureStoreError, match="features apply"):
         fs.serve(moved, Settings(), port=0)
@@ -81,7 +82,8 @@ def test_a_copied_or_moved_workspace_refuses_then_rebuilds_and_spares_the_origin
         "user_id": [1, 2], "sv_plays_7d": [30, 80], "is_live_cold_start": [True, False],
         "event_timestamp": [T, T], "created_timestamp": [T, T]})
     res = runner.invoke(cli, ["-w", str(moved.root), "features", "apply"])
-    assert res.exit_code == 0 and "rebuilt the registry" in " ".join(res.output.split()), res.output
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "rebuilt the registry" in said and "features materialize" in said, said
     assert fs.foreign_paths(moved) == []
     assert runner.invoke(cli, ["-w", str(moved.root), "features", "materialize"]).exit_code == 0
     res = runner.invoke(cli, ["-w", str(moved.root), "features", "frame", str(entities), "--feature",

@@ -55,19 +55,32 @@ def test_worker_processes_give_the_numbers_of_one_process(eval_ws, eval_cfg):
 
 
 def test_a_worker_keeps_nothing_of_a_finished_job(eval_ws, eval_cfg):
-    # One job per model: what a job cached (encoded texts, index tensors) no later job reads.
+    # What a model cached (encoded texts, index tensors) no later model reads, in one job or the next.
     from training import evaluation, recommender, text_encoder
 
     evaluation._worker_setup(str(eval_ws.root), eval_cfg.model_dump_json(), None,
                              ["content_text", "bpr_mf"], [], False)
     try:
         for model in ("content_text", "bpr_mf"):
-            out = evaluation._worker_job(model, ["live-room"], [10], [0])
-            assert out["runs"]["live-room"][0][0].metrics
+            out = evaluation._worker_job([(model, ["live-room"])], [10], [0])
+            assert out["runs"][model]["live-room"][0][0].metrics
             assert not text_encoder._CACHE and recommender._LAST_PAIRS == [None, None]
     finally:
         evaluation._WORKER.pop("stack").close()
         evaluation._WORKER.clear()
+
+
+def test_the_full_method_is_one_job_and_the_baselines_follow_largest_first():
+    from training.evaluation import _jobs
+
+    full = ["rgcd", "rgcd-no-routing"]
+    protocols = {"rgcd": ["klm3-cdr", "live-room"], "rgcd-no-routing": ["live-room"]}
+    jobs = _jobs(["popularity", "content_text", "uniembed", *full, "oracle"], full,
+                 lambda m: protocols.get(m, ["klm3-cdr", "live-room"]))
+    assert jobs[0] == [("rgcd", ["klm3-cdr", "live-room"]), ("rgcd-no-routing", ["live-room"])]
+    assert [job[0][0] for job in jobs[1:]] == ["uniembed", "content_text", "oracle", "popularity"]
+    assert all(len(job) == 1 for job in jobs[1:])
+    assert _jobs(["popularity"], [], lambda m: ["live-room"]) == [[("popularity", ["live-room"])]]
 
 
 def test_cli_evaluate_and_missing_marts(eval_ws, tmp_path):
