@@ -535,11 +535,12 @@ def _release_job_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-# Relative cost of a model's job at the demo size (measured: evaluate's timing_s, seconds per seed
-# on both protocols, content_text in bfloat16), so the largest jobs start first and the two
-# workers finish together; an unlisted model counts as a two-tower one.
-_RELATIVE_COST = {"content_text": 1.5, "uniembed": 2.2, "emcdr": 1.4, "bpr_mf": 0.8, "content_mm": 0.6,
-                  "oracle": 0.3, "popularity": 0.15}
+# Relative cost of a model's job at the demo size (measured: evaluate's timing_s in run E of the
+# README, fit + rank seconds per seed on both protocols, content_text in bfloat16; uniembed = 2.2),
+# so the largest jobs start first and the two workers finish together; an unlisted model counts as
+# a two-tower one.
+_RELATIVE_COST = {"content_text": 3.8, "emcdr": 2.5, "uniembed": 2.2, "bpr_mf": 0.9, "content_mm": 0.9,
+                  "oracle": 0.5, "popularity": 0.25}
 
 
 def _jobs(models: list[str], full: list[str],
