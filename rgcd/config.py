@@ -12,6 +12,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# A setting's name for the dtype of an encode (resolved by training/precision.py: `encode_dtype`).
+EncodeDtype = Literal["auto", "float32", "bfloat16"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -165,7 +168,7 @@ class StudentConfig(_Section):
     batch_size: int = Field(32, gt=0)
     lr: float = Field(5e-3, gt=0)
     encode_batch_size: int = Field(128, gt=0)
-    encode_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    encode_dtype: EncodeDtype = Field(
         "auto", description="dtype for encoding every item after training (auto: bfloat16 where the CPU "
                             "has it natively, AMX / AVX512-BF16: 1.1x faster, cosine 0.9998 to float32; "
                             "else float32)")
@@ -286,7 +289,7 @@ class EvaluationConfig(_Section):
                                 "save)")
     text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
                                                         "is encoded (MiniLM costs ~10 ms per text here)")
-    text_encode_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    text_encode_dtype: EncodeDtype = Field(
         "auto", description="content_text's MiniLM dtype (auto: bfloat16 where the CPU has it natively: "
                             "2.9x faster, cosine 0.9999 to float32; else float32)")
 

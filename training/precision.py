@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-EncodeDtype = Literal["auto", "float32", "bfloat16"]
+from rgcd.config import EncodeDtype
+
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
