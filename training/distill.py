@@ -22,6 +22,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -57,7 +58,8 @@ ITEM_COLUMNS = [
 ]
 SHARD_ITEMS = 2_048
 # Settings that change when and how work is saved, not what is learned: outside the fingerprint.
-_NOT_FINGERPRINTED = {"checkpoint_every_steps", "encode_dtype"}  # training does not depend on them
+# Training does not depend on them.
+_NOT_FINGERPRINTED = {"checkpoint_every_steps", "encode_dtype", "encode_processes"}
 
 log = logging.getLogger(__name__)
 
@@ -269,16 +271,18 @@ def encode_all(
     show_progress: bool = True,
     shard_items: int = SHARD_ITEMS,
     dtype: torch.dtype = torch.float32,
+    model_dir: Path | None = None,
+    processes: int = 1,
 ) -> tuple[list[Path], pl.DataFrame, float]:
     """Encode every item into shards (skipping shards a previous run finished).
 
     Items are turned into rows one shard at a time and each shard's states go to disk, so
     memory holds one shard, whatever the catalogue. Encoding runs in `dtype` (the states are
-    stored as float32 either way). Returns (shard files in order, index, seconds spent encoding in
-    this run); `write_states_file` merges the shards.
+    stored as float32 either way). With `processes` > 1 and the saved student in `model_dir`,
+    that many processes of one torch thread each encode the shards (`_encode_in_processes`).
+    Returns (shard files in order, index, seconds spent encoding in this run);
+    `write_states_file` merges the shards.
     """
-    from safetensors.torch import save_file
-
     shard_dir = out_dir / "chorus_shards" / model_version
     if shard_dir.parent.exists():  # shards of another model version are stale
         for old in shard_dir.parent.iterdir():
@@ -290,22 +294,20 @@ def encode_all(
         shutil.rmtree(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
-    seconds, parts = 0.0, []
-    encoder = student if dtype == torch.float32 else copy.deepcopy(student).to(dtype)
+    shards = [(shard_dir / f"part-{shard:05d}.safetensors", start, min(shard_items, items.height - start))
+              for shard, start in enumerate(range(0, items.height, shard_items))]
+    todo = [s for s in shards if not _readable_shard(s[0], s[2])]
+    t0 = time.perf_counter()
     with _progress(show_progress) as progress:
-        task = progress.add_task("encoding all items", total=items.height)
-        for shard, start in enumerate(range(0, items.height, shard_items)):
-            size = min(shard_items, items.height - start)
-            path = shard_dir / f"part-{shard:05d}.safetensors"
-            if not _readable_shard(path, size):
-                chunk = items.slice(start, size).select(ITEM_COLUMNS).to_dicts()
-                t0 = time.perf_counter()
-                states = encode_items(encoder, chunk, batch_size)
-                seconds += time.perf_counter() - t0
-                with atomic_path(path) as tmp:  # a shard exists only once complete
-                    save_file({CHORUS_TENSOR: states.contiguous()}, tmp)
-                kill_point("distill.encode_shard")
-            parts.append(path)
+        task = progress.add_task("encoding all items", total=items.height,
+                                 completed=items.height - sum(size for _, _, size in todo))
+        if processes > 1 and model_dir is not None and len(todo) > 1:
+            done = _encode_in_processes(model_dir, items, todo, batch_size, dtype, min(processes, len(todo)))
+        else:
+            encoder = student if dtype == torch.float32 else copy.deepcopy(student).to(dtype)
+            done = (_encode_shard(encoder, items, shard, batch_size) for shard in todo)
+        for size in done:
+            kill_point("distill.encode_shard")
             progress.advance(task, size)
     index = pl.DataFrame(
         {
@@ -315,7 +317,68 @@ def encode_all(
             "model_version": [model_version] * items.height,
         }
     )
-    return parts, index, seconds
+    return [path for path, _, _ in shards], index, (time.perf_counter() - t0) if todo else 0.0
+
+
+def _encode_shard(encoder: ChorusStudent, items: pl.DataFrame, shard: tuple[Path, int, int],
+                  batch_size: int) -> int:
+    """Encode one shard's items and write its file (whole or not at all); returns its size."""
+    from safetensors.torch import save_file
+
+    path, start, size = shard
+    states = encode_items(encoder, items.slice(start, size).select(ITEM_COLUMNS).to_dicts(), batch_size)
+    with atomic_path(path) as tmp:  # a shard exists only once complete
+        save_file({CHORUS_TENSOR: states.contiguous()}, tmp)
+    return size
+
+
+def _encode_in_processes(model_dir: Path, items: pl.DataFrame, todo: list[tuple[Path, int, int]],
+                         batch_size: int, dtype: torch.dtype, processes: int):
+    """Yield each shard's size as one of `processes` spawned processes (one torch thread each,
+    the student loaded from `model_dir`) finishes it. On 2 cores two such processes encode 1.6x
+    as many items a second as one process on two threads (3,620 vs 2,240; the model is too small
+    for two threads to share one batch well). The processes die with this one (a kill leaves
+    finished shards only)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=spawn, initializer=_encoder_setup,
+                             initargs=(str(model_dir), dtype_name(dtype))) as pool:
+        futures = [pool.submit(_encoder_job, items.slice(start, size).select(ITEM_COLUMNS), path, batch_size)
+                   for path, start, size in todo]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:  # a failed shard (or Ctrl-C) stops the rest instead of waiting for them
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+_ENCODER: dict[str, ChorusStudent] = {}
+
+
+def _encoder_setup(model_dir: str, dtype: str) -> None:
+    import contextlib
+    import ctypes
+    import signal
+
+    from transformers.utils import logging as hf_logging
+
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the parent (PR_SET_PDEATHSIG)
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(1)
+    _ENCODER["student"] = ChorusStudent.from_pretrained(Path(model_dir)).eval().to(getattr(torch, dtype))
+
+
+def _encoder_job(rows: pl.DataFrame, path: Path, batch_size: int) -> int:
+    return _encode_shard(_ENCODER["student"], rows, (path, 0, rows.height), batch_size)
+
+
+def encode_processes(cfg: StudentConfig) -> int:
+    """How many processes encode the catalogue (student.encode_processes; 0: one per usable core)."""
+    return cfg.encode_processes or len(os.sched_getaffinity(0))
 
 
 def _readable_shard(path: Path, rows: int) -> bool:
@@ -501,7 +564,8 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
     encode_seconds = 0.0
     if states is None:
         parts, index, encode_seconds = encode_all(
-            student, items, out_dir, model_version, cfg.encode_batch_size, show_progress, dtype=dtype
+            student, items, out_dir, model_version, cfg.encode_batch_size, show_progress, dtype=dtype,
+            model_dir=model_dir, processes=encode_processes(cfg),
         )
         # The index first: the states file carries the model version and items digest that make
         # the pair valid, so a kill between the two renames leaves a pair that is rebuilt.

@@ -1,4 +1,5 @@
 import json
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import polars as pl
@@ -169,6 +170,35 @@ def _merged(parts: list, path) -> torch.Tensor:
     with safe_open(path, "pt") as f:
         assert f.metadata()["model_version"] == "v1"
         return f.get_tensor("chorus_states")
+
+
+def test_encoding_in_processes_writes_the_shards_one_process_writes(world_ws, tmp_path):
+    """Two spawned encoder processes (the default on a multi-core machine) give the states this
+    process gives, skip shards already finished, and a shard they cannot encode is an error."""
+    from training.distill import encode_all
+    from training.student import ChorusStudent, ChorusStudentConfig
+    from training.tiny_base import build_tiny_causal_lm
+
+    items = read_stage1_frames(world_ws, Settings(), pairs=False).items
+    base = build_tiny_causal_lm(
+        ["photo live noodles"] * 20, tmp_path / "b", hidden=32, layers=1, heads=2, vocab_size=300
+    )
+    student = ChorusStudent.from_base(ChorusStudentConfig(base_path=str(base))).eval()
+    student.save_pretrained(tmp_path / "model")
+    here, _, _ = encode_all(student, items, tmp_path / "here", "v1", 16, False, shard_items=16)
+    there, _, seconds = encode_all(student, items, tmp_path / "there", "v1", 16, False, shard_items=16,
+                                   model_dir=tmp_path / "model", processes=2)
+    assert len(there) == len(here) > 2 and seconds > 0
+    merged_there, merged_here = _merged(there, tmp_path / "a.st"), _merged(here, tmp_path / "b.st")
+    assert torch.allclose(merged_there, merged_here, atol=1e-6)
+    there[1].unlink()  # one shard lost: only it is encoded again
+    kept = {p: p.stat().st_mtime_ns for p in there if p.exists()}
+    again, _, _ = encode_all(student, items, tmp_path / "there", "v1", 16, False, shard_items=16,
+                             model_dir=tmp_path / "model", processes=2)
+    assert again == there and all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    with pytest.raises(BrokenProcessPool):  # a student that cannot be loaded: no process starts
+        encode_all(student, items, tmp_path / "nowhere", "v1", 16, False, shard_items=16,
+                   model_dir=tmp_path / "no-model", processes=2)
 
 
 def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):

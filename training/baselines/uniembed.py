@@ -100,7 +100,9 @@ class ItemTower(torch.nn.Module):
 def mask_shared_items(logits: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """-inf where row r's item appears in another column c: several rows of a batch may share an
     item, and those are positives too, not negatives. Built from the few repeated items only,
-    not a batch x batch comparison (that was a sixth of a training step)."""
+    not a batch x batch comparison (that was a sixth of a training step); written into `logits`
+    in place (its producer, a matrix product, does not need it for its gradient), since a copy
+    of the batch x batch logits and its backward were a tenth of a step."""
     _, group, counts = torch.unique(items, return_inverse=True, return_counts=True)
     repeated = (counts[group] > 1).nonzero().squeeze(1)
     if len(repeated) == 0:
@@ -108,7 +110,18 @@ def mask_shared_items(logits: torch.Tensor, items: torch.Tensor) -> torch.Tensor
     g = group[repeated]
     same = (g[:, None] == g[None, :]) & (repeated[:, None] != repeated[None, :])
     rows, cols = same.nonzero(as_tuple=True)
-    return logits.index_put((repeated[rows], repeated[cols]), torch.tensor(float("-inf")))
+    return logits.index_put_((repeated[rows], repeated[cols]), torch.tensor(float("-inf")))
+
+
+def batch_logits(users: torch.Tensor, items: torch.Tensor, temperature: float,
+                 log_q: torch.Tensor | None) -> torch.Tensor:
+    """users @ items.T / temperature - log_q (per column), as one matrix product: the temperature
+    scales the (B, d) user rows and log_q enters as the product's bias, so no (B, B) division or
+    subtraction runs forward or backward."""
+    scaled = users * (1.0 / temperature)
+    if log_q is None:
+        return scaled @ items.T
+    return torch.addmm(-log_q[None, :], scaled, items.T)
 
 
 class UniEmbed(VectorScorer):
@@ -145,9 +158,7 @@ class UniEmbed(VectorScorer):
         for b in training_batches(len(u), cfg.samples, cfg.batch_size, gen):
             ub = F.normalize(users(u[b]), dim=-1)
             ib = F.normalize(items(i[b]), dim=-1)
-            logits = ub @ ib.T / cfg.temperature
-            if cfg.logq_correction:
-                logits = logits - log_q[i[b]][None, :]
+            logits = batch_logits(ub, ib, cfg.temperature, log_q[i[b]] if cfg.logq_correction else None)
             logits = mask_shared_items(logits, i[b])
             loss = F.cross_entropy(logits, torch.arange(len(b)))
             opt.zero_grad()
