@@ -135,3 +135,20 @@ def format_bytes(n: int | None) -> str:
         return "n/a"
     return f"{n / GIB:.2f} GiB" if n >= GIB / 4 else f"{n / 2**20:.0f} MiB"
 
+
+
+# ---- the heap --------------------------------------------------------------------------------------
+
+def trim_heap() -> None:
+    """Hand the C heap's free memory back to the system (glibc's `malloc_trim`).
+
+    After a pass of large numpy/torch temporaries, glibc keeps the freed blocks in its heap (its
+    mmap threshold has risen past their size), so the process's RSS stays at the pass's peak:
+    +0.55 GiB after stage 2 encoded the demo catalogue, 0.31 GiB of RSS again after a trim.
+    A no-op where the C library is not glibc.
+    """
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

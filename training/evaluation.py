@@ -411,8 +411,8 @@ def full_method_ready(ws: Workspace) -> bool:
 def _model_names(ws: Workspace, cfg: EvaluationConfig, models: Sequence[str] | None,
                  settings: Settings | None) -> tuple[list[str], list[str]]:
     """(baselines, full method) to evaluate; errors name what is unknown or missing."""
+    from rgcd.config import FULL_METHOD
     from training.baselines import MODELS, UnknownModelError
-    from training.rgcd_retriever import FULL_METHOD
 
     names = list(models if models is not None else cfg.models)
     unknown = [n for n in names if n not in MODELS and n not in FULL_METHOD]
@@ -519,10 +519,9 @@ def _release_job_memory() -> None:
     reads its caches, and glibc hands the freed heap back to the system.
     At the demo size the two workers peaked at 2.3 GiB each without this (process tree 4.8-5.2
     GiB), at 1.7-2.25 GiB with it (tree 3.6-4.35 GiB RSS over three runs; README)."""
-    import contextlib
-    import ctypes
     import gc
 
+    from rgcd.memory import trim_heap
     from training import text_encoder
     from training.recommender import forget_indexed_pairs
     from training.rgcd_retriever import forget_stage2_vectors
@@ -531,8 +530,7 @@ def _release_job_memory() -> None:
     forget_indexed_pairs()
     forget_stage2_vectors()
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the heap is its allocator's
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 # Relative cost of a model's job at the demo size (measured: evaluate's timing_s in run E of the

@@ -148,7 +148,6 @@ def protocol_cut(ws, protocol: str, data: TrainData):
     return ev.filter((pl.col("domain") == "live") & (pl.col("split") == "test"))["event_timestamp"].min()
 
 
-FULL_METHOD = ("rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing")
 
 # The stage-2 vectors of the model being evaluated, per (model, cut): its seeds and protocols
 # share them; the next model (or `forget_stage2_vectors`) drops them.
@@ -160,7 +159,7 @@ def forget_stage2_vectors() -> None:
 
 
 def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Callable[[], RGCD]]:
-    """Evaluation factories for the full method and its ablations (names from FULL_METHOD).
+    """Evaluation factories for the full method and its ablations (names from rgcd.config.FULL_METHOD).
 
     Each fits its stage-2 model on demand at the protocol's cut (`protocol_cut`), cached on disk
     by config digest and inputs (`training.transfer_stage.fit_at`) and in memory for this run.
