@@ -334,39 +334,23 @@ def _encode_shard(encoder: ChorusStudent, items: pl.DataFrame, shard: tuple[Path
 
 def _encode_in_processes(model_dir: Path, items: pl.DataFrame, todo: list[tuple[Path, int, int]],
                          batch_size: int, dtype: torch.dtype, processes: int):
-    """Yield each shard's size as one of `processes` spawned processes (one torch thread each,
-    the student loaded from `model_dir`) finishes it. On 2 cores two such processes encode 1.6x
-    as many items a second as one process on two threads (3,620 vs 2,240; the model is too small
-    for two threads to share one batch well). The processes die with this one (a kill leaves
-    finished shards only)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    """Yield each shard's size as one of `processes` worker processes (one torch thread each, the
+    student loaded from `model_dir`) finishes it. On 2 cores two of them encode 1.40x as many
+    items a second as one process on two threads (`benchmarks/encode_processes.py`; the model is
+    too small for two threads to share one batch well)."""
+    from rgcd.workers import results_as_completed
 
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=spawn, initializer=_encoder_setup,
-                             initargs=(str(model_dir), dtype_name(dtype))) as pool:
-        futures = [pool.submit(_encoder_job, items.slice(start, size).select(ITEM_COLUMNS), path, batch_size)
-                   for path, start, size in todo]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:  # a failed shard (or Ctrl-C) stops the rest instead of waiting for them
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    jobs = [(items.slice(start, size).select(ITEM_COLUMNS), path, batch_size) for path, start, size in todo]
+    yield from results_as_completed(_encoder_job, jobs, processes, _encoder_setup,
+                                    (str(model_dir), dtype_name(dtype)))
 
 
 _ENCODER: dict[str, ChorusStudent] = {}
 
 
 def _encoder_setup(model_dir: str, dtype: str) -> None:
-    import contextlib
-    import ctypes
-    import signal
-
     from transformers.utils import logging as hf_logging
 
-    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the parent (PR_SET_PDEATHSIG)
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
     hf_logging.disable_progress_bar()
     torch.set_num_threads(1)
     _ENCODER["student"] = ChorusStudent.from_pretrained(Path(model_dir)).eval().to(getattr(torch, dtype))

@@ -657,26 +657,16 @@ def _run_in_workers(ws: Workspace, cfg: EvaluationConfig, settings: Settings | N
                     full: list[str], with_oracle: bool, jobs: list[list[tuple[str, list[str]]]],
                     ks: list[int], seeds: list[int]) -> Iterator[dict]:
     """Run `jobs` (each a list of (model, protocols), submitted in this order) in `cfg.workers`
-    spawned processes (never forked: polars and torch hold threads); yields each finished job
-    (`_worker_job`'s result)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    worker processes (`rgcd.workers`); yields each finished job (`_worker_job`'s result)."""
+    from rgcd.workers import results_as_completed
 
     init = (str(ws.root), cfg.model_dump_json(), settings.model_dump_json() if settings else None,
             baselines, full, with_oracle)
     # Workers live for the whole evaluation: a fresh process per job (max_tasks_per_child=1)
     # bounded each worker by one job's heap (sum 3.8 instead of 5.2 GiB at the demo size) but
     # doubled the stage's time (imports, Feast and torch set-up per job: 551 s instead of 276 s).
-    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)),
-                             mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_setup, initargs=init) as pool:
-        futures = [pool.submit(_worker_job, job, ks, seeds) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:  # a failed job (or Ctrl-C) stops the rest instead of waiting for them
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    yield from results_as_completed(_worker_job, [(job, ks, seeds) for job in jobs], cfg.workers,
+                                    _worker_setup, init)
 
 
 def count_test_rows(ws: Workspace, names: Sequence[str]) -> int:
