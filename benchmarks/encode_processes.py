@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +64,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         one_s, one = _encode(student, items, Path(tmp) / "one", model_dir, 1, dtype)
         many_s, many = _encode(student, items, Path(tmp) / "many", model_dir, processes, dtype)
-        shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "claim": "one encoder process per core beats one process on all cores, same states",
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},

@@ -177,8 +177,8 @@ class StudentConfig(_Section):
                             "else float32)")
     encode_processes: int = Field(0, ge=0, description="processes that encode every item after training, "
                                   "one torch thread each (0: one per CPU core; 1: in this process on "
-                                  "torch_threads); on 2 cores two processes encode 1.6x as fast as one "
-                                  "process on two threads")
+                                  "torch_threads); on 2 cores two processes encode 1.40x as fast as one "
+                                  "process on two threads: benchmarks/encode_processes.py)")
     eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch while training and encoding "
                                                     "(0: torch's default, one per core; on an idle 2-core "

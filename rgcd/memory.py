@@ -136,7 +136,6 @@ def format_bytes(n: int | None) -> str:
     return f"{n / GIB:.2f} GiB" if n >= GIB / 4 else f"{n / 2**20:.0f} MiB"
 
 
-
 # ---- the heap --------------------------------------------------------------------------------------
 
 def trim_heap() -> None:

@@ -42,8 +42,8 @@ def _workers_of(pid: int) -> list[int]:
     kids = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         kids += [int(k) for k in (task / "children").read_text().split()]
-    return [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")
-            and "resource_tracker" not in Path(f"/proc/{k}/cmdline").read_text(errors="replace")]
+    cmdlines = {k: Path(f"/proc/{k}/cmdline").read_text(errors="replace") for k in kids}
+    return [k for k, cmd in cmdlines.items() if "spawn_main" in cmd and "resource_tracker" not in cmd]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

@@ -57,8 +57,8 @@ ITEM_COLUMNS = [
     "mm_embedding",
 ]
 SHARD_ITEMS = 2_048
-# Settings that change when and how work is saved, not what is learned: outside the fingerprint.
-# Training does not depend on them.
+# Settings that change when and how the work is done and saved, not what is learned: outside the
+# fingerprint.
 _NOT_FINGERPRINTED = {"checkpoint_every_steps", "encode_dtype", "encode_processes"}
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def encode_all(
         task = progress.add_task("encoding all items", total=items.height,
                                  completed=items.height - sum(size for _, _, size in todo))
         if processes > 1 and model_dir is not None and len(todo) > 1:
-            done = _encode_in_processes(model_dir, items, todo, batch_size, dtype, min(processes, len(todo)))
+            done = _encode_in_processes(model_dir, items, todo, batch_size, dtype, processes)
         else:
             encoder = student if dtype == torch.float32 else copy.deepcopy(student).to(dtype)
             done = (_encode_shard(encoder, items, shard, batch_size) for shard in todo)

@@ -148,7 +148,6 @@ def protocol_cut(ws, protocol: str, data: TrainData):
     return ev.filter((pl.col("domain") == "live") & (pl.col("split") == "test"))["event_timestamp"].min()
 
 
-
 # The stage-2 vectors of the model being evaluated, per (model, cut): its seeds and protocols
 # share them; the next model (or `forget_stage2_vectors`) drops them.
 _STAGE2_MEMO: dict[tuple[str, object], Stage2Vectors] = {}
