@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean redis-server
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,9 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on demo data, in ./workspace
 	$(VENV)/bin/rgcd --workspace $(WORKSPACE) run
 
-test: $(STAMP)  ## lint + the whole test suite (what CI runs)
+test: $(STAMP) redis-server  ## lint + the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The Redis online-store tests run a real redis-server (Debian's package) on 127.0.0.1.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
