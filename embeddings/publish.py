@@ -37,8 +37,7 @@ from rgcd.config import Settings, Workspace
 from rgcd.embeddings.milvus_store import KNOWLEDGE, LAYOUT, ON_AIR, Room, RoomVectors, collection_name, to_ms
 from rgcd.embeddings.online_features import ITEM_VECTORS, RECENT_KNOWLEDGE, RECENT_VIDEOS, USER_VECTORS
 from rgcd.errors import RgcdError
-
-SCHEDULE = ["live_schedule:author_id", "live_schedule:start_timestamp", "live_schedule:end_timestamp"]
+from rgcd.training.published_model import promote
 
 
 class PublishError(RgcdError):
@@ -119,7 +118,7 @@ def _schedule(ws: Workspace, settings: Settings, item_ids: list[str]) -> pl.Data
     store = fs.feature_store(ws, settings)
     entities = pl.DataFrame({"item_id": item_ids}).with_columns(
         event_timestamp=pl.lit(datetime.now(UTC)).dt.cast_time_unit("us"))
-    got = fs.frame(store, entities, service=None, features=SCHEDULE)
+    got = fs.frame(store, entities, service="publishing")
     return got.rename({"live_schedule__author_id": "author_id", "live_schedule__start_timestamp": "start",
                        "live_schedule__end_timestamp": "end"}).drop("event_timestamp")
 
@@ -246,7 +245,7 @@ def _started_since(ws: Workspace, settings: Settings, version: str, rooms: list[
     if log.height == 0:
         return [], None, ""
     try:
-        encoder = RoomEncoder(ws, settings)
+        encoder = RoomEncoder(ws, settings, version)
     except RetrievalError as err:
         return [], None, f"{log.height:,} rooms started since stage 2 left out ({err})"
     if encoder.model_version != version:
@@ -309,6 +308,7 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
         except FeatureStoreError as err:
             raise PublishError(str(err)) from None
         store.switch_alias(name)
+        promote(ws, version)
         dropped = store.prune(settings.retrieval.keep_versions)
     finally:
         store.close()
@@ -362,6 +362,7 @@ def rollback(ws: Workspace, settings: Settings) -> PublishReport:
         except FeatureStoreError as err:
             raise PublishError(str(err)) from None
         store.switch_alias(back.collection)
+        promote(ws, back.model_version)
         rooms = store.count(back.collection)
         on_air = store.count(back.collection, ON_AIR)
     finally:

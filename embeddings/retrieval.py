@@ -27,13 +27,10 @@ from rgcd.embeddings.milvus_store import KNOWLEDGE, Hit, Published, RoomVectors
 from rgcd.embeddings.online_features import RECENT_KNOWLEDGE
 from rgcd.errors import RgcdError
 
-USER_FEATURES = ["user_embeddings:user_vector", "user_embeddings:model_version",
-                 "user_recent_videos:recent_photo_ids",
-                 *[f"user_recent_videos:{c}" for c in RECENT_KNOWLEDGE.values()]]
-# Read only for a user with neither vector nor history: known (popular rooms) or unknown (404).
-USER_KNOWN = ["user_features_daily:sv_plays_30d"]
-ITEM_VECTOR = ["item_embeddings:transferable", "item_embeddings:model_version"]
-ITEM_KNOWLEDGE = [f"item_reasoning:{f}" for f in KNOWLEDGE]
+# The feature services retrieval reads online (feature_repo/services.py): a user's vector, recent
+# short videos with the teacher's knowledge and short-video activity; an item's vector and knowledge.
+USER_SERVICE = "retrieval_user"
+ITEM_SERVICE = "retrieval_item"
 # Shared knowledge, strongest first: what a reason names when a room and a query video share it.
 SHARED = (("key_subject", "key subject"), ("content_theme", "theme"), ("vertical_domain", "vertical"))
 
@@ -164,6 +161,7 @@ class Retriever:
         self.ws, self.settings = ws, settings
         self.store = feature_store(ws, settings)
         self.rooms = rooms or RoomVectors.connect(ws, settings)
+        self._services: dict[str, object] = {}
 
     def close(self) -> None:
         """Release Milvus (the Lite file is then free for another process)."""
@@ -181,15 +179,15 @@ class Retriever:
                            "(retrieval.max_k sets the cap)")
         return k
 
-    def online(self, features: list[str], key: str, ids: list) -> list[dict]:
-        """One online read through Feast: per id, a dict '<view>__<feature>' -> value."""
-        got = self.store.get_online_features(features=features, entity_rows=[{key: i} for i in ids],
+    def online(self, service: str, key: str, ids: list) -> list[dict]:
+        """One online read of a feature service: per id, a dict '<view>__<feature>' -> value."""
+        if service not in self._services:
+            self._services[service] = self.store.get_feature_service(service)
+        got = self.store.get_online_features(features=self._services[service],
+                                             entity_rows=[{key: i} for i in ids],
                                              full_feature_names=True).to_dict()
-        out = []
-        for n in range(len(ids)):
-            out.append({ref.split(":")[0] + "__" + ref.split(":")[1]: got[ref.replace(":", "__")][n]
-                        for ref in features})
-        return out
+        columns = [c for c in got if "__" in c]
+        return [{c: got[c][n] for c in columns} for n in range(len(ids))]
 
     def _check_version(self, what: str, version: str | None, published: Published) -> None:
         if version != published.model_version:
@@ -213,15 +211,13 @@ class Retriever:
         """User -> live: the k rooms on air at `at` (default now) for this user."""
         at, k = at or datetime.now(UTC), self._k(k)
         published = self.published()
-        (row,) = self.online(USER_FEATURES, "user_id", [int(user_id)])
+        (row,) = self.online(USER_SERVICE, "user_id", [int(user_id)])
         vector, version = row["user_embeddings__user_vector"], row["user_embeddings__model_version"]
         recent = list(row["user_recent_videos__recent_photo_ids"] or [])
-        if vector is None and not recent:
-            (known,) = self.online(USER_KNOWN, "user_id", [int(user_id)])
-            if known["user_features_daily__sv_plays_30d"] is None:
-                raise UnknownQuery(f"user {user_id} is not in the online store (no vector, no history, no "
-                                   "features): check the id, or run `rgcd features materialize` after new "
-                                   "users")
+        if vector is None and not recent and row["user_features_daily__sv_plays_30d"] is None:
+            raise UnknownQuery(f"user {user_id} is not in the online store (no vector, no history, no "
+                               "features): check the id, or run `rgcd features materialize` after new "
+                               "users")
         query = f"user:{user_id}"
         evidence = _recent_evidence(row, recent)
         if vector is not None:
@@ -229,7 +225,7 @@ class Retriever:
             hits = self.rooms.search("retrieval", list(vector), at, k)
             return self._answer(published, query, at, "user_vector", hits, evidence,
                                 "your recent short video", "user-room")
-        photos = self.online(ITEM_VECTOR, "item_id", recent) if recent else []
+        photos = self.online(ITEM_SERVICE, "item_id", recent) if recent else []
         with_vectors = [r for r in photos if r["item_embeddings__transferable"] is not None]
         if with_vectors:
             versions = sorted({r["item_embeddings__model_version"] for r in with_vectors})
@@ -249,7 +245,7 @@ class Retriever:
         """Short video -> live: the k rooms on air at `at` closest to this short video."""
         item_id, at, k = parse_item(item_id), at or datetime.now(UTC), self._k(k)
         published = self.published()
-        (row,) = self.online(ITEM_VECTOR + ITEM_KNOWLEDGE, "item_id", [item_id])
+        (row,) = self.online(ITEM_SERVICE, "item_id", [item_id])
         vector = row["item_embeddings__transferable"]
         if vector is None:
             raise UnknownQuery(f"short video {item_id} has no vector in the online store: check the id, or "

@@ -10,7 +10,7 @@ interval), so that the next `rgcd publish` encodes it with the version it publis
 on air between two publishes is in the next version, not only in the collection it was pushed to.
 
 Vectors of a new room: encoded from its inputs by the student (chorus states, training/distill.py)
-and the model `rgcd transfer` published (rgcd.training.stage2.load_published: transferable,
+and the stage-2 model `rgcd publish` published (rgcd.training.published_model: transferable,
 residual, retrieval); `RoomEncoder` loads both once. A room may instead arrive with precomputed
 `transferable`, `residual` and `retrieval` vectors and their `model_version` (e.g. from an encoding
 job elsewhere). Either way the version must be the published collection's, or the room is refused.
@@ -42,8 +42,9 @@ INPUTS = ("live_name", "category_l1", "category_l2", "category_l3", "category_l4
 class RoomEncoder:
     """Student (chorus states) + the published stage-2 model: a room's inputs -> its vectors."""
 
-    def __init__(self, ws, settings) -> None:
-        model_dir = ws.models / "student" / "model"
+    def __init__(self, ws, settings, version: str | None = None) -> None:
+        """The published model (default), or stage 2's `version` of it (publish, before it switches)."""
+        model_dir = ws.student / "model"
         if not model_dir.exists():  # before importing torch: a service without a student starts faster
             raise BadQuery(f"{model_dir} is missing: run `rgcd distill` and `rgcd transfer` before rooms "
                            "are encoded, or give precomputed vectors")
@@ -53,7 +54,7 @@ class RoomEncoder:
         from rgcd.training.student import ChorusStudent, encode_items
 
         try:
-            self.published = load_published(ws)
+            self.published = load_published(ws, version)
         except FileNotFoundError as err:
             raise BadQuery(f"{err}; or give the rooms precomputed vectors") from None
         self.student = ChorusStudent.from_pretrained(model_dir).eval()
@@ -191,9 +192,9 @@ def _push_schedule(retriever: Retriever, rows: list[dict]) -> None:
 def _room_knowledge(retriever: Retriever, item_ids: list[str]) -> list[dict[str, str]]:
     """The teacher's knowledge of these rooms in the online store ('' where none: a new room)."""
     from rgcd.embeddings.milvus_store import KNOWLEDGE
-    from rgcd.embeddings.retrieval import ITEM_KNOWLEDGE
+    from rgcd.embeddings.retrieval import ITEM_SERVICE
 
-    rows = retriever.online(ITEM_KNOWLEDGE, "item_id", item_ids)
+    rows = retriever.online(ITEM_SERVICE, "item_id", item_ids)
     return [{f: r[f"item_reasoning__{f}"] or "" for f in KNOWLEDGE} for r in rows]
 
 

@@ -1,17 +1,22 @@
-"""Feature services, one per consumer. Frames and online reads ask for a service by name.
+"""Feature services, one per consumer; the platform reads Feast only through these, by name.
 
-- training: what a user x item training frame needs (user behaviour, item content, reasoning,
-  vectors); entity columns user_id, item_id.
-- pair_training: what stage 2 reads per behaviour pair (co-engagement, teacher judgement);
-  entity column pair_id.
-- ranker: online features of one request (a user and candidate items): user features, item
-  facts, on-air interval, reasoning fields and the item vectors with their model_version.
-- retrieval: what candidate retrieval filters and scores on, per item: vectors + model_version,
-  domain and author, on-air interval.
+- training: a user x item training frame for an ML engineer (`rgcd features frame`, the default);
+  entity columns user_id, item_id.
+- pair_training: behaviour pairs and the teacher's pair judgement, per pair_id (stage 1 reads the
+  pairs, stage 2 the pairs with the judgement).
+- item_training: item facts and content, per item_id (stage 1's items, read by the student);
+- item_facts: the few item facts stage 2 joins to its vectors (domain, author, category, start).
+- publishing: each room's author and on-air interval, per item_id (`rgcd publish`).
+- ranker: online features of one request (a user and candidate items) for downstream rankers.
+- retrieval_user / retrieval_item: what candidate retrieval reads online for a user (vector,
+  recent short videos with the teacher's knowledge, short-video activity) and for an item
+  (vector, the teacher's knowledge).
+Column lists here are the contract with the code that reads them (training/frames.py,
+training/stage2.py, embeddings/publish.py, embeddings/retrieval.py).
 """
 
 from feast import FeatureService
-from views.embeddings import item_embeddings
+from views.embeddings import item_embeddings, user_embeddings, user_recent_videos
 from views.generated import (
     behaviour_pairs,
     item_content,
@@ -21,6 +26,8 @@ from views.generated import (
 )
 from views.reasoning import item_reasoning, pair_reasoning
 
+KNOWLEDGE = ["vertical_domain", "key_subject", "content_theme", "teacher_id"]
+
 training = FeatureService(
     name="training",
     features=[user_features_daily, item_content, item_reasoning, item_embeddings],
@@ -29,8 +36,34 @@ training = FeatureService(
 
 pair_training = FeatureService(
     name="pair_training",
-    features=[behaviour_pairs, pair_reasoning],
-    description="Point-in-time frames over (pair_id, event_timestamp) for stage 2.",
+    features=[
+        behaviour_pairs[["pair_type", "photo_item_id", "target_id", "photo_id", "live_id", "author_id",
+                         "co_count", "distinct_users", "strength", "first_seen", "last_seen"]],
+        pair_reasoning[["semantic_transferability"]],
+    ],
+    description="Point-in-time frames over (pair_id, event_timestamp): stage 1's pairs, stage 2's pairs.",
+)
+
+item_training = FeatureService(
+    name="item_training",
+    features=[
+        item_content[["domain", "source_id", "author_id", "title", "body_text", "category_l1", "category_l2",
+                      "category_l3", "category_l4", "duration_ms", "start_timestamp", "end_timestamp",
+                      "mm_embedding", "cover_path"]],
+    ],
+    description="Point-in-time item facts over (item_id, event_timestamp): stage 1's and stage 2's items.",
+)
+
+item_facts = FeatureService(
+    name="item_facts",
+    features=[item_content[["domain", "author_id", "category_l1", "start_timestamp"]]],
+    description="Point-in-time item facts over (item_id, event_timestamp): stage 2's item table.",
+)
+
+publishing = FeatureService(
+    name="publishing",
+    features=[live_schedule[["author_id", "start_timestamp", "end_timestamp"]]],
+    description="Each room's author and on-air interval, over (item_id, event_timestamp).",
 )
 
 ranker = FeatureService(
@@ -46,12 +79,19 @@ ranker = FeatureService(
     description="Online features for rankers: one user x candidate items.",
 )
 
-retrieval = FeatureService(
-    name="retrieval",
+retrieval_user = FeatureService(
+    name="retrieval_user",
     features=[
-        item_embeddings,
-        item_content_online[["domain", "author_id"]].with_name("item_content"),
-        live_schedule[["start_timestamp", "end_timestamp"]],
+        user_embeddings[["user_vector", "model_version"]],
+        user_recent_videos[["recent_photo_ids", "recent_vertical_domains", "recent_key_subjects",
+                            "recent_content_themes"]],
+        user_features_daily[["sv_plays_30d"]],
     ],
-    description="Per-item vectors, model version, domain, author and on-air interval.",
+    description="Online, per user_id: what retrieval reads to place a user in the vector space.",
+)
+
+retrieval_item = FeatureService(
+    name="retrieval_item",
+    features=[item_embeddings[["transferable", "model_version"]], item_reasoning[KNOWLEDGE]],
+    description="Online, per item_id: an item's vector and the teacher's knowledge of it.",
 )

@@ -379,6 +379,25 @@ class Workspace:
         return self.root / "models"
 
     @property
+    def student(self) -> Path:
+        """The student (stage 1b): model/ and every item's chorus states (`rgcd distill`)."""
+        return self.student
+
+    @property
+    def stage2_models(self) -> Path:
+        """The stage-2 model versions `rgcd transfer` keeps (the versions in item_embeddings)."""
+        return self.models / "transfer" / "versions"
+
+    def stage2_model(self, version: str) -> Path:
+        """One stage-2 model version as `rgcd transfer` wrote it (aggregation + retriever item tower)."""
+        return self.stage2_models / version
+
+    @property
+    def published_model(self) -> Path:
+        """The stage-2 model of the version readers are served, copied here by `rgcd publish` only."""
+        return self.models / "published"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

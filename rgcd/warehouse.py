@@ -12,6 +12,7 @@ rename. A failed or killed build leaves `marts` on the previous build, whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -130,7 +131,9 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
 
     ws.ensure()
     artifacts = ws.dbt_artifacts
-    args = [*command.split(), "--project-dir", str(project), "--profiles-dir", str(project),
+    # --quiet: dbt's per-node lines go to <ws>/dbt/logs/dbt.log only; the terminal gets one
+    # progress line (below) and the report's summary. Errors still print.
+    args = [*command.split(), "--quiet", "--project-dir", str(project), "--profiles-dir", str(project),
             "--target-path", str(artifacts / "target"), "--log-path", str(artifacts / "logs"),
             "--vars", json.dumps({**dbt_vars(ws, settings), **(extra_vars or {})})]
     if full_refresh:
@@ -140,9 +143,9 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
         args += ["--select", select, "--indirect-selection", "cautious"]
     started = time.perf_counter()
     # dbt reads env_var() from os.environ
-    with temporary_environment(profiles_env(ws, settings)):
+    with temporary_environment(profiles_env(ws, settings)), _node_progress(command) as on_event:
         try:
-            result = dbtRunner().invoke(args)
+            result = dbtRunner(callbacks=[on_event]).invoke(args)
         finally:
             _release_warehouse()
     report = BuildReport(command=command, seconds=time.perf_counter() - started)
@@ -168,6 +171,27 @@ def run_dbt(ws: Workspace, settings: Settings, command: str, *, full_refresh: bo
                         "a server): close it and run again. Readers should use the parquet marts.")
         raise WarehouseError(f"dbt {command} failed:\n{message}")
     return report
+
+
+@contextlib.contextmanager
+def _node_progress(command: str):
+    """A transient progress line counting dbt's finished nodes; yields the dbt event callback."""
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn(f"[bold]dbt {command}[/] {{task.description}}"),
+                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as progress:
+        task = progress.add_task("parsing", total=None)
+
+        def on_event(event) -> None:
+            name = event.info.name
+            if name == "FoundStats":  # "Found 14 models, 120 data tests, ..." before the run starts
+                progress.update(task, description="running")
+            elif name == "NodeStart":
+                progress.update(task, description=event.data.node_info.node_name)
+            elif name == "NodeFinished":
+                progress.advance(task)
+
+        yield on_event
 
 
 def _release_warehouse() -> None:

@@ -60,7 +60,7 @@ def _online(ws: Workspace) -> pl.DataFrame:
 def _distilled(ws: Workspace) -> dict:
     from safetensors.torch import load_file
 
-    student = ws.models / "student"
+    student = ws.student
     return {"states": load_file(student / "chorus_states.safetensors")["chorus_states"],
             **load_file(student / "model" / "model.safetensors"),
             "index": _frame(student / "chorus_index.parquet")}

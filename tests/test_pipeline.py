@@ -61,7 +61,7 @@ def _reasoning(ws: Workspace) -> None:
 def _chorus_states(ws: Workspace) -> None:
     from safetensors import safe_open
 
-    student = ws.models / "student"
+    student = ws.student
     index = pl.read_parquet(student / "chorus_index.parquet")
     assert sorted(index["item_id"]) == sorted(pl.read_parquet(ws.marts / "item_content.parquet")["item_id"])
     with safe_open(student / "chorus_states.safetensors", "pt") as f:

@@ -141,7 +141,7 @@ def _ensure_base(
                 f"student.base_path {path} is not a transformers model folder (no config.json)"
             )
         return path, str(path)
-    path = ws.models / "student" / "tiny_base"
+    path = ws.student / "tiny_base"
     stamp = path / "built_with.json"
     wanted = {
         "hidden": cfg.tiny_hidden,
@@ -464,7 +464,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         )
     knowledge = {r["item_id"]: knowledge_text(r) for r in reasoning.iter_rows(named=True)}
     base_path, base_name = _ensure_base(ws, cfg, items, knowledge)
-    out_dir = ws.models / "student"
+    out_dir = ws.student
     model_dir = out_dir / "model"
     fingerprint = _fingerprint(cfg, knowledge, base_name)
     model_version = f"student-{fingerprint}"

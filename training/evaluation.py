@@ -366,7 +366,7 @@ def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], 
 
 def full_method_ready(ws: Workspace) -> bool:
     """Whether the student's chorus states exist, which the full method (stage 2) is fitted on."""
-    return (Path(ws.models) / "student" / "chorus_states.safetensors").exists()
+    return (ws.student / "chorus_states.safetensors").exists()
 
 
 def _model_names(ws: Workspace, cfg: EvaluationConfig, models: Sequence[str] | None,

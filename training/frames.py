@@ -55,9 +55,10 @@ ITEM_FEATURES = (
     "mm_embedding",
     "cover_path",
 )
-# (Feast view = the mart it reads, its join key, the features stage 1 reads)
-PAIRS = ("behaviour_pairs", "pair_id", PAIR_FEATURES)
-ITEMS = ("item_content", "item_id", ITEM_FEATURES)
+# (Feast view = the mart it reads, its join key, the features stage 1 reads: the view's part of the
+# feature service named last, feature_repo/services.py)
+PAIRS = ("behaviour_pairs", "pair_id", PAIR_FEATURES, "pair_training")
+ITEMS = ("item_content", "item_id", ITEM_FEATURES, "item_training")
 
 
 class MissingInput(RgcdError, FileNotFoundError):
@@ -127,18 +128,18 @@ def _request_time(paths: list[Path]) -> datetime:
     return max(latest)
 
 
-def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...]], at: datetime,
+def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...], str], at: datetime,
                ids: pl.DataFrame | None = None) -> tuple[pl.DataFrame, int]:
     """One view's features for `ids` (default: every id of its mart) at `at`; (frame, ids without
     an answer)."""
     from rgcd.featurestore.store import frame
 
-    view, key, features = spec
+    view, key, features, service = spec
     # Ids only: the entity frame an engineer would build; the values come from the store.
     if ids is None:
         ids = pl.scan_parquet(path).select(key).unique().sort(key).collect()
     entities = ids.with_columns(pl.lit(at).dt.convert_time_zone("UTC").alias("event_timestamp"))
-    got = frame(store, entities, service=None, features=[f"{view}:{f}" for f in features])
+    got = frame(store, entities, service=service, views=[view])
     got = got.rename({f"{view}__{f}": f for f in features}).drop("event_timestamp")
     # Every feature null = the store has no row for the id at `at` (e.g. a null event_timestamp).
     answered = got.filter(pl.any_horizontal(pl.col(f).is_not_null() for f in features))
@@ -189,10 +190,10 @@ def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
     `pairs_ranked` then says how many qualified.
     """
     specs = [PAIRS, ITEMS] if pairs else [ITEMS]
-    paths = [_mart(ws, view) for view, _, _ in specs]
-    store = checked_store(ws, settings, [view for view, _, _ in specs])
+    paths = [_mart(ws, spec[0]) for spec in specs]
+    store = checked_store(ws, settings, [spec[0] for spec in specs])
     at = _request_time(paths)
-    ids: dict[str, pl.DataFrame | None] = {view: None for view, _, _ in specs}
+    ids: dict[str, pl.DataFrame | None] = {spec[0]: None for spec in specs}
     ranked = None
     if pairs and strongest_pairs is not None:
         ids["behaviour_pairs"], ids["item_content"], ranked = _strongest_pair_ids(

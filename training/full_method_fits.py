@@ -60,7 +60,7 @@ def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Calla
             memo.clear()
         if (name, cut) not in memo:
             fit = fit_at(ws, settings, ablation_config(settings.transfer, name), cut)
-            memo[(name, cut)] = stage2_vectors(fit, ws.models / "student")
+            memo[(name, cut)] = stage2_vectors(fit, ws.student)
         return memo[(name, cut)]
 
     def factory(name: str) -> Callable[[], RGCD]:

@@ -1,10 +1,12 @@
-"""The published stage-2 model: the file `rgcd transfer` writes and serving reads to encode a room
-going on air (`<ws>/models/transfer/published/`: aggregation.safetensors, retriever.safetensors,
-published.json). Both sides import this module; neither imports the other."""
+"""The stage-2 model as a folder (aggregation.safetensors, retriever.safetensors, published.json):
+`rgcd transfer` writes one per version (`Workspace.stage2_model`), `rgcd publish` copies the version
+it publishes to `Workspace.published_model`, and serving reads that copy to encode a room going on
+air. Every side imports this module; none imports another's runner."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -81,6 +83,37 @@ class PublishedModel:
 
 
 
-def load_published(ws: Workspace) -> PublishedModel:
-    """The model `rgcd transfer` published last; `.encode(chorus_states, domains, author_ids)`."""
-    return PublishedModel(ws.models / "transfer" / "published")
+def load_published(ws: Workspace, version: str | None = None) -> PublishedModel:
+    """The model readers are served (`rgcd publish`'s copy), or stage 2's `version` of it;
+    `.encode(chorus_states, domains, author_ids)`."""
+    return PublishedModel(ws.published_model if version is None else ws.stage2_model(version))
+
+
+def promote(ws: Workspace, version: str) -> bool:
+    """Make stage 2's `version` the model serving reads (publish and rollback call this after the
+    alias moved); False when that version's folder is gone (pruned). Atomic for readers: the new
+    folder is complete before it takes the name."""
+    source = ws.stage2_model(version)
+    if not (source / "published.json").exists():
+        return False
+    target = ws.published_model
+    staging, old = target.with_name(target.name + ".new"), target.with_name(target.name + ".old")
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.copytree(source, staging)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def prune_versions(ws: Workspace, keep: set[str]) -> list[str]:
+    """Remove stage-2 model folders of versions not in `keep`; the names removed."""
+    root = ws.stage2_models
+    if not root.exists():
+        return []
+    gone = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in keep)
+    for name in gone:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return gone

@@ -11,8 +11,10 @@ Writes:
   (`rgcd-<8 hex>`), `event_timestamp` = the cut, `created_timestamp` = now (the last
   `transfer.keep_versions` versions are kept, for rollback);
 - `<ws>/feature_data/user_embeddings.parquet`: the retriever's user tower, same space as `retrieval`;
-- `<ws>/models/transfer/published/`: `aggregation.safetensors`, `retriever.safetensors`,
-  `published.json` (`load_published(ws).encode(...)` turns a new room's chorus states into its
+- `<ws>/models/transfer/versions/<version>/`: `aggregation.safetensors`, `retriever.safetensors`,
+  `published.json` (the versions kept in item_embeddings; `rgcd publish` copies the one it
+  publishes to `<ws>/models/published/`, where `load_published(ws).encode(...)` turns a new room's
+  chorus states into its
   three vectors);
 - `<ws>/reports/transfer.json` and `<ws>/reports/transfer_projection.png`.
 
@@ -50,10 +52,7 @@ from rgcd.training.decomposition import (
     train,
 )
 from rgcd.training.frames import MissingInput, checked_store
-from rgcd.training.published_model import save_published
-
-PAIR_FEATURES = ("photo_item_id", "target_id", "strength", "distinct_users")
-
+from rgcd.training.published_model import prune_versions, save_published
 
 # ---- inputs through Feast --------------------------------------------------------------------------
 
@@ -93,10 +92,8 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
     ids.sort()
     entities = pl.DataFrame({"pair_id": ids}).with_columns(
         pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
-    features = [f"behaviour_pairs:{f}" for f in PAIR_FEATURES]
-    if reasoning:
-        features.append("pair_reasoning:semantic_transferability")
-    got = frame(store, entities, service=None, features=features)
+    views = ["behaviour_pairs", "pair_reasoning"] if reasoning else ["behaviour_pairs"]
+    got = frame(store, entities, service="pair_training", views=views)
     got = got.rename({c: c.split("__", 1)[1] for c in got.columns if "__" in c})
     if not reasoning:
         got = got.with_columns(pl.lit(None, pl.Float64).alias("semantic_transferability"))
@@ -125,9 +122,8 @@ def read_items(ws: Workspace, settings: Settings, cut: datetime) -> pl.DataFrame
     ids = (pl.scan_parquet(ws.marts / "item_content.parquet").select("item_id").unique()
            .sort("item_id").collect())
     entities = ids.with_columns(pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
-    cols = ("domain", "author_id", "category_l1", "start_timestamp")
-    got = frame(store, entities, service=None, features=[f"item_content:{c}" for c in cols])
-    return got.rename({f"item_content__{c}": c for c in cols}).drop("event_timestamp")
+    got = frame(store, entities, service="item_facts")
+    return got.rename({c: c.split("__", 1)[1] for c in got.columns if "__" in c}).drop("event_timestamp")
 
 
 def training_cut(ws: Workspace) -> datetime:
@@ -174,7 +170,7 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     try:
-        states = ChorusStates(ws.models / "student")
+        states = ChorusStates(ws.student)
     except FileNotFoundError as err:
         raise MissingInput(str(err)) from err
     pairs, counts = read_pairs(ws, settings, cut, states, cfg)
@@ -361,10 +357,10 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
     cut = training_cut(ws)
     fit = fit_at(ws, settings, cfg, cut, show_progress)
     version = f"rgcd-{fit.fingerprint[:8]}"
-    states_dir = ws.models / "student"
+    states_dir = ws.student
     data = train_data_at(ws, cut)
     retriever_fp = _retriever_fingerprint(fit, data, settings)
-    published = ws.models / "transfer" / "published"
+    published = ws.stage2_model(version)
     items_path = ws.feature_data / "item_embeddings.parquet"
     users_path = ws.feature_data / "user_embeddings.parquet"
     meta_path = published / "published.json"
@@ -401,6 +397,8 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
     write_parquet_atomic(_keep_versions(items_path, items, cfg.keep_versions), items_path)
     write_parquet_atomic(_keep_versions(users_path, users, cfg.keep_versions), users_path)
     save_published(published, fit.model, fit.fingerprint, retriever, version, retriever_fp, cut, cfg)
+    kept = pl.scan_parquet(items_path).select("model_version").unique().collect()["model_version"]
+    prune_versions(ws, set(kept.to_list()))
     plot = _plot_spaces(ws, settings, cut, fit, item_ids, ws.reports / "transfer_projection.png")
 
     from rgcd.featurestore.store import materialize_views
@@ -432,9 +430,6 @@ def _threads(n: int):
     from rgcd.training.recommender import torch_threads
 
     return torch_threads(n)
-
-
-# ---- the published model: what serving loads to encode a room going on air ------------------------
 
 
 

@@ -337,7 +337,8 @@ def _is_regenerated(view: FeatureView) -> bool:
     return view.tags.get("regenerated") == "true"
 
 
-def _feature_refs(store: FeatureStore, service: str | None, features: list[str] | None) -> list[str]:
+def _feature_refs(store: FeatureStore, service: str | None, features: list[str] | None,
+                  views: list[str] | None = None) -> list[str]:
     if features:
         return list(features)
     if service is None:
@@ -349,7 +350,13 @@ def _feature_refs(store: FeatureStore, service: str | None, features: list[str] 
     except FeatureServiceNotFoundException:
         names = sorted(s.name for s in store.list_feature_services())
         raise FeatureStoreError(f"no feature service {service!r}; known: {names}") from None
-    return [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
+    refs = [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
+    if views is not None:
+        unknown = sorted(set(views) - {r.split(":")[0] for r in refs})
+        if unknown:
+            raise FeatureStoreError(f"feature service {service!r} has no view(s) {unknown}")
+        refs = [r for r in refs if r.split(":")[0] in views]
+    return refs
 
 
 def _entity_frame(entities: pl.DataFrame) -> pl.DataFrame:
@@ -365,17 +372,18 @@ def _entity_frame(entities: pl.DataFrame) -> pl.DataFrame:
 
 
 def frame(store: FeatureStore, entities: pl.DataFrame, service: str | None = "training",
-          features: list[str] | None = None) -> pl.DataFrame:
+          features: list[str] | None = None, views: list[str] | None = None) -> pl.DataFrame:
     """A point-in-time-correct frame: `entities` (join keys + event_timestamp) plus features.
 
     Columns are the entities' then `<view>__<feature>` in the service's order; rows keep the
     entities' order. A value is visible at a request time T when its event_timestamp <= T and T
     is within the view's TTL after it (ties: the latest created_timestamp); views tagged
     `regenerated` (reasoning, vectors) also need created_timestamp <= T, so a row written later
-    is not seen. Feast's get_historical_features answers, through the configured offline store
+    is not seen. `views` reads only those views of the service (e.g. before a stage wrote the rest).
+    Feast's get_historical_features answers, through the configured offline store
     (features.offline_store: the ASOF plugin by default, rgcd/featurestore/offline_store.py).
     """
-    refs = _feature_refs(store, service, features)
+    refs = _feature_refs(store, service, features, views)
     views = {r.split(":")[0] for r in refs}
     by_name = {v.name: v for v in store.list_feature_views()}
     unknown = sorted(views - set(by_name))

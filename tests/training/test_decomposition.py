@@ -34,10 +34,10 @@ def _fit(ws: Workspace, settings: Settings, name: str = "rgcd", **kw):
 
 
 def test_chorus_states_are_read_by_row_without_loading_all(stage2_ws, tmp_path):
-    states = ChorusStates(stage2_ws.models / "student")
+    states = ChorusStates(stage2_ws.student)
     rows = np.array([5, 1, 5, 2, 3, len(states) - 1])  # repeats, a run (1-3), the last row
     got = states.take(rows).numpy()
-    path = stage2_ws.models / "student" / "chorus_states.safetensors"
+    path = stage2_ws.student / "chorus_states.safetensors"
     full = load_file(path)["chorus_states"].numpy()
     assert np.array_equal(got, full[rows])
     assert np.allclose(states.mean_pooled(chunk=7), full.mean(axis=1))
@@ -65,7 +65,7 @@ def _mismatch_lift(ws: Workspace, fit) -> dict[str, float]:
 
     from rgcd.training.decomposition import held_out_mask
 
-    states = ChorusStates(ws.models / "student")
+    states = ChorusStates(ws.student)
     items = pl.read_parquet(ws.marts / "item_content.parquet")
     cat = dict(zip(items["item_id"], items["category_l1"], strict=True))
     pairs = pl.read_parquet(ws.marts / "behaviour_pairs.parquet")
@@ -97,7 +97,7 @@ def test_routing_keeps_low_purity_pairs_out_of_the_transferable_space(stage2_ws)
 def test_no_decomposition_gives_one_vector(stage2_ws):
     fit = _fit(stage2_ws, small(), "rgcd-no-decomposition")
     assert fit.residual is None and set(fit.summary["alignment"]) == {"transferable"}
-    assert fit.transferable.shape == (len(ChorusStates(stage2_ws.models / "student")), 8)
+    assert fit.transferable.shape == (len(ChorusStates(stage2_ws.student)), 8)
 
 
 def test_separation_keeps_the_two_spaces_apart(stage2_ws):

@@ -81,7 +81,7 @@ def _untrained_and_trained_states(ws, settings):
     from rgcd.training.distill import ITEM_COLUMNS, _held_out, encode_items
     from rgcd.training.student import ChorusStudent, ChorusStudentConfig
 
-    out = ws.models / "student"
+    out = ws.student
     reasoning = pl.read_parquet(ws.feature_data / "item_reasoning.parquet")
     items = pl.read_parquet(ws.marts / "item_content.parquet").select(ITEM_COLUMNS)
     rows = reasoning.join(items, on="item_id").sort("item_id").to_dicts()
@@ -128,9 +128,9 @@ def test_distill_end_to_end_and_resume(world_ws):
     reason(world_ws, settings, show_progress=False)
     report = distill(world_ws, settings, show_progress=False)
     items = pl.read_parquet(world_ws.marts / "item_content.parquet")
-    index = pl.read_parquet(world_ws.models / "student" / "chorus_index.parquet")
+    index = pl.read_parquet(world_ws.student / "chorus_index.parquet")
     assert sorted(index["item_id"]) == sorted(items["item_id"]) and set(index["domain"]) == {"photo", "live"}
-    with safe_open(world_ws.models / "student" / "chorus_states.safetensors", "pt") as f:
+    with safe_open(world_ws.student / "chorus_states.safetensors", "pt") as f:
         assert f.get_tensor("chorus_states").shape == (items.height, 16, 32)
         assert f.metadata()["model_version"] == report.model_version
     saved = json.loads((world_ws.reports / "distill.json").read_text())
@@ -140,15 +140,15 @@ def test_distill_end_to_end_and_resume(world_ws):
     assert "not a pretrained LM" in saved["base"] and saved["teacher_ids"] == [
         "metadata-baseline (not an LLM)"
     ]
-    assert (world_ws.models / "student" / "model" / "model.safetensors").exists()
+    assert (world_ws.student / "model" / "model.safetensors").exists()
     # a rerun of both stages reuses the finished training and the finished shards: `rgcd reason`
     # answers from its cache but rewrites the table with a new created_timestamp
     reason(world_ws, settings, show_progress=False)
     again = distill(world_ws, settings, show_progress=False)
     assert again.reused_training and again.encode_seconds == 0 and again.model_version == report.model_version
-    assert not (world_ws.models / "student" / "chorus_shards").exists()
+    assert not (world_ws.student / "chorus_shards").exists()
     # the finished states are this model's over these items' content, not only their ids
-    out = world_ws.models / "student"
+    out = world_ws.student
     args = (out, report.model_version)
     frames_items = read_stage1_frames(world_ws, settings, pairs=False).items
     dtype = encode_dtype(settings.student.encode_dtype)

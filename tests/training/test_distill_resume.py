@@ -39,7 +39,7 @@ def _distill(ws: Workspace, kill_at: str | None = None) -> subprocess.CompletedP
 
 
 def _weights(ws: Workspace) -> dict:
-    model = ws.models / "student" / "model"
+    model = ws.student / "model"
     return {**load_file(model / "model.safetensors"), **load_file(model / "chorus_head.safetensors")}
 
 
@@ -53,15 +53,15 @@ def test_a_killed_distill_resumes_to_the_uninterrupted_weights_and_a_torn_states
     # killed at step 25: the checkpoint of step 20 is on disk, steps 21-25 are lost
     first = _distill(killed, kill_at="distill.train_step@25")
     assert first.returncode == -signal.SIGKILL
-    assert [p.name for p in (killed.models / "student" / "checkpoints").iterdir()] == ["step-000000020"]
-    assert not (killed.models / "student" / "model").exists()
+    assert [p.name for p in (killed.student / "checkpoints").iterdir()] == ["step-000000020"]
+    assert not (killed.student / "model").exists()
     second = _distill(killed)
     assert second.returncode == 0, second.stderr
     a, b = _weights(whole), _weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not (killed.models / "student" / "checkpoints").exists()  # cleared once the model is saved
-    sa = load_file(whole.models / "student" / "chorus_states.safetensors")["chorus_states"]
-    sb = load_file(killed.models / "student" / "chorus_states.safetensors")["chorus_states"]
+    assert not (killed.student / "checkpoints").exists()  # cleared once the model is saved
+    sa = load_file(whole.student / "chorus_states.safetensors")["chorus_states"]
+    sb = load_file(killed.student / "chorus_states.safetensors")["chorus_states"]
     assert torch.equal(sa, sb)
     _a_torn_chorus_states_file_is_reported_and_rebuilt(killed)
 
@@ -70,7 +70,7 @@ def _a_torn_chorus_states_file_is_reported_and_rebuilt(ws: Workspace) -> None:
     """(Part of the test above, on its finished workspace: one distill run less in CI.)"""
     import torch
 
-    states = ws.models / "student" / "chorus_states.safetensors"
+    states = ws.student / "chorus_states.safetensors"
     whole = states.read_bytes()
     expected = load(whole)["chorus_states"]  # from bytes: a mapped file would fault once truncated
     states.write_bytes(whole[: len(whole) // 3])

@@ -23,7 +23,7 @@ SMALL = {"transfer": {"dim": 8, "n_queries": 2, "heads": 2, "steps": 60, "batch_
 def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
     from rgcd.featurestore import store as fs
     from rgcd.training.decomposition import ChorusStates
-    from rgcd.training.stage2 import load_published
+    from rgcd.training.published_model import load_published
 
     ws = Workspace(tmp_path / "ws").ensure()
     (ws.root / "rgcd.yaml").write_text(yaml.safe_dump(SMALL))
@@ -51,20 +51,20 @@ def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
     assert set(fit["alignment"]) == {"transferable", "residual", "joint"}
     assert set(fit["alignment"]["transferable"]) == {"high_purity", "low_purity", "random"}
     assert (ws.reports / "transfer_projection.png").read_bytes()[:4] == b"\x89PNG"
-    assert (ws.models / "transfer" / "published" / "aggregation.safetensors").exists()
+    assert (ws.stage2_model(version[0]) / "aggregation.safetensors").exists()
 
     # online: the stage materialized item_embeddings itself
     store = fs.feature_store(ws, Settings())
     row = emb.filter(pl.col("domain") == "live").sort("item_id").row(0, named=True)
-    online = fs.online_features(store, "retrieval", {"item_id": [row["item_id"]]})
+    online = fs.online_features(store, "retrieval_item", {"item_id": [row["item_id"]]})
     assert online["item_embeddings__model_version"].to_list() == version
     assert np.allclose(online["item_embeddings__transferable"][0].to_list(), row["transferable"], atol=1e-6)
 
     # a room going on air: the published callable reproduces what the stage wrote for it
-    states = ChorusStates(ws.models / "student")
+    states = ChorusStates(ws.student)
     author = items.filter(pl.col("item_id") == row["item_id"])["author_id"][0]
-    got = load_published(ws).encode(states.take(np.array([states.row_of[row["item_id"]]])).numpy(),
-                                    ["live"], [author])
+    chorus = states.take(np.array([states.row_of[row["item_id"]]])).numpy()
+    got = load_published(ws, version[0]).encode(chorus, ["live"], [author])
     assert got["model_version"] == version[0]
     for col in ("transferable", "residual", "retrieval"):
         assert np.allclose(got[col][0], row[col], atol=1e-5), col
@@ -77,7 +77,7 @@ def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
 def test_transfer_without_chorus_states_says_to_distill(tmp_path):
     ws = Workspace(tmp_path / "ws").ensure()
     build(ws, photos=40, lives=10, pairs=100)
-    (ws.models / "student" / "chorus_states.safetensors").unlink()
+    (ws.student / "chorus_states.safetensors").unlink()
     from rgcd.featurestore import store as fs
 
     fs.apply(ws, Settings())

@@ -30,7 +30,7 @@ def write_chorus_states(ws: Workspace, items: pl.DataFrame, dim: int = 32, n_cho
     states = np.stack([centre[v] + offset[d] + noise * rng.normal(size=(n_chorus, dim))
                        for v, d in zip(items["category_l1"], items["domain"], strict=True)])
     states = states.astype(np.float32)
-    out = ws.models / "student"
+    out = ws.student
     out.mkdir(parents=True, exist_ok=True)
     save_file({"chorus_states": torch.from_numpy(states)}, out / "chorus_states.safetensors",
               metadata={"model_version": STUDENT_VERSION, "n_chorus": str(n_chorus)})
