@@ -400,10 +400,9 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
     kept = pl.scan_parquet(items_path).select("model_version").unique().collect()["model_version"]
     prune_versions(ws, set(kept.to_list()))
     plot = _plot_spaces(ws, settings, cut, fit, item_ids, ws.reports / "transfer_projection.png")
-
-    from rgcd.featurestore.store import materialize_views
-
-    online = materialize_views(ws, settings, ["item_embeddings"])
+    # Serving reads only what `rgcd publish` wrote: the new version reaches the online store and
+    # Milvus together there, so a reader never sees an item vector whose version Milvus lacks.
+    online = "online store and Milvus: run `rgcd publish`"
     s = fit.summary
     report = TransferReport(
         model_version=version, cut=cut.isoformat(), items=n, users=len(user_ids),

@@ -101,9 +101,10 @@ def transfer(c: Context) -> None:
     Fits the query-aware aggregation on behaviour pairs (Feast's pair_training service, at the
     marts' latest event) with transferability routing, then the downstream two-tower retriever.
     Writes feature_data/item_embeddings.parquet (transferable, residual, retrieval for every item
-    of both domains), feature_data/user_embeddings.parquet, models/transfer/ (safetensors),
-    reports/transfer.json and reports/transfer_projection.png, and materializes item_embeddings.
-    Settings: the `transfer` section. A rerun with nothing changed retrains nothing.
+    of both domains), feature_data/user_embeddings.parquet, models/transfer/versions/<version>/
+    (safetensors), reports/transfer.json and reports/transfer_projection.png. Serving is untouched
+    until `rgcd publish` (the only writer of what serving reads). Settings: the `transfer`
+    section. A rerun with nothing changed retrains nothing.
     """
     from rgcd.training.stage2 import transfer as run_transfer
 
