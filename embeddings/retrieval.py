@@ -179,11 +179,16 @@ class Retriever:
                            "(retrieval.max_k sets the cap)")
         return k
 
-    def online(self, service: str, key: str, ids: list) -> list[dict]:
-        """One online read of a feature service: per id, a dict '<view>__<feature>' -> value."""
-        if service not in self._services:
-            self._services[service] = self.store.get_feature_service(service)
-        got = self.store.get_online_features(features=self._services[service],
+    def online(self, service: str | list[str], key: str, ids: list) -> list[dict]:
+        """One online read of a feature service (or of 'view:feature' references, for a look by
+        hand): per id, a dict '<view>__<feature>' -> value."""
+        if isinstance(service, list):
+            features = service
+        else:
+            if service not in self._services:
+                self._services[service] = self.store.get_feature_service(service)
+            features = self._services[service]
+        got = self.store.get_online_features(features=features,
                                              entity_rows=[{key: i} for i in ids],
                                              full_feature_names=True).to_dict()
         columns = [c for c in got if "__" in c]

@@ -381,7 +381,7 @@ class Workspace:
     @property
     def student(self) -> Path:
         """The student (stage 1b): model/ and every item's chorus states (`rgcd distill`)."""
-        return self.student
+        return self.models / "student"
 
     @property
     def stage2_models(self) -> Path:
