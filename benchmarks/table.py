@@ -66,11 +66,18 @@ def render(results_dir: Path = RESULTS) -> str:
 def check(page: Path = PAGE, results_dir: Path = RESULTS) -> str | None:
     """None when `page` equals what the results give; else a one-line reason."""
     expected = render(results_dir)
+    name = _shown(page)
     if not page.exists():
-        return f"{page.relative_to(ROOT)} is missing: run `python benchmarks/table.py`"
+        return f"{name} is missing: run `python benchmarks/table.py`"
     if page.read_text() != expected:
-        return f"{page.relative_to(ROOT)} is stale: run `python benchmarks/table.py` and commit it"
+        return f"{name} is stale: run `python benchmarks/table.py` and commit it"
     return None
+
+
+def _shown(path: Path) -> str:
+    """A path as the messages show it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main() -> int:
