@@ -332,7 +332,7 @@ def fit(runs: list[dict]) -> dict:
 
 
 def markdown(doc: dict) -> str:
-    """The README's tables: per size, each stage's wall and peak; then the fit."""
+    """Markdown tables: per size, each stage's wall and peak; then the fit."""
     runs = sorted(doc["runs"], key=lambda r: r["users"])
     stages = [s for r in runs for s in r["stages"]]
     stages = list(dict.fromkeys(stages))
