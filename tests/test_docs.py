@@ -132,3 +132,30 @@ def test_readme_is_a_front_door():
 
 def test_the_link_finder_finds_links():
     assert _relative_links(ROOT / "README.md"), "no relative links found in README.md: the pattern broke"
+
+
+TOP_FOLDERS = ("rgcd/", "transforms/", "training/", "embeddings/", "dbt/", "feature_repo/", "tests/",
+               "benchmarks/", "docs/")
+
+
+@pytest.mark.parametrize("doc", ["README.md", *sorted(str(p.relative_to(ROOT))
+                                                       for p in (ROOT / "docs").rglob("*.md"))])
+def test_files_named_in_code_spans_exist(doc):
+    """`training/stage2.py` in a page names a file of the repository: it must be there (a pattern
+    such as `dbt/models/**/<model>.yml` is not a file name and is left alone)."""
+    named = {m.split(":")[0].rstrip(",.") for m in re.findall(r"`([^`\s]+)`", (ROOT / doc).read_text())}
+    missing = sorted(t for t in named if t.startswith(TOP_FOLDERS) and not re.search(r"[<*{]", t)
+                     and not (ROOT / t).exists())
+    assert not missing, f"{doc} names files that are not in the repository: {missing}"
+
+
+def test_nothing_cites_the_design_notes_that_are_not_in_the_repository():
+    """DESIGN.md and shared/STACK.md were working notes outside the repository; cite docs/ instead."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    suffixes = {".py", ".md", ".sql", ".yml", ".yaml", ".toml"}
+    files = [ROOT / f for f in tracked.decode().split("\0")
+             if Path(f).suffix in suffixes and f != "tests/test_docs.py" and (ROOT / f).exists()]
+    citing = [str(p.relative_to(ROOT)) for p in files if re.search(r"DESIGN\.md|STACK\.md", p.read_text())]
+    assert not citing, f"these cite DESIGN.md or STACK.md, which are not in the repository: {citing}"
