@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from results_format import write_result
 
 from rgcd.training import text_encoder
 from rgcd.training.distill import ITEM_COLUMNS, encode_items
@@ -81,17 +82,30 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=4096)
     ap.add_argument("--texts", type=int, default=1500)
     args = ap.parse_args()
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "native_bf16": native_bf16(), "load_avg_1m": round(os.getloadavg()[0], 2),
+               "torch": torch.__version__}
     result = {
-        "claim": "bfloat16 encoding is faster on a CPU with native bfloat16 and agrees with float32",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "native_bf16": native_bf16(), "load_avg_1m": round(os.getloadavg()[0], 2),
-                    "torch": torch.__version__},
         "student_chorus_states": [student_encoding(args.workspace, args.items, t) for t in (2, 1)],
         "content_text_minilm": minilm_encoding(args.workspace, args.texts),
+        "machine_detail": machine,
     }
-    out = Path(__file__).parent / "results" / "bf16_encoding.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    student, text = result["student_chorus_states"][0], result["content_text_minilm"]
+    doc = write_result(
+        Path(__file__).parent / "results" / "bf16_encoding.json",
+        claim="bfloat16 encoding is faster on a CPU with native bfloat16 and agrees with float32",
+        figures=result,
+        headline=(f"content_text's MiniLM {text['bfloat16_texts_per_s']:,} texts/s "
+                  f"({text['threads']} thread), "
+                  f"the student's chorus states {student['bfloat16_items_per_s']:,} items/s "
+                  f"({student['threads']} threads); cosine to float32 >= {text['cosine_min']} / "
+                  f"{student['cosine_min']}"),
+        peer=(f"the same models in float32: {text['float32_texts_per_s']:,} texts/s, "
+              f"{student['float32_items_per_s']:,} items/s"),
+        ratio=f"{text['speedup']}x / {student['speedup']}x",
+        machine=(f"{machine['cores']} cores, {machine['cpu']} (native bfloat16: {machine['native_bf16']}), "
+                 f"torch {machine['torch']}, load {machine['load_avg_1m']}"))
+    print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results_format import write_result  # noqa: E402
+
 from rgcd.config import Workspace  # noqa: E402
 from rgcd.transforms.latent import load_latent  # noqa: E402
 
@@ -104,8 +106,17 @@ def main() -> None:
     doc = {"created": datetime.now().astimezone().isoformat(timespec="seconds"), "workspace": str(ws.root),
            "on_air_at_test_requests": on_air_at_requests(ws), "rooms": room_reach(ws),
            "pair_noise": pair_noise(ws)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2))
+    on_air, rooms = doc["on_air_at_test_requests"], doc["rooms"]
+    doc = write_result(
+        args.out,
+        claim=("the demo world is a platform: a thousand-odd rooms on air at a live-room test request, "
+               "most rooms never visited"),
+        figures=doc,
+        headline=(f"median {on_air['p50']:,.0f} rooms on air at a test request "
+                  f"(10th pct {on_air['p10']:,.0f}, 90th {on_air['p90']:,.0f}); "
+                  f"{rooms['rooms_without_session']:.0%} of {rooms['rooms']:,} rooms never visited"),
+        peer="the demo world before rooms were drawn among those on air: median 87 rooms on air",
+        ratio=f"{on_air['p50'] / 87:.0f}x")
     print(json.dumps(doc, indent=2))
 
 

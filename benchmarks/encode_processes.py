@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from results_format import write_result
 from safetensors.numpy import load_file
 
 from rgcd.config import StudentConfig
@@ -65,8 +66,7 @@ def main() -> None:
         one_s, one = _encode(student, items, Path(tmp) / "one", model_dir, 1, dtype)
         many_s, many = _encode(student, items, Path(tmp) / "many", model_dir, processes, dtype)
     result = {
-        "claim": "one encoder process per core beats one process on all cores, same states",
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "machine_detail": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
         "items": items.height, "dtype": dtype_name(dtype),
         "one_process": {"threads": torch.get_num_threads(), "seconds": round(one_s, 2),
                         "items_per_s": round(items.height / one_s, 1)},
@@ -75,9 +75,16 @@ def main() -> None:
         "speedup": round(one_s / many_s, 2),
         "max_abs_difference": float(np.abs(one - many).max()),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    one, many = result["one_process"], result["processes"]
+    doc = write_result(
+        args.out, claim="one encoder process per core beats one process on all cores, same states",
+        figures=result,
+        headline=(f"{many['processes']} processes, 1 torch thread each: {many['items_per_s']:,} items/s "
+                  f"({items.height:,} items in {many['seconds']} s with start-up), states identical "
+                  f"(max difference {result['max_abs_difference']})"),
+        peer=f"one process on {one['threads']} threads: {one['items_per_s']:,} items/s ({one['seconds']} s)",
+        ratio=result["speedup"])
+    print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

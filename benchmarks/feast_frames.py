@@ -39,6 +39,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from results_format import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "feast_frames.json"
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -261,11 +263,8 @@ def _equal(frames: dict) -> bool:
 
 def _write(args, load_before: float, ttls: dict, sizes: list[dict]) -> None:
     result = {
-        "claim": "PIT training frames: Feast with the ASOF offline store plugin vs Feast's stock DuckDB "
-                 "store vs a raw DuckDB ASOF JOIN, same parquet",
-        "command": "python benchmarks/feast_frames.py " + " ".join(sys.argv[1:]),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine_detail": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "load_avg_1m_at_start": load_before,
                     "load_avg_1m_at_end": os.getloadavg()[0],
                     "note": "a 2-core machine shared by eight engineers' jobs while measured"},
@@ -274,8 +273,20 @@ def _write(args, load_before: float, ttls: dict, sizes: list[dict]) -> None:
         "goal_at_1m": "plugin <= 1.5x the raw ASOF JOIN's time and <= 2x its peak memory",
         "sizes": sizes,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    # the headline: the largest frame, the training service where it was measured
+    top = max(sizes, key=lambda s: (s["entity_rows"], s["scope"] == "service"))
+    secs, peak = top["seconds_best"], top["peak_rss_mb"]
+    write_result(
+        RESULTS, figures=result,
+        claim=("PIT training frames: Feast with the ASOF offline store plugin vs Feast's stock DuckDB "
+               "store vs a raw DuckDB ASOF JOIN, same parquet"),
+        headline=(f"{top['entity_rows']:,} entity rows, {top['scope']} ({top['features']} features): "
+                  f"Feast + ASOF plugin {secs['plugin']:.1f} s, {peak['plugin']:,.0f} MB"),
+        peer=(f"hand-written DuckDB ASOF JOINs over the same parquet: {secs['asof']:.1f} s, "
+              f"{peak['asof']:,.0f} MB"),
+        ratio=f"{top['time_plugin_over_asof']}x time, {top['memory_plugin_over_asof']}x memory",
+        machine=(f"{os.cpu_count()} cores, Python {platform.python_version()}, load {load_before:.0f} at the "
+                 f"start, {os.getloadavg()[0]:.0f} at the end"))
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from results_format import write_result  # noqa: E402
 from servers import free_port  # noqa: E402 (the tests' helper)
 
 RESULTS = ROOT / "benchmarks" / "results" / "feast_online.json"
@@ -339,11 +340,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {
-        "claim": "online read of the ranker service, 1 user + 200 items: SDK and HTTP, SQLite and Redis, "
-                 "before and after the online tuning; 8 concurrent HTTP clients",
-        "command": "python benchmarks/feast_online.py " + " ".join(sys.argv[1:]),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine_detail": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "load_avg_1m_at_start": load_start,
                     "load_avg_1m_at_end": os.getloadavg()[0],
                     "note": "a 2-core machine shared by eight engineers' jobs while measured; the "
@@ -355,8 +353,19 @@ def main() -> None:
                   "load_p99_ms": 250, "load_errors": 0},
         "stores": stores,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    kind = next(iter(stores))
+    after = stores[kind]["after"]
+    write_result(
+        RESULTS, figures=result,
+        claim=("online read of the ranker service, 1 user + 200 items: SDK and HTTP, SQLite and Redis, "
+               "before and after the online tuning; 8 concurrent HTTP clients"),
+        headline=(f"feast serve over HTTP, ranker service, 1 user + {args.candidates} items ({kind}, tuned): "
+                  f"p50 {after['http']['p50_ms']:.0f} ms, p99 {after['http']['p99_ms']:.0f} ms"),
+        peer=(f"Feast SDK in process: p50 {after['sdk']['p50_ms']:.0f} ms, "
+              f"p99 {after['sdk']['p99_ms']:.0f} ms"),
+        ratio=f"{after['http']['p50_ms'] / after['sdk']['p50_ms']:.2f}x at p50",
+        machine=(f"{os.cpu_count()} cores, Python {platform.python_version()}, load {load_start:.1f} at the "
+                 f"start, {os.getloadavg()[0]:.1f} at the end"))
     for kind, res in stores.items():
         a, b = res["after"], res["before"]
         print(f"{kind}: sdk p99 {b['sdk']['p99_ms']} -> {a['sdk']['p99_ms']} ms, "

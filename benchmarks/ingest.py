@@ -27,6 +27,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from results_format import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "ingest.json"
 
@@ -210,12 +212,10 @@ def main() -> None:
         first, rerun, peer = (_fastest(runs[k]) for k in ("first", "rerun", "peer"))
         imports = _measure(["baseline"])
     result = {
-        "claim": "ingest streams a demo-size raw folder in bounded memory; cost vs plain pyarrow",
         "world": world,
         "raw_files_mib": round(raw_mib, 1),
         "batch_rows": args.batch_rows,
         "repeat": args.repeat,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}",
         "load_average_1m_at_end": round(os.getloadavg()[0], 1),  # the machine is shared
         "ingest_first": first,
         "ingest_rerun": rerun,
@@ -223,12 +223,20 @@ def main() -> None:
         "imports_only_peak_rss_mib": imports["peak_rss_mib"],
         "time_ratio_first_vs_pyarrow": round(first["seconds"] / peer["seconds"], 2),
         "rss_ratio_first_vs_pyarrow": round(first["peak_rss_mib"] / peer["peak_rss_mib"], 2),
-        "command": "python benchmarks/ingest.py " + " ".join(sys.argv[1:]),
     }
     out = RESULTS if not args.random_plays else RESULTS.with_name(f"ingest_random_{args.random_plays}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    what = "the demo world" if not args.random_plays else f"{args.random_plays:,} random photo plays"
+    doc = write_result(
+        out, claim=f"ingest streams {what} in bounded memory; cost vs plain pyarrow", figures=result,
+        headline=(f"{what} ({first['rows']:,} rows, {raw_mib:.0f} MiB raw): {first['seconds']} s, "
+                  f"{first['peak_rss_mib']:.0f} MiB peak"),
+        peer=(f"pyarrow read + write of the same files, no checks: {peer['seconds']} s, "
+              f"{peer['peak_rss_mib']:,.0f} MiB"),
+        ratio=(f"{result['time_ratio_first_vs_pyarrow']}x time, "
+               f"{result['rss_ratio_first_vs_pyarrow']}x memory"),
+        machine=(f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
+                 f"load {result['load_average_1m_at_end']} at the end"))
+    print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+from results_format import write_result  # noqa: E402
 from servers import free_port  # noqa: E402 (the tests' helper: a port Milvus Lite cannot share)
 
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval.json"
@@ -576,9 +577,9 @@ def main() -> None:
     ap.add_argument("--split-requests", type=int, default=200)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
+               f"(load average {os.getloadavg()[0]:.1f} at start")
     result: dict = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
-        f"(load average {os.getloadavg()[0]:.1f} at start)",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     try:
@@ -633,9 +634,29 @@ def main() -> None:
         result["load_average_at_end"] = round(os.getloadavg()[0], 1)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    end_load = result.get("load_average_at_end")
+    write_result(RESULTS, figures=result, machine=f"{machine}, {end_load} at the end)",
+                 claim=("filtered top-100 retrieval over the rooms on air through Milvus Lite as published, "
+                        "vs exact numpy; HTTP U2I"),
+                 **_headline(result))
     print(f"wrote {RESULTS}")
+
+
+def _headline(result: dict) -> dict:
+    """The table's figure, peer and ratio: the 10k-vector search (or the largest) and the HTTP load."""
+    parts, peer, ratio = [], None, None
+    if result.get("search"):
+        row = next((r for r in result["search"] if r["live_vectors"] == 10_000), result["search"][-1])
+        parts.append(f"{row['live_vectors']:,} live vectors ({row['on_air']:,} on air): recall@{row['k']} "
+                     f"{row['recall_at_k']:.2f}, p50 {row['milvus_p50_ms']:.1f} ms")
+        peer = ("exact numpy (matmul + argpartition) over the same candidates: "
+                f"p50 {row['exact_numpy_p50_ms']} ms")
+        ratio = f"{row['milvus_over_exact_p50']:.0f}x at p50"
+    if result.get("http_u2i"):
+        h = result["http_u2i"]
+        parts.append(f"HTTP U2I, {h['clients']} clients: p50 {h['p50_ms']:.0f} / p99 {h['p99_ms']:.0f} ms, "
+                     f"{h['requests_per_s']} req/s, {h['errors']} errors")
+    return {"headline": "; ".join(parts) or "no figures", "peer": peer, "ratio": ratio}
 
 
 if __name__ == "__main__":

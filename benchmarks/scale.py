@@ -31,6 +31,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from results_format import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 SURVIVAL = ROOT / "benchmarks" / "results" / "scale_pair_rule_survival.json"
@@ -184,7 +186,7 @@ def stored_stages(users: int) -> dict:
     """The stages results/scale.json holds for this size (from an earlier run)."""
     if not RESULTS.exists():
         return {}
-    runs = [r for r in json.loads(RESULTS.read_text()).get("runs", []) if r["users"] == users]
+    runs = [r for r in _stored(RESULTS).get("runs", []) if r["users"] == users]
     return runs[0]["stages"] if runs else {}
 
 
@@ -330,7 +332,7 @@ def fit(runs: list[dict]) -> dict:
 
 
 def markdown(doc: dict) -> str:
-    """The README's tables: per size, each stage's wall and peak; then the fit."""
+    """Markdown tables: per size, each stage's wall and peak; then the fit."""
     runs = sorted(doc["runs"], key=lambda r: r["users"])
     stages = [s for r in runs for s in r["stages"]]
     stages = list(dict.fromkeys(stages))
@@ -361,10 +363,59 @@ def store_run(doc: dict, result: dict) -> None:
     """Add one run to results/scale.json, re-read first: runs of other sizes may have been
     measured by another process meanwhile."""
     if RESULTS.exists():
-        doc["runs"] = json.loads(RESULTS.read_text()).get("runs", [])
+        doc["runs"] = _stored(RESULTS).get("runs", [])
     doc["runs"] = [r for r in doc["runs"] if r["users"] != result["users"]] + [result]
     doc["runs"].sort(key=lambda r: r["users"])
-    RESULTS.write_text(json.dumps(doc, indent=2))
+    save_scale(doc)
+
+
+def _stored(path: Path) -> dict:
+    """The figures a results file holds (without the table's headline); {} before the first run."""
+    if not path.exists():
+        return {}
+    return {k: v for k, v in json.loads(path.read_text())["figures"].items() if k != "headline"}
+
+
+def _machine(detail: dict, load: str) -> str:
+    return f"{detail['cpus']} cores, {detail['ram_bytes'] / 2**30:.1f} GiB RAM, {load}"
+
+
+def save_scale(doc: dict) -> None:
+    """Write results/scale.json; its headline is the largest run: its largest process against the limit."""
+    top = max(doc["runs"], key=lambda r: r["users"])
+    stage, peak = max(((s, v["peak_rss_bytes"]) for s, v in top["stages"].items()), key=lambda x: x[1])
+    at = top["stages"]
+    shown = ", ".join(f"{s} {at[s]['wall_s']:,.0f} s / {at[s]['peak_rss_bytes'] / 2**30:.2f} GiB"
+                      for s in ("build", "features", "distill") if s in at)
+    limit = top["duckdb_memory_limit_bytes"]
+    write_result(
+        RESULTS, figures=doc, command="python benchmarks/scale.py " + " ".join(sys.argv[1:]),
+        claim=(f"every stage runs at KuaiLive-M3's per-user density ({top['users']:,} users, "
+               f"{top['days']} days) under the DuckDB memory limit"),
+        headline=f"{top['users']:,} users: largest process {peak / 2**30:.2f} GiB ({stage}), {shown}",
+        peer=f"the DuckDB memory limit, {limit / 2**30:.2f} GiB",
+        ratio=f"{peak / limit:.2f}x the limit (largest process)",
+        machine=_machine(doc["machine_detail"], f"load {top.get('load_average_at_end', 0):.1f} at the end"))
+
+
+def save_survival(survival: dict, machine: dict) -> None:
+    """Write results/scale_pair_rule_survival.json: the build with the pair rule against without it."""
+    rule, none = survival["rule"], survival["no_rule"]
+    write_result(
+        SURVIVAL, figures={**survival, "machine_detail": machine},
+        command="python benchmarks/scale.py " + " ".join(sys.argv[1:]),
+        claim="the pair rule bounds behaviour_pairs at the real density and keeps stage 1's pairs strong",
+        headline=(f"{survival['users']} users at the real density, with the rule: "
+                  f"{rule['behaviour_pairs']:,} pairs, build {rule['build_wall_s']:.0f} s, "
+                  f"{rule['build_peak_rss_bytes'] / 2**30:.2f} GiB; "
+                  f"stage 1's pairs min strength {survival['stage1_strength_rule']['min']:.2f}"),
+        peer=(f"the same build without the rule: {none['behaviour_pairs']:,} pairs, "
+              f"{none['build_wall_s']:.0f} s, {none['build_peak_rss_bytes'] / 2**30:.2f} GiB; min strength "
+              f"{survival['stage1_strength_no_rule']['min']:.2f}"),
+        ratio=(f"{rule['behaviour_pairs'] / none['behaviour_pairs']:.3f}x pairs, "
+               f"{rule['build_wall_s'] / none['build_wall_s']:.2f}x time, "
+               f"{rule['build_peak_rss_bytes'] / none['build_peak_rss_bytes']:.2f}x memory"),
+        machine=_machine(machine, f"load {os.getloadavg()[0]:.1f} at the end"))
 
 
 def main() -> None:
@@ -391,8 +442,8 @@ def main() -> None:
                              "the pairs stage 1 selects")
     args = parser.parse_args()
 
-    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
-    doc["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+    doc = _stored(RESULTS) or {"runs": []}
+    doc["machine_detail"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                       "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
     for users in args.users:
         result = measure(users, args.root, args.seeds, args.memory_limit_gb, args.until, args.start)
@@ -403,16 +454,17 @@ def main() -> None:
         store_run(doc, record_from_log(args.from_log, args.root / f"scale-{args.from_log}"))
     if args.survival:
         survival = (rule_survival(args.survival, args.root) if not args.compare_only else
-                    {"users": args.survival, **json.loads(SURVIVAL.read_text()),
+                    {"users": args.survival, **_stored(SURVIVAL),
                      **compare_selections(args.root / f"survival-{args.survival}", 2000, 3)})
-        SURVIVAL.write_text(json.dumps({"machine": doc["machine"], **survival}, indent=2))
+        survival.pop("machine_detail", None)
+        save_survival(survival, doc["machine_detail"])
         print(json.dumps(survival, indent=2), file=sys.stderr)
     if args.fit or not (args.users or args.survival or args.from_log):
         doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
                                      f"measured sizes), users at the same per-user density and 21 days; "
                                      f"extrapolated to {FULL_USERS:,} users"),
                       "figures": fit(doc["runs"])}
-        RESULTS.write_text(json.dumps(doc, indent=2))
+        save_scale(doc)
         print(markdown(doc))
 
 

@@ -31,6 +31,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from results_format import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "stage1_frames.json"
 MODES = ("direct", "feast", "asof", "feast_items")
@@ -117,11 +119,9 @@ def main() -> None:
     best = {m: min(x["seconds"] for x in v) for m, v in runs.items()}
     peak = {m: statistics.median(x["peak_mb"] for x in v) for m, v in runs.items()}
     doc = {
-        "claim": "stage 1 frames through Feast vs the marts' parquet read directly",
-        "command": "PYTHONPATH=. python benchmarks/stage1_frames.py " + " ".join(sys.argv[1:]),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_1m_at_end": os.getloadavg()[0]},
+        "machine_detail": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "load_avg_1m_at_end": os.getloadavg()[0]},
         "rows": {"pairs": runs["direct"][0]["pairs"], "items": runs["direct"][0]["items"]},
         "same_frames_as_direct": same,
         "seconds_best": best,
@@ -131,8 +131,14 @@ def main() -> None:
                                 "peak_mb": round(peak[m] / peak["direct"], 1)}
                             for m in MODES if m != "direct"},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    feast, rows = doc["ratio_vs_direct"]["feast"], doc["rows"]
+    write_result(
+        RESULTS, claim="stage 1 frames through Feast vs the marts' parquet read directly", figures=doc,
+        command="PYTHONPATH=. python benchmarks/stage1_frames.py " + " ".join(sys.argv[1:]),
+        headline=(f"stage 1's pairs + items through Feast ({rows['pairs']:,} pairs, "
+                  f"{rows['items']:,} items): {best['feast']:.1f} s, {peak['feast']:,.0f} MB"),
+        peer=f"direct parquet read with polars: {best['direct']:.1f} s, {peak['direct']:,.0f} MB",
+        ratio=f"{feast['seconds']}x time, {feast['peak_mb']}x memory")
     print("| mode | best s | peak MB (median) | vs direct (time, memory) |")
     for m in MODES:
         ratio = doc["ratio_vs_direct"].get(m)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import polars as pl
 import torch
+from results_format import write_result
 
 from rgcd.config import Settings, Workspace
 from rgcd.featurestore.store import apply
@@ -165,27 +166,38 @@ RESULTS = Path(__file__).parent / "results" / "teacher_smollm2.json"
 
 def _previous_rows() -> dict:
     """The rows of the results file as it stands (a run of some rows keeps the others)."""
-    return json.loads(RESULTS.read_text()).get("rows", {}) if RESULTS.exists() else {}
+    return json.loads(RESULTS.read_text())["figures"].get("rows", {}) if RESULTS.exists() else {}
 
 
 def _write_results(args, truth_source: str, rows: dict) -> None:
-    out = RESULTS
-    out.write_text(
-        json.dumps(
-            {
-                "claim": "SmolLM2-135M-Instruct (GGUF, hf backend) with and without the answer grammar, "
-                "vs the metadata baseline, same pairs",
-                "truth_source": truth_source,
-                "pairs": "strongest room pairs, half same true topic, half cross-topic",
-                "settings": "each row carries the torch threads, batch, token limit and retries it ran with",
-                "machine": "2 cores shared by four engineers working at once: timings are under load",
-                "rows": rows,
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    print(f"wrote {out}")
+    rows = json.loads(json.dumps(rows, default=str))
+    write_result(
+        RESULTS,
+        claim="SmolLM2-135M-Instruct (GGUF, hf backend) with and without the answer grammar, "
+              "vs the metadata baseline, same pairs",
+        figures={"truth_source": truth_source,
+                 "pairs": "strongest room pairs, half same true topic, half cross-topic",
+                 "settings": "each row carries the torch threads, batch, token limit and retries it ran with",
+                 "rows": rows},
+        **_headline(rows))
+    print(f"wrote {RESULTS}")
+
+
+def _said(row: dict | None) -> str:
+    """One teacher row in words: schema-valid share, speed, and what the truth sees in its answers."""
+    if not row:
+        return "not run"
+    truth = (row.get("truth") or {}).get("teacher") or {}
+    auc, vertical = truth.get("transferability_auc"), truth.get("vertical_match_rate")
+    return (f"{row['accepted']}/{row['pairs']} schema-valid, {row['pairs_per_minute_generation']:,} pairs/min"
+            + (f", truth AUC {auc:.2f}, vertical {vertical:.2f}" if auc is not None else ""))
+
+
+def _headline(rows: dict) -> dict:
+    return {"headline": (f"with the grammar {_said(rows.get('smollm2_constrained'))}; "
+                         f"without it {_said(rows.get('smollm2_unconstrained'))}"),
+            "peer": f"metadata baseline (not an LLM), same pairs: {_said(rows.get('metadata_baseline'))}",
+            "ratio": None}
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results_format import write_result  # noqa: E402
+
 from rgcd.config import Workspace  # noqa: E402
 from rgcd.transforms.latent import load_latent  # noqa: E402
 
@@ -83,9 +85,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "topic_purity.json")
     args = ap.parse_args()
     result = measure(Workspace(args.workspace), args.sample, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    photo, live, across = result["photo"], result["live"], result["photo_to_live"]
+    doc = write_result(
+        args.out,
+        claim=("how much of the latent topic each item representation carries (share of 10 nearest "
+               "neighbours with the item's topic)"),
+        figures=result,
+        headline=(f"stage-2 transferable vectors: videos {photo['transferable']:.2f}, rooms "
+                  f"{live['transferable']:.2f}, video -> room {across['transferable']:.2f} "
+                  f"(chance {photo['chance']:.2f})"),
+        peer=(f"the raw multimodal vectors: videos {photo['mm_embedding']:.2f}, rooms "
+              f"{live['mm_embedding']:.2f}"),
+        ratio="-".join(f"{r:.2f}" for r in sorted(d["transferable"] / d["mm_embedding"]
+                                                  for d in (photo, live))))
+    print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

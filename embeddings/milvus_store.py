@@ -19,7 +19,7 @@ key across partitions, so a row moved by delete + insert would come back in the 
 leaves every later request's candidates; the next publication starts from a clean collection.
 
 Talks to Milvus through pymilvus' MilvusClient only (Feast's Milvus online store mismatches ids and
-features on search, docs/serving.md); the same code runs on the Lite file and on a server URI.
+features on search; docs/serving.md, Milvus); the same code runs on the Lite file and on a server URI.
 """
 
 from __future__ import annotations

@@ -92,8 +92,8 @@ def _read_vectors(ws: Workspace) -> pl.DataFrame:
               "event_timestamp", "created_timestamp"}
     missing = sorted(needed - set(vectors.columns))
     if missing:
-        raise PublishError(f"{path} lacks column(s) {missing} (interfaces 1 and 2 in the README's "
-                           "Serving section); rerun `rgcd transfer`")
+        raise PublishError(f"{path} lacks column(s) {missing} (what `rgcd transfer` writes: "
+                           "docs/method.md, stage 2's outputs); rerun `rgcd transfer`")
     return vectors
 
 

@@ -76,7 +76,7 @@ class WarehouseConfig(_Section):
     """dbt-duckdb settings."""
 
     pair_window_hours: int = Field(24, gt=0, description="co-engagement window for behaviour pairs")
-    # The pair rule (README, Warehouse: behaviour pairs): what a user can contribute per UTC day is
+    # The pair rule (docs/warehouse.md, the behaviour-pair rule): what a user can contribute per UTC day is
     # capped, so pairs grow with engagement, not with plays x sessions.
     pair_plays_per_user_day: int = Field(20, gt=0, description="a user's strongest valid plays of a day "
                                                                "that can form pairs")

@@ -6,7 +6,7 @@ One place decides how much memory DuckDB may take (`warehouse.memory_limit_gb`, 
 (dbt/profiles.yml reads the environment `rgcd.warehouse.profiles_env` sets); every other
 connection the project opens comes from `duckdb_connect`, and Feast's DuckDB offline store (ibis's
 default backend) from `limit_ibis_backend`. DuckDB counts only its own buffers against the limit:
-Python's objects are on top, which is why readers of large marts stream (see the README).
+Python's objects are on top, which is why readers of large marts stream (docs/operations.md, Memory).
 
 Peak RSS per stage: Linux keeps the process's high-water mark (VmHWM); writing "5" to
 /proc/self/clear_refs resets it, so a stage's peak is the mark after the stage, reset before it.

@@ -479,7 +479,7 @@ def _release_job_memory() -> None:
     """After each model a worker keeps its protocols and nothing of that model: no other model
     reads its caches, and glibc hands the freed heap back to the system.
     At the demo size the two workers peaked at 2.3 GiB each without this (process tree 4.8-5.2
-    GiB), at 1.7-2.25 GiB with it (tree 3.6-4.35 GiB RSS over three runs; README)."""
+    GiB), at 1.7-2.25 GiB with it (tree 3.6-4.35 GiB RSS over three runs; docs/journal/2026-12-07.md)."""
     import gc
 
     from rgcd.memory import trim_heap
@@ -495,9 +495,9 @@ def _release_job_memory() -> None:
 
 
 # Relative cost of a model's job at the demo size (measured: evaluate's timing_s in run E of the
-# README, fit + rank seconds per seed on both protocols, content_text in bfloat16; uniembed = 2.2),
-# so the largest jobs start first and the two workers finish together; an unlisted model counts as
-# a two-tower one.
+# whole demo run, docs/journal/2026-12-07.md; fit + rank seconds per seed on both protocols,
+# content_text in bfloat16; uniembed = 2.2), so the largest jobs start first and the two workers
+# finish together; an unlisted model counts as a two-tower one.
 _RELATIVE_COST = {"content_text": 3.8, "emcdr": 2.5, "uniembed": 2.2, "bpr_mf": 0.9, "content_mm": 0.9,
                   "oracle": 0.5, "popularity": 0.25}
 

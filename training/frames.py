@@ -12,7 +12,7 @@ Feast's get_historical_features answers, through the configured offline store
 (`features.offline_store`: the ASOF plugin by default, rgcd/featurestore/offline_store.py; the
 stock DuckDB store one setting away, same frames; tests/training/test_frames.py pins that). At demo
 size (1.34M pairs, 80.7k items) the stock store took 4.4 s and 2.0 GB peak against 1.8 s / 0.8 GB
-for reading the parquet directly (benchmarks/stage1_frames.py; README, Stage 1).
+for reading the parquet directly (benchmarks/results/stage1_frames.json; docs/benchmarks.md).
 """
 
 from __future__ import annotations

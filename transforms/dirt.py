@@ -1,6 +1,6 @@
 """Bad rows for the demo world, so that ingest's quarantine has something to do.
 
-Every kind of bad row the data contract names (transforms/contract.py; README "Ingest"): missing
+Every kind of bad row the data contract names (transforms/contract.py; docs/data.md, Quarantine): missing
 ids, unparsable and missing times, negative durations, ends before starts, unknown foreign keys,
 duplicate keys, malformed CSV lines and vectors of the wrong length. Each bad row is a copy of a
 random good row of the same file with exactly one defect, appended after the good rows, so that

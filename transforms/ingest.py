@@ -219,7 +219,7 @@ def check_layout(src: Path) -> tuple[list[_Source], list[str]]:
             continue
         for name in missing:
             problems.append(f"{spec.filename} has no column {name} (required by the data contract; "
-                            "see the README's Data contract); add the column and rerun")
+                            "see docs/data.md, The data contract); add the column and rerun")
         present = tuple(c.name for c in (*spec.columns, *spec.extra_optional) if c.name in names)
         sources.append(_Source(spec, path, present))
     if problems:

@@ -2,7 +2,7 @@
 user_embeddings.parquet) and what retrieval reads per user (user_recent_videos, written by publish).
 
 Each row carries the model_version that produced it, so a ranker reads a vector and its version
-together. Stamped like every model-stage table (docs/serving.md, timestamps): event_timestamp = the training
+together. Stamped like every model-stage table (docs/features.md): event_timestamp = the training
 cut the vectors were fitted at (or a room's start for a room encoded later), created_timestamp =
 when written. Frames do not cut by created_timestamp: vectors fitted at a cut are visible to
 frames from the cut on (they saw nothing after it), and a retrain at the same cut wins the tie.

@@ -5,7 +5,7 @@ an item's first appearance) and when they were generated (created_timestamp). Re
 backfill over historical logs, written long after its evidence, so frames do NOT cut by
 created_timestamp (that would hide every backfill from every historical frame): a row is visible
 from its evidence time on and never before it, and created_timestamp breaks ties, so a
-regeneration (new teacher, new prompt version) of the same evidence wins (docs/serving.md, timestamps).
+regeneration (new teacher, new prompt version) of the same evidence wins (docs/features.md).
 """
 
 from datetime import timedelta

@@ -99,8 +99,8 @@ def build(c: Context, full_refresh: bool, select: str | None, docs: bool) -> Non
 
     The marts are written as parquet to <workspace>/marts/ (what Feast reads). A failing model or
     test prints dbt's own message and exits with code 1. Nothing may hold
-    <workspace>/warehouse.duckdb open meanwhile. To run dbt directly, see the README section
-    "Warehouse (dbt)".
+    <workspace>/warehouse.duckdb open meanwhile. To run dbt directly, see docs/warehouse.md
+    ("Run dbt yourself")
     """
     from rgcd.warehouse import build as run_build
     from rgcd.warehouse import generate_docs

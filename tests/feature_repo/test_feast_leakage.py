@@ -80,7 +80,7 @@ def test_ttl_expiry_gives_null(store):
 
 
 def test_reasoning_is_visible_from_its_evidence_time_and_a_regeneration_wins_ties(store):
-    # Reasoning is stamped with its evidence time (docs/serving.md, timestamps): a backfill written at
+    # Reasoning is stamped with its evidence time (docs/features.md): a backfill written at
     # T + 1h about evidence of T - 5d is seen by a frame at T, never by one before T - 5d.
     got = _frame(store, [1] * 5, ["photo:1", "photo:1", "photo:2", "photo:2", "photo:1"],
                  [T, T + 2 * timedelta(hours=1), T, T + 2 * timedelta(hours=1), T - 5 * D - S])

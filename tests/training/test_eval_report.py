@@ -246,8 +246,8 @@ def test_the_bold_cell_is_the_best_mean_of_its_column(tmp_path):
 
 
 def test_an_extra_model_is_evaluated_but_never_named_the_strongest_baseline(eval_ws, eval_cfg):
-    """How the full method plugs in (README): `extra={name: factory}`; here an oracle-like model that
-    scores each user's test rooms first, so it leads every slice, yet it is not a baseline."""
+    """How the full method plugs in (docs/evaluation.md): `extra={name: factory}`; here an oracle-like
+    model that scores each user's test rooms first, so it leads every slice, yet it is not a baseline."""
     import polars as pl
 
     live = pl.read_parquet(eval_ws.marts / "eval_live_room.parquet").filter(pl.col("split") == "test")

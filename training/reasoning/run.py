@@ -363,7 +363,7 @@ def _write_tables(
     event_timestamp: a pair's last co-engagement; an item's first appearance (the event time of
     its item_content row). created_timestamp: now, the generation time, which only breaks ties
     (a regeneration of the same evidence wins). A backfill over historical logs is so visible to
-    point-in-time frames after its evidence and never before it (docs/serving.md, timestamps).
+    point-in-time frames after its evidence and never before it (docs/features.md).
     """
     created = datetime.now(UTC)
     pair_rows, item_rows, rejected_rows = [], {}, []

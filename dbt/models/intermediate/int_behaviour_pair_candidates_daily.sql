@@ -7,7 +7,7 @@
     )
 }}
 
--- Pair rule, steps 1-3 (README, Warehouse: behaviour pairs). Of each user and UTC day only the
+-- Pair rule, steps 1-3 (docs/warehouse.md, the behaviour-pair rule). Of each user and UTC day only the
 -- pair_plays_per_user_day strongest valid plays and the pair_sessions_per_user_day strongest live
 -- sessions can pair, so a user-day yields at most plays cap x sessions cap x (window days) candidate
 -- co-engagements however much the user watched: pairs grow with engagement, not with its square.

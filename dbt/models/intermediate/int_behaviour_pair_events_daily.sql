@@ -7,7 +7,7 @@
     )
 }}
 
--- Pair rule, steps 4-5 (README, Warehouse: behaviour pairs): of a user-day's candidate
+-- Pair rule, steps 4-5 (docs/warehouse.md, the behaviour-pair rule): of a user-day's candidate
 -- co-engagements (int_behaviour_pair_candidates_daily), those whose mean strength is below
 -- pair_min_strength are dropped, and of the rest only the pair_max_per_user_day strongest are kept
 -- (ties: more co-engagements first, then ids). So behaviour_pairs holds at most that many rows per
