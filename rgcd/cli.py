@@ -494,6 +494,9 @@ def reason(c: Context, backend: str | None, model: str | None, max_pairs: int | 
     except (MissingInput, ValueError, FileNotFoundError) as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(EXIT_CONTRACT)
+    except RgcdError as err:  # a teacher that cannot reach its model (TeacherUnreachable), ...
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(err.exit_code)
     console.print(f"[green]✓[/] {report.one_line()}")
 
 
