@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 from PIL import Image
 
-from transforms.raw_io import write_raw
+from rgcd.transforms.raw_io import write_raw
 
 DAY = datetime(2026, 3, 1, 8, 0, 0)
 

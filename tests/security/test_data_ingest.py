@@ -19,9 +19,9 @@ from data_world import DAY, lake_and_quarantine, photo_meta, plays, png, raw_wor
 
 from rgcd.cli import cli
 from rgcd.config import IngestConfig, Workspace
-from transforms.covers import REFUSED_LARGE, REFUSED_MISSING, REFUSED_NOT_IMAGE, REFUSED_OUTSIDE
-from transforms.ingest import ContractError, ingest
-from transforms.raw_io import write_raw
+from rgcd.transforms.covers import REFUSED_LARGE, REFUSED_MISSING, REFUSED_NOT_IMAGE, REFUSED_OUTSIDE
+from rgcd.transforms.ingest import ContractError, ingest
+from rgcd.transforms.raw_io import write_raw
 
 
 @pytest.fixture

@@ -32,8 +32,8 @@ from stage1_world import write_world  # noqa: E402
 
 from rgcd.cli import cli  # noqa: E402
 from rgcd.config import Settings, Workspace  # noqa: E402
-from training.reasoning.run import reason  # noqa: E402
-from transforms.covers import COVER_ROOTS_FILE  # noqa: E402
+from rgcd.training.reasoning.run import reason  # noqa: E402
+from rgcd.transforms.covers import COVER_ROOTS_FILE  # noqa: E402
 
 ANSWER = json.dumps({"photo": {"vertical_domain": "v", "key_subject": "s", "content_theme": "t"},
                      "live": {"vertical_domain": "v", "key_subject": "s", "content_theme": "t"},
@@ -115,8 +115,8 @@ def _no_env_keys(monkeypatch) -> None:
 # --------------------------------------------------------------------------------------------- covers
 def test_the_teacher_sends_no_file_outside_the_workspace_and_no_path(ws, tmp_path, monkeypatch):
     _no_env_keys(monkeypatch)
-    from training.frames import read_stage1_frames
-    from training.reasoning.run import select_pairs
+    from rgcd.training.frames import read_stage1_frames
+    from rgcd.training.reasoning.run import select_pairs
 
     pairs, _ = select_pairs(read_stage1_frames(ws, Settings()), 4, 0.0, 3)
     data = tmp_path / "data"

@@ -5,7 +5,7 @@
 - `metadata`: answers derived from categories and text; NOT an LLM, a baseline named as such
   (its teacher_id says so, and so does every report that carries it).
 
-Backends return raw text; `training.reasoning.run` validates it, retries invalid answers and
+Backends return raw text; `rgcd.training.reasoning.run` validates it, retries invalid answers and
 records rejects, so every backend is held to the same schema.
 """
 
@@ -25,16 +25,16 @@ from typing import Protocol
 
 from rgcd.atomic import atomic_path
 from rgcd.config import IngestConfig, TeacherConfig
-from rgcd.errors import RgcdError
+from rgcd.errors import InputError, RgcdError
 from rgcd.redaction import redact
-from training.reasoning.prompts import PairFacts, covers, with_covers
-from training.reasoning.schema import (
+from rgcd.training.reasoning.prompts import PairFacts, covers, with_covers
+from rgcd.training.reasoning.schema import (
     SHORT_MAX_CHARS,
     answer_json_schema,
     compile_answer_grammar,
     longest_answer,
 )
-from transforms.covers import CoverPolicy, CoverRefused, read_cover
+from rgcd.transforms.covers import CoverPolicy, CoverRefused, read_cover
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class OpenAITeacher:
         from openai import OpenAI
 
         if not cfg.model:
-            raise ValueError(
+            raise InputError(
                 "teacher.backend is 'openai' but teacher.model is empty: set the served model name "
                 "(GET <base_url>/models lists it)"
             )
@@ -436,12 +436,12 @@ class HFTeacher:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         if not cfg.model:
-            raise ValueError(
+            raise InputError(
                 "teacher.backend is 'hf' but teacher.model is empty: set a model folder or .gguf file"
             )
         path = Path(cfg.model)
         if not path.exists():
-            raise FileNotFoundError(
+            raise InputError(
                 f"teacher.model {path} does not exist (the hf backend loads local files only)"
             )
         kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
@@ -578,4 +578,4 @@ def make_teacher(cfg: TeacherConfig, cache: Path | None = None, covers: CoverPol
         return OpenAITeacher(cfg, covers)
     if cfg.backend == "hf":
         return HFTeacher(cfg, cache, covers)
-    raise ValueError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai or hf")
+    raise InputError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai or hf")
