@@ -20,13 +20,12 @@ from pathlib import Path
 
 from rgcd.errors import RgcdError
 
-# (offset, signature, mime type): the first bytes of each accepted image format.
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
-    (0, b"\xff\xd8\xff", "image/jpeg"),
-    (0, b"GIF87a", "image/gif"),
-    (0, b"GIF89a", "image/gif"),
-    (8, b"WEBP", "image/webp"),  # after b"RIFF" + 4 bytes of size
+# (signature, mime type): the first bytes of each accepted image format; WebP is RIFF....WEBP.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
 )
 HEAD_BYTES = 16
 
@@ -49,8 +48,8 @@ def image_type(head: bytes) -> str | None:
     """The mime type of an image whose file starts with `head`, or None when it is none of ours."""
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return "image/webp"
-    for offset, signature, mime in _MAGIC:
-        if offset == 0 and head.startswith(signature):
+    for signature, mime in _MAGIC:
+        if head.startswith(signature):
             return mime
     return None
 
@@ -71,7 +70,10 @@ class CoverPolicy:
     def resolve(self, value: str) -> Path:
         """The file `value` names, symlinks resolved; raises CoverRefused when outside the roots."""
         path = Path(value.strip())
-        full = (path if path.is_absolute() else self.base / path).resolve()
+        try:
+            full = (path if path.is_absolute() else self.base / path).resolve()
+        except (OSError, ValueError):  # a NUL byte, a name too long, a symlink loop
+            raise CoverRefused(REFUSED_MISSING) from None
         if not any(full.is_relative_to(root) for root in self.roots):
             raise CoverRefused(REFUSED_OUTSIDE)
         return full
@@ -99,15 +101,17 @@ def read_cover(value: str, policy: CoverPolicy, *, head_only: bool = False) -> t
     full = policy.resolve(value)
     try:
         fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
+    except (OSError, ValueError):
         raise CoverRefused(REFUSED_MISSING) from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a folder, a device, a FIFO
             raise CoverRefused(REFUSED_MISSING)
         if info.st_size > policy.max_bytes:
             raise CoverRefused(REFUSED_LARGE)
-        data = fh.read(HEAD_BYTES if head_only else policy.max_bytes + 1)
+        data = os.read(fd, HEAD_BYTES if head_only else policy.max_bytes + 1)
+    finally:
+        os.close(fd)
     mime = image_type(data[:HEAD_BYTES])
     if mime is None:
         raise CoverRefused(REFUSED_NOT_IMAGE)

@@ -9,6 +9,7 @@ header name was accepted.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -69,6 +70,18 @@ def test_a_symlink_inside_the_data_folder_that_points_outside_is_refused(tmp_pat
     report = ingest(raw, ws, IngestConfig())
     assert report.files["photo_meta"].as_tuple() == (3, 2, 1)
     assert _quarantine(ws, "photo_meta").get_column("reason").to_list() == [REFUSED_OUTSIDE]
+
+
+def test_the_cover_check_refuses_devices_folders_odd_names_and_reads_only_images(tmp_path):
+    from rgcd.transforms.covers import CoverPolicy, CoverRefused, read_cover
+
+    anywhere = CoverPolicy.of(tmp_path, [Path("/")], 1000)
+    for value in ("/dev/zero", "/proc/self/environ", str(tmp_path), f"{tmp_path}/a\x00b", "x" * 5000):
+        assert anywhere.problem(value) in (REFUSED_MISSING, REFUSED_NOT_IMAGE), value
+    cover = png(tmp_path / "c.png")
+    assert read_cover("c.png", anywhere) == (cover.read_bytes(), "image/png")  # relative: to the base
+    with pytest.raises(CoverRefused, match="outside"):
+        read_cover(str(cover), CoverPolicy.of(tmp_path, [tmp_path / "elsewhere"], 1000))
 
 
 # ---------------------------------------------------------------------------------------- plausible times
