@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -159,7 +159,7 @@ class _Source:
     columns: tuple[str, ...]  # contract columns present in the file, contract order
     dropped: tuple[str, ...] = ()  # columns the file has that the contract does not know
     # the plausible event times [from, to), UTC (ingest.plausible_from / plausible_to)
-    window: tuple[datetime, datetime] = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    window: tuple[datetime, datetime] = field(default_factory=lambda: _window(IngestConfig()))
     covers: CoverPolicy | None = None  # where a cover_path may point; None: no cover is accepted
 
 
@@ -940,8 +940,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
     complete_interrupted_commit(ws)  # a run killed mid-rename is finished before anything else
     sources, skipped = check_layout(src)
     covers = CoverPolicy.of(ws.root, [src, ws.root], cfg.cover_max_bytes)
-    sources = [replace(s, window=(_utc(cfg.plausible_from), _utc(cfg.plausible_to)), covers=covers)
-               for s in sources]
+    sources = [replace(s, window=_window(cfg), covers=covers) for s in sources]
     report = IngestReport(src=src, skipped=skipped,
                           dropped={s.spec.stem: list(s.dropped) for s in sources if s.dropped})
     staging = ws.root / STAGING
@@ -967,8 +966,11 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
     return report
 
 
-def _utc(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+def _window(cfg: IngestConfig) -> tuple[datetime, datetime]:
+    """The plausible event times [from, to) as UTC datetimes."""
+    days = (cfg.plausible_from, cfg.plausible_to)
+    start, end = (datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days)
+    return start, end
 
 
 def _stage_cover_roots(ws: Workspace, src: Path, staging: Path, commit: _Commit) -> None:
