@@ -126,7 +126,7 @@ def test_openai_backend_against_transformers_serve(world_ws, served_teacher, mon
 
 def test_openai_backend_unreachable_server_fails_the_stage(world_ws):
     """No model is not 3 rejected pairs (issue 25): the stage fails naming the cause, writes nothing."""
-    from training.reasoning.backends import TeacherUnreachable
+    from rgcd.training.reasoning.backends import TeacherUnreachable
 
     settings = _settings(
         backend="openai",
