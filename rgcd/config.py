@@ -6,11 +6,12 @@ so a run is one self-contained directory.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A setting's name for the dtype of an encode (resolved by training/precision.py: `encode_dtype`).
 EncodeDtype = Literal["auto", "float32", "bfloat16"]
@@ -70,6 +71,20 @@ class IngestConfig(_Section):
     batch_rows: int = Field(500_000, gt=0, description="rows per streamed batch of a large file")
     batch_mib: int = Field(64, gt=0, description="cap on a batch's raw size; wide rows (vectors) "
                                                   "get fewer rows per batch")
+    plausible_from: date = Field(date(2000, 1, 1), description="the earliest plausible event time (UTC): "
+                                 "an earlier time quarantines its row, and a column mostly outside the "
+                                 "window refuses the file (epoch seconds or microseconds read as "
+                                 "milliseconds land in 1970 or tens of thousands of years ahead)")
+    plausible_to: date = Field(date(2100, 1, 1), description="the first implausible event time (UTC), "
+                                                             "exclusive: see plausible_from")
+    cover_max_bytes: int = Field(10 * 2**20, gt=0, description="largest cover image (cover_path) a row "
+                                 "may name; the teacher reads no larger file either")
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> IngestConfig:
+        if self.plausible_to <= self.plausible_from:
+            raise ValueError("ingest.plausible_to must be after ingest.plausible_from")
+        return self
 
 
 class WarehouseConfig(_Section):

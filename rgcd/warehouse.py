@@ -309,13 +309,15 @@ def _repoint_views(ws: Workspace) -> None:
 
     import duckdb
 
-    pattern = re.compile(r"'[^']*/" + re.escape(MART_BUILDS) + r"/[^/']+/")
+    # a quoted SQL literal up to the build folder; a quote inside the path is doubled ('it''s ws')
+    pattern = re.compile(r"'(?:[^']|'')*/" + re.escape(MART_BUILDS) + r"/[^/']+/")
+    marts = "'" + str(ws.marts).replace("'", "''") + "/"
     con = duckdb.connect(str(ws.warehouse))
     try:
         views = con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall()
         for (sql,) in views:
             if pattern.search(sql):
-                con.execute(pattern.sub(lambda _: f"'{ws.marts}/", sql).replace(
+                con.execute(pattern.sub(lambda _: marts, sql).replace(
                     "CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
     finally:
         con.close()

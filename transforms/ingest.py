@@ -36,8 +36,8 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -53,6 +53,7 @@ from rgcd.config import IngestConfig, Workspace
 from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
 from rgcd.transforms.contract import VECTOR_DIMS, Kind, RawFile, ingest_order
+from rgcd.transforms.covers import COVER_ROOTS_FILE, CoverPolicy, recorded_roots
 from rgcd.transforms.latent import copy_latent
 
 # Spellings of "no value" in CSV exports (pandas, Hive, Spark) for columns that are not free text.
@@ -97,6 +98,7 @@ class IngestReport:
     src: Path
     files: dict[str, FileCounts] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # optional files absent from the folder
+    dropped: dict[str, list[str]] = field(default_factory=dict)  # columns not in the contract, per file
     seconds: float = 0.0
 
     @property
@@ -116,13 +118,16 @@ class IngestReport:
         share = self.quarantined / self.read if self.read else 0.0
         rate = self.read / self.seconds if self.seconds else 0.0
         skipped = f", {len(self.skipped)} optional absent" if self.skipped else ""
+        dropped = "".join(f"; {stem}: not in the contract, not ingested: {', '.join(cols)}"
+                          for stem, cols in self.dropped.items())
         return (f"{len(self.files)} files{skipped}: {self.read:,} rows read, {self.accepted:,} accepted, "
                 f"{self.quarantined:,} quarantined ({share:.2%}) in {self.seconds:.1f}s "
-                f"({rate:,.0f} rows/s)")
+                f"({rate:,.0f} rows/s){dropped}")
 
     def as_json(self) -> dict:
-        """`{"files": {stem: {"read", "accepted", "quarantined"}}}` for `rgcd ingest --json`."""
-        return {"files": {stem: {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined}
+        """`{"files": {stem: {"read", "accepted", "quarantined"[, "dropped_columns"]}}}` for `--json`."""
+        return {"files": {stem: {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined,
+                                 **({"dropped_columns": self.dropped[stem]} if stem in self.dropped else {})}
                           for stem, c in self.files.items()}}
 
     def table(self) -> Table:
@@ -135,6 +140,8 @@ class IngestReport:
         table.add_column("top reasons")
         for stem, c in self.files.items():
             top = "; ".join(f"{r} ×{n:,}" for r, n in c.reasons.most_common(3))
+            if stem in self.dropped:
+                top += ("; " if top else "") + f"[yellow]dropped columns: {', '.join(self.dropped[stem])}[/]"
             table.add_row(stem, f"{c.read:,}", f"{c.accepted:,}", f"{c.quarantined:,}", top)
         for stem in self.skipped:
             table.add_row(stem, "-", "-", "-", "[dim]optional, absent[/]")
@@ -150,6 +157,10 @@ class _Source:
     spec: RawFile
     path: Path
     columns: tuple[str, ...]  # contract columns present in the file, contract order
+    dropped: tuple[str, ...] = ()  # columns the file has that the contract does not know
+    # the plausible event times [from, to), UTC (ingest.plausible_from / plausible_to)
+    window: tuple[datetime, datetime] = field(default_factory=lambda: _window(IngestConfig()))
+    covers: CoverPolicy | None = None  # where a cover_path may point; None: no cover is accepted
 
 
 def _header(path: Path, fmt: str) -> list[str]:
@@ -211,6 +222,12 @@ def check_layout(src: Path) -> tuple[list[_Source], list[str]]:
                 skipped.append(spec.stem)
             continue
         header = _header(path, spec.fmt)
+        repeated = sorted(name for name, n in Counter(header).items() if n > 1)
+        if repeated:
+            problems.append(f"{spec.filename} names the column {', '.join(repeated)} more than once in its "
+                            "header: which one holds the data is ambiguous; keep one column per name "
+                            "and rerun")
+            continue
         names = set(header)
         missing = [c.name for c in spec.columns if c.name not in names]
         hint = _one_column_hint(header) if missing else ""
@@ -221,7 +238,8 @@ def check_layout(src: Path) -> tuple[list[_Source], list[str]]:
             problems.append(f"{spec.filename} has no column {name} (required by the data contract; "
                             "see docs/data.md, The data contract); add the column and rerun")
         present = tuple(c.name for c in (*spec.columns, *spec.extra_optional) if c.name in names)
-        sources.append(_Source(spec, path, present))
+        known = {c.name for c in (*spec.columns, *spec.extra_optional)}
+        sources.append(_Source(spec, path, present, tuple(n for n in header if n not in known)))
     if problems:
         raise ContractError("\n".join(problems))
     return sources, skipped
@@ -256,8 +274,9 @@ def _batches(source: _Source, batch_rows: int, malformed: list[tuple[str, str]]
     `malformed` as (line text, reason) for the caller to quarantine.
     """
     if source.spec.fmt == "parquet":
-        yield from pq.ParquetFile(source.path).iter_batches(batch_size=batch_rows,
-                                                            columns=list(source.columns))
+        for batch in pq.ParquetFile(source.path).iter_batches(batch_size=batch_rows,
+                                                              columns=list(source.columns)):
+            yield _decode_text(batch)
         return
     def keep_malformed(row: pacsv.InvalidRow) -> str:
         malformed.append((row.text, f"malformed CSV line ({row.actual_columns} fields, "
@@ -291,6 +310,45 @@ def _batches(source: _Source, batch_rows: int, malformed: list[tuple[str, str]]
         if "UTF8" not in str(err):
             raise
         raise ContractError(_not_utf8(source.path, err)) from None
+
+
+_NOT_UTF8 = "__not_utf8_"  # + column: the row's value of that column was not UTF-8 text
+
+
+def _decode_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A parquet batch whose text values are all UTF-8; a value that is not is decoded lossily.
+
+    Parquet stores text per value, so one bad title is that row's fault, not the file's: its row
+    gets a `__not_utf8_<column>` flag and is quarantined by `_check` with the column named.
+    (A CSV's encoding is the whole file's: a CSV that is not UTF-8 is refused, `_not_utf8`.)
+    """
+    try:
+        batch.validate(full=True)
+        return batch
+    except pa.ArrowInvalid:
+        pass
+    columns, names = list(batch.columns), list(batch.schema.names)
+    for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns, strict=True)):
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = column.view(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+        texts, flags = [], []
+        for value in raw.to_pylist():
+            try:
+                texts.append(None if value is None else value.decode("utf-8"))
+                flags.append(False)
+            except UnicodeDecodeError:
+                texts.append(value.decode("utf-8", errors="replace"))
+                flags.append(True)
+        columns[i] = pa.array(texts, type=pa.string())
+        columns.append(pa.array(flags, type=pa.bool_()))
+        names.append(f"{_NOT_UTF8}{name}")
+    return pa.RecordBatch.from_arrays(columns, names=names)
 
 
 @contextlib.contextmanager
@@ -416,19 +474,87 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
     return col.cast(pl.String)
 
 
+_TIME_KINDS = (Kind.TIMESTAMP, Kind.DATETIME_STR, Kind.EPOCH_MS)
+_COVER_PROBLEM = "__cover_problem"
+
+
+def _cover_problems(values: pl.Series, policy: CoverPolicy | None) -> pl.Series:
+    """Per row, why its cover_path is refused (`transforms.covers`), or null; each path checked once."""
+    problems: dict[str | None, str | None] = {None: None}
+    for value in values.unique().to_list():
+        if value is not None and value.strip():
+            problems[value] = ("cover_path given but no cover folder is allowed" if policy is None
+                               else policy.problem(value))
+    return values.replace_strict(problems, default=None, return_dtype=pl.String).alias(_COVER_PROBLEM)
+
+
+def _refuse_implausible_column(source: _Source, name: str, values: pl.Series, frame: pl.DataFrame) -> None:
+    """Refuse the file when most times of one column in a batch are outside the plausible window.
+
+    Such a column is in another unit: epoch seconds read as milliseconds land in January 1970,
+    microseconds tens of thousands of years ahead. Row by row they would all be quarantined
+    (or, were the window wider, build a lake of one day): the file is refused, saying what the
+    values look like and what to do. A few stray times are quarantined row by row instead.
+    """
+    start, end = source.window
+    known = values.drop_nulls()
+    outside = known.filter((known < start) | (known >= end))
+    if outside.len() == 0 or outside.len() * 2 <= known.len():
+        return
+    first = int(frame.get_column(_ROW)[0]) if _ROW in frame.columns else 0
+    sample_ms = int(outside.dt.epoch("ms").median() or 0)
+    looks = _unit_guess(sample_ms, start, end)
+    raise ContractError(
+        f"{source.spec.filename}: {outside.len():,} of {known.len():,} values of column {name} in rows "
+        f"{first:,}-{first + frame.height - 1:,} are outside the plausible window {start:%Y-%m-%d} to "
+        f"{end:%Y-%m-%d} (ingest.plausible_from / plausible_to); {looks}. The contract wants a parquet "
+        "timestamp, a 'YYYY-MM-DD HH:MM:SS.mmm' UTC text or epoch MILLISECONDS: re-export the column "
+        "so, or widen the window in rgcd.yaml if these times are real, and rerun")
+
+
+_UNITS = (("epoch SECONDS", 1000.0, "multiply it by 1,000"),
+          ("epoch MICROSECONDS", 1e-3, "divide it by 1,000"),
+          ("epoch NANOSECONDS", 1e-6, "divide it by 1,000,000"))
+
+
+def _unit_guess(sample_ms: int, start: datetime, end: datetime) -> str:
+    """What a typical implausible value (as epoch ms) looks like, and the conversion that fixes it."""
+    as_read = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=sample_ms)).strftime("%Y-%m-%d") \
+        if abs(sample_ms) < 2.5e14 else f"{sample_ms:,} ms after 1970"
+    for unit, to_ms, fix in _UNITS:
+        ms = sample_ms * to_ms
+        if start.timestamp() * 1000 <= ms < end.timestamp() * 1000:
+            meant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+            return (f"they look like {unit}, not milliseconds: a typical value {sample_ms:,} read as "
+                    f"milliseconds is {as_read}, as {unit.split()[1].lower()} {meant:%Y-%m-%d %H:%M} "
+                    f"({fix} to get milliseconds)")
+    return f"a typical value is {as_read} as milliseconds, and no other unit puts it in the window"
+
+
 def _check(frame: pl.DataFrame, source: _Source, parent_keys: dict[str, pl.Series]
            ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split one raw batch into (accepted rows in lake types, rejected raw rows as text + reason)."""
     spec = source.spec
     parsed: list[pl.Series] = []
-    reasons: list[tuple[pl.Expr, str]] = []
+    reasons: list[tuple[pl.Expr, str | pl.Expr]] = []
+    start, end = source.window
     for name in source.columns:
         col = spec.column(name)
         parsed += _normalise(frame, name, col.kind)
         is_missing, parsed_value = pl.col(f"__missing_{name}"), pl.col(f"__value_{name}")
+        if f"{_NOT_UTF8}{name}" in frame.columns:
+            reasons.append((pl.col(f"{_NOT_UTF8}{name}"), f"{name} is not UTF-8 text"))
         if not col.nullable:
             reasons.append((is_missing, f"missing {name}"))
         reasons.append((~is_missing & parsed_value.is_null(), f"unparsable {name}"))
+        if col.kind in _TIME_KINDS:
+            _refuse_implausible_column(source, name, parsed[-1], frame)
+            reasons.append(((parsed_value < start) | (parsed_value >= end),
+                            f"implausible {name} (outside {start:%Y-%m-%d} to {end:%Y-%m-%d}, "
+                            "ingest.plausible_from / plausible_to)"))
+        if name == "cover_path":
+            parsed.append(_cover_problems(frame.get_column(name), source.covers))
+            reasons.append((pl.col(_COVER_PROBLEM).is_not_null(), pl.col(_COVER_PROBLEM)))
         if col.kind is Kind.VECTOR and spec.stem in VECTOR_DIMS:
             dim = VECTOR_DIMS[spec.stem]
             reasons.append((parsed_value.list.len() != dim, f"{name} has not {dim} values"))
@@ -442,7 +568,8 @@ def _check(frame: pl.DataFrame, source: _Source, parent_keys: dict[str, pl.Serie
         reasons.append((~pl.col(f"__value_{fk.column}").is_in(parent_keys[fk.column].implode()),
                         f"unknown {fk.column} (not in {fk.parent})"))
     # the first failing check, in contract order, is the row's reason
-    reason = pl.coalesce([pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in reasons])
+    reason = pl.coalesce([pl.when(cond.fill_null(False)).then(text if isinstance(text, pl.Expr)
+                                                              else pl.lit(text)) for cond, text in reasons])
     checked = frame.with_columns(*parsed).with_columns(reason.alias(_REASON))
     good = checked.filter(pl.col(_REASON).is_null()).select(
         _ROW, *[pl.col(f"__value_{n}").alias(n) for n in source.columns])
@@ -812,7 +939,10 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
     src = Path(src)
     complete_interrupted_commit(ws)  # a run killed mid-rename is finished before anything else
     sources, skipped = check_layout(src)
-    report = IngestReport(src=src, skipped=skipped)
+    covers = CoverPolicy.of(ws.root, [src, ws.root], cfg.cover_max_bytes)
+    sources = [replace(s, window=_window(cfg), covers=covers) for s in sources]
+    report = IngestReport(src=src, skipped=skipped,
+                          dropped={s.spec.stem: list(s.dropped) for s in sources if s.dropped})
     staging = ws.root / STAGING
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a run killed before its commit
     staging.mkdir(parents=True)
@@ -825,6 +955,8 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
             for source in sources:
                 report.files[source.spec.stem] = _read_or_refuse(source, ws, cfg, staging, progress, commit)
                 kill_point("ingest.file_staged")
+        if any("cover_path" in s.columns for s in sources):
+            _stage_cover_roots(ws, src, staging, commit)
         commit.apply()
         copy_latent(src, ws)  # a synthetic world's truth rides along; it is not contract data
     finally:
@@ -832,6 +964,21 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, console: Console | None 
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _window(cfg: IngestConfig) -> tuple[datetime, datetime]:
+    """The plausible event times [from, to) as UTC datetimes."""
+    days = (cfg.plausible_from, cfg.plausible_to)
+    start, end = (datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days)
+    return start, end
+
+
+def _stage_cover_roots(ws: Workspace, src: Path, staging: Path, commit: _Commit) -> None:
+    """Add `src` to the data folders covers were accepted from (the teacher allows those too)."""
+    roots = sorted({str(p) for p in recorded_roots(ws.lake)} | {str(src.resolve())})
+    staged = staging / COVER_ROOTS_FILE
+    staged.write_text(json.dumps({"roots": roots}, indent=1) + "\n")
+    commit.stage(staged, ws.lake / COVER_ROOTS_FILE)
 
 
 # What a reader raises on a file it cannot read: a corrupt or truncated body, a bad encoding, a

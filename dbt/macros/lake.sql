@@ -9,7 +9,7 @@
   {%- if not execute -%}
     {{ return(true) }}
   {%- endif -%}
-  {%- set found = run_query("select count(*) from glob('" ~ lake_glob(stem) ~ "')") -%}
+  {%- set found = run_query("select count(*) from glob(" ~ sql_literal(lake_glob(stem)) ~ ")") -%}
   {{ return(found.columns[0].values()[0] > 0) }}
 {%- endmacro %}
 
@@ -20,8 +20,8 @@
     {{ return(true) }}
   {%- endif -%}
   {%- set found = run_query(
-      "select count(*) from (describe select * from read_parquet('" ~ lake_glob(stem)
-      ~ "', hive_partitioning = true, union_by_name = true)) where column_name = '" ~ column ~ "'") -%}
+      "select count(*) from (describe select * from read_parquet(" ~ sql_literal(lake_glob(stem))
+      ~ ", hive_partitioning = true, union_by_name = true)) where column_name = " ~ sql_literal(column)) -%}
   {{ return(found.columns[0].values()[0] > 0) }}
 {%- endmacro %}
 

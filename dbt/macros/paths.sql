@@ -12,3 +12,9 @@
   {#- Overrides dbt-duckdb's default (external_root/<name>.parquet): marts go to <marts_path>/<name>.parquet. -#}
   {{- marts_path() }}/{{ relation.identifier }}.{{ config.get('format', 'parquet') -}}
 {%- endmacro %}
+
+{% macro sql_literal(text) -%}
+  {#- `text` as a SQL string literal: single quotes around it, each quote inside doubled. Every
+      path rgcd pastes into SQL goes through here: a workspace may be called "it's ws". -#}
+  {{- "'" ~ (text | string | replace("'", "''")) ~ "'" -}}
+{%- endmacro %}

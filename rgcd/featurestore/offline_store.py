@@ -157,9 +157,15 @@ def _tz(col: str) -> str:
 
 
 def _view_sql(p: _ViewPlan) -> str:
-    """The view's rows as an ASOF right side: keys, __k (the ASOF key), __ts and the features."""
-    keys = ", ".join(_quote(k) for k, _ in p.keys)
-    not_null = " AND ".join(f"{_quote(k)} IS NOT NULL" for k, _ in p.keys)
+    """The view's rows as an ASOF right side: keys, __k (the ASOF key), __ts and the features.
+
+    A view without entities (a platform-wide figure) has no keys: its rows are one time series
+    and the join is on time alone.
+    """
+    key_list = [_quote(k) for k, _ in p.keys]
+    keys = "".join(f"{k}, " for k in key_list)  # each followed by a comma: none for no entities
+    not_null = "".join(f" AND {k} IS NOT NULL" for k in key_list)
+    partition = f"PARTITION BY {', '.join(key_list)} " if key_list else ""
     src = f"read_parquet({_sql_str(p.path)})"
     feats = [f"{_quote(c)} AS __f{i}" for i, (c, _) in enumerate(p.features)]
     if not p.cut_by_created:
@@ -168,15 +174,15 @@ def _view_sql(p: _ViewPlan) -> str:
                    f"{_tz(p.created)})::HUGEINT + {_CREATED_OFFSET}, 0)")
         else:
             key = _tz(p.timestamp)
-        return (f"SELECT {keys}, {key} AS __k, {_tz(p.timestamp)} AS __ts, {', '.join(feats)} "
-                f"FROM {src} WHERE {_quote(p.timestamp)} IS NOT NULL AND {not_null}")
+        return (f"SELECT {keys}{key} AS __k, {_tz(p.timestamp)} AS __ts, {', '.join(feats)} "
+                f"FROM {src} WHERE {_quote(p.timestamp)} IS NOT NULL{not_null}")
     fields = ", ".join(["__ts := __ts", *(f"__f{i} := __f{i}" for i in range(len(p.features)))])
-    visible = (f"SELECT {keys}, {_tz(p.timestamp)} AS __ts, {_tz(p.created)} AS __c, "
+    visible = (f"SELECT {keys}{_tz(p.timestamp)} AS __ts, {_tz(p.created)} AS __c, "
                f"{', '.join(feats)} FROM {src} WHERE {_quote(p.timestamp)} IS NOT NULL AND "
-               f"{_quote(p.created)} IS NOT NULL AND {not_null}")
-    best = (f"arg_max(struct_pack({fields}), struct_pack(t := __ts, c := __c)) OVER (PARTITION BY "
-            f"{keys} ORDER BY greatest(__ts, __c) RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
-    return (f"SELECT {keys}, greatest(__ts, __c) AS __k, __b.__ts AS __ts, "
+               f"{_quote(p.created)} IS NOT NULL{not_null}")
+    best = (f"arg_max(struct_pack({fields}), struct_pack(t := __ts, c := __c)) OVER ({partition}"
+            f"ORDER BY greatest(__ts, __c) RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+    return (f"SELECT {keys}greatest(__ts, __c) AS __k, __b.__ts AS __ts, "
             f"{', '.join(f'__b.__f{i} AS __f{i}' for i in range(len(p.features)))} "
             f"FROM (SELECT *, {best} AS __b FROM ({visible}))")
 

@@ -124,7 +124,10 @@ def test_openai_backend_against_transformers_serve(world_ws, served_teacher, mon
     assert hf.accepted == 2 and hf.teacher_id == "hf:tiny-teacher"
 
 
-def test_openai_backend_unreachable_server_ends_rejected(world_ws):
+def test_openai_backend_unreachable_server_fails_the_stage(world_ws):
+    """No model is not 3 rejected pairs (issue 25): the stage fails naming the cause, writes nothing."""
+    from rgcd.training.reasoning.backends import TeacherUnreachable
+
     settings = _settings(
         backend="openai",
         base_url=f"http://127.0.0.1:{free_port()}/v1",
@@ -134,11 +137,10 @@ def test_openai_backend_unreachable_server_ends_rejected(world_ws):
         backoff_s=0.0,
         timeout_s=5,
     )
-    report = reason(world_ws, settings, show_progress=False)
-    assert (report.accepted, report.rejected) == (0, 3)
-    q = pl.read_parquet(world_ws.quarantine_table("pair_reasoning"))
-    assert q["reason"].str.contains("APIConnectionError").all() and (q["attempts"] == 2).all()
-    assert json.loads((world_ws.reports / "reason.json").read_text())["schema_valid_rate"] == 0.0
+    with pytest.raises(TeacherUnreachable, match="APIConnectionError.*Connection refused"):
+        reason(world_ws, settings, show_progress=False)
+    assert not world_ws.quarantine_table("pair_reasoning").exists()
+    assert not (world_ws.reports / "reason.json").exists()
 
 
 def _scripted_settings(base_url: str, **kw) -> Settings:
@@ -205,12 +207,17 @@ def test_openai_backend_sends_covers_as_image_parts(world_ws, tmp_path):
 def test_covers_in_item_content_reach_the_server_through_reason(world_ws, tmp_path):
     """cover_path in the item_content mart -> Feast -> stage 1's pairs -> image parts on the wire.
 
-    One cover is absolute, one relative to the workspace folder (made absolute by `reason`)."""
+    One cover is relative to the workspace folder (made absolute by `reason`), one absolute in a
+    data folder that ingest accepted covers from (recorded in the lake, as ingest does)."""
     from PIL import Image
 
+    from rgcd.transforms.covers import COVER_ROOTS_FILE
+
     pairs, _ = select_pairs(read_stage1_frames(world_ws, Settings()), 12, 0.0, 3)
-    red, blue = world_ws.root / "covers" / "red.png", tmp_path / "blue.png"
+    red, blue = world_ws.root / "covers" / "red.png", tmp_path / "data" / "blue.png"
     red.parent.mkdir()
+    blue.parent.mkdir()
+    (world_ws.lake / COVER_ROOTS_FILE).write_text(json.dumps({"roots": [str(blue.parent)]}))
     Image.new("RGB", (16, 12), (200, 30, 30)).save(red)
     Image.new("RGB", (12, 16), (30, 30, 200)).save(blue)
     files = {pairs[0].photo.item_id: red, pairs[1].live.item_id: blue}

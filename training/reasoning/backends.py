@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Protocol
 
 from rgcd.atomic import atomic_path
-from rgcd.config import TeacherConfig
-from rgcd.errors import InputError
+from rgcd.config import IngestConfig, TeacherConfig
+from rgcd.errors import InputError, RgcdError
+from rgcd.redaction import redact
 from rgcd.training.reasoning.prompts import PairFacts, covers, with_covers
 from rgcd.training.reasoning.schema import (
     SHORT_MAX_CHARS,
@@ -33,6 +34,7 @@ from rgcd.training.reasoning.schema import (
     compile_answer_grammar,
     longest_answer,
 )
+from rgcd.transforms.covers import CoverPolicy, CoverRefused, read_cover
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,31 @@ class TeacherRequest:
 
 @dataclass(frozen=True)
 class Completion:
-    """A backend's raw answer, or the transport error that prevented one."""
+    """A backend's raw answer, or the error that prevented one.
+
+    `reached` is False when the model was not reached at all (connection refused, timeouts after
+    every retry): a batch where no request reached the model fails the stage (`TeacherUnreachable`),
+    while a refused cover or an answer that breaks the schema is one pair's problem.
+    """
 
     text: str | None
     error: str | None = None
+    reached: bool = True
+
+
+class TeacherUnreachable(RgcdError):
+    """The teacher's model cannot be used at all (not reachable, or it refuses our credentials).
+
+    Raised before anything is written: the previous reasoning tables stay as they were.
+    """
+
+    exit_code = 2
+
+
+def any_cover_policy() -> CoverPolicy:
+    """Covers anywhere on disk, but only images of at most ingest.cover_max_bytes: what a backend
+    built without a workspace checks (`rgcd reason` passes the workspace's narrower policy)."""
+    return CoverPolicy.of(Path.cwd(), [Path("/")], IngestConfig().cover_max_bytes)
 
 
 class Teacher(Protocol):
@@ -149,17 +172,20 @@ class MetadataTeacher:
 
 
 # --------------------------------------------------------------------------------------------- covers
-def _image_parts_as_data_urls(messages: list[dict]) -> list[dict]:
-    """Messages with every `{"type": "image", "path": ...}` part as an OpenAI `image_url` data URL."""
+def _image_parts_as_data_urls(messages: list[dict], policy: CoverPolicy) -> list[dict]:
+    """Messages with every `{"type": "image", "path": ...}` part as an OpenAI `image_url` data URL.
+
+    Each file is read through `read_cover`: only an image inside the policy's folders, of bounded
+    size, is ever sent (raises CoverRefused otherwise).
+    """
     import base64
-    import mimetypes
 
     def part(p: dict) -> dict:
         if p.get("type") != "image":
             return p
-        mime = mimetypes.guess_type(p["path"])[0] or "image/png"
-        data = base64.b64encode(Path(p["path"]).read_bytes()).decode("ascii")
-        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+        data, mime = read_cover(p["path"], policy)
+        encoded = base64.b64encode(data).decode("ascii")
+        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{encoded}"}}
 
     return [
         {**m, "content": [part(p) for p in m["content"]]} if isinstance(m["content"], list) else m
@@ -169,6 +195,33 @@ def _image_parts_as_data_urls(messages: list[dict]) -> list[dict]:
 
 def _missing_covers(pair: PairFacts) -> list[str]:
     return [path for _, path in covers(pair) if not Path(path).is_file()]
+
+
+def _refused_cover(pair: PairFacts, policy: CoverPolicy) -> str | None:
+    """Why one of the pair's covers may not be sent (the first), or None when all may."""
+    for label, path in covers(pair):
+        problem = policy.problem(path)
+        if problem:
+            return f"{label} cover refused: {problem}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- api key
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+
+
+def teacher_api_key(cfg: TeacherConfig) -> tuple[str | None, str]:
+    """(the API key, the variable it came from): teacher.api_key_env first, then OPENAI_API_KEY
+    (as the OpenAI client reads it); (None, "") when neither is set: then no key is sent at all."""
+    for name in dict.fromkeys((cfg.api_key_env, OPENAI_KEY_ENV)):
+        if os.environ.get(name):
+            return os.environ[name], name
+    return None, ""
+
+
+def _key_variables(cfg: TeacherConfig) -> str:
+    names = list(dict.fromkeys((cfg.api_key_env, OPENAI_KEY_ENV)))
+    return " or ".join(f"${n}" for n in names)
 
 
 # --------------------------------------------------------------------------------------------- openai
@@ -194,7 +247,7 @@ class OpenAITeacher:
 
     is_llm = True
 
-    def __init__(self, cfg: TeacherConfig) -> None:
+    def __init__(self, cfg: TeacherConfig, covers: CoverPolicy | None = None) -> None:
         from openai import OpenAI
 
         if not cfg.model:
@@ -207,20 +260,24 @@ class OpenAITeacher:
         self.batch_size = cfg.concurrency * 4
         self.structured = cfg.structured_output  # turned off for good when the server refuses it
         self._fallback_lock = threading.Lock()
+        self.covers = covers or any_cover_policy()
+        self._key, self._key_from = teacher_api_key(cfg)
+        # Without a key no Authorization header is sent at all (a local server that needs none);
+        # the client insists on holding some key, which is then never put on the wire.
+        self._headers = {} if self._key else {"Authorization": _omit()}
         # Our own retry loop (below) handles transport errors with backoff; the client's is off so the
         # number of attempts is the configured one.
         self.client = OpenAI(
             base_url=cfg.base_url,
-            api_key=os.environ.get(cfg.api_key_env) or "unset",
+            api_key=self._key or "no-key-configured-and-none-sent",
             timeout=cfg.timeout_s,
             max_retries=0,
         )
         log.info(
-            "openai teacher: %s at %s (key from $%s, %s; response_format %s)",
+            "openai teacher: %s at %s (key %s; response_format %s)",
             cfg.model,
             cfg.base_url,
-            cfg.api_key_env,
-            "set" if os.environ.get(cfg.api_key_env) else "not set",
+            f"from ${self._key_from}" if self._key else f"not set: none sent ({_key_variables(cfg)} is read)",
             "json_schema" if self.structured else "off",
         )
 
@@ -241,8 +298,27 @@ class OpenAITeacher:
                     "prompt-and-validate for the rest of the run",
                     self.cfg.base_url,
                     err.status_code,
-                    str(err.message)[:200],
+                    self._redact(str(err.message))[:200],
                 )
+
+    def _redact(self, text: str | None) -> str | None:
+        return redact(text, self._key)
+
+    def _unusable(self, err) -> TeacherUnreachable:
+        """The stage-failing error for a status that says no request of this run can succeed."""
+        status = err.status_code
+        what = {401: "401 unauthorized: it did not accept the API key",
+                403: "403 forbidden: the API key may not use this model",
+                404: f"404 not found: no model {self.cfg.model!r} (or no chat endpoint) there"}[status]
+        if status in (401, 403):
+            key = (f"the key is read from ${self._key_from}" if self._key
+                   else f"no key was sent: neither {_key_variables(self.cfg)} is set")
+            check = f"{key} (teacher.api_key_env names the first variable); set the right key and rerun"
+        else:
+            check = "check teacher.model (GET <base_url>/models lists the served names) and teacher.base_url"
+        return TeacherUnreachable(
+            f"the teacher at {self.cfg.base_url} answered {what} ({self._redact(str(err.message))[:200]}); "
+            f"{check}. Nothing was written: the previous reasoning tables are kept")
 
     def _create(self, messages: list[dict]):
         import openai
@@ -257,6 +333,7 @@ class OpenAITeacher:
                 messages=messages,
                 temperature=self.cfg.temperature,
                 max_tokens=self.cfg.max_new_tokens,
+                extra_headers=self._headers,
                 **kwargs,
             )
         except openai.APIStatusError as err:
@@ -279,24 +356,41 @@ class OpenAITeacher:
             missing = _missing_covers(request.pair)
             if missing:
                 return Completion(None, f"cover image not found: {missing[0]}")
-            messages = _image_parts_as_data_urls(with_covers(messages, request.pair))
+            refused = _refused_cover(request.pair, self.covers)
+            if refused:
+                return Completion(None, refused)
+            try:
+                messages = _image_parts_as_data_urls(with_covers(messages, request.pair), self.covers)
+            except CoverRefused as err:  # changed between the check and the read
+                return Completion(None, f"cover refused: {err}")
         error = ""
         for attempt in range(self.cfg.retries + 1):
             try:
                 response = self._create(messages)
-                return Completion(response.choices[0].message.content or "")
+                return Completion(self._redact(response.choices[0].message.content or ""))
             except transient as err:
-                error = f"{type(err).__name__}: {err}"
+                cause = f" ({err.__cause__})" if err.__cause__ else ""
+                error = self._redact(f"{type(err).__name__}: {err}{cause}")
                 if attempt < self.cfg.retries:
                     time.sleep(self.cfg.backoff_s * 2**attempt)
             except openai.APIStatusError as err:  # 4xx other than 429: retrying will not help
-                return Completion(None, f"{type(err).__name__} {err.status_code}: {err.message}")
-        return Completion(None, error)
+                if err.status_code in (401, 403, 404):
+                    raise self._unusable(err) from None
+                said = f"{type(err).__name__} {err.status_code}: {err.message}"
+                return Completion(None, self._redact(said))
+        return Completion(None, error, reached=False)
 
     def generate(self, requests: list[TeacherRequest]) -> list[Completion]:
-        """Answers from the endpoint, `concurrency` requests in flight."""
+        """Answers from the endpoint, `concurrency` requests in flight; raises TeacherUnreachable
+        when the endpoint refuses the key or does not serve the model."""
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
             return list(pool.map(self._one, requests))
+
+
+def _omit():
+    from openai import Omit
+
+    return Omit()
 
 
 # --------------------------------------------------------------------------------------------- hf
@@ -333,9 +427,11 @@ class HFTeacher:
 
     is_llm = True
 
-    def __init__(self, cfg: TeacherConfig, cache: Path | None = None) -> None:
+    def __init__(self, cfg: TeacherConfig, cache: Path | None = None,
+                 covers: CoverPolicy | None = None) -> None:
         """Load the model; `cache` (a folder) keeps what is slow and constant between runs: a GGUF
-        file's converted tokenizer and the compiled answer grammar."""
+        file's converted tokenizer and the compiled answer grammar. `covers`: which cover files a
+        vision-language model may be shown (default: `any_cover_policy`)."""
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -374,6 +470,7 @@ class HFTeacher:
         self.teacher_id = f"hf:{path.name}" + ("" if self.grammar is not None else " (no grammar)")
         self.batch_size = cfg.concurrency
         self._told_no_images = False
+        self.covers = covers or any_cover_policy()
 
     @property
     def token_limit(self) -> int:
@@ -406,7 +503,8 @@ class HFTeacher:
 
     def _text_batch(self, requests: list[TeacherRequest]) -> list[Completion]:
         if any(covers(r.pair) for r in requests) and self.cfg.send_covers and not self._told_no_images:
-            log.info("hf teacher %s is text-only: covers are listed by path, not shown", self.teacher_id)
+            log.info("hf teacher %s is text-only: covers are not shown (the prompt says an item has one)",
+                     self.teacher_id)
             self._told_no_images = True
         prompts = [
             self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
@@ -416,17 +514,26 @@ class HFTeacher:
         return [Completion(t) for t in self._decode(enc)]
 
     def _with_images(self, request: TeacherRequest) -> Completion:
+        import io
+
         from PIL import Image
 
         missing = _missing_covers(request.pair) if self.cfg.send_covers else []
         if missing:
             return Completion(None, f"cover image not found: {missing[0]}")
+        refused = _refused_cover(request.pair, self.covers) if self.cfg.send_covers else None
+        if refused:
+            return Completion(None, refused)
         messages = with_covers(request.messages, request.pair) if self.cfg.send_covers else request.messages
         images = []
         for m in messages:
             for p in m["content"] if isinstance(m["content"], list) else []:
                 if p.get("type") == "image":
-                    with Image.open(p["path"]) as img:
+                    try:
+                        data, _ = read_cover(p["path"], self.covers)  # what was checked is what is read
+                    except CoverRefused as err:
+                        return Completion(None, f"cover refused: {err}")
+                    with Image.open(io.BytesIO(data)) as img:
                         images.append(img.convert("RGB"))
         # Processor chat templates take content as parts; an image part is a bare {"type": "image"}.
         parts = [
@@ -461,12 +568,14 @@ def packaged_smollm2_gguf() -> Path | None:
     return found[0] if found else None
 
 
-def make_teacher(cfg: TeacherConfig, cache: Path | None = None) -> Teacher:
-    """The backend `cfg.backend` names; `cache` is the folder a local model keeps its compiled parts in."""
+def make_teacher(cfg: TeacherConfig, cache: Path | None = None, covers: CoverPolicy | None = None) -> Teacher:
+    """The backend `cfg.backend` names; `cache` is the folder a local model keeps its compiled parts in;
+    `covers` says which cover files may be read and sent (`rgcd reason`: the workspace and the data
+    folders ingest accepted covers from)."""
     if cfg.backend == "metadata":
         return MetadataTeacher()
     if cfg.backend == "openai":
-        return OpenAITeacher(cfg)
+        return OpenAITeacher(cfg, covers)
     if cfg.backend == "hf":
-        return HFTeacher(cfg, cache)
+        return HFTeacher(cfg, cache, covers)
     raise InputError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai or hf")

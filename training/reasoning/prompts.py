@@ -14,7 +14,7 @@ from datetime import datetime
 
 from rgcd.training.reasoning.schema import REASON_MAX_CHARS, SHORT_MAX_CHARS
 
-PROMPT_VERSION = "pair-v2"
+PROMPT_VERSION = "pair-v3"
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,13 @@ _ITEM_BLOCK = {
     ),
 }
 _ITEM_BLOCK["pair-v2"] = _ITEM_BLOCK["pair-v1"]
+# pair-v3: the same words, but an item's cover is announced, never named by its path: a path says
+# nothing about the item and tells the endpoint where the workspace lives (issue 25).
+_SYSTEM["pair-v3"] = _SYSTEM["pair-v2"]
+_ITEM_BLOCK["pair-v3"] = _ITEM_BLOCK["pair-v1"]
+# How each version mentions a cover; {path} only in the versions before pair-v3.
+_COVER_LINE = {"pair-v1": "\ncover image: {path}", "pair-v2": "\ncover image: {path}",
+               "pair-v3": "\ncover image: yes (attached below where the model sees images)"}
 
 _USER = {
     "pair-v1": (
@@ -91,6 +98,7 @@ _USER = {
     ),
 }
 _USER["pair-v2"] = _USER["pair-v1"]
+_USER["pair-v3"] = _USER["pair-v1"]
 
 
 def _item_block(version: str, label: str, item: ItemFacts) -> str:
@@ -106,15 +114,15 @@ def _item_block(version: str, label: str, item: ItemFacts) -> str:
         creator_lives=item.creator_lives,
         creator_top_category=item.creator_top_category or "unknown",
         # Only where the item has a cover: backends that see images attach the file.
-        cover=f"\ncover image: {item.cover_path}" if item.cover_path else "",
+        cover=_COVER_LINE[version].format(path=item.cover_path) if item.cover_path else "",
     )
 
 
 def pair_messages(pair: PairFacts, version: str = PROMPT_VERSION) -> list[dict]:
     """The chat messages for one pair under prompt `version` (OpenAI chat format).
 
-    Where an item has a cover image, the user message lists its path; backends whose model sees
-    images attach the files with `with_covers`.
+    Where an item has a cover image, the user message says so (never its path, from pair-v3 on);
+    backends whose model sees images attach the files with `with_covers`.
     """
     if version not in _SYSTEM:
         raise KeyError(f"unknown prompt version {version!r}; known: {sorted(_SYSTEM)}")

@@ -21,12 +21,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rgcd.atomic import write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.faults import kill_point
+from rgcd.redaction import redact
 from rgcd.training.frames import PAIR_RANKING, Stage1Frames, read_stage1_frames
-from rgcd.training.reasoning.backends import MetadataTeacher, Teacher, TeacherRequest, make_teacher
+from rgcd.training.reasoning.backends import (
+    MetadataTeacher,
+    Teacher,
+    TeacherRequest,
+    TeacherUnreachable,
+    make_teacher,
+)
 from rgcd.training.reasoning.cache import AnswerCache, CachedAnswer
 from rgcd.training.reasoning.prompts import PROMPT_VERSION, ItemFacts, PairFacts, content_hash, pair_messages
 from rgcd.training.reasoning.schema import ITEM_FIELDS, SchemaError, parse_pair_answer
 from rgcd.training.reasoning.truth import load_item_topics, truth_figures
+from rgcd.transforms.covers import CoverPolicy, recorded_roots
 
 ITEM_REASONING_SCHEMA = {
     "item_id": pl.Utf8,
@@ -237,6 +245,21 @@ def _retry_messages(messages: list[dict], raw: str, error: str) -> list[dict]:
     ]
 
 
+def _fail_when_nothing_reached(teacher: Teacher, completions: list) -> None:
+    """Raise TeacherUnreachable when no request of a batch reached the model (after the backend's
+    own retries): a model that is not there is the stage's failure, not every pair's rejection."""
+    if not completions or any(getattr(c, "reached", True) for c in completions):
+        return
+    base_url = getattr(getattr(teacher, "cfg", None), "base_url", None)
+    where = f" at {base_url}" if base_url and teacher.teacher_id.startswith("openai") else ""
+    raise TeacherUnreachable(
+        f"the teacher {teacher.teacher_id}{where} could not be reached: none of {len(completions)} "
+        f"requests got an answer ({completions[0].error}); check that the model server is running and "
+        "listening there (teacher.base_url, teacher.timeout_s), or choose another teacher.backend. "
+        "Nothing was written: the previous reasoning tables are kept (answers already received are "
+        "cached, so a rerun resumes)")
+
+
 def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int) -> list[CachedAnswer]:
     """Ask the teacher, validate, retry invalid answers up to `retries` times; one answer each.
 
@@ -250,6 +273,7 @@ def answer_pairs(teacher: Teacher, requests: list[TeacherRequest], retries: int)
     no_text: set[int] = set()  # the last attempt got no text at all (a transport error)
     for attempt in range(retries + 1):
         completions = teacher.generate([current[i] for i in todo])
+        _fail_when_nothing_reached(teacher, completions)
         still = []
         for i, completion in zip(todo, completions, strict=True):
             if completion.text is None:
@@ -297,7 +321,9 @@ def reason(
     cfg = settings.teacher
     frames, pairs, unresolved = _select_strongest(ws, settings)
     pairs = [covers_under(ws, p) for p in pairs]
-    teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher")
+    # covers may come from the workspace and from the data folders ingest accepted them from
+    covers = CoverPolicy.of(ws.root, [ws.root, *recorded_roots(ws.lake)], settings.ingest.cover_max_bytes)
+    teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher", covers=covers)
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
     cache = AnswerCache(ws.models / "teacher" / "answers.sqlite")
@@ -374,8 +400,9 @@ def _write_tables(
                     "pair_id": pair.pair_id,
                     "teacher_id": teacher.teacher_id,
                     "prompt_version": PROMPT_VERSION,
-                    "raw_text": answer.raw_text,
-                    "reason": answer.error,
+                    # a server's error body may echo the request's key: never stored as it came
+                    "raw_text": redact(answer.raw_text),
+                    "reason": redact(answer.error),
                     "attempts": answer.attempts,
                 }
             )

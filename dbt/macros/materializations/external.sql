@@ -1,8 +1,10 @@
-{#- dbt-duckdb 1.11.1's `external` materialization, copied unchanged except for one thing: an empty
-    result is written as an empty parquet file. Upstream writes a row of NULLs into the file (so that
-    CSV/JSON files keep their columns) and hides it behind the view; readers of the parquet file
-    (Feast, evaluation) would see that row. Parquet keeps its schema without rows, so the NULL row
-    is kept for csv/json only. Marked "rgcd:" below. -#}
+{#- dbt-duckdb 1.11.1's `external` materialization, copied unchanged except for two things, marked
+    "rgcd:" below. An empty result is written as an empty parquet file: upstream writes a row of
+    NULLs into the file (so that CSV/JSON files keep their columns) and hides it behind the view;
+    readers of the parquet file (Feast, evaluation) would see that row. Parquet keeps its schema
+    without rows, so the NULL row is kept for csv/json only. And the file's location is quoted as a
+    SQL literal (`sql_literal`), where upstream pastes it between quotes: a workspace path may hold
+    a quote ("it's ws"). -#}
 {% materialization external, adapter="duckdb", supported_languages=['sql', 'python'] %}
 
   {%- set location = render(config.get('location', default=external_location(this, config))) -%})
@@ -91,13 +93,16 @@
   {%- endcall %}
 
   -- write a temp relation into file
-  {{ write_to_file(temp_relation, location, write_options) }}
+  {#- rgcd: the location as a quoted literal (dbt-duckdb's write_to_file pastes it between quotes) -#}
+  {% call statement('write_to_file') -%}
+    copy {{ temp_relation }} to {{ sql_literal(location) }} ({{ write_options }})
+  {%- endcall %}
 
--- create a view on top of the location
+-- create a view on top of the location (rgcd: its location quoted by sql_literal)
   {% call statement('main', language='sql') -%}
     {% if format == 'json' %}
       create or replace view {{ intermediate_relation }} as (
-        select * from read_json('{{ read_location }}'
+        select * from read_json({{ sql_literal(read_location) }}
         {%- for key, value in json_read_options.items() -%}
           , {{ key }}=
           {%- if value is string -%}
@@ -117,7 +122,7 @@
       );
     {% elif format == 'parquet' %}
       create or replace view {{ intermediate_relation }} as (
-        select * from read_parquet('{{ read_location }}'
+        select * from read_parquet({{ sql_literal(read_location) }}
         {%- for key, value in parquet_read_options.items() -%}
           , {{ key }}=
           {%- if value is string -%}
@@ -137,7 +142,7 @@
       );
     {% elif format == 'csv' %}
     create or replace view {{ intermediate_relation }} as (
-      select * from read_csv('{{ read_location }}'
+      select * from read_csv({{ sql_literal(read_location) }}
       {%- for key, value in csv_read_options.items() -%}
         , {{ key }}=
         {%- if value is string -%}

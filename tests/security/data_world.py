@@ -1,0 +1,86 @@
+"""A tiny raw world in the KuaiLive-M3 layout for the hostile-data tests (every required file).
+
+Four users, two authors, three short videos, two live rooms, nine plays and four live sessions on
+one day of 2026; the tests then spoil one file the way an attacker or a careless export would.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from PIL import Image
+
+from rgcd.transforms.raw_io import write_raw
+
+DAY = datetime(2026, 3, 1, 8, 0, 0)
+
+
+def plays(day: datetime = DAY) -> pl.DataFrame:
+    """Nine plays: users 1-3 x photos 10-12, seven minutes apart."""
+    rows = []
+    for i, (u, p) in enumerate((u, p) for u in (1, 2, 3) for p in (10, 11, 12)):
+        enter = day + timedelta(minutes=7 * i, milliseconds=123)
+        rows.append({"user_id": u, "photo_id": p, "author_id": 100 + p % 2, "enter_timestamp": enter,
+                     "leave_timestamp": enter + timedelta(seconds=15), "enter_play_type": "feed",
+                     "is_complete_play": i % 2, "like_status_type": 0, "is_follow_before_play": 0,
+                     "is_follow_after_play": 0})
+    return pl.DataFrame(rows)
+
+
+def sessions(day: datetime = DAY) -> pl.DataFrame:
+    """Four live sessions, one per user 1-4, eleven minutes apart."""
+    rows = []
+    for i, u in enumerate((1, 2, 3, 4)):
+        start = day + timedelta(minutes=11 * i, milliseconds=456)
+        rows.append({"user_id": u, "author_id": 101, "live_id": 900 + i % 2,
+                     "live_play_start_timestamp": start,
+                     "live_play_end_timestamp": start + timedelta(minutes=3),
+                     "p_date": start.strftime("%Y%m%d"), "live_source_category": "feed",
+                     "enter_live_action": "click", "is_auto_play": 0, "is_follow_enter": 0,
+                     "is_follow_leave": 0, "play_duration": 180_000, "like_cnt": 1, "comment_cnt": 0,
+                     "send_gift_cnt": 0, "send_gift_num": 0, "follow_author_cnt": 0,
+                     "cancel_follow_author_cnt": 0, "share_cnt": 0, "report_live_cnt": 0})
+    return pl.DataFrame(rows)
+
+
+def photo_meta(**extra: list) -> pl.DataFrame:
+    """The three short videos; `extra` adds columns (cover_path, ...)."""
+    return pl.DataFrame({"photo_id": [10, 11, 12], "author_id": [100, 101, 100],
+                         "duration": [15_000, 30_000, 9_000], "display_type": [1, 1, 2],
+                         "cover_title": ["a", "b", ""], "video_texts": ["x", "y", "z"], **extra})
+
+
+def raw_world(folder: Path, *, photos: pl.DataFrame | None = None) -> Path:
+    """Write every required file of the tiny world to `folder`; returns it."""
+    write_raw(folder, "user_id_set", pl.DataFrame({"user_id": [1, 2, 3, 4]}))
+    write_raw(folder, "author_profile", pl.DataFrame({
+        "author_id": [100, 101], "is_photo_author": [1, 1], "is_live_author": [0, 1],
+        "gender": ["M", "F"], "age_segment": ["18-23", "24-30"], "fans_user_num": ["[0,10)", "[10,100)"]}))
+    write_raw(folder, "photo_meta", photos if photos is not None else photo_meta())
+    write_raw(folder, "photo_tag", pl.DataFrame({
+        "photo_id": [10, 11, 12], "first_level_category_name": ["game", "food", "game"],
+        "second_level_category_name": ["moba", "cook", "fps"], "third_level_category_name": ["", "", ""],
+        "fourth_level_category_name": ["", "", ""]}))
+    write_raw(folder, "live_room_meta", pl.DataFrame({
+        "live_id": [900, 901], "author_id": [101, 101], "live_name": ["room", ""],
+        "start_timestamp": [DAY - timedelta(hours=1), DAY],
+        "end_timestamp": [DAY + timedelta(hours=30), None], "live_duration": [31 * 3600_000, None]}))
+    write_raw(folder, "photo_play", plays())
+    write_raw(folder, "live_interaction", sessions())
+    return folder
+
+
+def png(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
+    """A real PNG image at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 30, 30)).save(path)
+    return path
+
+
+def lake_and_quarantine(root: Path) -> dict[str, bytes]:
+    """Every file of a workspace's lake and quarantine, by relative path (to compare before/after)."""
+    return {str(p.relative_to(root)): p.read_bytes()
+            for folder in (root / "lake", root / "quarantine") if folder.exists()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
