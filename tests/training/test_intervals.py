@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.intervals import (
+from rgcd.training.intervals import (
     bootstrap_p,
     holm,
     holm_levels,
