@@ -262,7 +262,8 @@ class EvaluationConfig(_Section):
     ks: list[int] = Field(default_factory=lambda: [10, 20, 40, 50])
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     models: list[str] = Field(
-        default_factory=lambda: ["popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr"],
+        default_factory=lambda: ["popularity", "creator_link", "creator_link_popularity", "bpr_mf",
+                                 "content_mm", "content_text", "uniembed", "emcdr"],
         description="models evaluated, in report order (see training/baselines)")
     full_method: list[str] = Field(
         default_factory=lambda: list(FULL_METHOD),

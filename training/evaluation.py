@@ -622,7 +622,7 @@ def _release_job_memory() -> None:
 # so the largest jobs start first and the two workers finish together; an unlisted model counts as
 # a two-tower one.
 _RELATIVE_COST = {"content_text": 3.8, "emcdr": 2.5, "uniembed": 2.2, "bpr_mf": 0.9, "content_mm": 0.9,
-                  "oracle": 0.5, "popularity": 0.25}
+                  "oracle": 0.5, "popularity": 0.25, "creator_link": 0.3, "creator_link_popularity": 0.3}
 
 
 def _jobs(models: list[str], full: list[str],
