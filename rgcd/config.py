@@ -296,6 +296,8 @@ class EvaluationConfig(_Section):
         5000, ge=0, description="workers are started only when the protocols have at least this many "
                                 "test rows in their eval marts (below, starting them costs more than they "
                                 "save)")
+    bootstrap_samples: int = Field(1000, ge=100, description="resamples of the report's paired bootstrap "
+                                                             "intervals (training/intervals.py)")
     text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
                                                         "is encoded (MiniLM costs ~10 ms per text here)")
     text_encode_dtype: EncodeDtype = Field(

@@ -673,7 +673,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     skipped: dict[str, str] = {}
     notes: dict[str, dict[str, int]] = {}
     result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(baselines),
-                              skipped=skipped)
+                              skipped=skipped, bootstrap_samples=cfg.bootstrap_samples)
     done: dict[tuple[str, str], tuple[list[ModelRun], Vectors | None]] = {}
     order = [*model_names, *local]
 

@@ -39,30 +39,31 @@ class Interval:
 
 
 def case_weights(n_cases: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n_cases) multinomial counts: how often each case is drawn in each resample.
+    """(n_boot, n_cases) counts: how often each case is drawn (n_cases draws with replacement) in
+    each resample. Shared by every comparison on the same cases (common random numbers)."""
+    draws = rng.integers(n_cases, size=(n_boot, n_cases))
+    offsets = (np.arange(n_boot) * n_cases)[:, None]
+    return np.bincount((draws + offsets).ravel(), minlength=n_boot * n_cases).reshape(
+        n_boot, n_cases).astype(np.float32)
 
-    Drawn once per slice and shared by every model compared on it (common random numbers: every
-    model's difference is measured on the same resamples).
-    """
-    return rng.multinomial(n_cases, np.full(n_cases, 1.0 / n_cases), size=n_boot).astype(np.float32)
 
-
-def seed_means(delta: np.ndarray, weights: np.ndarray, chunk: int = 128) -> np.ndarray:
-    """(n_boot, n_seeds): each resample's case mean of each seed's row of `delta` (n_seeds, n_cases)."""
+def seed_means(delta: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(n_boot, n_columns): each resample's weighted case mean of each column of `delta`, given as
+    (n_columns, n_cases) (a comparison's seeds are its columns)."""
     delta = np.atleast_2d(np.asarray(delta, dtype=np.float32))
-    n_cases = delta.shape[1]
-    out = np.empty((weights.shape[0], delta.shape[0]), dtype=np.float64)
-    for start in range(0, weights.shape[0], chunk):  # (chunk x cases) at a time: bounded memory
-        out[start:start + chunk] = weights[start:start + chunk] @ delta.T / n_cases
-    return out
+    return (weights @ delta.T).astype(np.float64) / delta.shape[1]
+
+
+def seed_picks(n_boot: int, n_seeds: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_seeds) seed indices drawn with replacement; with one seed, that seed every time."""
+    if n_seeds == 1:
+        return np.zeros((n_boot, 1), dtype=np.int64)
+    return rng.integers(n_seeds, size=(n_boot, n_seeds))
 
 
 def resample_seeds(means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(n_boot,): per resample, the mean over seeds drawn with replacement from `means` (n_boot, n_seeds)."""
-    n_boot, n_seeds = means.shape
-    if n_seeds == 1:
-        return means[:, 0].copy()
-    picks = rng.integers(n_seeds, size=(n_boot, n_seeds))
+    picks = seed_picks(means.shape[0], means.shape[1], rng)
     return np.take_along_axis(means, picks, axis=1).mean(axis=1)
 
 
@@ -82,36 +83,71 @@ def bootstrap_p(stat: np.ndarray) -> float:
     return float(min(1.0, 2 * min(below, above)))
 
 
+def bootstrap_differences(strata: Sequence[dict[str, np.ndarray]], n_boot: int = 2000, seed: int = 0,
+                          chunk: int = 100) -> dict[str, tuple[np.ndarray, float]]:
+    """Bootstrap statistics of many paired differences at once (module doc), sharing resamples.
+
+    `strata`: one dict per world, comparison name -> (n_seeds, n_cases) per-case differences; in
+    one world every comparison is on the same cases. Returns name -> (n_boot statistics, observed
+    statistic), averaged over the worlds that have the comparison.
+    """
+    rng = np.random.default_rng(seed)
+    sums: dict[str, np.ndarray] = {}
+    observed: dict[str, float] = {}
+    worlds: dict[str, int] = {}
+    for stratum in strata:
+        deltas = {k: np.atleast_2d(np.asarray(v, dtype=np.float32)) for k, v in stratum.items()}
+        if not deltas:
+            continue
+        n_cases = {d.shape[1] for d in deltas.values()}
+        if len(n_cases) != 1 or 0 in n_cases:
+            raise ValueError(f"comparisons of one world must share their (non-empty) cases; got {n_cases}")
+        names = list(deltas)
+        stacked = np.concatenate([deltas[k] for k in names])  # (sum of seeds, n_cases)
+        means = np.empty((n_boot, stacked.shape[0]), dtype=np.float64)
+        for start in range(0, n_boot, chunk):  # bounded memory: chunk x n_cases weights at a time
+            n = min(chunk, n_boot - start)
+            means[start:start + n] = seed_means(stacked, case_weights(stacked.shape[1], n, rng))
+        picks: dict[int, np.ndarray] = {}  # one draw of seeds per seed count: shared by comparisons
+        col = 0
+        for k in names:
+            width = deltas[k].shape[0]
+            if width not in picks:
+                picks[width] = seed_picks(n_boot, width, rng)
+            stats = np.take_along_axis(means[:, col:col + width], picks[width], axis=1).mean(axis=1)
+            col += width
+            sums[k] = sums.get(k, 0.0) + stats
+            observed[k] = observed.get(k, 0.0) + float(deltas[k].astype(np.float64).mean())
+            worlds[k] = worlds.get(k, 0) + 1
+    return {k: (sums[k] / worlds[k], observed[k] / worlds[k]) for k in sums}
+
+
 def paired_bootstrap(strata: Sequence[np.ndarray], n_boot: int = 2000,
                      seed: int = 0) -> tuple[np.ndarray, float]:
-    """Bootstrap statistics of the mean paired difference (module doc) and its point estimate.
+    """Bootstrap statistics of one paired difference (module doc) and its point estimate.
 
     `strata`: one (n_seeds, n_cases) array of per-case differences per world. Returns (the
     n_boot resampled statistics, the observed statistic: mean over worlds of the all-seed,
     all-case mean).
     """
-    if not strata:
+    if not len(strata):
         raise ValueError("no differences to bootstrap")
-    rng = np.random.default_rng(seed)
-    stats = np.zeros(n_boot, dtype=np.float64)
-    observed = 0.0
-    for delta in strata:
-        delta = np.atleast_2d(np.asarray(delta, dtype=np.float32))
-        if delta.shape[1] == 0:
-            raise ValueError("a stratum without cases has no difference")
-        stats += resample_seeds(seed_means(delta, case_weights(delta.shape[1], n_boot, rng)), rng)
-        observed += float(delta.astype(np.float64).mean())
-    return stats / len(strata), observed / len(strata)
+    return bootstrap_differences([{"d": d} for d in strata], n_boot, seed)["d"]
+
+
+def interval_from(stats: np.ndarray, observed: float, n_cases: int, n_seeds: int,
+                  level: float = 0.95) -> Interval:
+    """An `Interval` from bootstrap statistics."""
+    lo, hi = percentile_interval(stats, level)
+    return Interval(observed, lo, hi, bootstrap_p(stats), level, n_cases, n_seeds)
 
 
 def interval(strata: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0,
              level: float = 0.95) -> Interval:
     """The paired bootstrap `Interval` of a difference (see `paired_bootstrap`)."""
     stats, observed = paired_bootstrap(strata, n_boot, seed)
-    lo, hi = percentile_interval(stats, level)
     shapes = [np.atleast_2d(d).shape for d in strata]
-    return Interval(observed, lo, hi, bootstrap_p(stats), level, sum(s[1] for s in shapes),
-                    max(s[0] for s in shapes))
+    return interval_from(stats, observed, sum(s[1] for s in shapes), max(s[0] for s in shapes), level)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

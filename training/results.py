@@ -44,6 +44,7 @@ class EvaluationResult:
     item_vectors: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
+    bootstrap_samples: int = 1000  # resamples behind the report's paired intervals
 
     def protocols(self) -> list[str]:
         return list(dict.fromkeys(r.protocol for r in self.runs))

@@ -22,18 +22,39 @@ def test_report_files_and_schema(eval_ws, eval_cfg):
         for m, slices in models.items():
             assert set(slices) == set(SLICES)
             for s, metrics in slices.items():
+                if doc["cases"][p][s] == 0:  # this tiny world has no new streamer: an empty slice
+                    assert metrics == {} and doc["std"][p][m][s] == {}
+                    continue
                 assert set(metrics) == names, (p, m, s)
                 assert all(0.0 <= v <= 1.0 for v in metrics.values())
                 assert set(doc["std"][p][m][s]) == names
                 assert all(isinstance(v, float) for v in doc["std"][p][m][s].values())
         # The "strongest" entry is computed from the table, not written by hand.
         for s in SLICES:
+            if doc["cases"][p][s] == 0:
+                assert s not in doc["strongest"][p] and s not in doc["intervals"][p]
+                continue
             best = max(models, key=lambda m, s=s: models[m][s]["NDCG@10"])
             assert doc["strongest"][p][s]["model"] == best
+            # the other model against the strongest, over both seeds and every case of the slice
+            iv = doc["intervals"][p][s]
+            other = ({"popularity", "uniembed"} - {best}).pop()
+            assert iv["baseline"] == best and list(iv["models"]) == [other]
+            e = iv["models"][other]["NDCG@10"]
+            gap = models[other][s]["NDCG@10"] - models[best][s]["NDCG@10"]
+            assert e["delta"] == pytest.approx(gap, abs=1e-6)
+            assert e["lo_holm"] <= e["lo"] <= e["delta"] <= e["hi"] <= e["hi_holm"]
+            assert (e["n_cases"], e["n_seeds"]) == (doc["cases"][p][s], 2)
+            assert e["significant"] == (e["p_holm"] <= 0.05)
     md = (out / "report.md").read_text()
     assert "| model |" in md and "the strongest baseline is" in md and "± " in md
-    for png in ("hr_at_k_klm3-cdr.png", "hr_at_k_live-room.png", "item_projection.png"):
+    assert "difference to the strongest baseline" in md and "Holm" in md
+    for png in ("hr_at_k_klm3-cdr.png", "hr_at_k_live-room.png", "item_projection.png",
+                "intervals_klm3-cdr.png", "intervals_live-room.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    per_case = np.load(out / "per_case.npz")
+    assert per_case["live-room|uniembed|1|all|NDCG@10"].mean() == pytest.approx(
+        doc["per_seed"]["1"]["live-room"]["uniembed"]["all"]["NDCG@10"], abs=1e-6)
     assert doc["timing_s"]["total"] > 0
 
 
@@ -232,7 +253,9 @@ def test_the_bold_cell_is_the_best_mean_of_its_column(tmp_path):
     from rgcd.training.report import write_report
 
     md = (write_report(_crafted_result(), tmp_path) / "report.md").read_text()
-    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    first = md[md.index("| model |"):]
+    # the first table only
+    lines = [line for line in first[:first.index("\n\n")].splitlines() if line.startswith("| ")]
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     split = [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
     rows = {cells[0]: cells for cells in split}
@@ -270,3 +293,16 @@ def test_an_extra_model_is_evaluated_but_never_named_the_strongest_baseline(eval
     assert models["peeking"]["all"]["HR@10"] == 1.0 > models["popularity"]["all"]["HR@10"]
     assert all(e["model"] == "popularity" for e in doc["strongest"]["live-room"].values())
     assert "| peeking | **" in (out / "report.md").read_text()
+
+
+def test_every_model_keeps_its_own_colour_and_marker_and_the_oracle_is_dashed():
+    from rgcd.config import FULL_METHOD
+    from rgcd.training.baselines import MODELS
+    from rgcd.training.model_styles import style_of
+
+    names = [*MODELS, *FULL_METHOD, "oracle"]
+    styles = {n: style_of(n) for n in names}
+    assert len({s["color"] for s in styles.values()}) == len(names)  # popularity and rgcd-no-routing differ
+    assert len({(s["color"], s["marker"]) for s in styles.values()}) == len(names)
+    assert styles["oracle"]["linestyle"] == "--" and styles["rgcd"]["linestyle"] == "-"
+    assert style_of("someone-new") == style_of("someone-new")  # an unlisted model keeps its style
