@@ -45,7 +45,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("NDCG@10", "HR@10")
 RANK_METRIC = "NDCG@10"
 ALPHA = 0.05
-CHOSEN_ON = "test split (no validation split is evaluated)"
+CHOSEN_ON_VALID = "validation split"
+CHOSEN_ON_TEST = "test split (no validation split: live-room has none; or no validation case in this slice)"
 # The settings tests/test_pipeline.py runs the whole pipeline with: the smallest world that works
 # end to end (klm3-cdr's 10-core leaves no test case at this size; live-room has them).
 PRESETS: dict[str, dict] = {
@@ -168,6 +169,40 @@ def read_per_case(report: Path) -> dict[tuple[str, str, str, str], np.ndarray]:
     return out
 
 
+def read_valid_means(report: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """{(protocol, slice): {model: mean NDCG@10 on the validation cases}} from a report's
+    metrics.json (valid_protocols; klm3-cdr only), empty when it has none."""
+    path = report / "metrics.json"
+    if not path.exists():
+        return {}
+    return _regroup(json.loads(path.read_text()).get("valid_protocols", {}))
+
+
+def _regroup(valid: dict) -> dict[tuple[str, str], dict[str, float]]:
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for p, models in valid.items():
+        for m, slices in models.items():
+            for s, v in slices.items():
+                if RANK_METRIC in v:
+                    out.setdefault((p, s), {})[m] = v[RANK_METRIC]
+    return out
+
+
+def pooled_valid(worlds: dict[int, dict[int, Path]]) -> dict[tuple[str, str], dict[str, float]]:
+    """{(protocol, slice): {model: mean over worlds of the mean over seeds of its validation NDCG@10}}
+    for the models every run of every world has it for."""
+    per_world: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for by_seed in worlds.values():
+        runs = [read_valid_means(by_seed[s]) for s in sorted(by_seed)]
+        for key in set().union(*runs):
+            for m in set().union(*(r.get(key, {}) for r in runs)):
+                vals = [r.get(key, {}).get(m) for r in runs]
+                if all(v is not None for v in vals):
+                    per_world.setdefault(key, {}).setdefault(m, []).append(float(np.mean(vals)))
+    return {k: {m: float(np.mean(v)) for m, v in models.items() if len(v) == len(worlds)}
+            for k, models in per_world.items()}
+
+
 def aggregate(worlds: dict[int, dict[int, Path]], baselines: set[str], n_boot: int = 2000) -> dict:
     """Means, the strongest baseline and paired intervals per protocol and slice, pooled over
     worlds (strata) and seeds. `worlds`: world seed -> seed -> report folder."""
@@ -194,6 +229,7 @@ def aggregate(worlds: dict[int, dict[int, Path]], baselines: set[str], n_boot: i
             values.setdefault((protocol, slice_name), {}).setdefault(model, {}).setdefault(metric, {})[w] = \
                 np.stack(rows)
 
+    valid = pooled_valid(worlds)
     means: dict = {}
     intervals: dict = {}
     kept: dict = {}  # (protocol, model, metric) -> slice -> (stats, observed, n_cases, n_seeds)
@@ -205,7 +241,11 @@ def aggregate(worlds: dict[int, dict[int, Path]], baselines: set[str], n_boot: i
         contenders = [m for m in models if m in baselines and RANK_METRIC in pooled[m]]
         if not contenders:
             continue
-        base = max(contenders, key=lambda m: (pooled[m][RANK_METRIC], m))
+        on_valid = valid.get((protocol, slice_name), {})
+        if all(m in on_valid for m in contenders):  # chosen where no test case is looked at
+            base, chosen_on = max(contenders, key=lambda m: (on_valid[m], m)), CHOSEN_ON_VALID
+        else:
+            base, chosen_on = max(contenders, key=lambda m: (pooled[m][RANK_METRIC], m)), CHOSEN_ON_TEST
         strata = []
         for w in worlds:
             stratum = {}
@@ -216,7 +256,7 @@ def aggregate(worlds: dict[int, dict[int, Path]], baselines: set[str], n_boot: i
                     if w in by_metric.get(metric, {}) and w in models[base].get(metric, {}):
                         stratum[f"{m}\t{metric}"] = by_metric[metric][w] - models[base][metric][w]
             strata.append(stratum)
-        intervals.setdefault(protocol, {})[slice_name] = {"baseline": base, "chosen_on": CHOSEN_ON,
+        intervals.setdefault(protocol, {})[slice_name] = {"baseline": base, "chosen_on": chosen_on,
                                                           "models": {}}
         for key, (stats, observed) in bootstrap_differences(strata, n_boot, seed=0).items():
             m, metric = key.split("\t")
@@ -254,7 +294,8 @@ def markdown(agg: dict, worlds: Sequence[int], seeds: Sequence[int]) -> str:
     pooled mean NDCG@10 and, against the slice's strongest baseline, Δ [Holm-level interval], *
     where the difference holds after Holm's correction."""
     lines = [f"Pooled over world seeds {list(worlds)} x seeds {list(seeds)} (every learned part); "
-             f"strongest baseline per slice chosen on the {CHOSEN_ON}; * = the difference to it holds "
+             "the strongest baseline per slice is chosen on the validation split where there is one "
+             "(klm3-cdr), else on the test split (live-room has none); * = the difference to it holds "
              f"after Holm's correction across slices (family-wise {ALPHA:.0%}).", ""]
     for protocol, by_slice in agg["intervals"].items():
         slices = list(by_slice)

@@ -96,11 +96,13 @@ class EvalSet:
 
 @dataclass
 class Protocol:
-    """A protocol's training split and its test cases."""
+    """A protocol's training split, its test cases and, where the protocol has a validation split
+    (klm3-cdr), its validation cases: where the strongest baseline is chosen."""
 
     name: str
     train: TrainData
     test: EvalSet
+    valid: EvalSet | None = None
 
 
 # ---- reading the marts -----------------------------------------------------------------------------
@@ -136,7 +138,9 @@ def _tail_mask(train: pl.DataFrame, candidates: list[str], head_fraction: float)
 
 
 def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Protocol:
-    """The klm3-cdr protocol from the eval_klm3_cdr and item_content marts."""
+    """The klm3-cdr protocol from the eval_klm3_cdr and item_content marts, with its validation
+    cases (the `valid` split, ranked like the test's with train items excluded), on which the
+    strongest baseline is chosen."""
     ev = marts["eval_klm3_cdr"].with_columns(
         pl.when(pl.col("domain") == "photo")
         .then(pl.lit("photo:") + pl.col("item_id").cast(pl.Utf8))
@@ -150,17 +154,25 @@ def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Prot
                             "10-core filter leaves none when the data is small)")
     catalog = ItemCatalog(marts["item_content"], cut=klm3_cut(ev))
     candidates = sorted(live["key"].unique().to_list())
-    cand_index = pl.DataFrame({"key": candidates, "cand": np.arange(len(candidates), dtype=np.int64)})
+    test = _klm3_cases(live, train, marts["item_content"], cfg, candidates, "test", ("train", "valid"))
+    valid = (_klm3_cases(live, train, marts["item_content"], cfg, candidates, "valid", ("train",))
+             if not live.filter(pl.col("split") == "valid").is_empty() else None)
+    return Protocol("klm3-cdr", TrainData("klm3-cdr", train, catalog), test, valid)
 
-    test = live.filter(pl.col("split") == "test").select("user_id", "key").unique()
-    users = np.sort(test["user_id"].unique().to_numpy())
+
+def _klm3_cases(live: pl.DataFrame, train: pl.DataFrame, content: pl.DataFrame, cfg: EvaluationConfig,
+                candidates: list[str], split: str, seen_splits: tuple[str, ...]) -> EvalSet:
+    """The klm3-cdr cases of one split: its live authors are the positives; the authors a user had
+    in `seen_splits` are excluded from the ranking unless they are positives too."""
+    cand_index = pl.DataFrame({"key": candidates, "cand": np.arange(len(candidates), dtype=np.int64)})
+    cases = live.filter(pl.col("split") == split).select("user_id", "key").unique()
+    users = np.sort(cases["user_id"].unique().to_numpy())
     case_of = pl.DataFrame({"user_id": users, "case": np.arange(len(users), dtype=np.int64)})
-    pos = klm3_positive_flags(test, train, marts["item_content"]).join(case_of, on="user_id").join(
-        cand_index, on="key")
+    pos = klm3_positive_flags(cases, train, content).join(case_of, on="user_id").join(cand_index, on="key")
     pos_ptr, pos_idx, pos_flags = _csr_with(pos, len(users), "case", "cand", POSITIVE_FLAGS)
 
-    seen = (live.filter(pl.col("split").is_in(["train", "valid"])).select("user_id", "key").unique()
-            .join(test, on=["user_id", "key"], how="anti")
+    seen = (live.filter(pl.col("split").is_in(list(seen_splits))).select("user_id", "key").unique()
+            .join(cases, on=["user_id", "key"], how="anti")
             .join(case_of, on="user_id").join(cand_index, on="key"))
     excl_ptr, excl_idx = _csr(seen, len(users), "case", "cand")
 
@@ -172,15 +184,16 @@ def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Prot
     cold = np.zeros(len(users), dtype=bool)
     cold[np.argsort(hist, kind="stable")[:int(np.ceil(cfg.klm3_cold_start_quantile * len(users)))]] = True
     tail = _tail_mask(live_train, candidates, cfg.head_fraction)
-    evalset = EvalSet("klm3-cdr", candidates, users, pos_ptr, pos_idx, cold, tail,
-                      excl_ptr=excl_ptr, excl_idx=excl_idx, pos_flags=pos_flags)
-    return Protocol("klm3-cdr", TrainData("klm3-cdr", train, catalog), evalset)
+    return EvalSet("klm3-cdr", candidates, users, pos_ptr, pos_idx, cold, tail,
+                   excl_ptr=excl_ptr, excl_idx=excl_idx, pos_flags=pos_flags)
 
 
 def klm3_cut(ev: pl.DataFrame) -> datetime:
     """klm3-cdr's cut for what is fitted on the catalogue (authors' content means): its first live
-    test interaction. The split is per user, so no later time is before every test request."""
-    return ev.filter((pl.col("split") == "test") & (pl.col("domain") == "live"))["event_timestamp"].min()
+    validation or test interaction. The split is per user, so no later time is before every
+    request the fitted models are asked about."""
+    return ev.filter(pl.col("split").is_in(["valid", "test"]) & (pl.col("domain") == "live")
+                     )["event_timestamp"].min()
 
 
 def author_topics(content: pl.DataFrame) -> pl.DataFrame:
@@ -483,8 +496,9 @@ def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], 
         model.fit(protocol.train, seed)
         t1 = time.perf_counter()
         out = evaluate_cases(model, protocol.test, ks, seed)
+        valid = evaluate_cases(model, protocol.valid, ks, seed).means if protocol.valid is not None else {}
     return ModelRun(protocol.name, model.name, seed, out.means, out.counts, t1 - t0,
-                    time.perf_counter() - t1, out.per_case)
+                    time.perf_counter() - t1, out.per_case, valid)
 
 
 def full_method_ready(ws: Workspace) -> bool:

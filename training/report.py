@@ -18,9 +18,11 @@ metrics.json (one seed or many; with many, `protocols` holds the mean over seeds
      "intervals": {"<protocol>": {"<slice>": {"baseline": the strongest baseline on that slice,
                    "chosen_on": where it was chosen, "models": {"<model>": {"NDCG@10" | "HR@10":
                    {"delta", "lo", "hi", "p", "p_holm", "level_holm", "lo_holm", "hi_holm",
-                    "significant", "n_cases", "n_seeds"}}}}}}}
+                    "significant", "n_cases", "n_seeds"}}}}}}},
+     "valid_protocols": {"<protocol>": same shape as protocols, on the validation cases (klm3-cdr)}
 
-`intervals`: each model's mean per-case difference to the slice's strongest baseline, with a paired
+`intervals`: each model's mean per-case difference to the slice's strongest baseline (the best
+baseline on the validation cases where there are some, else on the test cases), with a paired
 bootstrap over test cases and over every seed evaluated (training/intervals.py): `lo`/`hi` the 95%
 percentile interval, `p` the bootstrap p-value, `p_holm` Holm-adjusted across the slices of that
 model, protocol and metric, `lo_holm`/`hi_holm` the interval at that slice's Holm level, and
@@ -63,9 +65,9 @@ RANK_METRIC = "NDCG@10"  # what "strongest" ranks by; NDCG at the smallest K if 
 SLICE_TITLE = {"all": "Overall", "cold_start": "Cold-start users", "tail": "Tail items",
                "not_linked": "Not linked", "cold_start_not_linked": "Cold-start, not linked",
                "new_streamer": "New streamers", "off_topic": "Off topic"}
-# Where the strongest baseline is chosen. Neither protocol evaluates a validation split (klm3-cdr's
-# valid rows are only excluded from ranking), so it is chosen on the test split, and said so.
-CHOSEN_ON = "test split (no validation split is evaluated)"
+# Where the baseline the intervals compare against is chosen (each slice says which).
+CHOSEN_ON_VALID = "validation split"
+CHOSEN_ON_TEST = "test split (no validation split: live-room has none; or no validation case in this slice)"
 ALPHA = 0.05  # family-wise error of the Holm-corrected intervals
 
 
@@ -140,10 +142,44 @@ def _case_values(run, slice_name: str, metric: str) -> np.ndarray | None:
     return None if run is None else run.per_case.get(slice_name, {}).get(metric)
 
 
+def valid_means(result: EvaluationResult) -> dict:
+    """protocol -> model -> slice -> metric: mean over seeds on the validation cases, for the
+    protocols whose runs have them (klm3-cdr)."""
+    out: dict = {}
+    for r in result.runs:
+        for s, metrics in r.valid_metrics.items():
+            for k, v in metrics.items():
+                by_metric = out.setdefault(r.protocol, {}).setdefault(r.model, {}).setdefault(s, {})
+                by_metric.setdefault(k, []).append(v)
+    return {p: {m: {s: {k: float(np.mean(v)) for k, v in ks.items()} for s, ks in ss.items()}
+                for m, ss in ms.items()} for p, ms in out.items()}
+
+
+def chosen_baselines(mean: dict, valid: dict, baselines: set[str], metric: str = RANK_METRIC) -> dict:
+    """Per protocol and slice, the baseline the intervals compare against: the best mean `metric`
+    among baselines (never the oracle) on the validation cases where the slice has them, else on
+    the test cases; {"model", "chosen_on"}."""
+    out: dict = {}
+    for p, models in mean.items():
+        for s in SLICES:
+            on_test = [m for m, v in models.items()
+                       if m in baselines and m != ORACLE and metric in v.get(s, {})]
+            on_valid = [m for m in on_test if metric in valid.get(p, {}).get(m, {}).get(s, {})]
+            if on_valid and len(on_valid) == len(on_test):
+                source, names, where = valid[p], on_valid, CHOSEN_ON_VALID
+            else:
+                source, names, where = models, on_test, CHOSEN_ON_TEST
+            if names:
+                best = max(names, key=lambda m, src=source, s=s: (src[m][s][metric], m))
+                out.setdefault(p, {})[s] = {"model": best, "chosen_on": where}
+    return out
+
+
 def paired_intervals(result: EvaluationResult, best: dict, n_boot: int = 1000) -> dict:
     """Per protocol and slice, every model's paired bootstrap interval of its difference to the
-    slice's strongest baseline (`best`), over cases and every seed both were run with, Holm-corrected
-    across slices (module doc for the shape). The oracle is neither a contender nor compared."""
+    slice's chosen baseline (`best`, from `chosen_baselines`), over cases and every seed both were
+    run with, Holm-corrected across slices (module doc for the shape). The oracle is neither a
+    contender nor compared."""
     out: dict = {}
     for p in result.protocols():
         runs = {(r.model, r.seed): r for r in result.runs if r.protocol == p}
@@ -164,7 +200,7 @@ def paired_intervals(result: EvaluationResult, best: dict, n_boot: int = 1000) -
                         stratum[f"{m}\t{metric}"] = np.stack(rows)
             if not stratum:
                 continue
-            out.setdefault(p, {})[s] = {"baseline": base, "chosen_on": CHOSEN_ON, "models": {}}
+            out.setdefault(p, {})[s] = {"baseline": base, "chosen_on": best[p][s]["chosen_on"], "models": {}}
             for key, (stats, observed) in bootstrap_differences([stratum], n_boot, seed=0).items():
                 m, metric = key.split("\t")
                 kept.setdefault((m, metric), {})[s] = (stats, observed, *stratum[key].shape[::-1])
@@ -189,7 +225,8 @@ def interval_table(intervals: dict, metric: str) -> str:
     significant after Holm."""
     slices = [s for s in SLICES if s in intervals]
     models = list(dict.fromkeys(m for s in slices for m in intervals[s]["models"]))
-    head = ["model"] + [f"{SLICE_TITLE[s]} (vs {intervals[s]['baseline']})" for s in slices]
+    head = ["model"] + [f"{SLICE_TITLE[s]} (vs {intervals[s]['baseline']}, chosen on "
+                        f"{intervals[s]['chosen_on'].split(' (')[0]})" for s in slices]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in models:
         cells = [m]
@@ -423,10 +460,12 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
         timing[key] = {p: {m: round(float(np.mean(v)), 2) for m, v in ms.items()}
                        for p, ms in timing[key].items()}
     shares = oracle_shares(mean)
-    intervals = paired_intervals(result, best, result.bootstrap_samples)
+    valid = valid_means(result)
+    intervals = paired_intervals(result, chosen_baselines(mean, valid, result.baselines, rank_metric),
+                                 result.bootstrap_samples)
     doc = {"run": result.run, "created": datetime.now(UTC).isoformat(timespec="seconds"),
            "seeds": result.seeds, "ks": result.ks, "protocols": mean, "std": std, "per_seed": per_seed,
-           "cases": result.cases, "strongest": best, "strongest_chosen_on": CHOSEN_ON,
+           "cases": result.cases, "strongest": best, "valid_protocols": valid,
            "intervals": intervals, "timing_s": timing, "notes": result.notes, "skipped": result.skipped}
     if shares:
         doc["oracle_share"] = shares
@@ -455,8 +494,9 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
                f"![HR@K {p}](hr_at_k_{p}.png)", ""]
         if p in intervals:
             md += [f"### {p}: difference to the strongest baseline", "",
-                   f"Each model's mean per-case difference to the slice's strongest baseline (chosen on the "
-                   f"{CHOSEN_ON}), with its paired bootstrap interval over test cases and seeds "
+                   "Each model's mean per-case difference to the slice's strongest baseline (chosen on the "
+                   "validation split where the protocol and slice have one, else on the test split: each "
+                   "column names it), with its paired bootstrap interval over test cases and seeds "
                    f"{result.seeds} ({result.bootstrap_samples} resamples), at the slice's Holm level across "
                    f"slices (family-wise {ALPHA:.0%}); * = the difference holds after Holm's correction.", ""]
             for metric in PER_CASE_METRICS:

@@ -28,6 +28,8 @@ class ModelRun:
     eval_s: float
     # slice -> metric -> per-case values (PER_CASE_METRICS), for the paired intervals
     per_case: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # the same model's means on the protocol's validation cases ({} where it has none)
+    valid_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass

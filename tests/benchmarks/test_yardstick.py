@@ -93,3 +93,18 @@ def test_a_world_whose_cases_differ_across_seeds_is_refused(tmp_path):
                   1: _report(tmp_path / "b", {"live-room|popularity|1|all|NDCG@10": np.zeros(4)})}}
     with pytest.raises(SystemExit, match="different cases"):
         yardstick.aggregate(worlds, {"popularity"}, n_boot=100)
+
+
+def test_the_baseline_is_chosen_on_validation_means_where_every_run_has_them(tmp_path):
+    import json
+
+    worlds = _fake_runs(tmp_path)
+    for by_seed in worlds.values():  # popularity leads on the validation cases of `all`
+        for report in by_seed.values():
+            valid = {"live-room": {"popularity": {"all": {"NDCG@10": 0.6}},
+                                   "creator_link": {"all": {"NDCG@10": 0.5}}}}
+            (report / "metrics.json").write_text(json.dumps({"valid_protocols": valid}))
+    iv = yardstick.aggregate(worlds, {"popularity", "creator_link"}, n_boot=100)["intervals"]["live-room"]
+    assert iv["all"]["baseline"] == "popularity" and iv["all"]["chosen_on"] == "validation split"
+    assert iv["tail"]["chosen_on"].startswith("test split")
+    assert iv["all"]["models"]["rgcd"]["NDCG@10"]["delta"] == pytest.approx(0.45 - 0.15)

@@ -36,8 +36,15 @@ def test_report_files_and_schema(eval_ws, eval_cfg):
                 continue
             best = max(models, key=lambda m, s=s: models[m][s]["NDCG@10"])
             assert doc["strongest"][p][s]["model"] == best
-            # the other model against the strongest, over both seeds and every case of the slice
+            # the other model against the strongest, over both seeds and every case of the slice;
+            # klm3-cdr chooses the strongest on its validation cases, live-room (none) on the test's
             iv = doc["intervals"][p][s]
+            if p == "klm3-cdr":
+                valid = doc["valid_protocols"][p]
+                best = max(valid, key=lambda m, s=s: (valid[m][s]["NDCG@10"], m))
+                assert iv["chosen_on"] == "validation split"
+            else:
+                assert iv["chosen_on"].startswith("test split") and p not in doc["valid_protocols"]
             other = ({"popularity", "uniembed"} - {best}).pop()
             assert iv["baseline"] == best and list(iv["models"]) == [other]
             e = iv["models"][other]["NDCG@10"]
@@ -306,3 +313,18 @@ def test_every_model_keeps_its_own_colour_and_marker_and_the_oracle_is_dashed():
     assert len({(s["color"], s["marker"]) for s in styles.values()}) == len(names)
     assert styles["oracle"]["linestyle"] == "--" and styles["rgcd"]["linestyle"] == "-"
     assert style_of("someone-new") == style_of("someone-new")  # an unlisted model keeps its style
+
+
+def test_the_baseline_is_chosen_on_validation_cases_where_a_slice_has_them():
+    from rgcd.training.report import chosen_baselines
+
+    mean = {"p": {"a": {"all": {"NDCG@10": 0.5}, "tail": {"NDCG@10": 0.1}},
+                  "b": {"all": {"NDCG@10": 0.4}, "tail": {"NDCG@10": 0.2}},
+                  "rgcd": {"all": {"NDCG@10": 0.9}, "tail": {"NDCG@10": 0.9}},
+                  "oracle": {"all": {"NDCG@10": 1.0}, "tail": {"NDCG@10": 1.0}}}}
+    valid = {"p": {"a": {"all": {"NDCG@10": 0.3}, "tail": {}}, "b": {"all": {"NDCG@10": 0.35}, "tail": {}}}}
+    chosen = chosen_baselines(mean, valid, {"a", "b"})
+    # b leads on validation though a leads on test; tail has no validation case: chosen on test
+    assert chosen["p"]["all"] == {"model": "b", "chosen_on": "validation split"}
+    assert chosen["p"]["tail"]["model"] == "b" and chosen["p"]["tail"]["chosen_on"].startswith("test split")
+    assert chosen_baselines(mean, {}, {"a", "b"})["p"]["all"]["model"] == "a"

@@ -214,6 +214,23 @@ def test_klm3_exclusion_is_train_and_valid_minus_test_positives_on_a_crafted_cas
         assert named(t.pos_ptr, t.pos_idx, case) == expected_pos[user], user
 
 
+def test_klm3_validation_cases_exclude_train_items_only(eval_cfg):
+    from rgcd.training.evaluation import load_klm3_cdr
+
+    v = load_klm3_cdr(_klm3_marts(), eval_cfg).valid
+    cases = {int(u): i for i, u in enumerate(v.users)}
+    assert set(cases) == {1, 2, 4}  # the users with a valid row
+
+    def named(ptr, idx, case):
+        return {v.candidates[c] for c in idx[ptr[case]:ptr[case + 1]]}
+
+    expected_pos = {1: {"author:12"}, 2: {"author:14"}, 4: {"author:12"}}
+    expected_excl = {1: {"author:10", "author:11"}, 2: {"author:10"}, 4: {"author:13"}}
+    for user, case in cases.items():
+        assert named(v.pos_ptr, v.pos_idx, case) == expected_pos[user], user
+        assert named(v.excl_ptr, v.excl_idx, case) == expected_excl[user], user
+
+
 def test_klm3_slice_flags_on_a_crafted_case(eval_cfg):
     from rgcd.training.evaluation import load_klm3_cdr
 
