@@ -230,10 +230,15 @@ def aggregate(worlds: dict[int, dict[int, Path]], baselines: set[str], n_boot: i
                 np.stack(rows)
 
     valid = pooled_valid(worlds)
+    from rgcd.training.results import SLICES
+
     means: dict = {}
     intervals: dict = {}
     kept: dict = {}  # (protocol, model, metric) -> slice -> (stats, observed, n_cases, n_seeds)
-    for (protocol, slice_name), models in sorted(values.items()):
+    rank = {s: i for i, s in enumerate(SLICES)}
+    for (protocol, slice_name), unordered in sorted(values.items(), key=lambda kv: (kv[0][0], rank.get(
+            kv[0][1], len(rank)), kv[0][1])):
+        models = {m: unordered[m] for m in report_order(list(unordered))}
         pooled = {m: {metric: float(np.mean([a.mean() for a in by_world.values()]))
                       for metric, by_world in by_metric.items()} for m, by_metric in models.items()}
         for m, vals in pooled.items():
@@ -275,6 +280,17 @@ def aggregate(worlds: dict[int, dict[int, Path]], baselines: set[str], n_boot: i
                 "lo_holm": lo_h, "hi_holm": hi_h, "significant": p_holm <= ALPHA,
                 "n_cases": iv.n_cases, "n_seeds": iv.n_seeds}
     return {"means": means, "intervals": intervals}
+
+
+def report_order(models: Sequence[str]) -> list[str]:
+    """Baselines in the configuration's order, then the full method and its ablations, then
+    anything else by name, the oracle last (the order of `rgcd evaluate`'s report)."""
+    from rgcd.config import FULL_METHOD
+    from rgcd.training.baselines import MODELS
+
+    known = [*MODELS, *FULL_METHOD]
+    rest = sorted(m for m in models if m not in known and m != "oracle")
+    return [m for m in known if m in models] + rest + (["oracle"] if "oracle" in models else [])
 
 
 def ratios(agg: dict) -> dict:
