@@ -380,7 +380,8 @@ def _plot_intervals(result: EvaluationResult, intervals: dict, out: Path) -> lis
     paths = []
     for p, by_slice in intervals.items():
         slices = [s for s in SLICES if s in by_slice]
-        models = list(dict.fromkeys(m for s in slices for m in by_slice[s]["models"]))
+        compared = {m for s in slices for m in by_slice[s]["models"]}
+        models = [m for m in result.models() if m in compared]  # the report's order, in every slice
         if not models:
             continue
         size = (1.6 * len(slices) + 4.5, 3.2 * len(PER_CASE_METRICS))
