@@ -499,7 +499,10 @@ def write_report(result: EvaluationResult, reports_dir: Path) -> Path:
                    "validation split where the protocol and slice have one, else on the test split: each "
                    "column names it), with its paired bootstrap interval over test cases and seeds "
                    f"{result.seeds} ({result.bootstrap_samples} resamples), at the slice's Holm level across "
-                   f"slices (family-wise {ALPHA:.0%}); * = the difference holds after Holm's correction.", ""]
+                   f"slices (family-wise {ALPHA:.0%}); * = the difference holds after Holm's correction. "
+                   "Here the seeds vary the evaluation's own fits (retrievers and baselines) only; "
+                   "`benchmarks/yardstick.py` varies the student's and stage 2's seeds and the world too.",
+                   ""]
             for metric in PER_CASE_METRICS:
                 md += [f"Δ{metric}:", "", interval_table(intervals[p], metric), ""]
             if (out / f"intervals_{p}.png") in interval_plots:
