@@ -373,7 +373,7 @@ def _dense_entries(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.
     (column indices out of `n_all`), the entry's position in `idx`; -1 elsewhere."""
     local = np.full(n_all, -1, dtype=np.int64)
     local[cols] = np.arange(len(cols))
-    out = np.full((len(rows), len(cols)), -1, dtype=np.int64)
+    out = np.full((len(rows), len(cols)), -1, dtype=np.int32)  # a chunk x the rooms on air: keep it small
     for r, case in enumerate(rows):
         entries = np.arange(ptr[case], ptr[case + 1])
         hit = local[idx[entries]]
@@ -459,7 +459,7 @@ def evaluate_cases(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed
                                    top_local, axis=1)
         entry[~valid] = -1
         if entry.shape[1] < k_max:  # fewer candidates than K: the missing ranks are misses
-            entry = np.hstack([entry, np.full((len(rows), k_max - entry.shape[1]), -1, dtype=np.int64)])
+            entry = np.hstack([entry, np.full((len(rows), k_max - entry.shape[1]), -1, dtype=entry.dtype)])
         hits = entry >= 0
         for name, (in_slice, counted) in slices.items():
             n = n_counted[name][rows]
