@@ -4,7 +4,10 @@
   mart (source = photo_id, target = live author_id, per-user chronological 80/10/10). Each test
   user is scored against *all* live authors of the mart; items the user had in train or valid
   are excluded from the ranking unless they are also test positives, as RecBole's full-sort
-  evaluation does. Positives: the user's test authors.
+  evaluation does. Positives: the user's test authors. Its validation cases (the `valid` split,
+  train items excluded) are ranked by the same fitted models; the report chooses the strongest
+  baseline on them. What is fitted on the catalogue (authors' content means) sees only rooms that
+  started before the first live validation or test row (`klm3_cut`).
 - **live-room**: the production task, read from `eval_live_room` + `live_schedule`. A test event
   is (user, request time); its positives are the rooms the user entered at that time and its
   candidates are the rooms on air then (start <= request < end, end NULL = still on air). Rooms
