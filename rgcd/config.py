@@ -277,7 +277,8 @@ class EvaluationConfig(_Section):
     ks: list[int] = Field(default_factory=lambda: [10, 20, 40, 50])
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     models: list[str] = Field(
-        default_factory=lambda: ["popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr"],
+        default_factory=lambda: ["popularity", "creator_link", "creator_link_popularity", "bpr_mf",
+                                 "content_mm", "content_text", "uniembed", "emcdr"],
         description="models evaluated, in report order (see training/baselines)")
     full_method: list[str] = Field(
         default_factory=lambda: list(FULL_METHOD),
@@ -310,6 +311,8 @@ class EvaluationConfig(_Section):
         5000, ge=0, description="workers are started only when the protocols have at least this many "
                                 "test rows in their eval marts (below, starting them costs more than they "
                                 "save)")
+    bootstrap_samples: int = Field(1000, ge=100, description="resamples of the report's paired bootstrap "
+                                                             "intervals (training/intervals.py)")
     text_max_items: int = Field(3000, gt=0, description="content_text: most-played items whose text "
                                                         "is encoded (MiniLM costs ~10 ms per text here)")
     text_encode_dtype: EncodeDtype = Field(

@@ -78,10 +78,12 @@ def _metrics_and_report(ws: Workspace) -> None:
     klm3_rows = _parquet_rows(ws.marts / "eval_klm3_cdr.parquet")
     assert ("klm3-cdr" in doc["protocols"]) == (klm3_rows > 0)
     assert ("klm3-cdr" in doc["skipped"]) == (klm3_rows == 0)
-    expected = {"popularity", "bpr_mf", "content_mm", "content_text", "uniembed", "emcdr", "rgcd",
-                "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing"}
+    expected = {"popularity", "creator_link", "creator_link_popularity", "bpr_mf", "content_mm",
+                "content_text", "uniembed", "emcdr", "rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition",
+                "rgcd-no-routing"}
     assert expected <= set(doc["protocols"]["live-room"])
     assert doc["cases"]["live-room"]["all"] > 0 and doc["strongest"]["live-room"]["all"]["model"]
+    assert "rgcd" in doc["intervals"]["live-room"]["all"]["models"]  # against the strongest baseline
     md = (runs[0] / "report.md").read_text()
     assert "the strongest baseline is" in md and "| uniembed |" in md
 

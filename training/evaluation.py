@@ -4,7 +4,10 @@
   mart (source = photo_id, target = live author_id, per-user chronological 80/10/10). Each test
   user is scored against *all* live authors of the mart; items the user had in train or valid
   are excluded from the ranking unless they are also test positives, as RecBole's full-sort
-  evaluation does. Positives: the user's test authors.
+  evaluation does. Positives: the user's test authors. Its validation cases (the `valid` split,
+  train items excluded) are ranked by the same fitted models; the report chooses the strongest
+  baseline on them. What is fitted on the catalogue (authors' content means) sees only rooms that
+  started before the first live validation or test row (`klm3_cut`).
 - **live-room**: the production task, read from `eval_live_room` + `live_schedule`. A test event
   is (user, request time); its positives are the rooms the user entered at that time and its
   candidates are the rooms on air then (start <= request < end, end NULL = still on air). Rooms
@@ -14,9 +17,16 @@
 Slices: `all`; `cold_start` (live-room: the mart's is_cold_start_user, no live history before
 the cut; klm3-cdr: 10-core leaves no user without live history, so it is the quarter of test
 users with the fewest live training interactions); `tail` (live-room: the mart's is_tail_item;
-klm3-cdr: authors outside the most popular 20% by training interactions). In the tail slice a
-case keeps only its tail positives and is dropped if it has none; ranking is still over all
-candidates. Ties in scores are broken by a seeded random order, never by id order.
+klm3-cdr: authors outside the most popular 20% by training interactions); and the slices where
+only transferred content can help: `not_linked` (positives whose creator the user never played
+as a short video before the request), `cold_start_not_linked` (both), `new_streamer` (positives
+whose streamer has no live interaction before the cut) and `off_topic` (positives outside the
+user's dominant short-video topic, category_l1, before the request). Live-room reads them from
+the mart's columns (is_not_linked, is_new_streamer, is_off_topic: dbt/models/marts/
+eval_live_room.yml); klm3-cdr, whose split is per user, computes them here from the user's train
+split (`klm3_positive_flags`). In every slice but `all` and `cold_start` a case keeps only its
+qualifying positives and is dropped if it has none; ranking is still over all candidates. Ties in
+scores are broken by a seeded random order, never by id order.
 """
 
 from __future__ import annotations
@@ -35,7 +45,14 @@ from rgcd.errors import RgcdError
 from rgcd.training.marts import MissingMartError, interactions_before, read_mart
 from rgcd.training.metrics import batch_metrics
 from rgcd.training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
-from rgcd.training.results import PROTOCOLS, SLICES, EvaluationResult, ModelRun
+from rgcd.training.results import (
+    PER_CASE_METRICS,
+    POSITIVE_FLAGS,
+    PROTOCOLS,
+    SLICES,
+    EvaluationResult,
+    ModelRun,
+)
 from rgcd.transforms.latent import load_latent
 
 
@@ -56,6 +73,8 @@ class EvalSet:
     Case i is user `users[i]`; its positives are candidate indices
     `pos_idx[pos_ptr[i]:pos_ptr[i+1]]`. Candidates are masked per case either by an exclusion
     list (klm3-cdr, same CSR layout) or by the on-air interval at `request_ms[i]` (live-room).
+    `pos_flags[name]` (aligned with `pos_idx`, names in POSITIVE_FLAGS) says which positives
+    belong to the slice `name`; a flag that is missing puts no positive in its slice.
     """
 
     protocol: str
@@ -71,6 +90,7 @@ class EvalSet:
     cand_start_ms: np.ndarray | None = None
     cand_end_ms: np.ndarray | None = None
     notes: dict[str, int] = field(default_factory=dict)
+    pos_flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_cases(self) -> int:
@@ -79,11 +99,13 @@ class EvalSet:
 
 @dataclass
 class Protocol:
-    """A protocol's training split and its test cases."""
+    """A protocol's training split, its test cases and, where the protocol has a validation split
+    (klm3-cdr), its validation cases: where the strongest baseline is chosen."""
 
     name: str
     train: TrainData
     test: EvalSet
+    valid: EvalSet | None = None
 
 
 # ---- reading the marts -----------------------------------------------------------------------------
@@ -94,10 +116,18 @@ class Protocol:
 
 def _csr(groups: pl.DataFrame, n_cases: int, case_col: str, idx_col: str) -> tuple[np.ndarray, np.ndarray]:
     """CSR layout (ptr, idx) of (case, index) rows, cases 0..n_cases-1."""
-    groups = groups.sort(case_col)
+    ptr, idx, _ = _csr_with(groups, n_cases, case_col, idx_col, ())
+    return ptr, idx
+
+
+def _csr_with(groups: pl.DataFrame, n_cases: int, case_col: str, idx_col: str,
+              flags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """`_csr`, plus the boolean columns `flags` in the order of `idx`."""
+    groups = groups.sort(case_col, idx_col)
     counts = np.bincount(groups[case_col].to_numpy(), minlength=n_cases)
     ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return ptr, groups[idx_col].to_numpy().astype(np.int64)
+    return (ptr, groups[idx_col].to_numpy().astype(np.int64),
+            {f: groups[f].to_numpy().astype(bool) for f in flags})
 
 
 def _tail_mask(train: pl.DataFrame, candidates: list[str], head_fraction: float) -> np.ndarray:
@@ -111,7 +141,9 @@ def _tail_mask(train: pl.DataFrame, candidates: list[str], head_fraction: float)
 
 
 def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Protocol:
-    """The klm3-cdr protocol from the eval_klm3_cdr and item_content marts."""
+    """The klm3-cdr protocol from the eval_klm3_cdr and item_content marts, with its validation
+    cases (the `valid` split, ranked like the test's with train items excluded), on which the
+    strongest baseline is chosen."""
     ev = marts["eval_klm3_cdr"].with_columns(
         pl.when(pl.col("domain") == "photo")
         .then(pl.lit("photo:") + pl.col("item_id").cast(pl.Utf8))
@@ -119,22 +151,31 @@ def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Prot
         .alias("key"))
     train = (ev.filter(pl.col("split") == "train")
              .select("user_id", pl.col("key").alias("item_id"), "key", "domain", "event_timestamp"))
-    catalog = ItemCatalog(marts["item_content"])
     live = ev.filter(pl.col("domain") == "live")
     if live.filter(pl.col("split") == "test").is_empty():
         raise EmptyProtocol(f"eval_klm3_cdr has no live test rows ({ev.height} rows in all; the "
                             "10-core filter leaves none when the data is small)")
+    catalog = ItemCatalog(marts["item_content"], cut=klm3_cut(ev))
     candidates = sorted(live["key"].unique().to_list())
+    test = _klm3_cases(live, train, marts["item_content"], cfg, candidates, "test", ("train", "valid"))
+    valid = (_klm3_cases(live, train, marts["item_content"], cfg, candidates, "valid", ("train",))
+             if not live.filter(pl.col("split") == "valid").is_empty() else None)
+    return Protocol("klm3-cdr", TrainData("klm3-cdr", train, catalog), test, valid)
+
+
+def _klm3_cases(live: pl.DataFrame, train: pl.DataFrame, content: pl.DataFrame, cfg: EvaluationConfig,
+                candidates: list[str], split: str, seen_splits: tuple[str, ...]) -> EvalSet:
+    """The klm3-cdr cases of one split: its live authors are the positives; the authors a user had
+    in `seen_splits` are excluded from the ranking unless they are positives too."""
     cand_index = pl.DataFrame({"key": candidates, "cand": np.arange(len(candidates), dtype=np.int64)})
-
-    test = live.filter(pl.col("split") == "test").select("user_id", "key").unique()
-    users = np.sort(test["user_id"].unique().to_numpy())
+    cases = live.filter(pl.col("split") == split).select("user_id", "key").unique()
+    users = np.sort(cases["user_id"].unique().to_numpy())
     case_of = pl.DataFrame({"user_id": users, "case": np.arange(len(users), dtype=np.int64)})
-    pos = test.join(case_of, on="user_id").join(cand_index, on="key")
-    pos_ptr, pos_idx = _csr(pos, len(users), "case", "cand")
+    pos = klm3_positive_flags(cases, train, content).join(case_of, on="user_id").join(cand_index, on="key")
+    pos_ptr, pos_idx, pos_flags = _csr_with(pos, len(users), "case", "cand", POSITIVE_FLAGS)
 
-    seen = (live.filter(pl.col("split").is_in(["train", "valid"])).select("user_id", "key").unique()
-            .join(test, on=["user_id", "key"], how="anti")
+    seen = (live.filter(pl.col("split").is_in(list(seen_splits))).select("user_id", "key").unique()
+            .join(cases, on=["user_id", "key"], how="anti")
             .join(case_of, on="user_id").join(cand_index, on="key"))
     excl_ptr, excl_idx = _csr(seen, len(users), "case", "cand")
 
@@ -146,9 +187,58 @@ def load_klm3_cdr(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Prot
     cold = np.zeros(len(users), dtype=bool)
     cold[np.argsort(hist, kind="stable")[:int(np.ceil(cfg.klm3_cold_start_quantile * len(users)))]] = True
     tail = _tail_mask(live_train, candidates, cfg.head_fraction)
-    evalset = EvalSet("klm3-cdr", candidates, users, pos_ptr, pos_idx, cold, tail,
-                      excl_ptr=excl_ptr, excl_idx=excl_idx)
-    return Protocol("klm3-cdr", TrainData("klm3-cdr", train, catalog), evalset)
+    return EvalSet("klm3-cdr", candidates, users, pos_ptr, pos_idx, cold, tail,
+                   excl_ptr=excl_ptr, excl_idx=excl_idx, pos_flags=pos_flags)
+
+
+def klm3_cut(ev: pl.DataFrame) -> datetime:
+    """klm3-cdr's cut for what is fitted on the catalogue (authors' content means): its first live
+    validation or test interaction. The split is per user, so no later time is before every
+    request the fitted models are asked about."""
+    return ev.filter(pl.col("split").is_in(["valid", "test"]) & (pl.col("domain") == "live")
+                     )["event_timestamp"].min()
+
+
+def author_topics(content: pl.DataFrame) -> pl.DataFrame:
+    """(author_id, topic): a live author's category_l1 as item_content gives it to their rooms
+    (int_authors_categorised: their most frequent short-video category path); null when unknown."""
+    if "category_l1" not in content.columns:
+        raise MissingMartError("item_content has no column category_l1 (the observable topic the "
+                               "off_topic slice needs); rebuild the marts with `rgcd build`")
+    return (content.filter(pl.col("domain") == "live").group_by("author_id")
+            .agg(pl.col("category_l1").drop_nulls().first().alias("topic")))
+
+
+def klm3_positive_flags(test: pl.DataFrame, train: pl.DataFrame, content: pl.DataFrame) -> pl.DataFrame:
+    """klm3-cdr's test positives (user_id, key = author:<id>) with the POSITIVE_FLAGS columns.
+
+    The split is per user and chronological, so "before the request" is the user's train split:
+    not_linked - no train short video of this author; new_streamer - no live train interaction
+    with this author by anyone; off_topic - the author's topic (`author_topics`) is known, the user
+    has train short videos, and the topic is none of the user's most played train categories.
+    """
+    photos = content.filter(pl.col("domain") == "photo").select(
+        pl.col("item_id").alias("key"), "author_id", pl.col("category_l1").alias("topic"))
+    played = train.filter(pl.col("domain") == "photo").join(photos, on="key")
+    linked = played.select("user_id", pl.format("author:{}", "author_id").alias("key"),
+                           pl.lit(True).alias("linked")).unique()
+    streamed = train.filter(pl.col("domain") == "live").select("key").unique().with_columns(
+        pl.lit(True).alias("streamed"))
+    counts = played.filter(pl.col("topic").is_not_null()).group_by("user_id", "topic").len()
+    dominant = counts.filter(pl.col("len") == pl.col("len").max().over("user_id")).select(
+        "user_id", "topic", pl.lit(True).alias("dominant"))
+    has_topic = counts.select("user_id").unique().with_columns(pl.lit(True).alias("has_history"))
+    topics = author_topics(content).select(pl.format("author:{}", "author_id").alias("key"), "topic")
+    return (test.join(linked, on=["user_id", "key"], how="left")
+            .join(streamed, on="key", how="left")
+            .join(topics, on="key", how="left")
+            .join(dominant, on=["user_id", "topic"], how="left")
+            .join(has_topic, on="user_id", how="left")
+            .select("user_id", "key",
+                    pl.col("linked").is_null().alias("not_linked"),
+                    pl.col("streamed").is_null().alias("new_streamer"),
+                    (pl.col("topic").is_not_null() & pl.col("has_history").fill_null(False)
+                     & pl.col("dominant").is_null()).alias("off_topic")))
 
 
 def _ms(col: str) -> pl.Expr:
@@ -183,10 +273,15 @@ def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Pro
               .agg(pl.col("is_cold_start_user").any().alias("cold"))
               .sort("request_timestamp", "user_id")
               .with_row_index("case").with_columns(pl.col("case").cast(pl.Int64)))
+    missing = [f"is_{f}" for f in POSITIVE_FLAGS if f"is_{f}" not in test_rows.columns]
+    if missing:
+        raise MissingMartError(f"eval_live_room has no column {', '.join(missing)} (the slices' flags); "
+                               "rebuild the marts with `rgcd build`")
+    flag_cols = [pl.col(f"is_{f}").alias(f) for f in POSITIVE_FLAGS]
     pos_all = test_rows.join(events, on=["user_id", "request_timestamp"])
-    pos = pos_all.join(cand_index, on="item_id").select("case", "cand").unique()
+    pos = pos_all.join(cand_index, on="item_id").select("case", "cand", *flag_cols).unique(["case", "cand"])
     notes = {"positives_without_schedule": pos_all.height - pos_all.join(cand_index, on="item_id").height}
-    pos_ptr, pos_idx = _csr(pos, events.height, "case", "cand")
+    pos_ptr, pos_idx, pos_flags = _csr_with(pos, events.height, "case", "cand", POSITIVE_FLAGS)
     keep = np.diff(pos_ptr) > 0
     if not keep.all():  # an event whose entered room is not in the schedule cannot be ranked
         notes["events_dropped_no_scheduled_positive"] = int((~keep).sum())
@@ -194,7 +289,9 @@ def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Pro
             pl.col("case").cast(pl.Int64))
         pos = pos_all.join(events.select("user_id", "request_timestamp", "case"),
                            on=["user_id", "request_timestamp"]).join(cand_index, on="item_id")
-        pos_ptr, pos_idx = _csr(pos.select("case", "cand").unique(), events.height, "case", "cand")
+        pos_ptr, pos_idx, pos_flags = _csr_with(
+            pos.select("case", "cand", *flag_cols).unique(["case", "cand"]), events.height, "case", "cand",
+            POSITIVE_FLAGS)
 
     tail_rooms = set(test_rows.filter(pl.col("is_tail_item"))["item_id"].to_list())
     tail = np.array([c in tail_rooms for c in candidates], dtype=bool)
@@ -203,7 +300,7 @@ def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Pro
         events["cold"].to_numpy().astype(bool), tail,
         request_ms=events.select(_ms("request_timestamp")).to_series().to_numpy().astype(np.int64),
         cand_start_ms=sched["start_ms"].to_numpy().astype(np.int64),
-        cand_end_ms=sched["end_ms"].to_numpy().astype(np.int64), notes=notes)
+        cand_end_ms=sched["end_ms"].to_numpy().astype(np.int64), notes=notes, pos_flags=pos_flags)
     return Protocol("live-room", TrainData("live-room", train, catalog), evalset)
 
 
@@ -273,31 +370,64 @@ def rank_top(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return np.take_along_axis(part, order, axis=1)
 
 
+def _dense_entries(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                   n_all: int) -> np.ndarray:
+    """Int matrix (len(rows), len(cols)): at a CSR entry of the given rows that falls in `cols`
+    (column indices out of `n_all`), the entry's position in `idx`; -1 elsewhere."""
+    local = np.full(n_all, -1, dtype=np.int64)
+    local[cols] = np.arange(len(cols))
+    out = np.full((len(rows), len(cols)), -1, dtype=np.int32)  # a chunk x the rooms on air: keep it small
+    for r, case in enumerate(rows):
+        entries = np.arange(ptr[case], ptr[case + 1])
+        hit = local[idx[entries]]
+        out[r, hit[hit >= 0]] = entries[hit >= 0]
+    return out
+
+
 def _dense_rows(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                 n_all: int) -> np.ndarray:
     """Boolean matrix (len(rows), len(cols)) with True at the CSR entries of the given rows that
     fall in `cols` (column indices out of `n_all`)."""
-    local = np.full(n_all, -1, dtype=np.int64)
-    local[cols] = np.arange(len(cols))
-    out = np.zeros((len(rows), len(cols)), dtype=bool)
-    for r, case in enumerate(rows):
-        hit = local[idx[ptr[case]:ptr[case + 1]]]
-        out[r, hit[hit >= 0]] = True
-    return out
+    return _dense_entries(ptr, idx, rows, cols, n_all) >= 0
 
 
-def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed: int,
-                   chunk: int = 1024) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-    """Rank every test case's candidates with `model`; mean metrics per slice and case counts."""
+def slice_positives(evalset: EvalSet) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Per slice: (which cases may enter it, which positives count in it (aligned with
+    `pos_idx`; None: all of them)). A case enters a slice only with at least one counted positive."""
+    n_pos = len(evalset.pos_idx)
+    every = np.ones(evalset.n_cases, dtype=bool)
+    flag = {name: evalset.pos_flags.get(name, np.zeros(n_pos, dtype=bool)) for name in POSITIVE_FLAGS}
+    return {"all": (every, None), "cold_start": (evalset.cold_start, None),
+            "tail": (every, evalset.tail_item[evalset.pos_idx]),
+            "not_linked": (every, flag["not_linked"]),
+            "cold_start_not_linked": (evalset.cold_start, flag["not_linked"]),
+            "new_streamer": (every, flag["new_streamer"]), "off_topic": (every, flag["off_topic"])}
+
+
+@dataclass
+class CaseMetrics:
+    """One model's ranking of one protocol's test cases, per slice: the mean of every metric, the
+    number of cases, and the per-case values of PER_CASE_METRICS (in case order, so two models'
+    arrays on the same slice pair up case by case)."""
+
+    means: dict[str, dict[str, float]]
+    counts: dict[str, int]
+    per_case: dict[str, dict[str, np.ndarray]]
+
+
+def evaluate_cases(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed: int,
+                   chunk: int = 1024) -> CaseMetrics:
+    """Rank every test case's candidates with `model`; metrics per slice (see `CaseMetrics`)."""
     k_max = max(ks)
     rng = np.random.default_rng(seed + 7919)
     n_cand = len(evalset.candidates)
     per_slice: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SLICES}
     counts = dict.fromkeys(SLICES, 0)
-    n_pos_all = np.diff(evalset.pos_ptr)
-    case_of_pos = np.repeat(np.arange(evalset.n_cases), n_pos_all)
-    n_tail_all = np.bincount(case_of_pos, weights=evalset.tail_item[evalset.pos_idx],
-                             minlength=evalset.n_cases).astype(np.int64)
+    slices = slice_positives(evalset)
+    case_of_pos = np.repeat(np.arange(evalset.n_cases), np.diff(evalset.pos_ptr))
+    n_counted = {s: np.bincount(case_of_pos, weights=None if counted is None else counted,
+                                minlength=evalset.n_cases).astype(np.int64)
+                 for s, (_, counted) in slices.items()}
     for start in range(0, evalset.n_cases, chunk):
         rows = np.arange(start, min(start + chunk, evalset.n_cases))
         cols = np.arange(n_cand)
@@ -327,28 +457,36 @@ def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed
             scores[~on_air] = -np.inf
         top_local = rank_top(scores, k_max, rng)
         valid = np.isfinite(np.take_along_axis(scores, top_local, axis=1))
-        top = cols[top_local]
-        positive = _dense_rows(evalset.pos_ptr, evalset.pos_idx, rows, cols, n_cand)
-        hits = np.take_along_axis(positive, top_local, axis=1) & valid
-        tail_hits = hits & evalset.tail_item[top]
-        if top.shape[1] < k_max:  # fewer candidates than K: the missing ranks are misses
-            pad = np.zeros((len(rows), k_max - top.shape[1]), dtype=bool)
-            hits, tail_hits = np.hstack([hits, pad]), np.hstack([tail_hits, pad])
-        n_pos, n_tail = n_pos_all[rows], n_tail_all[rows]
-        for name, sel, h, n in (("all", n_pos > 0, hits, n_pos),
-                                ("cold_start", (n_pos > 0) & evalset.cold_start[rows], hits, n_pos),
-                                ("tail", n_tail > 0, tail_hits, n_tail)):
-            if sel.any():
-                per_slice[name].append(batch_metrics(h[sel], n[sel], ks))
-                counts[name] += int(sel.sum())
-    result: dict[str, dict[str, float]] = {}
+        # which positive (its entry in pos_idx) each ranked item is, -1 for a non-positive
+        entry = np.take_along_axis(_dense_entries(evalset.pos_ptr, evalset.pos_idx, rows, cols, n_cand),
+                                   top_local, axis=1)
+        entry[~valid] = -1
+        if entry.shape[1] < k_max:  # fewer candidates than K: the missing ranks are misses
+            entry = np.hstack([entry, np.full((len(rows), k_max - entry.shape[1]), -1, dtype=entry.dtype)])
+        hits = entry >= 0
+        for name, (in_slice, counted) in slices.items():
+            n = n_counted[name][rows]
+            sel = in_slice[rows] & (n > 0)
+            if not sel.any():
+                continue
+            h = hits if counted is None else hits & counted[np.maximum(entry, 0)]
+            per_slice[name].append(batch_metrics(h[sel], n[sel], ks))
+            counts[name] += int(sel.sum())
+    means: dict[str, dict[str, float]] = {}
+    per_case: dict[str, dict[str, np.ndarray]] = {}
     for name in SLICES:
         parts = per_slice[name]
-        if not parts:
-            result[name] = {}
-            continue
-        result[name] = {m: float(np.concatenate([p[m] for p in parts]).mean()) for m in parts[0]}
-    return result, counts
+        values = {m: np.concatenate([p[m] for p in parts]) for m in parts[0]} if parts else {}
+        means[name] = {m: float(v.mean()) for m, v in values.items()}
+        per_case[name] = {m: values[m].astype(np.float32) for m in PER_CASE_METRICS if m in values}
+    return CaseMetrics(means, counts, per_case)
+
+
+def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed: int,
+                   chunk: int = 1024) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Rank every test case's candidates with `model`; mean metrics per slice and case counts."""
+    out = evaluate_cases(model, evalset, ks, seed, chunk)
+    return out.means, out.counts
 
 
 
@@ -360,8 +498,10 @@ def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], 
     with torch_threads(threads):
         model.fit(protocol.train, seed)
         t1 = time.perf_counter()
-        metrics, counts = evaluate_model(model, protocol.test, ks, seed)
-    return ModelRun(protocol.name, model.name, seed, metrics, counts, t1 - t0, time.perf_counter() - t1)
+        out = evaluate_cases(model, protocol.test, ks, seed)
+        valid = evaluate_cases(model, protocol.valid, ks, seed).means if protocol.valid is not None else {}
+    return ModelRun(protocol.name, model.name, seed, out.means, out.counts, t1 - t0,
+                    time.perf_counter() - t1, out.per_case, valid)
 
 
 def full_method_ready(ws: Workspace) -> bool:
@@ -499,7 +639,7 @@ def _release_job_memory() -> None:
 # content_text in bfloat16; uniembed = 2.2), so the largest jobs start first and the two workers
 # finish together; an unlisted model counts as a two-tower one.
 _RELATIVE_COST = {"content_text": 3.8, "emcdr": 2.5, "uniembed": 2.2, "bpr_mf": 0.9, "content_mm": 0.9,
-                  "oracle": 0.5, "popularity": 0.25}
+                  "oracle": 0.5, "popularity": 0.25, "creator_link": 0.3, "creator_link_popularity": 0.3}
 
 
 def _jobs(models: list[str], full: list[str],
@@ -550,7 +690,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
     skipped: dict[str, str] = {}
     notes: dict[str, dict[str, int]] = {}
     result = EvaluationResult(run=run, seeds=seeds, ks=sorted(cfg.ks), runs=[], baselines=set(baselines),
-                              skipped=skipped)
+                              skipped=skipped, bootstrap_samples=cfg.bootstrap_samples)
     done: dict[tuple[str, str], tuple[list[ModelRun], Vectors | None]] = {}
     order = [*model_names, *local]
 

@@ -48,7 +48,7 @@ MART_COLUMNS = {
                                "strength"],
     "eval_klm3_cdr": ["user_id", "domain", "item_id", "event_timestamp", "split"],
     "eval_live_room": ["user_id", "live_id", "item_id", "request_timestamp", "split", "is_cold_start_user",
-                       "is_tail_item"],
+                       "is_tail_item", "is_not_linked", "is_new_streamer", "is_off_topic"],
 }
 
 

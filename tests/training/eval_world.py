@@ -70,6 +70,7 @@ def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, 
             "item_id": [f"photo:{p}" for p in range(photos)], "domain": "photo",
             "source_id": np.arange(photos), "author_id": photo_author,
             "title": [_title(rng, t) for t in photo_topic], "body_text": "",
+            "category_l1": [TOPICS[t].split()[0] for t in photo_topic],
             "mm_embedding": list(c128[photo_topic] + rng.normal(size=(photos, 128)).astype(np.float32)),
             "start_timestamp": None, "end_timestamp": None,
         }, schema_overrides={"start_timestamp": ts, "end_timestamp": ts,
@@ -78,6 +79,7 @@ def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, 
             "item_id": [f"live:{r}" for r in range(n_rooms)], "domain": "live",
             "source_id": np.arange(n_rooms), "author_id": room_author,
             "title": [_title(rng, t) for t in room_topic], "body_text": "",
+            "category_l1": [TOPICS[t].split()[0] for t in room_topic],
             "mm_embedding": list(c64[room_topic] + rng.normal(size=(n_rooms, 64)).astype(np.float32)),
             "start_timestamp": room_start, "end_timestamp": room_end,
         }, schema_overrides={"start_timestamp": ts, "end_timestamp": ts,
@@ -151,7 +153,9 @@ def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, 
         .alias("split"),
         (~pl.col("user_id").is_in(list(has_live))).alias("is_cold_start_user"),
         (~pl.col("author_id").is_in(list(head))).alias("is_tail_item"),
-    ).write_parquet(out / "eval_live_room.parquet")
+        "author_id",
+    ).pipe(_slice_flags, inter, before, [TOPICS[t].split()[0] for t in author_topic]
+           ).write_parquet(out / "eval_live_room.parquet")
 
     # klm3-cdr: positives, photo -> photo_id, live -> author_id, per user and domain 80/10/10.
     pos = inter.filter(pl.col("is_positive")).with_columns(
@@ -171,3 +175,29 @@ def build_marts(out: Path, users: int = 300, days: int = 6, test_days: int = 2, 
 def _gumbel_pick(rng: np.random.Generator, logw: np.ndarray) -> np.ndarray:
     """One index per row drawn with probability proportional to exp(logw) (Gumbel-max)."""
     return np.argmax(logw + rng.gumbel(size=logw.shape), axis=1)
+
+
+def _slice_flags(rows: pl.DataFrame, inter: pl.DataFrame, live_before_cut: pl.DataFrame,
+                 author_topic: list[str]) -> pl.DataFrame:
+    """The mart's slice flags, computed as dbt/models/marts/eval_live_room.sql defines them:
+    is_not_linked (no positive play of the room's author before the request), is_new_streamer (the
+    author has no live session before the cut), is_off_topic (the author's topic is none of the
+    user's most played categories before the request; false without a play before it)."""
+    topic = pl.DataFrame({"author_id": np.arange(len(author_topic)), "topic": author_topic},
+                         schema_overrides={"author_id": pl.Int64})
+    plays = (inter.filter((pl.col("domain") == "photo") & pl.col("is_positive"))
+             .join(topic, on="author_id").select("user_id", pl.col("author_id").alias("play_author"),
+                                                 pl.col("topic").alias("play_topic"), "event_timestamp"))
+    keyed = rows.with_row_index("row")
+    before = keyed.join(plays, on="user_id").filter(pl.col("event_timestamp") < pl.col("request_timestamp"))
+    linked = before.filter(pl.col("play_author") == pl.col("author_id")).select("row").unique()
+    counts = before.group_by("row", "play_topic").len()
+    dominant = counts.filter(pl.col("len") == pl.col("len").max().over("row"))
+    on_topic = (keyed.join(topic, on="author_id").join(dominant, left_on=["row", "topic"],
+                                                       right_on=["row", "play_topic"]).select("row"))
+    return keyed.with_columns(
+        ~pl.col("row").is_in(linked["row"].implode()).alias("is_not_linked"),
+        ~pl.col("author_id").is_in(live_before_cut["author_id"].unique().implode()).alias("is_new_streamer"),
+        (pl.col("row").is_in(counts["row"].unique().implode())
+         & ~pl.col("row").is_in(on_topic["row"].implode())).alias("is_off_topic"),
+    ).drop("row", "author_id")

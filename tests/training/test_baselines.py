@@ -30,6 +30,50 @@ def test_popularity_ranks_by_training_count_through_the_author():
     assert scores.tolist() == [[1.0, 3.0, UNKNOWN_SCORE], [1.0, 3.0, UNKNOWN_SCORE]]
 
 
+def _linked_train() -> TrainData:
+    """Authors 1, 2, 3 stream (rooms 10, 11, 12, 13) and post short videos (photos 1-4)."""
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    content = pl.DataFrame({
+        "item_id": ["live:10", "live:11", "live:12", "live:13", "photo:1", "photo:2", "photo:3", "photo:4"],
+        "domain": ["live"] * 4 + ["photo"] * 4, "author_id": [1, 2, 3, 3, 1, 1, 2, 3],
+        "start_timestamp": [t] * 4 + [None] * 4})
+    rows = [  # (user, item, key, domain)
+        (1, "photo:1", "photo:1", "photo"), (1, "photo:2", "photo:2", "photo"),
+        (1, "photo:3", "photo:3", "photo"), (2, "photo:4", "photo:4", "photo"),
+        (3, "live:12", "author:3", "live"), (4, "live:12", "author:3", "live"),
+        (5, "live:11", "author:2", "live"),
+    ]
+    inter = pl.DataFrame({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
+                          "key": [r[2] for r in rows], "domain": [r[3] for r in rows],
+                          "event_timestamp": [t] * len(rows)})
+    return TrainData("t", inter, ItemCatalog(content))
+
+
+def test_creator_link_counts_the_users_plays_of_each_rooms_creator():
+    from rgcd.training.baselines.creator_link import CreatorLink
+
+    model = CreatorLink()
+    model.fit(_linked_train(), seed=0)
+    items = ["live:10", "live:11", "live:13", "author:3", "photo:1", "live:99"]
+    scores = model.score(np.array([2, 1, 7]), items)
+    # user 1 played author 1 twice and author 2 once; user 2 author 3 once; user 7 nothing
+    assert scores.tolist() == [[0, 0, 1, 1, UNKNOWN_SCORE, UNKNOWN_SCORE],
+                               [2, 1, 0, 0, UNKNOWN_SCORE, UNKNOWN_SCORE],
+                               [0, 0, 0, 0, UNKNOWN_SCORE, UNKNOWN_SCORE]]
+
+
+def test_creator_link_popularity_is_lexicographic():
+    from rgcd.training.baselines.creator_link import CreatorLinkPopularity
+
+    model = CreatorLinkPopularity()
+    model.fit(_linked_train(), seed=0)
+    scores = model.score(np.array([1, 7]), ["live:10", "live:11", "live:12"])
+    # popularity: author 3 has 2 live sessions, author 2 one, author 1 none; the top is 2
+    assert scores[0].tolist() == pytest.approx([2 + 0 / 3, 1 + 1 / 3, 0 + 2 / 3])
+    assert scores[1].tolist() == pytest.approx([0.0, 1 / 3, 2 / 3])
+    assert scores[0].argsort().tolist() == [2, 1, 0]  # any play of a creator beats any popularity
+
+
 def test_unknown_model_name_says_which_exist():
     with pytest.raises(UnknownModelError, match="popularity"):
         build_model("nope", None)
@@ -94,6 +138,9 @@ RANDOM_SEEDS = tuple(range(8))
 # its factory in FACTORIES when it is not in rgcd.training.baselines.MODELS (the full method).
 CLAIMS: dict[str, list[tuple[str, str]]] = {
     "popularity": [("live-room", "all")],  # popular streamers draw most entries
+    # a user's short videos are mostly of their topic, so their creators' rooms are too
+    "creator_link": [("live-room", "all")],
+    "creator_link_popularity": [("live-room", "all")],
     "bpr_mf": [("klm3-cdr", "all")],  # every klm3-cdr test user has live history to factorise
     "content_mm": [("klm3-cdr", "all"), ("live-room", "all")],  # live history of one topic
     "content_text": [("live-room", "cold_start")],  # short-video titles share words with room names
@@ -165,3 +212,32 @@ def test_shared_items_are_masked_like_the_batch_by_batch_comparison():
         logits = torch.randn(n, n, generator=gen)
         same = (items[None, :] == items[:, None]) & ~torch.eye(n, dtype=torch.bool)
         assert torch.equal(mask_shared_items(logits, items), logits.masked_fill(same, float("-inf")))
+
+
+def test_klm3_author_content_is_fitted_only_before_its_cut(eval_ws, eval_cfg):
+    """Rooms that start after klm3-cdr's cut get garbage vectors and titles: the catalogue's author
+    rooms and content_mm's author vectors stay the same (a room's own vector may change: it is
+    the room's content when it is a candidate on air, never an author's history)."""
+    from rgcd.training.baselines.content import ContentMM
+    from rgcd.training.evaluation import load_klm3_cdr
+
+    marts = {n: pl.read_parquet(eval_ws.marts / f"{n}.parquet") for n in ("eval_klm3_cdr", "item_content")}
+    before = load_klm3_cdr(marts, eval_cfg).train
+    cut = before.catalog.cut
+    post = (pl.col("domain") == "live") & (pl.col("start_timestamp") >= cut)
+    assert marts["item_content"].filter(post).height > 0  # the world has rooms after the cut
+    garbage = marts["item_content"].with_columns(
+        pl.when(post).then(pl.col("mm_embedding").list.eval(pl.element() * 0 + 1e3))
+        .otherwise(pl.col("mm_embedding")).alias("mm_embedding"),
+        pl.when(post).then(pl.lit("garbage")).otherwise(pl.col("title")).alias("title"))
+    after = load_klm3_cdr({**marts, "item_content": garbage}, eval_cfg).train
+    assert after.catalog.cut == cut
+    assert before.catalog.author_rooms().equals(after.catalog.author_rooms())
+    fits = []
+    for data in (before, after):
+        model = ContentMM()
+        model.fit(data, seed=0)
+        fits.append({k: v for k, v in model.vectors.items() if k.startswith("author:")})
+    assert fits[0].keys() == fits[1].keys() and len(fits[0]) > 0
+    for key, vector in fits[0].items():
+        np.testing.assert_array_equal(vector, fits[1][key])

@@ -22,18 +22,46 @@ def test_report_files_and_schema(eval_ws, eval_cfg):
         for m, slices in models.items():
             assert set(slices) == set(SLICES)
             for s, metrics in slices.items():
+                if doc["cases"][p][s] == 0:  # this tiny world has no new streamer: an empty slice
+                    assert metrics == {} and doc["std"][p][m][s] == {}
+                    continue
                 assert set(metrics) == names, (p, m, s)
                 assert all(0.0 <= v <= 1.0 for v in metrics.values())
                 assert set(doc["std"][p][m][s]) == names
                 assert all(isinstance(v, float) for v in doc["std"][p][m][s].values())
         # The "strongest" entry is computed from the table, not written by hand.
         for s in SLICES:
+            if doc["cases"][p][s] == 0:
+                assert s not in doc["strongest"][p] and s not in doc["intervals"][p]
+                continue
             best = max(models, key=lambda m, s=s: models[m][s]["NDCG@10"])
             assert doc["strongest"][p][s]["model"] == best
+            # the other model against the strongest, over both seeds and every case of the slice;
+            # klm3-cdr chooses the strongest on its validation cases, live-room (none) on the test's
+            iv = doc["intervals"][p][s]
+            if p == "klm3-cdr":
+                valid = doc["valid_protocols"][p]
+                best = max(valid, key=lambda m, s=s: (valid[m][s]["NDCG@10"], m))
+                assert iv["chosen_on"] == "validation split"
+            else:
+                assert iv["chosen_on"].startswith("test split") and p not in doc["valid_protocols"]
+            other = ({"popularity", "uniembed"} - {best}).pop()
+            assert iv["baseline"] == best and list(iv["models"]) == [other]
+            e = iv["models"][other]["NDCG@10"]
+            gap = models[other][s]["NDCG@10"] - models[best][s]["NDCG@10"]
+            assert e["delta"] == pytest.approx(gap, abs=1e-6)
+            assert e["lo_holm"] <= e["lo"] <= e["delta"] <= e["hi"] <= e["hi_holm"]
+            assert (e["n_cases"], e["n_seeds"]) == (doc["cases"][p][s], 2)
+            assert e["significant"] == (e["p_holm"] <= 0.05)
     md = (out / "report.md").read_text()
     assert "| model |" in md and "the strongest baseline is" in md and "± " in md
-    for png in ("hr_at_k_klm3-cdr.png", "hr_at_k_live-room.png", "item_projection.png"):
+    assert "difference to the strongest baseline" in md and "Holm" in md
+    for png in ("hr_at_k_klm3-cdr.png", "hr_at_k_live-room.png", "item_projection.png",
+                "intervals_klm3-cdr.png", "intervals_live-room.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    per_case = np.load(out / "per_case.npz")
+    assert per_case["live-room|uniembed|1|all|NDCG@10"].mean() == pytest.approx(
+        doc["per_seed"]["1"]["live-room"]["uniembed"]["all"]["NDCG@10"], abs=1e-6)
     assert doc["timing_s"]["total"] > 0
 
 
@@ -232,7 +260,9 @@ def test_the_bold_cell_is_the_best_mean_of_its_column(tmp_path):
     from rgcd.training.report import write_report
 
     md = (write_report(_crafted_result(), tmp_path) / "report.md").read_text()
-    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    first = md[md.index("| model |"):]
+    # the first table only
+    lines = [line for line in first[:first.index("\n\n")].splitlines() if line.startswith("| ")]
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     split = [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
     rows = {cells[0]: cells for cells in split}
@@ -270,3 +300,31 @@ def test_an_extra_model_is_evaluated_but_never_named_the_strongest_baseline(eval
     assert models["peeking"]["all"]["HR@10"] == 1.0 > models["popularity"]["all"]["HR@10"]
     assert all(e["model"] == "popularity" for e in doc["strongest"]["live-room"].values())
     assert "| peeking | **" in (out / "report.md").read_text()
+
+
+def test_every_model_keeps_its_own_colour_and_marker_and_the_oracle_is_dashed():
+    from rgcd.config import FULL_METHOD
+    from rgcd.training.baselines import MODELS
+    from rgcd.training.model_styles import style_of
+
+    names = [*MODELS, *FULL_METHOD, "oracle"]
+    styles = {n: style_of(n) for n in names}
+    assert len({s["color"] for s in styles.values()}) == len(names)  # popularity and rgcd-no-routing differ
+    assert len({(s["color"], s["marker"]) for s in styles.values()}) == len(names)
+    assert styles["oracle"]["linestyle"] == "--" and styles["rgcd"]["linestyle"] == "-"
+    assert style_of("someone-new") == style_of("someone-new")  # an unlisted model keeps its style
+
+
+def test_the_baseline_is_chosen_on_validation_cases_where_a_slice_has_them():
+    from rgcd.training.report import chosen_baselines
+
+    mean = {"p": {"a": {"all": {"NDCG@10": 0.5}, "tail": {"NDCG@10": 0.1}},
+                  "b": {"all": {"NDCG@10": 0.4}, "tail": {"NDCG@10": 0.2}},
+                  "rgcd": {"all": {"NDCG@10": 0.9}, "tail": {"NDCG@10": 0.9}},
+                  "oracle": {"all": {"NDCG@10": 1.0}, "tail": {"NDCG@10": 1.0}}}}
+    valid = {"p": {"a": {"all": {"NDCG@10": 0.3}, "tail": {}}, "b": {"all": {"NDCG@10": 0.35}, "tail": {}}}}
+    chosen = chosen_baselines(mean, valid, {"a", "b"})
+    # b leads on validation though a leads on test; tail has no validation case: chosen on test
+    assert chosen["p"]["all"] == {"model": "b", "chosen_on": "validation split"}
+    assert chosen["p"]["tail"]["model"] == "b" and chosen["p"]["tail"]["chosen_on"].startswith("test split")
+    assert chosen_baselines(mean, {}, {"a", "b"})["p"]["all"]["model"] == "a"

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rgcd.training.evaluation import EvalSet, evaluate_model, load_protocols, rank_top
+from rgcd.training.evaluation import EvalSet, evaluate_cases, evaluate_model, load_protocols, rank_top
 from rgcd.training.recommender import ItemCatalog, Recommender
 
 
@@ -36,8 +36,11 @@ def test_hand_ranked_cases_give_hand_computed_metrics():
     # user 1: ranking e d c b a, positive c at rank 3. user 2: ranking a b c d e, positives a, e.
     model = TableModel({1: dict(zip("abcde", [1, 2, 3, 4, 5], strict=True)),
                         2: dict(zip("abcde", [5, 4, 3, 2, 1], strict=True))})
-    metrics, counts = evaluate_model(model, _evalset(), ks=[1, 3], seed=0)
-    assert counts == {"all": 2, "cold_start": 1, "tail": 1}
+    flags = {"not_linked": np.array([True, False, True]), "new_streamer": np.array([False, True, False]),
+             "off_topic": np.array([False, False, False])}
+    metrics, counts = evaluate_model(model, _evalset(pos_flags=flags), ks=[1, 3], seed=0)
+    assert counts == {"all": 2, "cold_start": 1, "tail": 1, "not_linked": 2, "cold_start_not_linked": 1,
+                      "new_streamer": 1, "off_topic": 0}
     assert metrics["all"]["HR@1"] == pytest.approx(0.5)
     assert metrics["all"]["HR@3"] == pytest.approx(1.0)
     assert metrics["all"]["Recall@3"] == pytest.approx((1 + 0.5) / 2)
@@ -47,6 +50,25 @@ def test_hand_ranked_cases_give_hand_computed_metrics():
     assert metrics["cold_start"]["NDCG@3"] == pytest.approx(ndcg_u1)
     # tail slice: user 2 keeps only its tail positive e, ranked 5th -> no hit in the top 3.
     assert metrics["tail"]["HR@3"] == 0.0
+    # not_linked: user 1's c (rank 3) and user 2's e only (rank 5: a miss, though a is first).
+    assert metrics["not_linked"]["NDCG@3"] == pytest.approx((ndcg_u1 + 0.0) / 2)
+    assert metrics["not_linked"]["HR@1"] == 0.0
+    assert metrics["cold_start_not_linked"]["NDCG@3"] == pytest.approx(ndcg_u1)
+    # new_streamer: user 2 keeps only a, ranked first, ideal DCG of one positive.
+    assert metrics["new_streamer"]["NDCG@3"] == pytest.approx(1.0)
+    assert metrics["off_topic"] == {}
+
+
+def test_per_case_values_pair_up_and_average_to_the_means():
+    model = TableModel({1: dict(zip("abcde", [1, 2, 3, 4, 5], strict=True)),
+                        2: dict(zip("abcde", [5, 4, 3, 2, 1], strict=True))})
+    out = evaluate_cases(model, _evalset(), ks=[10], seed=0)
+    assert out.per_case["all"]["HR@10"].tolist() == [1.0, 1.0]
+    # user 2: a at rank 1, e at rank 5 of two positives
+    user2 = (1 + 1 / np.log2(6)) / (1 + 1 / np.log2(3))
+    assert out.per_case["all"]["NDCG@10"].tolist() == pytest.approx([0.5, user2])
+    assert out.per_case["all"]["NDCG@10"].mean() == pytest.approx(out.means["all"]["NDCG@10"])
+    assert out.per_case["not_linked"] == {}  # no flags: no positive counts in the slice
 
 
 def test_excluded_and_off_air_items_are_never_ranked():
@@ -163,8 +185,12 @@ def _klm3_marts() -> dict[str, pl.DataFrame]:
     ev = pl.DataFrame({"user_id": [r[0] for r in rows], "domain": [r[1] for r in rows],
                        "item_id": [r[2] for r in rows], "split": [r[3] for r in rows],
                        "event_timestamp": [t] * len(rows)})
-    content = pl.DataFrame({"item_id": ["photo:500", "photo:501"], "domain": ["photo", "photo"],
-                            "author_id": [1, 2], "start_timestamp": [None, None]},
+    # photo 500 is by author 11 (games), photo 501 by author 14 (food); author 12 has no topic
+    content = pl.DataFrame({"item_id": ["photo:500", "photo:501", "live:1", "live:2", "live:3"],
+                            "domain": ["photo", "photo", "live", "live", "live"],
+                            "author_id": [11, 14, 11, 13, 14],
+                            "category_l1": ["games", "food", "games", "food", "food"],
+                            "start_timestamp": [None] * 5},
                            schema_overrides={"start_timestamp": pl.Datetime("us", "UTC")})
     return {"eval_klm3_cdr": ev, "item_content": content}
 
@@ -186,6 +212,38 @@ def test_klm3_exclusion_is_train_and_valid_minus_test_positives_on_a_crafted_cas
     for user, case in cases.items():
         assert named(t.excl_ptr, t.excl_idx, case) == expected_excl[user], user
         assert named(t.pos_ptr, t.pos_idx, case) == expected_pos[user], user
+
+
+def test_klm3_validation_cases_exclude_train_items_only(eval_cfg):
+    from rgcd.training.evaluation import load_klm3_cdr
+
+    v = load_klm3_cdr(_klm3_marts(), eval_cfg).valid
+    cases = {int(u): i for i, u in enumerate(v.users)}
+    assert set(cases) == {1, 2, 4}  # the users with a valid row
+
+    def named(ptr, idx, case):
+        return {v.candidates[c] for c in idx[ptr[case]:ptr[case + 1]]}
+
+    expected_pos = {1: {"author:12"}, 2: {"author:14"}, 4: {"author:12"}}
+    expected_excl = {1: {"author:10", "author:11"}, 2: {"author:10"}, 4: {"author:13"}}
+    for user, case in cases.items():
+        assert named(v.pos_ptr, v.pos_idx, case) == expected_pos[user], user
+        assert named(v.excl_ptr, v.excl_idx, case) == expected_excl[user], user
+
+
+def test_klm3_slice_flags_on_a_crafted_case(eval_cfg):
+    from rgcd.training.evaluation import load_klm3_cdr
+
+    t = load_klm3_cdr(_klm3_marts(), eval_cfg).test
+    flags = {}
+    for case, user in enumerate(t.users):
+        for e in range(t.pos_ptr[case], t.pos_ptr[case + 1]):
+            flags[(int(user), t.candidates[t.pos_idx[e]])] = tuple(
+                bool(t.pos_flags[f][e]) for f in ("not_linked", "new_streamer", "off_topic"))
+    # user 1 played author 11 (games) only: 13 is not linked and off topic; nobody streams 14 or 12
+    # in train; user 3 has no short video, so no topic to be off.
+    assert flags == {(1, "author:11"): (False, False, False), (1, "author:13"): (True, False, True),
+                     (2, "author:14"): (False, True, False), (3, "author:12"): (True, True, False)}
 
 
 def test_klm3_exclusion_matches_the_mart_on_the_synthetic_world(eval_ws, eval_cfg):

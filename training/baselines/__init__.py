@@ -25,6 +25,18 @@ def _popularity(cfg: EvaluationConfig) -> Recommender:
     return Popularity()
 
 
+def _creator_link(cfg: EvaluationConfig) -> Recommender:
+    from rgcd.training.baselines.creator_link import CreatorLink
+
+    return CreatorLink()
+
+
+def _creator_link_popularity(cfg: EvaluationConfig) -> Recommender:
+    from rgcd.training.baselines.creator_link import CreatorLinkPopularity
+
+    return CreatorLinkPopularity()
+
+
 def _bpr_mf(cfg: EvaluationConfig) -> Recommender:
     from rgcd.training.baselines.bpr_mf import BPRMF, BPRConfig
 
@@ -61,6 +73,8 @@ def _emcdr(cfg: EvaluationConfig) -> Recommender:
 
 MODELS: dict[str, Callable[[EvaluationConfig], Recommender]] = {
     "popularity": _popularity,
+    "creator_link": _creator_link,
+    "creator_link_popularity": _creator_link_popularity,
     "bpr_mf": _bpr_mf,
     "content_mm": _content_mm,
     "content_text": _content_text,
