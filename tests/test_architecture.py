@@ -12,6 +12,7 @@ writes and serving reads has a small module of its own (chorus states, the publi
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,13 @@ def test_serving_never_imports_a_training_runner():
 
 def test_the_checker_sees_imports_inside_functions():
     assert "rgcd.training.published_model" in GRAPH["rgcd.embeddings.rooms"]
+
+
+def test_nothing_imports_the_folders_by_their_bare_names():
+    """`import training...` would load a second copy of a module beside rgcd.training's (the checkout's
+    root is on sys.path when a command runs from it): every import names the rgcd. namespace."""
+    bare = re.compile(r"^\s*(?:from|import)\s+(?:training|transforms|embeddings)\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for folder in ("rgcd", "training", "transforms", "embeddings",
+                                                         "tests", "benchmarks", "feature_repo")
+                 for p in (ROOT / folder).rglob("*.py") if bare.search(p.read_text())]
+    assert not offenders, f"imports without the rgcd. namespace in {offenders}"
