@@ -135,6 +135,17 @@ def write_reasoning(ws: Workspace) -> None:
         "event_timestamp": [T0 - timedelta(days=5)] * len(ids), "created_timestamp": [T0] * len(ids)})
 
 
+def write_config(ws: Workspace, settings: Settings, **retrieval: object) -> None:
+    """rgcd.yaml for the commands and services the tests start: `retrieval` plus the test's Milvus
+    server (URI and database) when it runs against one."""
+    import yaml
+
+    r = settings.retrieval
+    server = {"milvus_uri": r.milvus_uri, "milvus_db": r.milvus_db} if r.milvus_uri else {}
+    section = {**server, **retrieval}
+    (ws.root / "rgcd.yaml").write_text(yaml.safe_dump({"retrieval": section}))
+
+
 def build(root: Path, settings: Settings, version: str = "v1") -> Workspace:
     """The whole tiny world with Feast applied and materialized, stage 2's `version` written."""
     from rgcd.featurestore import store as fs

@@ -18,7 +18,7 @@ from rgcd.cli import cli
 def world(tmp_path_factory, settings):
     ws = w.build(tmp_path_factory.mktemp("retrieval"), settings)
     publish(ws, settings)
-    (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
+    w.write_config(ws, settings, default_k=10, cache_s=0.0)
     return ws
 
 

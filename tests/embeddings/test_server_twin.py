@@ -1,51 +1,28 @@
 """The production twin by configuration only: `retrieval.milvus_uri` at a Milvus server, same code.
 
-`milvus-lite server` runs as its own process on 127.0.0.1 and is stopped by its pid.
+The server is the packaged Milvus 2.3 standalone (conftest.py's session fixture, `rgcd milvus start`'s
+code): one vector field per collection, no nullable fields, consistency levels; embeddings/collections.py
+handles the differences.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import serving_world as w
+from milvus_backends import new_database
 from servers import free_port, stop
 
 from embeddings.collections import RoomVectors
 from embeddings.publish import publish
 from embeddings.retrieval import Retriever
 
-MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
-
-
-
-@pytest.fixture
-def milvus_server(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([str(MILVUS_LITE), "server", "--data-dir", str(tmp_path / "milvus-data"),
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 60
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"milvus-lite server did not start: {proc.stdout.read()}")
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    stop(proc, 20)
-
 
 @pytest.mark.slow
-def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, milvus_server):
-    remote = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(
-        update={"milvus_uri": milvus_server})})
+def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, milvus_server):
+    from rgcd.config import RetrievalConfig, Settings
+
+    remote = Settings(retrieval=RetrievalConfig(default_k=10, validate_sample=8, milvus_uri=milvus_server,
+                                                milvus_db=new_database(milvus_server)))
     ws = w.build(tmp_path / "ws", remote)
     report = publish(ws, remote)
     assert report.rooms == 40 and report.collection == "rooms_v1"
@@ -64,11 +41,13 @@ def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, mi
     other = RoomVectors.connect(ws, remote)
     try:
         assert other.current().model_version == "v1" and other.count("rooms_v1") == 40
+        assert other.dialect.split_vectors and not other.dialect.nullable  # Milvus 2.3
+        assert sorted(other.client.list_collections()) == ["rooms_v1", "rooms_v1__retrieval"]
     finally:
         other.close()
     assert not publish(ws, remote).changed
     # the service with two worker processes sharing the server (a Lite file allows one process)
-    (ws.root / "rgcd.yaml").write_text(f"retrieval:\n  milvus_uri: {milvus_server}\n  default_k: 5\n")
+    w.write_config(ws, remote, default_k=5)
     port = free_port()
     proc = w.start_service(ws, port, "--workers", "2")
     try:
