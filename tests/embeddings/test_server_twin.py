@@ -7,6 +7,8 @@ handles the differences.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import serving_world as w
 from milvus_backends import new_database
@@ -56,3 +58,50 @@ def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, milvus_serve
             assert status == 200 and body["model_version"] == "v1" and len(body["candidates"]) == 5, body
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_rgcd_milvus_start_status_stop_keeps_the_server_off_the_machines_network(tmp_path):
+    """`rgcd milvus start` runs the server with its data in the workspace, in a network namespace of its
+    own (its listeners are invisible to this machine's), reachable through 127.0.0.1:port only; `stop`
+    ends it by its launcher's pid."""
+    import json
+    import os
+
+    from click.testing import CliRunner
+
+    from embeddings import milvus_server as ms
+    from rgcd.cli import cli
+
+    port = free_port()
+    run = CliRunner()
+    args = ["-w", str(tmp_path), "milvus"]
+    try:
+        out = run.invoke(cli, [*args, "start", "--port", str(port)])
+        assert out.exit_code == 0 and f"http://127.0.0.1:{port}" in out.output, out.output
+        status = run.invoke(cli, [*args, "status", "--json"])
+        got = json.loads(status.stdout)
+        assert status.exit_code == 0 and got["running"] and got["version"].startswith("v2.3")
+        assert got["data_dir"] == str(tmp_path / "milvus-server") and got["rss_mib"] > 50
+        assert (tmp_path / "milvus-server" / "data").is_dir()
+        inside = os.readlink(f"/proc/{got['server_pid']}/ns/net")
+        assert inside != os.readlink("/proc/self/ns/net")  # the server's sockets live elsewhere
+        # there it binds every interface (0.0.0.0:19530), and its namespace has no interface but loopback
+        server_net = Path(f"/proc/{got['server_pid']}/net")
+        assert ms.INNER_PROXY in _listening(server_net / "tcp6") | _listening(server_net / "tcp")
+        devices = (server_net / "dev").read_text().splitlines()[2:]
+        assert [line.split(":")[0].strip() for line in devices] == ["lo"]
+        assert port in _listening(Path("/proc/self/net/tcp"))  # the launcher's door, here
+        again = run.invoke(cli, [*args, "start", "--port", str(port)])  # already running: the same one
+        assert again.exit_code == 0 and str(got["pid"]) in again.output
+    finally:
+        out = run.invoke(cli, [*args, "stop"])
+    assert out.exit_code == 0 and "stopped" in out.output, out.output
+    assert ms.proc_start_ticks(got["pid"]) is None and ms.proc_start_ticks(got["server_pid"]) is None
+    assert run.invoke(cli, [*args, "status"]).exit_code == 1
+
+
+def _listening(table: Path) -> set[int]:
+    """Ports with a listening socket in a /proc/<pid>/net/tcp{,6} table."""
+    rows = [line.split() for line in table.read_text().splitlines()[1:]]
+    return {int(r[1].rsplit(":", 1)[1], 16) for r in rows if r[3] == "0A"}
