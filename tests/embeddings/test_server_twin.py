@@ -105,3 +105,92 @@ def _listening(table: Path) -> set[int]:
     """Ports with a listening socket in a /proc/<pid>/net/tcp{,6} table."""
     rows = [line.split() for line in table.read_text().splitlines()[1:]]
     return {int(r[1].rsplit(":", 1)[1], 16) for r in rows if r[3] == "0A"}
+
+
+class Load:
+    """`clients` threads sending GET requests to the service on 127.0.0.1 until stopped (at most
+    `max_requests` each), recording (start time, seconds, status, model version) per request."""
+
+    def __init__(self, port: int, paths: list[str], clients: int, max_requests: int = 5_000) -> None:
+        import threading
+
+        self.port, self.paths, self.max_requests = port, paths, max_requests
+        self.stop = threading.Event()
+        self.records: list[tuple[float, float, int, str]] = []
+        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(clients)]
+
+    def _client(self, n: int) -> None:
+        import http.client
+        import json
+        import time
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        for i in range(self.max_requests):
+            if self.stop.is_set():
+                break
+            path = self.paths[(n * 7 + i) % len(self.paths)]
+            t0 = time.monotonic()
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+                version = json.loads(body).get("model_version", "") if resp.status == 200 else body.decode()
+                status = resp.status
+            except (OSError, http.client.HTTPException, ValueError) as err:
+                status, version = 0, repr(err)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.records.append((t0, time.monotonic() - t0, status, version))
+        conn.close()
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+@pytest.mark.slow
+def test_publish_under_load_answers_every_request(tmp_path, milvus_server):
+    """With a server URI, a publish builds the new version beside the old, validates it and moves the
+    alias while `rgcd serve` (2 workers) answers 4 clients: no request fails, every answer comes from one
+    version, and the answers move from v1 to v2."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from rgcd.config import RetrievalConfig, Settings
+
+    remote = Settings(retrieval=RetrievalConfig(default_k=10, validate_sample=8, milvus_uri=milvus_server,
+                                                milvus_db=new_database(milvus_server)))
+    ws = w.build(tmp_path / "ws", remote)
+    publish(ws, remote)
+    w.write_config(ws, remote, default_k=10)  # readers trust their view of the alias for cache_s = 1 s
+    port = free_port()
+    proc = w.start_service(ws, port, "--workers", "2")
+    paths = ([f"/retrieve/user/{u}?at=2025-05-10T00:00:00Z" for u in w.USERS_WITH_VECTORS]
+             + [f"/retrieve/item/photo:{p}?at=2025-05-10T00:00:00Z" for p in range(1, 61, 3)])
+    try:
+        with Load(port, paths, clients=4) as load:
+            time.sleep(2)
+            w.write_vectors(ws, "v2", seed=1, created=datetime.now(UTC) + timedelta(seconds=1))
+            t_publish = time.monotonic()
+            report = publish(ws, remote)
+            t_switched = time.monotonic()
+            time.sleep(3)  # beyond cache_s: every reader sees the new alias
+    finally:
+        stop(proc)
+    assert report.model_version == "v2" and report.previous == "rooms_v1"
+    records = load.records
+    failed = [r for r in records if r[2] != 200]
+    during = sorted(r[1] for r in records if t_publish <= r[0] <= t_switched)
+    p99 = during[max(0, int(len(during) * 0.99) - 1)] * 1000 if during else 0
+    print(f"publish under load: {len(records)} requests, {len(failed)} failed, publish "
+          f"{t_switched - t_publish:.1f} s, p99 during it {p99:.0f} ms")
+    assert not failed, failed[:5]
+    versions = [r[3] for r in sorted(records)]
+    assert versions[0] == "v1" and versions[-1] == "v2" and set(versions) == {"v1", "v2"}
+    assert len(during) > 10  # the service answered while the publish ran
