@@ -8,7 +8,7 @@ data) and is reachable on 127.0.0.1 only:
 - Its proxy, metrics endpoint and coordinators listen on every interface whatever its configuration
   says (only etcd takes 127.0.0.1), so the server runs in a network namespace of its own with only
   loopback up: no other host, and no other process of this machine, reaches its ports.
-- The launcher (this module run as `python -m embeddings.milvus_server run ...`) opens the one door:
+- The launcher (this module run as `python -m rgcd.embeddings.milvus_server run ...`) opens the one door:
   it listens on 127.0.0.1:<port> in the machine's namespace *before* it enters the new namespace,
   then relays each accepted connection to the proxy inside (127.0.0.1:19530 there). Clients use
   `http://127.0.0.1:<port>` as `retrieval.milvus_uri`, unchanged: tests and `rgcd serve` need no
@@ -290,7 +290,7 @@ def start(root: Path, port: int = DEFAULT_PORT, timeout_s: float = READY_TIMEOUT
     (data_dir / STATE).unlink(missing_ok=True)
     log = open(data_dir / LOG, "w")  # noqa: SIM115 (the launcher keeps it)
     proc = subprocess.Popen(
-        [sys.executable, "-m", __spec__.name if __spec__ else "embeddings.milvus_server", "run",
+        [sys.executable, "-m", __spec__.name if __spec__ else "rgcd.embeddings.milvus_server", "run",
          "--data-dir", str(data_dir), "--port", str(port)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     log.close()

@@ -22,7 +22,7 @@ def milvus_server(tmp_path_factory):
     """The URI of the packaged Milvus server (one per test session)."""
     from servers import free_port
 
-    from embeddings import milvus_server as ms
+    from rgcd.embeddings import milvus_server as ms
 
     root = tmp_path_factory.mktemp("milvus-server")
     try:

@@ -1,7 +1,7 @@
 """The production twin by configuration only: `retrieval.milvus_uri` at a Milvus server, same code.
 
 The server is the packaged Milvus 2.3 standalone (conftest.py's session fixture, `rgcd milvus start`'s
-code): one vector field per collection, no nullable fields, consistency levels; embeddings/collections.py
+code): one vector field per collection, no nullable fields, consistency levels; embeddings/milvus_store.py
 handles the differences.
 """
 
@@ -14,9 +14,9 @@ import serving_world as w
 from milvus_backends import new_database
 from servers import free_port, stop
 
-from embeddings.collections import RoomVectors
-from embeddings.publish import publish
-from embeddings.retrieval import Retriever
+from rgcd.embeddings.milvus_store import RoomVectors
+from rgcd.embeddings.publish import publish
+from rgcd.embeddings.retrieval import Retriever
 
 
 @pytest.mark.slow
@@ -70,8 +70,8 @@ def test_rgcd_milvus_start_status_stop_keeps_the_server_off_the_machines_network
 
     from click.testing import CliRunner
 
-    from embeddings import milvus_server as ms
     from rgcd.cli import cli
+    from rgcd.embeddings import milvus_server as ms
 
     port = free_port()
     run = CliRunner()
