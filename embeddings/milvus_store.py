@@ -10,10 +10,13 @@ two-tower item tower, inner product against the user tower: user -> live). Prope
 model version, how many rows were published, when, and whether the collection passed validation.
 
 Rooms on air at publication, and rooms started since, live in the partition `on_air`; rooms ended
-by publication time in `ended`. Milvus Lite 3.x walks every primary key of what it searches in
-Python, so a query costs what the searched partitions hold: a request at or after the last end known
-at publication (`ended_until`; every request "now") searches only `on_air`; a historical request
-also searches `ended`. The on-air filter applies to both, so a room that ends between publications
+by publication time in partitions by start day, `ended_<n>` (n = start_ms // bucket_ms; a bucket is
+a day unless the archive spans more than MAX_BUCKETS days). Milvus Lite 3.x walks every primary key
+of what it searches in Python, so a query costs what the searched partitions hold: a request at or
+after the last end known at publication (`ended_until`; every request "now") searches only `on_air`,
+about as many rooms as are on air; a historical request at `at` also searches the buckets a room on
+air then can have started in, (at - span_ms, at], span_ms being the longest ended room: one or two
+days' partitions, not the archive. The on-air filter applies to all, so a room that ends between publications
 stays in `on_air` with its end time set (its row is updated in place: Milvus Lite versions a primary
 key across partitions, so a row moved by delete + insert would come back in the old partition) and
 leaves every later request's candidates; the next publication starts from a clean collection.
@@ -43,6 +46,7 @@ import contextlib
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +54,9 @@ from pathlib import Path
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 
-ON_AIR, ENDED = "on_air", "ended"
+ON_AIR, ENDED = "on_air", "ended"  # `ended`: the archive in one partition (layout 2)
+DAY_MS = 86_400_000
+MAX_BUCKETS = 1_000  # partitions of ended rooms at most (Milvus allows 1,024 to 4,096 per collection)
 # Open clients per Milvus Lite file in this process: the file's in-process server is stopped when
 # the last one closes, so that another process may open it (Milvus Lite allows one per file).
 _LITE_CLIENTS: dict[str, int] = {}
@@ -62,7 +68,7 @@ SCALARS = ["item_id", "author_id", "start_ms", "end_ms", "popularity", *KNOWLEDG
 KNOWLEDGE_LENGTH = 512
 METRICS = {"transferable": "COSINE", "retrieval": "IP"}
 # The collection's field layout; a collection of another layout is rebuilt by the next publish.
-LAYOUT = "2"  # 2: the teacher's knowledge beside the vectors
+LAYOUT = "3"  # 2: the teacher's knowledge beside the vectors; 3: ended rooms by start day
 # Milvus caps one query's result window at 16,384 rows.
 QUERY_WINDOW = 16_384
 # `end_ms` of a room on air where fields cannot be null (Milvus 2.3).
@@ -82,6 +88,7 @@ class Dialect:
     # 2.3 lists and describes aliases of the default database only (whatever database the client
     # names), and keeps an alias whose collection was dropped: resolve it through describe_collection
     alias_by_describe: bool = False
+    flush: bool = True  # flush after a bulk insert (Lite: else brute force in Python; a server: ~2 s)
 
     @classmethod
     def of(cls, client, server: bool) -> Dialect:
@@ -91,7 +98,8 @@ class Dialect:
         major, minor = (int(x) for x in re.findall(r"\d+", version)[:2])
         old = (major, minor) < (2, 5)
         return cls(f"milvus {version}", (major, minor) < (2, 4), not old,
-                   {"consistency_level": "Session"}, {"consistency_level": "Strong"}, (major, minor) < (2, 4))
+                   {"consistency_level": "Session"}, {"consistency_level": "Strong"}, (major, minor) < (2, 4),
+                   flush=False)
 
 
 
@@ -162,6 +170,8 @@ class Published:
     validated: bool
     ended_until: int
     layout: str
+    bucket_ms: int = DAY_MS  # width of an `ended_<n>` partition
+    span_ms: int = 0  # the longest ended room (end - start)
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,7 @@ class RoomVectors:
             raise VectorStoreError(_open_hint(uri, err)) from None
         self._current: tuple[float, Published] | None = None
         self._versions: tuple[float, dict[str, Published]] | None = None
+        self._partition_names: dict[str, set[str]] = {}
         self._loaded: set[str] = set()
         self._lite = None if is_server(uri) else str(Path(uri).resolve())
         try:
@@ -244,7 +255,8 @@ class RoomVectors:
         props = self.client.describe_collection(name).get("properties", {})
         return Published(name, props.get("model_version", ""), int(props.get("published_rows", 0)),
                          float(props.get("published_at", 0)), props.get("validated") == "true",
-                         int(props.get("ended_until", 0)), props.get("layout", "1"))
+                         int(props.get("ended_until", 0)), props.get("layout", "1"),
+                         int(props.get("bucket_ms", DAY_MS)), int(props.get("span_ms", 0)))
 
     def create(self, model_version: str, dim_transferable: int, dim_retrieval: int,
                name: str | None = None) -> str:
@@ -255,7 +267,8 @@ class RoomVectors:
         name = name or collection_name(model_version)
         self.drop(name)
         dims = {"transferable": dim_transferable, "retrieval": dim_retrieval}
-        for physical, fields in self._physical(name).items():
+
+        def make(physical: str, fields: tuple[str, ...]) -> None:
             schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
                                                description=f"live rooms of model version {model_version}")
             schema.add_field("item_id", DataType.VARCHAR, is_primary=True, max_length=128)
@@ -276,9 +289,12 @@ class RoomVectors:
             properties = ({"model_version": model_version, "validated": "false", "layout": LAYOUT}
                           if physical == name else {"model_version": model_version, "companion_of": name})
             self.client.create_collection(physical, schema=schema, index_params=index, properties=properties)
-            for partition in (ON_AIR, ENDED):
-                self.client.create_partition(physical, partition)
+            self.client.create_partition(physical, ON_AIR)
             self._loaded.add(physical)
+
+        # a server loads each new collection before it answers (~2 s on 2.3): both at once
+        with ThreadPoolExecutor(len(self._physical(name))) as pool:
+            list(pool.map(make, *zip(*self._physical(name).items(), strict=True)))
         return name
 
     def _physical(self, name: str) -> dict[str, tuple[str, ...]]:
@@ -297,6 +313,7 @@ class RoomVectors:
             if self.client.has_collection(physical):
                 self.client.drop_collection(physical)
             self._loaded.discard(physical)
+            self._partition_names.pop(physical, None)
 
     def _write(self, name: str, rows: list[dict], partition: str, upsert: bool = False) -> None:
         """Insert (or upsert) full rows into a rooms collection, each Milvus collection its fields."""
@@ -320,12 +337,24 @@ class RoomVectors:
 
     def insert(self, name: str, rooms: list[Room], batch: int) -> None:
         """Insert rooms into their partitions, then flush (unflushed rows are searched brute force)."""
-        for partition, part in ((ON_AIR, [r for r in rooms if r.end is None]),
-                                (ENDED, [r for r in rooms if r.end is not None])):
+        ended = [r for r in rooms if r.end is not None]
+        starts = [to_ms(r.start) for r in ended]
+        days = (max(starts) - min(starts)) // DAY_MS + 1 if ended else 1
+        bucket_ms = DAY_MS * -(-days // MAX_BUCKETS)
+        span_ms = max((to_ms(r.end) - to_ms(r.start) for r in ended), default=0)
+        buckets: dict[str, list[Room]] = {}
+        for room, start_ms in zip(ended, starts, strict=True):
+            buckets.setdefault(f"ended_{start_ms // bucket_ms}", []).append(room)
+        for physical in self._physical(name):
+            for partition in sorted(buckets):
+                self.client.create_partition(physical, partition)
+        self.client.alter_collection_properties(name, {"bucket_ms": str(bucket_ms), "span_ms": str(span_ms)})
+        for partition, part in ((ON_AIR, [r for r in rooms if r.end is None]), *sorted(buckets.items())):
             for start in range(0, len(part), batch):
                 self._write(name, [r.row() for r in part[start:start + batch]], partition)
-        for physical in self._physical(name):
-            self.client.flush(physical)
+        if self.dialect.flush:  # Lite searches unflushed rows row by row; a server its growing segments
+            for physical in self._physical(name):
+                self.client.flush(physical)
 
     def count(self, name: str, partition: str | None = None) -> int:
         """Rows in a collection (or one of its partitions); on a server, as of now (Strong)."""
@@ -464,12 +493,24 @@ class RoomVectors:
             self.client.load_collection(name)
             self._loaded.add(name)
 
+    def _partitions(self, name: str) -> set[str]:
+        """A collection's partitions (they do not change once it is published)."""
+        if name not in self._partition_names:
+            self._partition_names[name] = set(self.client.list_partitions(name))
+        return self._partition_names[name]
+
     def _window(self, current: Published, at_ms: int) -> tuple[list[str], str]:
         """Partitions to search at `at_ms` and the on-air filter over them."""
         on_air = "end_ms is null or " if self.dialect.nullable else ""
         expr = f"start_ms <= {at_ms} and ({on_air}end_ms > {at_ms})"
-        # every room of `ended` had ended by then: the `on_air` partition suffices
-        return ([ON_AIR] if at_ms >= current.ended_until else [ON_AIR, ENDED]), expr
+        if at_ms >= current.ended_until:  # every ended room had ended by then: `on_air` suffices
+            return [ON_AIR], expr
+        if current.layout < "3":
+            return [ON_AIR, ENDED], expr
+        # a room on air at `at` started in (at - span, at]: the buckets of those days
+        first, last = (at_ms - current.span_ms) // current.bucket_ms, at_ms // current.bucket_ms
+        have = self._partitions(current.collection)
+        return [ON_AIR, *[f"ended_{n}" for n in range(first, last + 1) if f"ended_{n}" in have]], expr
 
     def search(self, field: str, vector: list[float], at: datetime, k: int,
                published: Published | None = None) -> list[Hit]:
