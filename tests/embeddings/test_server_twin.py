@@ -107,53 +107,6 @@ def _listening(table: Path) -> set[int]:
     return {int(r[1].rsplit(":", 1)[1], 16) for r in rows if r[3] == "0A"}
 
 
-class Load:
-    """`clients` threads sending GET requests to the service on 127.0.0.1 until stopped (at most
-    `max_requests` each), recording (start time, seconds, status, model version) per request."""
-
-    def __init__(self, port: int, paths: list[str], clients: int, max_requests: int = 5_000) -> None:
-        import threading
-
-        self.port, self.paths, self.max_requests = port, paths, max_requests
-        self.stop = threading.Event()
-        self.records: list[tuple[float, float, int, str]] = []
-        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(clients)]
-
-    def _client(self, n: int) -> None:
-        import http.client
-        import json
-        import time
-
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        for i in range(self.max_requests):
-            if self.stop.is_set():
-                break
-            path = self.paths[(n * 7 + i) % len(self.paths)]
-            t0 = time.monotonic()
-            try:
-                conn.request("GET", path)
-                resp = conn.getresponse()
-                body = resp.read()
-                version = json.loads(body).get("model_version", "") if resp.status == 200 else body.decode()
-                status = resp.status
-            except (OSError, http.client.HTTPException, ValueError) as err:
-                status, version = 0, repr(err)
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            self.records.append((t0, time.monotonic() - t0, status, version))
-        conn.close()
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
-
-
 @pytest.mark.slow
 def test_publish_under_load_answers_every_request(tmp_path, milvus_server):
     """With a server URI, a publish builds the new version beside the old, validates it and moves the
@@ -174,7 +127,7 @@ def test_publish_under_load_answers_every_request(tmp_path, milvus_server):
     paths = ([f"/retrieve/user/{u}?at=2025-05-10T00:00:00Z" for u in w.USERS_WITH_VECTORS]
              + [f"/retrieve/item/photo:{p}?at=2025-05-10T00:00:00Z" for p in range(1, 61, 3)])
     try:
-        with Load(port, paths, clients=4) as load:
+        with w.Load(port, paths, clients=4) as load:
             time.sleep(2)
             w.write_vectors(ws, "v2", seed=1, created=datetime.now(UTC) + timedelta(seconds=1))
             t_publish = time.monotonic()
