@@ -5,7 +5,9 @@
    `rgcd.embeddings.milvus_store.RoomVectors` as `rgcd publish` builds it (on-air partition), against
    exact numpy (matmul + argpartition) over the same candidates: recall@100 and p50/p99 per query.
    The same queries with every room in one searched set (the on-air filter alone, no partition
-   pruning) show why the design keeps the rooms on air apart.
+   pruning) show why the design keeps the rooms on air apart. `--backends lite,server` runs this part
+   on the Milvus Lite file and on the packaged Milvus 2.3 server (started here with `rgcd milvus
+   start`'s code in its own network namespace, reached on 127.0.0.1, stopped by pid), side by side.
 2. HTTP U2I: `rgcd serve` on 127.0.0.1 over a demo-size world of vectors (20,000 users with
    vectors, 15,111 rooms of which 87 on air, like `rgcd demo-data` at 20,000 users; synthetic
    vectors of the agreed shape, stage 2 not being built yet), 8 concurrent keep-alive clients for
@@ -20,9 +22,10 @@
    Part of one request's time: Feast's online read of the user, the Milvus search, the JSON.
 
     PYTHONPATH=. python benchmarks/retrieval.py [--sizes 1000,10000,100000] [--queries 200] [--seconds 30]
-                                                [--workspace WS]
+                                                [--workspace WS] [--backends lite,server] [--out F]
 
-Writes benchmarks/results/retrieval.json.
+Writes benchmarks/results/retrieval.json (or --out) in the common format (claim, command, commit,
+machine, figures, peer, ratio).
 """
 
 from __future__ import annotations
@@ -73,15 +76,25 @@ def _rooms(n: int, on_air: int, rng: np.random.Generator):
     return rooms, vecs
 
 
-def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int) -> list[dict]:
-    from rgcd.embeddings.milvus_store import ENDED, METRICS, ON_AIR, RoomVectors, to_ms
+def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int,
+                 server_uri: str = "") -> list[dict]:
+    """Part 1 on the Milvus Lite file, or on the Milvus server at `server_uri` (database rgcd_bench)."""
+    from rgcd.embeddings.milvus_store import METRICS, RoomVectors, to_ms
 
     out = []
+    if server_uri:
+        from pymilvus import MilvusClient
+
+        admin = MilvusClient(uri=server_uri)
+        if "rgcd_bench" not in admin.list_databases():
+            admin.create_database("rgcd_bench")
+        admin.close()
     for n in sizes:
         rng = np.random.default_rng(n)
         on_air = n // 10
         rooms, vecs = _rooms(n, on_air, rng)
-        store = RoomVectors(str(root / f"bench_{n}.db"), "live_rooms", cache_s=60)
+        store = (RoomVectors(server_uri, "live_rooms", cache_s=60, db_name="rgcd_bench") if server_uri
+                 else RoomVectors(str(root / f"bench_{n}.db"), "live_rooms", cache_s=60))
         t0 = time.perf_counter()
         name = store.create(f"bench-{n}", DIM, DIM)
         store.insert(name, rooms, 5_000)
@@ -104,21 +117,26 @@ def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int)
             milvus_t.append(time.perf_counter() - t)
             recalls.append(len(exact & {h.item_id for h in hits}) / k)
         naive_t = []
-        expr = f"start_ms <= {to_ms(T)} and (end_ms is null or end_ms > {to_ms(T)})"
+        current = store.current()
+        expr = store._window(current, to_ms(T))[1]
+        physical = store._holding(name, "retrieval")
+        everything = store.client.list_partitions(physical)
         for q in qs[:naive_queries]:
             t = time.perf_counter()
             store.client.search(
-                name,
+                physical,
                 data=[q.tolist()],
                 anns_field="retrieval",
                 limit=k,
                 filter=expr,
-                partition_names=[ON_AIR, ENDED],
+                partition_names=everything,
+                **store.dialect.read,
                 output_fields=["author_id"],
                 search_params={"metric_type": METRICS["retrieval"]},
             )
             naive_t.append(time.perf_counter() - t)
         row = {
+            "backend": store.dialect.name,
             "live_vectors": n,
             "on_air": on_air,
             "k": k,
@@ -139,6 +157,26 @@ def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int)
     # The floor of one call: a search over a 1-row partition costs what a round trip through
     # pymilvus' gRPC client and Milvus Lite's in-process server costs.
     return out
+
+
+def bench_on_server(root: Path, sizes: list[int], queries: int, naive_queries: int) -> dict:
+    """Part 1 on the packaged Milvus 2.3 server (`rgcd milvus start`'s code, data under `root`): its
+    start time, the searches, its resident memory with the largest size loaded; stopped by pid."""
+    from rgcd.embeddings import milvus_server as ms
+
+    t0 = time.perf_counter()
+    state = ms.start(root, free_port())
+    started = time.perf_counter() - t0
+    try:
+        rows = bench_search(root, sizes, queries, naive_queries, server_uri=state.uri)
+        rss = ms.rss_bytes(state.pid) / 2**20
+        version = ms.check_reachable(state.uri)
+    finally:
+        t1 = time.perf_counter()
+        ms.stop(root)
+        stopped = time.perf_counter() - t1
+    return {"version": version, "start_s": round(started, 1), "stop_s": round(stopped, 1),
+            "rss_mib_every_size_loaded": round(rss), "rows": rows}
 
 
 def floor_ms(root: Path) -> float:
@@ -575,6 +613,10 @@ def main() -> None:
     )
     ap.add_argument("--check-queries", type=int, default=50)
     ap.add_argument("--split-requests", type=int, default=200)
+    ap.add_argument("--backends", default="lite",
+                    help="part 1 on: lite, server (the packaged Milvus 2.3 server, started and stopped "
+                         "here), or lite,server")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
@@ -584,10 +626,11 @@ def main() -> None:
     }
     try:
         result["milvus_call_floor_p50_ms"] = floor_ms(root)
-        if args.sizes:
-            result["search"] = bench_search(
-                root, [int(s) for s in args.sizes.split(",")], args.queries, args.naive_queries
-            )
+        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
+        if sizes and "lite" in args.backends.split(","):
+            result["search"] = bench_search(root, sizes, args.queries, args.naive_queries)
+        if sizes and "server" in args.backends.split(","):
+            result["search_server"] = bench_on_server(root, sizes, args.queries, args.naive_queries)
         if args.workspace:
             from rgcd.config import Workspace
             from rgcd.embeddings.retrieval import Retriever
@@ -635,11 +678,11 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     end_load = result.get("load_average_at_end")
-    write_result(RESULTS, figures=result, machine=f"{machine}, {end_load} at the end)",
-                 claim=("filtered top-100 retrieval over the rooms on air through Milvus Lite as published, "
-                        "vs exact numpy; HTTP U2I"),
+    write_result(args.out, figures=result, machine=f"{machine}, {end_load} at the end)",
+                 claim=("filtered top-100 retrieval over the rooms on air through Milvus (Lite as published, "
+                        "or the packaged server) vs exact numpy; HTTP U2I"),
                  **_headline(result))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
 
 
 def _headline(result: dict) -> dict:
@@ -652,6 +695,11 @@ def _headline(result: dict) -> dict:
         peer = ("exact numpy (matmul + argpartition) over the same candidates: "
                 f"p50 {row['exact_numpy_p50_ms']} ms")
         ratio = f"{row['milvus_over_exact_p50']:.0f}x at p50"
+    server = next((r for r in result.get("search_server", {}).get("rows", []) if r["live_vectors"] == 10_000),
+                  None)
+    if server:
+        parts.append(f"server ({server['backend']}) at 10,000: p50 {server['milvus_p50_ms']:.1f} ms, "
+                     f"recall@{server['k']} {server['recall_at_k']:.2f}")
     if result.get("http_u2i"):
         h = result["http_u2i"]
         parts.append(f"HTTP U2I, {h['clients']} clients: p50 {h['p50_ms']:.0f} / p99 {h['p99_ms']:.0f} ms, "

@@ -10,23 +10,43 @@ two-tower item tower, inner product against the user tower: user -> live). Prope
 model version, how many rows were published, when, and whether the collection passed validation.
 
 Rooms on air at publication, and rooms started since, live in the partition `on_air`; rooms ended
-by publication time in `ended`. Milvus Lite 3.x walks every primary key of what it searches in
-Python, so a query costs what the searched partitions hold: a request at or after the last end known
-at publication (`ended_until`; every request "now") searches only `on_air`; a historical request
-also searches `ended`. The on-air filter applies to both, so a room that ends between publications
+by publication time in partitions by start day, `ended_<n>` (n = start_ms // bucket_ms; a bucket is
+a day unless the archive spans more than MAX_BUCKETS days). Milvus Lite 3.x walks every primary key
+of what it searches in Python, so a query costs what the searched partitions hold: a request at or
+after the last end known at publication (`ended_until`; every request "now") searches only `on_air`,
+about as many rooms as are on air; a historical request at `at` also searches the buckets a room on
+air then can have started in, (at - span_ms, at], span_ms being the longest ended room: one or two
+days' partitions, not the archive. The on-air filter applies to all, so a room that ends between publications
 stays in `on_air` with its end time set (its row is updated in place: Milvus Lite versions a primary
 key across partitions, so a row moved by delete + insert would come back in the old partition) and
 leaves every later request's candidates; the next publication starts from a clean collection.
 
 Talks to Milvus through pymilvus' MilvusClient only (Feast's Milvus online store mismatches ids and
-features on search; docs/serving.md, Milvus); the same code runs on the Lite file and on a server URI.
+features on search; docs/serving.md, Milvus); the same code runs on the Lite file and on a server
+URI. What a server of another generation cannot do is handled here and only here (`Dialect`):
+- Milvus 2.3 (the packaged server, `rgcd milvus start`) allows one vector field per collection: the
+  `retrieval` vectors go to a companion collection `<collection>__retrieval` with the same scalars and
+  partitions, written and dropped with it; readers still resolve one alias (the companion follows its
+  collection, so a switch stays one call). It has no nullable fields: a room on air has `end_ms` =
+  END_NEVER there, read back as None. No hybrid search is used anywhere.
+- Consistency on a server: readers search at `Session` (they see their own process's writes, e.g. a
+  room started through the same `rgcd serve`, and otherwise what the server has applied, ~2 ms a
+  search); what checks a write (validation counts, a room's end) reads at `Strong` (waits for the
+  server's time tick, ~200-400 ms). Validation passing at `Strong` before the alias moves means every
+  reader sees the whole collection once it does. Milvus Lite reads its own writes and ignores levels.
+- A reader whose query vector has another model version than the alias's collection (the minutes of a
+  publish between the online store's update and the alias switch, or readers whose alias view is up to
+  `cache_s` old) searches the validated collection of its own version when one exists: a publish under
+  load answers every request, each from one version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +54,9 @@ from pathlib import Path
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 
-ON_AIR, ENDED = "on_air", "ended"
+ON_AIR, ENDED = "on_air", "ended"  # `ended`: the archive in one partition (layout 2)
+DAY_MS = 86_400_000
+MAX_BUCKETS = 1_000  # partitions of ended rooms at most (Milvus allows 1,024 to 4,096 per collection)
 # Open clients per Milvus Lite file in this process: the file's in-process server is stopped when
 # the last one closes, so that another process may open it (Milvus Lite allows one per file).
 _LITE_CLIENTS: dict[str, int] = {}
@@ -46,9 +68,38 @@ SCALARS = ["item_id", "author_id", "start_ms", "end_ms", "popularity", *KNOWLEDG
 KNOWLEDGE_LENGTH = 512
 METRICS = {"transferable": "COSINE", "retrieval": "IP"}
 # The collection's field layout; a collection of another layout is rebuilt by the next publish.
-LAYOUT = "2"  # 2: the teacher's knowledge beside the vectors
+LAYOUT = "3"  # 2: the teacher's knowledge beside the vectors; 3: ended rooms by start day
 # Milvus caps one query's result window at 16,384 rows.
 QUERY_WINDOW = 16_384
+# `end_ms` of a room on air where fields cannot be null (Milvus 2.3).
+END_NEVER = 2**63 - 1
+COMPANION = "__retrieval"  # suffix of the retrieval vectors' collection on Milvus 2.3
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What the Milvus behind a URI can do; every 2.3 / 3.x / Lite difference is decided here."""
+
+    name: str
+    split_vectors: bool  # one vector field per collection: `retrieval` in a companion collection
+    nullable: bool  # nullable scalar fields (else END_NEVER for "on air")
+    read: dict  # extra arguments of reader calls (consistency)
+    check: dict  # extra arguments of reads that check a write
+    # 2.3 lists and describes aliases of the default database only (whatever database the client
+    # names), and keeps an alias whose collection was dropped: resolve it through describe_collection
+    alias_by_describe: bool = False
+    flush: bool = True  # flush after a bulk insert (Lite: else brute force in Python; a server: ~2 s)
+
+    @classmethod
+    def of(cls, client, server: bool) -> Dialect:
+        if not server:
+            return cls("milvus-lite", False, True, {}, {})
+        version = client.get_server_version()
+        major, minor = (int(x) for x in re.findall(r"\d+", version)[:2])
+        old = (major, minor) < (2, 5)
+        return cls(f"milvus {version}", (major, minor) < (2, 4), not old,
+                   {"consistency_level": "Session"}, {"consistency_level": "Strong"}, (major, minor) < (2, 4),
+                   flush=False)
 
 
 
@@ -119,6 +170,8 @@ class Published:
     validated: bool
     ended_until: int
     layout: str
+    bucket_ms: int = DAY_MS  # width of an `ended_<n>` partition
+    span_ms: int = 0  # the longest ended room (end - start)
 
 
 @dataclass(frozen=True)
@@ -137,7 +190,8 @@ class Hit:
 class RoomVectors:
     """The rooms' vectors in Milvus: publishing (writer side) and on-air search (reader side)."""
 
-    def __init__(self, uri: str, alias: str, token: str = "", cache_s: float = 1.0) -> None:
+    def __init__(self, uri: str, alias: str, token: str = "", cache_s: float = 1.0,
+                 db_name: str = "") -> None:
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
@@ -149,14 +203,24 @@ class RoomVectors:
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         self.uri, self.alias, self.cache_s = uri, alias, cache_s
         try:
-            self.client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+            given = {"token": token} if token else {}
+            if db_name:
+                given["db_name"] = db_name
+            self.client = MilvusClient(uri=uri, **given)
         except MilvusException as err:
             raise VectorStoreError(_open_hint(uri, err)) from None
         except OSError as err:
             raise VectorStoreError(_open_hint(uri, err)) from None
         self._current: tuple[float, Published] | None = None
+        self._versions: tuple[float, dict[str, Published]] | None = None
+        self._partition_names: dict[str, set[str]] = {}
         self._loaded: set[str] = set()
         self._lite = None if is_server(uri) else str(Path(uri).resolve())
+        try:
+            self.dialect = Dialect.of(self.client, is_server(uri))
+        except MilvusException as err:
+            self.client.close()
+            raise VectorStoreError(_open_hint(uri, err)) from None
         if self._lite:
             _LITE_CLIENTS[self._lite] = _LITE_CLIENTS.get(self._lite, 0) + 1
 
@@ -164,7 +228,7 @@ class RoomVectors:
     def connect(cls, ws: Workspace, settings: Settings) -> RoomVectors:
         """The store `retrieval.milvus_uri` names (default: the workspace's Milvus Lite file)."""
         r = settings.retrieval
-        return cls(milvus_uri(ws, settings), r.alias, r.milvus_token, r.cache_s)
+        return cls(milvus_uri(ws, settings), r.alias, r.milvus_token, r.cache_s, r.milvus_db)
 
     def close(self) -> None:
         """Release the client; with the last client of a Milvus Lite file, the file itself."""
@@ -183,7 +247,7 @@ class RoomVectors:
         """Every rooms collection in the store, oldest publication first (unvalidated ones too)."""
         out = []
         for name in self.client.list_collections():
-            if name.startswith(PREFIX):
+            if name.startswith(PREFIX) and not name.endswith(COMPANION):
                 out.append(self._describe(name))
         return sorted(out, key=lambda p: (p.published_at, p.collection))
 
@@ -191,7 +255,8 @@ class RoomVectors:
         props = self.client.describe_collection(name).get("properties", {})
         return Published(name, props.get("model_version", ""), int(props.get("published_rows", 0)),
                          float(props.get("published_at", 0)), props.get("validated") == "true",
-                         int(props.get("ended_until", 0)), props.get("layout", "1"))
+                         int(props.get("ended_until", 0)), props.get("layout", "1"),
+                         int(props.get("bucket_ms", DAY_MS)), int(props.get("span_ms", 0)))
 
     def create(self, model_version: str, dim_transferable: int, dim_retrieval: int,
                name: str | None = None) -> str:
@@ -200,50 +265,114 @@ class RoomVectors:
         from pymilvus import DataType
 
         name = name or collection_name(model_version)
-        if self.client.has_collection(name):
-            self.client.drop_collection(name)
-            self._loaded.discard(name)
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
-                                           description=f"live rooms of model version {model_version}")
-        schema.add_field("item_id", DataType.VARCHAR, is_primary=True, max_length=128)
-        schema.add_field("author_id", DataType.INT64)
-        schema.add_field("start_ms", DataType.INT64)
-        schema.add_field("end_ms", DataType.INT64, nullable=True)
-        schema.add_field("popularity", DataType.FLOAT)
-        for field in KNOWLEDGE:
-            schema.add_field(field, DataType.VARCHAR, max_length=KNOWLEDGE_LENGTH)
-        schema.add_field("transferable", DataType.FLOAT_VECTOR, dim=dim_transferable)
-        schema.add_field("retrieval", DataType.FLOAT_VECTOR, dim=dim_retrieval)
-        index = self.client.prepare_index_params()
-        for field, metric in METRICS.items():
-            # FLAT: exact; what the rooms on air hold is small, and recall is the contract.
-            index.add_index(field, index_type="FLAT", metric_type=metric)
-        self.client.create_collection(name, schema=schema, index_params=index,
-                                      properties={"model_version": model_version, "validated": "false",
-                                                  "layout": LAYOUT})
-        for partition in (ON_AIR, ENDED):
-            self.client.create_partition(name, partition)
-        self._loaded.add(name)
+        self.drop(name)
+        dims = {"transferable": dim_transferable, "retrieval": dim_retrieval}
+
+        def make(physical: str, fields: tuple[str, ...]) -> None:
+            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
+                                               description=f"live rooms of model version {model_version}")
+            schema.add_field("item_id", DataType.VARCHAR, is_primary=True, max_length=128)
+            schema.add_field("author_id", DataType.INT64)
+            schema.add_field("start_ms", DataType.INT64)
+            if self.dialect.nullable:
+                schema.add_field("end_ms", DataType.INT64, nullable=True)
+            else:
+                schema.add_field("end_ms", DataType.INT64)
+            schema.add_field("popularity", DataType.FLOAT)
+            for field in KNOWLEDGE:
+                schema.add_field(field, DataType.VARCHAR, max_length=KNOWLEDGE_LENGTH)
+            index = self.client.prepare_index_params()
+            for field in fields:
+                schema.add_field(field, DataType.FLOAT_VECTOR, dim=dims[field])
+                # FLAT: exact; what the rooms on air hold is small, and recall is the contract.
+                index.add_index(field, index_type="FLAT", metric_type=METRICS[field])
+            properties = ({"model_version": model_version, "validated": "false", "layout": LAYOUT}
+                          if physical == name else {"model_version": model_version, "companion_of": name})
+            self.client.create_collection(physical, schema=schema, index_params=index, properties=properties)
+            self.client.create_partition(physical, ON_AIR)
+            self._loaded.add(physical)
+
+        # a server loads each new collection before it answers (~2 s on 2.3): both at once
+        with ThreadPoolExecutor(len(self._physical(name))) as pool:
+            list(pool.map(make, *zip(*self._physical(name).items(), strict=True)))
         return name
+
+    def _physical(self, name: str) -> dict[str, tuple[str, ...]]:
+        """The Milvus collections behind one rooms collection and the vector fields each holds."""
+        if self.dialect.split_vectors:
+            return {name: ("transferable",), name + COMPANION: ("retrieval",)}
+        return {name: tuple(METRICS)}
+
+    def _holding(self, name: str, field: str) -> str:
+        """The Milvus collection that holds `field`'s vectors of a rooms collection."""
+        return next(c for c, fields in self._physical(name).items() if field in fields)
+
+    def drop(self, name: str) -> None:
+        """Drop a rooms collection (and its companion) if it exists."""
+        for physical in (name, name + COMPANION):
+            if self.client.has_collection(physical):
+                self.client.drop_collection(physical)
+            self._loaded.discard(physical)
+            self._partition_names.pop(physical, None)
+
+    def _write(self, name: str, rows: list[dict], partition: str, upsert: bool = False) -> None:
+        """Insert (or upsert) full rows into a rooms collection, each Milvus collection its fields."""
+        for physical, fields in self._physical(name).items():
+            drop = set(METRICS) - set(fields)
+            chunk = [self._stored({k: v for k, v in r.items() if k not in drop}) for r in rows]
+            if upsert:
+                self.client.upsert(physical, chunk, partition_name=partition)
+            else:
+                self.client.insert(physical, chunk, partition_name=partition)
+
+    def _stored(self, row: dict) -> dict:
+        if not self.dialect.nullable and "end_ms" in row and row["end_ms"] is None:
+            return row | {"end_ms": END_NEVER}
+        return row
+
+    def _read(self, row: dict) -> dict:
+        if row.get("end_ms") == END_NEVER:
+            return row | {"end_ms": None}
+        return row
 
     def insert(self, name: str, rooms: list[Room], batch: int) -> None:
         """Insert rooms into their partitions, then flush (unflushed rows are searched brute force)."""
-        for partition, part in ((ON_AIR, [r for r in rooms if r.end is None]),
-                                (ENDED, [r for r in rooms if r.end is not None])):
+        ended = [r for r in rooms if r.end is not None]
+        starts = [to_ms(r.start) for r in ended]
+        days = (max(starts) - min(starts)) // DAY_MS + 1 if ended else 1
+        bucket_ms = DAY_MS * -(-days // MAX_BUCKETS)
+        span_ms = max((to_ms(r.end) - to_ms(r.start) for r in ended), default=0)
+        buckets: dict[str, list[Room]] = {}
+        for room, start_ms in zip(ended, starts, strict=True):
+            buckets.setdefault(f"ended_{start_ms // bucket_ms}", []).append(room)
+        for physical in self._physical(name):
+            for partition in sorted(buckets):
+                self.client.create_partition(physical, partition)
+        self.client.alter_collection_properties(name, {"bucket_ms": str(bucket_ms), "span_ms": str(span_ms)})
+        for partition, part in ((ON_AIR, [r for r in rooms if r.end is None]), *sorted(buckets.items())):
             for start in range(0, len(part), batch):
-                chunk = [r.row() for r in part[start:start + batch]]
-                self.client.insert(name, chunk, partition_name=partition)
-        self.client.flush(name)
+                self._write(name, [r.row() for r in part[start:start + batch]], partition)
+        if self.dialect.flush:  # Lite searches unflushed rows row by row; a server its growing segments
+            for physical in self._physical(name):
+                self.client.flush(physical)
 
     def count(self, name: str, partition: str | None = None) -> int:
-        """Rows in a collection (or one of its partitions)."""
+        """Rows in a collection (or one of its partitions); on a server, as of now (Strong)."""
         self._ensure_loaded(name)
-        if partition:
+        if partition and not self.dialect.read:
             # Milvus Lite 3.2.2's count(*) ignores partition_names (it counts the whole collection);
-            # the partition's statistics are its own
+            # the partition's statistics are its own (a server's count upserted rows twice there)
             return int(self.client.get_partition_stats(name, partition)["row_count"])
-        got = self.client.query(name, filter="", output_fields=["count(*)"])
-        return int(got[0]["count(*)"])
+        counts = []
+        for physical in self._physical(name):
+            self._ensure_loaded(physical)
+            got = self.client.query(physical, filter="", output_fields=["count(*)"],
+                                    partition_names=[partition] if partition else None, **self.dialect.check)
+            counts.append(int(got[0]["count(*)"]))
+        if len(set(counts)) > 1:
+            raise VectorStoreError(f"collection {name} and its retrieval vectors hold {counts} rows: run "
+                                   "`rgcd publish` again")
+        return counts[0]
 
     def validate(self, name: str, expected_rows: int, sample: list[Room]) -> None:
         """Raise unless the collection holds `expected_rows` rows and each sampled vector finds itself.
@@ -259,14 +388,26 @@ class RoomVectors:
             return
         hits = self.client.search(name, data=[r.transferable for r in sample], anns_field="transferable",
                                   limit=1, output_fields=["item_id"],
-                                  search_params={"metric_type": METRICS["transferable"]})
+                                  search_params={"metric_type": METRICS["transferable"]},
+                                  **self.dialect.check)
         for room, found in zip(sample, hits, strict=True):
             top = found[0] if found else None
-            if top is None or (top["item_id"] != room.item_id and top["distance"] < 1 - 1e-5):
+            found_id = None if top is None else top["id"] if "id" in top else top["item_id"]
+            if top is None or (found_id != room.item_id and top["distance"] < 1 - 1e-5):
                 raise VectorStoreError(
                     f"collection {name}: the vector of {room.item_id} found "
-                    f"{top['item_id'] if top else 'nothing'} first; the alias was not switched: run "
+                    f"{found_id or 'nothing'} first; the alias was not switched: run "
                     "`rgcd publish` again")
+        companion = self._holding(name, "retrieval")
+        if companion != name:  # inner product has no "finds itself": the stored vectors must be the rooms'
+            got = {r["item_id"]: r["retrieval"] for r in self.client.query(
+                companion, filter=f"item_id in {_str_list([r.item_id for r in sample])}",
+                output_fields=["retrieval"], **self.dialect.check)}
+            for room in sample:
+                stored = got.get(room.item_id)
+                if stored is None or not _close(stored, room.retrieval):
+                    raise VectorStoreError(f"collection {companion} lacks the retrieval vector of "
+                                           f"{room.item_id}; the alias was not switched: run `rgcd publish`")
 
     def mark_published(self, name: str, published_rows: int, ended_until: int) -> None:
         """Record a validated collection's figures (what readers and republishing check)."""
@@ -276,6 +417,13 @@ class RoomVectors:
 
     def alias_target(self) -> str | None:
         """The collection the alias points at, or None before the first publish."""
+        if self.dialect.alias_by_describe:
+            from pymilvus.exceptions import MilvusException
+
+            try:
+                return self.client.describe_collection(self.alias)["collection_name"]
+            except MilvusException:
+                return None
         if self.alias not in self.client.list_aliases().get("aliases", []):
             return None
         return self.client.describe_alias(self.alias)["collection_name"]
@@ -283,6 +431,9 @@ class RoomVectors:
     def switch_alias(self, name: str) -> None:
         """Point the readers' alias at `name` (one call; readers see the old or the new collection)."""
         if self.alias_target() is None:
+            if self.dialect.alias_by_describe:  # an alias left behind by a dropped collection (2.3)
+                with contextlib.suppress(Exception):
+                    self.client.drop_alias(self.alias)
             self.client.create_alias(name, self.alias)
         else:
             self.client.alter_alias(name, self.alias)
@@ -298,8 +449,7 @@ class RoomVectors:
         dropped = []
         for p in published:
             if p.collection not in keep_names:
-                self.client.drop_collection(p.collection)
-                self._loaded.discard(p.collection)
+                self.drop(p.collection)
                 dropped.append(p.collection)
         return dropped
 
@@ -314,10 +464,28 @@ class RoomVectors:
         if target is None:
             raise NotPublished(f"nothing is published under the Milvus alias {self.alias!r} at {self.uri}: "
                                "run `rgcd publish` first")
-        self._ensure_loaded(target)
+        for physical in self._physical(target):
+            self._ensure_loaded(physical)
         current = self._describe(target)
         self._current = (now, current)
         return current
+
+    def for_version(self, model_version: str | None) -> Published | None:
+        """The collection a query vector of `model_version` searches: the alias's when versions match,
+        else the newest validated collection of that version (a publish in progress, a reader whose view
+        of the alias is behind), else None (the caller reports a version mismatch)."""
+        current = self.current()
+        if model_version == current.model_version:
+            return current
+        now = time.monotonic()
+        if not self._versions or now - self._versions[0] >= self.cache_s:
+            by_version = {p.model_version: p for p in self.published() if p.validated and p.layout == LAYOUT}
+            self._versions = (now, by_version)
+        found = self._versions[1].get(model_version or "")
+        if found:
+            for physical in self._physical(found.collection):
+                self._ensure_loaded(physical)
+        return found
 
     def _ensure_loaded(self, name: str) -> None:
         # A collection reopened from disk starts released; searching it needs a load.
@@ -325,44 +493,64 @@ class RoomVectors:
             self.client.load_collection(name)
             self._loaded.add(name)
 
+    def _partitions(self, name: str) -> set[str]:
+        """A collection's partitions (they do not change once it is published)."""
+        if name not in self._partition_names:
+            self._partition_names[name] = set(self.client.list_partitions(name))
+        return self._partition_names[name]
+
     def _window(self, current: Published, at_ms: int) -> tuple[list[str], str]:
         """Partitions to search at `at_ms` and the on-air filter over them."""
-        expr = f"start_ms <= {at_ms} and (end_ms is null or end_ms > {at_ms})"
-        # every room of `ended` had ended by then: the `on_air` partition suffices
-        return ([ON_AIR] if at_ms >= current.ended_until else [ON_AIR, ENDED]), expr
+        on_air = "end_ms is null or " if self.dialect.nullable else ""
+        expr = f"start_ms <= {at_ms} and ({on_air}end_ms > {at_ms})"
+        if at_ms >= current.ended_until:  # every ended room had ended by then: `on_air` suffices
+            return [ON_AIR], expr
+        if current.layout < "3":
+            return [ON_AIR, ENDED], expr
+        # a room on air at `at` started in (at - span, at]: the buckets of those days
+        first, last = (at_ms - current.span_ms) // current.bucket_ms, at_ms // current.bucket_ms
+        have = self._partitions(current.collection)
+        return [ON_AIR, *[f"ended_{n}" for n in range(first, last + 1) if f"ended_{n}" in have]], expr
 
-    def search(self, field: str, vector: list[float], at: datetime, k: int) -> list[Hit]:
-        """The k rooms on air at `at` nearest to `vector` in `field` (transferable or retrieval)."""
-        current = self.current()
+    def search(self, field: str, vector: list[float], at: datetime, k: int,
+               published: Published | None = None) -> list[Hit]:
+        """The k rooms on air at `at` nearest to `vector` in `field` (transferable or retrieval), in
+        `published` (default: the alias's collection)."""
+        current = published or self.current()
         partitions, expr = self._window(current, to_ms(at))
-        found = self.client.search(current.collection, data=[vector], anns_field=field, limit=k, filter=expr,
-                                   partition_names=partitions, output_fields=SCALARS[1:],
-                                   search_params={"metric_type": METRICS[field]})
-        return [_hit(h["entity"] | {"item_id": h["item_id"]}, float(h["distance"])) for h in found[0]]
+        found = self.client.search(self._holding(current.collection, field), data=[vector],
+                                   anns_field=field, limit=k, filter=expr, partition_names=partitions,
+                                   output_fields=SCALARS[1:], search_params={"metric_type": METRICS[field]},
+                                   **self.dialect.read)
+        # the primary key of a hit: `item_id` from Milvus Lite 3.x, `id` from a 2.3 server
+        return [_hit(self._read(h["entity"] | {"item_id": h["id"] if "id" in h else h["item_id"]}),
+                     float(h["distance"])) for h in found[0]]
 
     def popular(self, at: datetime, k: int) -> list[Hit]:
         """The k most popular rooms on air at `at` (score = popularity), ties by item id."""
         current = self.current()
         partitions, expr = self._window(current, to_ms(at))
         rows = self.client.query(current.collection, filter=expr, partition_names=partitions,
-                                 output_fields=SCALARS, limit=QUERY_WINDOW)
+                                 output_fields=SCALARS, limit=QUERY_WINDOW, **self.dialect.read)
         rows.sort(key=lambda r: (-r["popularity"], r["item_id"]))
-        return [_hit(r, float(r["popularity"])) for r in rows[:k]]
+        return [_hit(self._read(r), float(r["popularity"])) for r in rows[:k]]
 
-    def rooms(self, item_ids: list[str]) -> dict[str, dict]:
-        """Stored scalars of these rooms in the current collection, by item id."""
+    def rooms(self, item_ids: list[str], check: bool = False) -> dict[str, dict]:
+        """Stored scalars of these rooms in the current collection, by item id (`check`: as of now on a
+        server, for a write that depends on them)."""
         if not item_ids:
             return {}
         current = self.current()
         rows = self.client.query(current.collection, filter=f"item_id in {_str_list(item_ids)}",
-                                 output_fields=SCALARS)
-        return {r["item_id"]: r for r in rows}
+                                 output_fields=SCALARS,
+                                 **(self.dialect.check if check else self.dialect.read))
+        return {r["item_id"]: self._read(r) for r in rows}
 
     def author_popularity(self, author_id: int) -> float:
         """A room's popularity is its author's: taken from any of the author's rooms, else 0."""
         current = self.current()
         rows = self.client.query(current.collection, filter=f"author_id == {int(author_id)}",
-                                 output_fields=["popularity"], limit=1)
+                                 output_fields=["popularity"], limit=1, **self.dialect.read)
         return float(rows[0]["popularity"]) if rows else 0.0
 
     def upsert_on_air(self, rooms: list[Room]) -> None:
@@ -371,10 +559,11 @@ class RoomVectors:
         Raises ValueError naming a room the collection holds as ended (a new broadcast is a new room).
         """
         current = self.current()
-        ended = [i for i, r in self.rooms([r.item_id for r in rooms]).items() if r["end_ms"] is not None]
+        ended = [i for i, r in self.rooms([r.item_id for r in rooms], check=True).items()
+                 if r["end_ms"] is not None]
         if ended:
             raise ValueError(", ".join(sorted(ended)))
-        self.client.upsert(current.collection, [r.row() for r in rooms], partition_name=ON_AIR)
+        self._write(current.collection, [r.row() for r in rooms], ON_AIR, upsert=True)
 
     def end(self, item_id: str, at: datetime) -> dict | None:
         """Set a room's end to `at` (in place, see the module docstring): its author_id, start and end;
@@ -383,17 +572,19 @@ class RoomVectors:
         Raises KeyError when the current collection does not hold the room.
         """
         current = self.current()
-        got = self.client.query(current.collection, filter=f"item_id == {_str(item_id)}",
-                                output_fields=[*SCALARS, "transferable", "retrieval"])
-        if not got:
-            raise KeyError(item_id)
-        row = got[0]
+        row: dict = {}
+        for physical, fields in self._physical(current.collection).items():
+            got = self.client.query(physical, filter=f"item_id == {_str(item_id)}",
+                                    output_fields=[*SCALARS, *fields], **self.dialect.check)
+            if not got:
+                raise KeyError(item_id)
+            row |= self._read(got[0])
         if row["end_ms"] is not None:
             return None
         end_ms = max(to_ms(at), row["start_ms"] + 1)  # a room is on air for at least 1 ms
-        row = {k: row[k] for k in (*SCALARS, "transferable", "retrieval")} | {"end_ms": end_ms}
+        row = {k: row[k] for k in (*SCALARS, *METRICS)} | {"end_ms": end_ms}
         row["transferable"], row["retrieval"] = list(row["transferable"]), list(row["retrieval"])
-        self.client.upsert(current.collection, [row], partition_name=ON_AIR)
+        self._write(current.collection, [row], ON_AIR, upsert=True)
         return {"author_id": int(row["author_id"]), "start": from_ms(row["start_ms"]), "end": from_ms(end_ms)}
 
 
@@ -401,6 +592,10 @@ def _hit(row: dict, score: float) -> Hit:
     return Hit(row["item_id"], int(row["author_id"]), score, float(row["popularity"]), int(row["start_ms"]),
                None if row["end_ms"] is None else int(row["end_ms"]),
                {f: row.get(f) or "" for f in KNOWLEDGE})
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-4
 
 
 def _str(value: str) -> str:
@@ -418,8 +613,8 @@ def is_server(uri: str) -> bool:
 
 def _open_hint(uri: str, err: Exception) -> str:
     if is_server(uri):
-        return (f"cannot reach the Milvus server at {uri} ({err}); start it (e.g. `milvus-lite server "
-                "--data-dir D --port P`) or fix retrieval.milvus_uri")
+        return (f"cannot reach the Milvus server at {uri} ({err}); start it (`rgcd milvus start`, or "
+                "`milvus-lite server --data-dir D --port P`) or fix retrieval.milvus_uri")
     return (f"cannot open the Milvus Lite file {uri} ({err}); Milvus Lite allows one process per file: "
             "if `rgcd serve` is running, send the request to it over HTTP, or serve the file with "
             "`milvus-lite server --data-dir D --port P` and set retrieval.milvus_uri")

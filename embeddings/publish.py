@@ -15,8 +15,11 @@ Order, so that a publish killed at any point leaves readers on the old collectio
 2. Feast online store: the version's item and user vectors (materialized, or written directly
    when the version is not the newest in the tables, e.g. a rollback);
 3. the alias switched to it (one call); 4. collections beyond `retrieval.keep_versions` dropped.
-A kill between 2 and 3 leaves new online vectors beside the old collection: readers then get a
-version-mismatch error (never a mixed answer) until publish is run again.
+Between 2 and 3 (and for `retrieval.cache_s` after 3, while readers trust their view of the alias)
+readers whose online vector is already the new version search the new collection, validated in 1
+(RoomVectors.for_version): with a server URI, `rgcd serve` answers throughout a publish, each answer
+from one version. A kill between 2 and 3 leaves the alias on the old collection; readers of new
+vectors keep searching the new one, never a mixed answer, until publish is run again.
 Publishing a version whose collection is already published and validated changes nothing.
 """
 

@@ -7,7 +7,9 @@
 - I2I: a short video's `transferable` vector (item_embeddings, online) against the rooms'
   `transferable` vectors (cosine).
 - The searched set is the rooms on air at the request time: start <= t < coalesce(end, +inf).
-- The query vector's model version must equal the published collection's, or VersionMismatch.
+- The query vector's model version must equal the searched collection's, or VersionMismatch: the
+  alias's collection, or a validated collection of the query's version (during a publish, RoomVectors.
+  for_version), so that a publish under load answers every request from one version.
 - Every candidate says why, from the teacher's knowledge where it exists: the room's as the
   collection holds it (written by publish), the query videos' from the online store.
 
@@ -201,6 +203,13 @@ class Retriever:
                 f"{published.model_version!r}: publish the version that wrote it (`rgcd publish`), or "
                 "roll back (`rgcd publish --rollback`) so that both match")
 
+    def _collection_for(self, what: str, version: str | None, published: Published) -> Published:
+        """The validated collection of the query vector's version (the alias's when they match)."""
+        found = self.rooms.for_version(version)
+        if found is None:
+            self._check_version(what, version, published)
+        return found or published
+
     def _answer(self, published: Published, query: str, at: datetime, source: str, hits: list[Hit],
                 evidence: list[tuple[str, dict]], who: str, space: str | None) -> Answer:
         candidates = []
@@ -226,8 +235,8 @@ class Retriever:
         query = f"user:{user_id}"
         evidence = _recent_evidence(row, recent)
         if vector is not None:
-            self._check_version(f"the vector of user {user_id}", version, published)
-            hits = self.rooms.search("retrieval", list(vector), at, k)
+            published = self._collection_for(f"the vector of user {user_id}", version, published)
+            hits = self.rooms.search("retrieval", list(vector), at, k, published)
             return self._answer(published, query, at, "user_vector", hits, evidence,
                                 "your recent short video", "user-room")
         photos = self.online(ITEM_SERVICE, "item_id", recent) if recent else []
@@ -255,8 +264,9 @@ class Retriever:
         if vector is None:
             raise UnknownQuery(f"short video {item_id} has no vector in the online store: check the id, or "
                                "publish the model version that encoded it (`rgcd publish`)")
-        self._check_version(f"the vector of {item_id}", row["item_embeddings__model_version"], published)
-        hits = self.rooms.search("transferable", list(vector), at, k)
+        published = self._collection_for(f"the vector of {item_id}", row["item_embeddings__model_version"],
+                                         published)
+        hits = self.rooms.search("transferable", list(vector), at, k, published)
         evidence = [(item_id, {f: row[f"item_reasoning__{f}"] for f in KNOWLEDGE})]
         return self._answer(published, item_id, at, "item_vector", hits, evidence, "the short video",
                             "transferable")

@@ -135,8 +135,8 @@ def workers_for(settings: Settings, workers: int | None) -> int:
         raise ServeError(f"workers={n}: give 1 or more")
     if n > 1 and not is_server(settings.retrieval.milvus_uri):
         raise ServeError(f"{n} workers need a Milvus server: the embedded Milvus Lite file allows one "
-                         "process; set retrieval.milvus_uri (e.g. `milvus-lite server --data-dir D --port P`"
-                         " and http://127.0.0.1:P) or serve with --workers 1")
+                         "process; set retrieval.milvus_uri (e.g. `rgcd milvus start` and http://127.0.0.1:19530,"
+                         " or `milvus-lite server --data-dir D --port P`) or serve with --workers 1")
     return n
 
 

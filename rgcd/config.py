@@ -250,6 +250,7 @@ class RetrievalConfig(_Section):
     milvus_uri: str = Field("", description="empty: the Milvus Lite file <workspace>/milvus/rooms.db; "
                                             "http://host:19530 for a Milvus server (same code)")
     milvus_token: str = Field("", description="token for a Milvus server ('user:password'); empty: none")
+    milvus_db: str = Field("", description="database on a Milvus server (empty: the server's default)")
     alias: str = Field("live_rooms", description="the Milvus alias readers search through")
     keep_versions: int = Field(3, gt=0, description="published collections kept (the current one "
                                                     "included) for `rgcd publish --rollback`")

@@ -1,7 +1,7 @@
 """The `rgcd` command line: `rgcd.cli.app` holds the root group; each module beside it one group of
-commands (data, features, models, serving, run)."""
+commands (data, features, milvus, models, serving, run)."""
 
-from rgcd.cli import data, features, models, run, serving  # noqa: F401  (they register their commands)
+from rgcd.cli import data, features, milvus, models, run, serving  # noqa: F401  (they register their commands)
 from rgcd.cli.app import cli
 
 

@@ -135,6 +135,17 @@ def write_reasoning(ws: Workspace) -> None:
         "event_timestamp": [T0 - timedelta(days=5)] * len(ids), "created_timestamp": [T0] * len(ids)})
 
 
+def write_config(ws: Workspace, settings: Settings, **retrieval: object) -> None:
+    """rgcd.yaml for the commands and services the tests start: `retrieval` plus the test's Milvus
+    server (URI and database) when it runs against one."""
+    import yaml
+
+    r = settings.retrieval
+    server = {"milvus_uri": r.milvus_uri, "milvus_db": r.milvus_db} if r.milvus_uri else {}
+    section = {**server, **retrieval}
+    (ws.root / "rgcd.yaml").write_text(yaml.safe_dump({"retrieval": section}))
+
+
 def build(root: Path, settings: Settings, version: str = "v1") -> Workspace:
     """The whole tiny world with Feast applied and materialized, stage 2's `version` written."""
     from rgcd.featurestore import store as fs
@@ -171,3 +182,50 @@ def start_service(ws: Workspace, port: int, *args: str):
                             env=dict(os.environ, PYTHONPATH=str(root)))
     wait_until_healthy(proc, f"http://127.0.0.1:{port}", 120)
     return proc
+
+
+class Load:
+    """`clients` threads sending GET requests to the service on 127.0.0.1 until stopped (at most
+    `max_requests` each), recording (start time, seconds, status, model version) per request."""
+
+    def __init__(self, port: int, paths: list[str], clients: int, max_requests: int = 5_000) -> None:
+        import threading
+
+        self.port, self.paths, self.max_requests = port, paths, max_requests
+        self.stop = threading.Event()
+        self.records: list[tuple[float, float, int, str]] = []
+        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(clients)]
+
+    def _client(self, n: int) -> None:
+        import http.client
+        import json
+        import time
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        for i in range(self.max_requests):
+            if self.stop.is_set():
+                break
+            path = self.paths[(n * 7 + i) % len(self.paths)]
+            t0 = time.monotonic()
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+                version = json.loads(body).get("model_version", "") if resp.status == 200 else body.decode()
+                status = resp.status
+            except (OSError, http.client.HTTPException, ValueError) as err:
+                status, version = 0, repr(err)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.records.append((t0, time.monotonic() - t0, status, version))
+        conn.close()
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)

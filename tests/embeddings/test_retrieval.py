@@ -18,7 +18,7 @@ from rgcd.embeddings.retrieval import BadQuery, Retriever, UnknownQuery
 def world(tmp_path_factory, settings):
     ws = w.build(tmp_path_factory.mktemp("retrieval"), settings)
     publish(ws, settings)
-    (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
+    w.write_config(ws, settings, default_k=10, cache_s=0.0)
     return ws
 
 
@@ -139,3 +139,26 @@ def test_a_room_going_on_air_reaches_live_schedule_and_the_log_for_the_next_publ
     assert logged["live_name"] == "late show"
     assert (logged["start_timestamp"], logged["end_timestamp"]) == (start, end)
     assert not end_room(retriever, "live:8002", end)  # ended already
+
+
+@pytest.mark.parametrize(("hours", "days"), [(-30, 1), (-23, 2), (-10, 1)])
+def test_a_historical_request_searches_the_days_its_rooms_can_have_started_in(world, settings, hours, days):
+    """Ended rooms sit in partitions by start day: a request at a past `at` searches `on_air` and the
+    day(s) a room on air then can have started in (rooms last 2 h here), not the archive, and still
+    finds every room on air then."""
+    from rgcd.embeddings.milvus_store import RoomVectors, to_ms
+
+    at = w.T0 + timedelta(hours=hours)
+    store = RoomVectors.connect(world, settings)
+    try:
+        current = store.current()
+        archive = [p for p in store.client.list_partitions(current.collection) if p.startswith("ended_")]
+        assert len(archive) == 2  # the world's ended rooms started over two days
+        partitions, _ = store._window(current, to_ms(at))
+        assert partitions[0] == "on_air" and len(partitions) == 1 + days
+        found = {h.item_id for h in store.popular(at, 1000)}
+    finally:
+        store.close()
+    on_air = {r for r in w.ROOMS if w.room_interval(r)[0] <= at
+              and (w.room_interval(r)[1] is None or w.room_interval(r)[1] > at)}
+    assert found == on_air and len(on_air) > 1

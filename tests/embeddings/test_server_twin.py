@@ -1,51 +1,30 @@
 """The production twin by configuration only: `retrieval.milvus_uri` at a Milvus server, same code.
 
-`milvus-lite server` runs as its own process on 127.0.0.1 and is stopped by its pid.
+The server is the packaged Milvus 2.3 standalone (conftest.py's session fixture, `rgcd milvus start`'s
+code): one vector field per collection, no nullable fields, consistency levels; embeddings/milvus_store.py
+handles the differences.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import serving_world as w
+from milvus_backends import new_database
 from servers import free_port, stop
 
 from rgcd.embeddings.milvus_store import RoomVectors
 from rgcd.embeddings.publish import publish
 from rgcd.embeddings.retrieval import Retriever
 
-MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
-
-
-
-@pytest.fixture
-def milvus_server(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([str(MILVUS_LITE), "server", "--data-dir", str(tmp_path / "milvus-data"),
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 60
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"milvus-lite server did not start: {proc.stdout.read()}")
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    stop(proc, 20)
-
 
 @pytest.mark.slow
-def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, milvus_server):
-    remote = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(
-        update={"milvus_uri": milvus_server})})
+def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, milvus_server):
+    from rgcd.config import RetrievalConfig, Settings
+
+    remote = Settings(retrieval=RetrievalConfig(default_k=10, validate_sample=8, milvus_uri=milvus_server,
+                                                milvus_db=new_database(milvus_server)))
     ws = w.build(tmp_path / "ws", remote)
     report = publish(ws, remote)
     assert report.rooms == 40 and report.collection == "rooms_v1"
@@ -64,11 +43,13 @@ def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, mi
     other = RoomVectors.connect(ws, remote)
     try:
         assert other.current().model_version == "v1" and other.count("rooms_v1") == 40
+        assert other.dialect.split_vectors and not other.dialect.nullable  # Milvus 2.3
+        assert sorted(other.client.list_collections()) == ["rooms_v1", "rooms_v1__retrieval"]
     finally:
         other.close()
     assert not publish(ws, remote).changed
     # the service with two worker processes sharing the server (a Lite file allows one process)
-    (ws.root / "rgcd.yaml").write_text(f"retrieval:\n  milvus_uri: {milvus_server}\n  default_k: 5\n")
+    w.write_config(ws, remote, default_k=5)
     port = free_port()
     proc = w.start_service(ws, port, "--workers", "2")
     try:
@@ -77,3 +58,92 @@ def test_publish_and_retrieve_through_a_milvus_server_uri(tmp_path, settings, mi
             assert status == 200 and body["model_version"] == "v1" and len(body["candidates"]) == 5, body
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_rgcd_milvus_start_status_stop_keeps_the_server_off_the_machines_network(tmp_path):
+    """`rgcd milvus start` runs the server with its data in the workspace, in a network namespace of its
+    own (its listeners are invisible to this machine's), reachable through 127.0.0.1:port only; `stop`
+    ends it by its launcher's pid."""
+    import json
+    import os
+
+    from click.testing import CliRunner
+
+    from rgcd.cli import cli
+    from rgcd.embeddings import milvus_server as ms
+
+    port = free_port()
+    run = CliRunner()
+    args = ["-w", str(tmp_path), "milvus"]
+    try:
+        out = run.invoke(cli, [*args, "start", "--port", str(port)])
+        assert out.exit_code == 0 and f"http://127.0.0.1:{port}" in out.output, out.output
+        status = run.invoke(cli, [*args, "status", "--json"])
+        got = json.loads(status.stdout)
+        assert status.exit_code == 0 and got["running"] and got["version"].startswith("v2.3")
+        assert got["data_dir"] == str(tmp_path / "milvus-server") and got["rss_mib"] > 50
+        assert (tmp_path / "milvus-server" / "data").is_dir()
+        inside = os.readlink(f"/proc/{got['server_pid']}/ns/net")
+        assert inside != os.readlink("/proc/self/ns/net")  # the server's sockets live elsewhere
+        # there it binds every interface (0.0.0.0:19530), and its namespace has no interface but loopback
+        server_net = Path(f"/proc/{got['server_pid']}/net")
+        assert ms.INNER_PROXY in _listening(server_net / "tcp6") | _listening(server_net / "tcp")
+        devices = (server_net / "dev").read_text().splitlines()[2:]
+        assert [line.split(":")[0].strip() for line in devices] == ["lo"]
+        assert port in _listening(Path("/proc/self/net/tcp"))  # the launcher's door, here
+        again = run.invoke(cli, [*args, "start", "--port", str(port)])  # already running: the same one
+        assert again.exit_code == 0 and str(got["pid"]) in again.output
+    finally:
+        out = run.invoke(cli, [*args, "stop"])
+    assert out.exit_code == 0 and "stopped" in out.output, out.output
+    assert ms.proc_start_ticks(got["pid"]) is None and ms.proc_start_ticks(got["server_pid"]) is None
+    assert run.invoke(cli, [*args, "status"]).exit_code == 1
+
+
+def _listening(table: Path) -> set[int]:
+    """Ports with a listening socket in a /proc/<pid>/net/tcp{,6} table."""
+    rows = [line.split() for line in table.read_text().splitlines()[1:]]
+    return {int(r[1].rsplit(":", 1)[1], 16) for r in rows if r[3] == "0A"}
+
+
+@pytest.mark.slow
+def test_publish_under_load_answers_every_request(tmp_path, milvus_server):
+    """With a server URI, a publish builds the new version beside the old, validates it and moves the
+    alias while `rgcd serve` (2 workers) answers 4 clients: no request fails, every answer comes from one
+    version, and the answers move from v1 to v2."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from rgcd.config import RetrievalConfig, Settings
+
+    remote = Settings(retrieval=RetrievalConfig(default_k=10, validate_sample=8, milvus_uri=milvus_server,
+                                                milvus_db=new_database(milvus_server)))
+    ws = w.build(tmp_path / "ws", remote)
+    publish(ws, remote)
+    w.write_config(ws, remote, default_k=10)  # readers trust their view of the alias for cache_s = 1 s
+    port = free_port()
+    proc = w.start_service(ws, port, "--workers", "2")
+    paths = ([f"/retrieve/user/{u}?at=2025-05-10T00:00:00Z" for u in w.USERS_WITH_VECTORS]
+             + [f"/retrieve/item/photo:{p}?at=2025-05-10T00:00:00Z" for p in range(1, 61, 3)])
+    try:
+        with w.Load(port, paths, clients=4) as load:
+            time.sleep(2)
+            w.write_vectors(ws, "v2", seed=1, created=datetime.now(UTC) + timedelta(seconds=1))
+            t_publish = time.monotonic()
+            report = publish(ws, remote)
+            t_switched = time.monotonic()
+            time.sleep(3)  # beyond cache_s: every reader sees the new alias
+    finally:
+        stop(proc)
+    assert report.model_version == "v2" and report.previous == "rooms_v1"
+    records = load.records
+    failed = [r for r in records if r[2] != 200]
+    during = sorted(r[1] for r in records if t_publish <= r[0] <= t_switched)
+    p99 = during[max(0, int(len(during) * 0.99) - 1)] * 1000 if during else 0
+    print(f"publish under load: {len(records)} requests, {len(failed)} failed, publish "
+          f"{t_switched - t_publish:.1f} s, p99 during it {p99:.0f} ms")
+    assert not failed, failed[:5]
+    versions = [r[3] for r in sorted(records)]
+    assert versions[0] == "v1" and versions[-1] == "v2" and set(versions) == {"v1", "v2"}
+    assert len(during) > 10  # the service answered while the publish ran

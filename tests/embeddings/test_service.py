@@ -26,7 +26,7 @@ def service(tmp_path_factory, settings):
 
     assert not any(_LITE_CLIENTS.values())  # released: the service process may open the file
     port = free_port()
-    (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  cache_s: 0.0\n")
+    w.write_config(ws, settings, default_k=10, cache_s=0.0)
     proc = w.start_service(ws, port)
     yield ws, port, proc
     stop(proc)
