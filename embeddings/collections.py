@@ -119,6 +119,7 @@ class Published:
     validated: bool
     ended_until: int
     layout: str
+    started_from: int = 0  # epoch ms of the oldest room's start (0: published before it was recorded)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,8 @@ class RoomVectors:
         props = self.client.describe_collection(name).get("properties", {})
         return Published(name, props.get("model_version", ""), int(props.get("published_rows", 0)),
                          float(props.get("published_at", 0)), props.get("validated") == "true",
-                         int(props.get("ended_until", 0)), props.get("layout", "1"))
+                         int(props.get("ended_until", 0)), props.get("layout", "1"),
+                         int(props.get("started_from", 0)))
 
     def create(self, model_version: str, dim_transferable: int, dim_retrieval: int,
                name: str | None = None) -> str:
@@ -235,6 +237,11 @@ class RoomVectors:
                 self.client.insert(name, chunk, partition_name=partition)
         self.client.flush(name)
 
+    def dims(self, name: str) -> dict[str, int]:
+        """The length of each vector field of a collection."""
+        fields = self.client.describe_collection(name)["fields"]
+        return {f["name"]: int(f["params"]["dim"]) for f in fields if "dim" in f.get("params", {})}
+
     def count(self, name: str, partition: str | None = None) -> int:
         """Rows in a collection (or one of its partitions)."""
         self._ensure_loaded(name)
@@ -268,11 +275,11 @@ class RoomVectors:
                     f"{top['item_id'] if top else 'nothing'} first; the alias was not switched: run "
                     "`rgcd publish` again")
 
-    def mark_published(self, name: str, published_rows: int, ended_until: int) -> None:
+    def mark_published(self, name: str, published_rows: int, ended_until: int, started_from: int = 0) -> None:
         """Record a validated collection's figures (what readers and republishing check)."""
         self.client.alter_collection_properties(name, {
             "validated": "true", "published_rows": str(published_rows), "published_at": f"{time.time():.6f}",
-            "ended_until": str(ended_until)})
+            "ended_until": str(ended_until), "started_from": str(started_from)})
 
     def alias_target(self) -> str | None:
         """The collection the alias points at, or None before the first publish."""

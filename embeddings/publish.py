@@ -343,7 +343,7 @@ def _fill(store: RoomVectors, settings: Settings, version: str, rooms: list[Room
     store.insert(name, rooms, settings.retrieval.insert_batch)
     store.validate(name, len(rooms), _sample(rooms, settings.retrieval.validate_sample))
     ended = [to_ms(r.end) for r in rooms if r.end is not None]
-    store.mark_published(name, len(rooms), max(ended, default=0))
+    store.mark_published(name, len(rooms), max(ended, default=0), min(to_ms(r.start) for r in rooms))
     return name, True
 
 
