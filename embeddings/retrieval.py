@@ -23,9 +23,9 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from embeddings.collections import KNOWLEDGE, Hit, Published, RoomVectors, to_ms
-from embeddings.publish import RECENT_KNOWLEDGE
 from rgcd.config import Settings, Workspace
+from rgcd.embeddings.milvus_store import KNOWLEDGE, Hit, Published, RoomVectors, to_ms
+from rgcd.embeddings.online_features import RECENT_KNOWLEDGE
 from rgcd.errors import RgcdError
 
 USER_FEATURES = ["user_embeddings:user_vector", "user_embeddings:model_version",

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from fastapi import Request  # at module level: FastAPI resolves the routes' annotations here
 
-from embeddings.collections import NotPublished, VectorStoreError, is_server
-from embeddings.retrieval import BadQuery, RetrievalError, Retriever, echo, parse_at
-from embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
 from rgcd.access import BodyLimit, WriteGuard, write_token
 from rgcd.config import Settings, Workspace
+from rgcd.embeddings.milvus_store import NotPublished, VectorStoreError, is_server
+from rgcd.embeddings.retrieval import BadQuery, RetrievalError, Retriever, echo, parse_at
+from rgcd.embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
 from rgcd.errors import RgcdError
 
 WRITE_ROUTES = ("/rooms/",)  # POST under /rooms/ writes (start, end); every GET only reads
@@ -258,5 +258,5 @@ def serve(ws: Workspace, settings: Settings, host: str, port: int, workers: int 
     feature_store(ws, settings)  # applied, and this workspace's own: else an error before workers start
     os.environ[_WORKSPACE_ENV] = str(ws.root.resolve())
     os.environ[_SETTINGS_ENV] = settings.model_dump_json()
-    uvicorn.run("embeddings.service:app_from_environment", factory=True, workers=n, host=host, port=port,
+    uvicorn.run("rgcd.embeddings.service:app_from_environment", factory=True, workers=n, host=host, port=port,
                 log_level="warning", access_log=False)
