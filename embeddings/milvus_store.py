@@ -25,6 +25,7 @@ features on search, STACK.md); the same code runs on the Lite file and on a serv
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -148,7 +149,12 @@ class RoomVectors:
         # Milvus Lite's in-process gRPC server does not implement AllocTimestamp; pymilvus asks for
         # it on some writes, falls back, and grpc logs the refusal as an ERROR with a traceback.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        # Milvus Lite logs a ~20-line traceback when another process holds the file; the check below
+        # says so first, in one line.
+        logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
         self.uri, self.alias, self.cache_s = uri, alias, cache_s
+        if not is_server(uri):
+            refuse_lite_file_held_elsewhere(uri)
         try:
             self.client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
         except MilvusException as err:
@@ -423,10 +429,52 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
+LITE_HELD_ADVICE = (
+    "Milvus Lite allows one process per file. To retrieve or start/end rooms while `rgcd serve` runs, "
+    "send the request to it over HTTP. To publish, stop `rgcd serve` (and any other rgcd command on "
+    "this workspace), publish, then start it again; to publish without downtime, serve the vectors "
+    "from a Milvus server (`milvus-lite server --data-dir D --port P`, retrieval.milvus_uri).")
+
+
+def refuse_lite_held(ws: Workspace, settings: Settings) -> None:
+    """VectorStoreError at once when the workspace's Milvus Lite file is another process's (a server
+    URI: nothing to check)."""
+    uri = milvus_uri(ws, settings)
+    if not is_server(uri):
+        refuse_lite_file_held_elsewhere(uri)
+
+
+def refuse_lite_file_held_elsewhere(uri: str) -> None:
+    """VectorStoreError at once when another process holds the Milvus Lite file's lock.
+
+    Milvus Lite takes an advisory flock on <file>/LOCK while a process has the file open; pymilvus
+    meets a held lock only after a long wait (50-70 s measured) and a traceback. A file this process
+    opened already (its own server) is not probed: a second flock from the same process would fail.
+    """
+    import fcntl
+
+    path = Path(uri).resolve()
+    lock = path / "LOCK"
+    if _LITE_CLIENTS.get(str(path), 0) > 0 or not lock.exists():
+        return
+    from milvus_lite.server_manager import server_manager_instance
+
+    if str(path) in server_manager_instance._servers:  # opened by this process without a client count
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise VectorStoreError(f"the Milvus Lite file {uri} is open in another process. "
+                               f"{LITE_HELD_ADVICE}") from None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def _open_hint(uri: str, err: Exception) -> str:
     if is_server(uri):
         return (f"cannot reach the Milvus server at {uri} ({err}); start it (e.g. `milvus-lite server "
                 "--data-dir D --port P`) or fix retrieval.milvus_uri")
-    return (f"cannot open the Milvus Lite file {uri} ({err}); Milvus Lite allows one process per file: "
-            "if `rgcd serve` is running, send the request to it over HTTP, or serve the file with "
-            "`milvus-lite server --data-dir D --port P` and set retrieval.milvus_uri")
+    return f"cannot open the Milvus Lite file {uri} ({err}). {LITE_HELD_ADVICE}"

@@ -191,8 +191,14 @@ class Retriever:
         from rgcd.featurestore.store import feature_store
 
         self.ws, self.settings = ws, settings
-        self.store = feature_store(ws, settings)
+        # Milvus first: a Milvus Lite file held by another process is refused in a moment, before
+        # Feast's import (seconds)
         self.rooms = rooms or RoomVectors.connect(ws, settings)
+        try:
+            self.store = feature_store(ws, settings)
+        except BaseException:
+            self.rooms.close()
+            raise
         self._dims: dict[str, dict[str, int | None]] = {}
 
     def vector_dims(self, published: Published) -> dict[str, int | None]:
