@@ -46,7 +46,8 @@ def public_message(message: str, ws: Workspace, settings: Settings) -> str:
     """An error message as a client may see it: no path of this machine's filesystem, no URI (a Milvus
     URI can carry credentials), no token; at most 1,000 characters."""
     r = settings.retrieval
-    for secret, shown in ((r.milvus_token, "<token>"), (r.milvus_uri, "<retrieval.milvus_uri>")):
+    uri = r.milvus_uri or str(ws.milvus / "rooms.db")  # the Lite file by default (milvus_store.milvus_uri)
+    for secret, shown in ((r.milvus_token, "<token>"), (uri, "<retrieval.milvus_uri>")):
         if secret:
             message = message.replace(secret, shown)
     for root, shown in ((ws.root, "<workspace>"), (_CHECKOUT, "<rgcd>"), (Path(sys.prefix), "<python>"),

@@ -1,0 +1,29 @@
+"""The hostile-input suite: a tiny served workspace (tests/embeddings/serving_world.py), published once
+per module (hostile.py: what "nothing was written" means for it)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "embeddings"))
+
+from rgcd.config import RetrievalConfig, Settings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings(retrieval=RetrievalConfig(default_k=10, validate_sample=8, cache_s=0.0))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, settings):
+    """The serving world, built, published, with rgcd.yaml saying what `settings` say."""
+    import serving_world as w
+
+    from rgcd.embeddings.publish import publish
+
+    ws = w.build(tmp_path_factory.mktemp("secure"), settings)
+    publish(ws, settings)
+    (ws.root / "rgcd.yaml").write_text("retrieval:\n  default_k: 10\n  validate_sample: 8\n  cache_s: 0.0\n")
+    return ws
