@@ -38,12 +38,14 @@ def test_retrieve_with_hostile_input_is_one_line_and_exit_2(world, args):
     _one_line_exit_2(CliRunner().invoke(cli, ["-w", str(world.root), "retrieve", *args]))
 
 
-ROOM = {"live_id": 9_100_001, "author_id": 501}
+# with its vectors, so that the room's own fields are what is checked (the world has no student)
+ROOM = {"live_id": 9_100_001, "author_id": 501, "transferable": [1.0] + [0.0] * 7,
+        "residual": [1.0, 0.0, 0.0, 0.0], "retrieval": [1.0] + [0.0] * 7, "model_version": "v1"}
 
 
 @pytest.mark.parametrize("name,content", [
     ("binary.json", bytes(range(256)) * 4),
-    ("latin1.json", json.dumps([ROOM | {"live_name": "caf\u00e9"}]).encode("latin-1")),
+    ("latin1.json", json.dumps([ROOM | {"live_name": "caf\u00e9"}], ensure_ascii=False).encode("latin-1")),
     ("truncated.json", json.dumps([ROOM, ROOM])[:-9].encode()),
     ("truncated.parquet", b"PAR1\x15\x04\x15\x00"),
     ("rooms.json", json.dumps([ROOM | {"author_id": "--5"}]).encode()),
