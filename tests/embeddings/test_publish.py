@@ -113,11 +113,11 @@ def test_keep_versions_drops_the_oldest(world, settings):
 KILL = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
-    from rgcd.embeddings import collections, publish
+    from rgcd.embeddings import milvus_store, publish
     from rgcd.config import RetrievalConfig, Settings, Workspace
     def killed(self, name):  # the process dies where the alias would move
         os.kill(os.getpid(), signal.SIGKILL)
-    collections.RoomVectors.switch_alias = killed
+    milvus_store.RoomVectors.switch_alias = killed
     settings = Settings(retrieval=RetrievalConfig(validate_sample=8))
     publish.publish(Workspace({ws!r}), settings)
 """)
