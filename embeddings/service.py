@@ -211,6 +211,25 @@ def workers_for(settings: Settings, workers: int | None) -> int:
     return n
 
 
+def _check_can_bind(host: str, port: int) -> None:
+    """ServeError (one line) when host:port cannot be bound, instead of uvicorn's log and exit 1."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ServeError(f"cannot bind {host}:{port} ({err.strerror}): give an address of this machine "
+                         "with --host (default 127.0.0.1)") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ServeError(f"cannot bind {host}:{port} ({err.strerror}): another server holds the port? "
+                             "stop it, or give --port") from None
+
+
 def quiet_third_party_logs() -> None:
     """What a server's log should not carry: weight-loading progress bars (transformers, the hub) and
     gRPC's own chatter (e.g. "GOAWAY ... too_many_pings" between pymilvus and Milvus Lite's server);
@@ -243,6 +262,7 @@ def serve(ws: Workspace, settings: Settings, host: str, port: int, workers: int 
 
     n = workers_for(settings, workers)
     token = write_token(ws, settings)
+    _check_can_bind(host, port)
     quiet_third_party_logs()
     if n == 1:
         retriever = Retriever(ws, settings)

@@ -68,8 +68,21 @@ def test_features_frame_with_a_csv_entity_file_is_one_line_and_exit_2(world, tmp
 def test_serve_on_a_copied_workspace_before_apply_is_one_line_and_exit_2(world, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(world.root, copy)
-    out = CliRunner().invoke(cli, ["-w", str(copy), "serve", "--port", "1"])
+    from servers import free_port
+
+    out = CliRunner().invoke(cli, ["-w", str(copy), "serve", "--port", str(free_port())])
     assert "features apply" in _one_line_exit_2(out)
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2(world):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = CliRunner().invoke(cli, ["-w", str(world.root), "serve", "--port", str(port)])
+    assert "cannot bind" in _one_line_exit_2(out)
 
 
 def test_features_materialize_prints_one_line_not_feasts_per_window_lines(world):
