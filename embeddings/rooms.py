@@ -123,6 +123,8 @@ def read_rooms_file(path: Path) -> list[dict]:
         raise BadQuery(f"{path} cannot be read ({err.strerror})") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise BadQuery(f"{path} nests JSON too deeply to be rooms") from None
     except json.JSONDecodeError:
         try:
             data = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -170,7 +172,10 @@ def _numbers(value: object, what: str, length: int | None, unit: bool) -> list[f
         raise BadQuery(f"{what} must be a list of numbers (1..{MAX_VECTOR:,} of them)")
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
         raise BadQuery(f"{what} must hold numbers only")
-    numbers = [float(x) for x in value]
+    try:
+        numbers = [float(x) for x in value]
+    except OverflowError:  # an integer of hundreds of digits
+        numbers = [math.inf]
     if not all(math.isfinite(x) for x in numbers):
         raise BadQuery(f"{what} holds a value that is not finite (NaN or infinity)")
     if length is not None and len(numbers) != length:

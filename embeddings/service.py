@@ -6,13 +6,16 @@ GET  /retrieve/user/{user_id}      ?at=ISO-or-epoch-ms&k=K  -> the JSON of `rgcd
 GET  /retrieve/item/{item_id}      item_id = photo:<id>, same parameters and answer
 POST /rooms/start                  a room, a list of rooms, or {"rooms": [...]} (see embeddings/rooms.py)
 POST /rooms/{item_id}/end          ?at=...
-Errors are JSON {"error", "message"}: unknown user or item 404, bad parameters 422, model version
-mismatch 409, nothing published 503. Each worker process answers its requests one at a time, on
-its event loop's thread: the Feast SQLite store and the Milvus client are not for several threads,
-and a request is CPU-bound Python, so a thread pool (FastAPI's default for plain functions) only
-adds hand-offs and GIL contention. With the
-embedded Milvus Lite file there is one worker (a Lite file allows one process); with
-`retrieval.milvus_uri` naming a server, `retrieval.serve_workers` (or --workers) processes share it.
+GET  /openapi.json                 the routes (no /docs or /redoc: those pages load from a CDN)
+The POST routes write: they need 'Authorization: Bearer <token>' (rgcd.access; 401 without it, 403
+while no token is configured). Errors are JSON {"error", "message"} everywhere: unknown user, item or
+route 404, bad parameters 422, model version mismatch 409, nothing published 503, anything
+unexpected 500; messages carry no path, URI or traceback (`public_message`). Each worker process
+answers its requests one at a time, on its event loop's thread: the Feast SQLite store and the
+Milvus client are not for several threads, and a request is CPU-bound Python, so a thread pool
+(FastAPI's default for plain functions) only adds hand-offs and GIL contention. With the embedded
+Milvus Lite file there is one worker (a Lite file allows one process); with `retrieval.milvus_uri`
+naming a server, `retrieval.serve_workers` (or --workers) processes share it.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def create_app(ws: Workspace, settings: Settings, token: str | None = None,
     async def rooms_start(request: Request):
         try:
             payload = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # nesting: RecursionError
             raise BadQuery(f"the body is not JSON ({type(err).__name__}: {echo(str(err))})") from None
         rooms = parse_rooms_payload(payload)
         report = call(lambda: start_rooms(state["retriever"], rooms, state["encoder"]))

@@ -34,7 +34,7 @@ BAD_FIELDS = {
     "transferable": [[], [1.0], [1000.0] * w.DIM, [float("nan")] * w.DIM, ["a"] * w.DIM, "v", [0.0] * w.DIM],
     "retrieval": [[1.0] * 3, [float("inf")] + [0.0] * (w.DIM - 1), [10.0] + [0.0] * (w.DIM - 1),
                   [None] * w.DIM],
-    "residual": [[], [2.0, 0.0, 0.0, 0.0], [1.0] * 9],
+    "residual": [[], [2.0, 0.0, 0.0, 0.0], [1.0] * 9, [10**400, 0, 0, 0]],
     "model_version": ["evil", "", 1, ["v1"]],
     "live_name": [{"$ne": 1}, "x" * 1000, 5],
     "mm_embedding": ["abc", [float("nan")], [1.0] * 5000],
@@ -68,7 +68,7 @@ def _request(rng: random.Random) -> tuple[str, str, bytes | None, dict]:
         return "POST", "/rooms/start", json.dumps(body).encode(), auth
     if kind == 4:  # not a room at all
         body = rng.choice([b"", b"{", bytes(rng.randrange(256) for _ in range(64)), b"[]", b"null", b"1",
-                           json.dumps([GOOD_ROOM] * 1001).encode(), b'{"rooms": 5}'])
+                           b"[" * 100_000, json.dumps([GOOD_ROOM] * 1001).encode(), b'{"rooms": 5}'])
         return "POST", "/rooms/start", body, auth
     if kind == 5:  # a good room without the right token
         headers = rng.choice([{}, {"Authorization": "Bearer nope-nope-nope-nope"},

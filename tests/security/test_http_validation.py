@@ -60,6 +60,7 @@ HOSTILE_ROOMS = {
     "residual of the wrong length": _room(residual=[1.0]),
     "vector 1000x a unit vector": _room(retrieval=[1000 * x for x in w.topic_vector(1)]),
     "a zero vector": _room(transferable=[0.0] * w.DIM),
+    "a 400-digit integer in a vector": _room(retrieval=[10**400] + [0] * (w.DIM - 1)),
     "a vector of strings": _room(retrieval=["1"] * w.DIM),
     "a vector of booleans": _room(retrieval=[True] + [False] * (w.DIM - 1)),
     "a name that is not a string": _room(live_name={"$gt": 1}),
@@ -88,7 +89,8 @@ def test_non_finite_vectors_are_refused(client, world, settings, literal):
     assert written_state(world, settings) == before
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b"\xff\xfe", b"[]", b"[1, 2]", b'"room"', b"null"])
+@pytest.mark.parametrize("body", [b"", b"{", b"\xff\xfe", b"[]", b"[1, 2]", b'"room"', b"null",
+                                  b"[" * 200_000])
 def test_a_body_that_is_no_room_is_422(client, body):
     _error(client.post("/rooms/start", content=body, headers=AUTH), 422)
 
