@@ -55,7 +55,8 @@ def public_message(message: str, ws: Workspace, settings: Settings) -> str:
             message = message.replace(secret, shown)
     for root, shown in ((ws.root, "<workspace>"), (_CHECKOUT, "<rgcd>"), (Path(sys.prefix), "<python>"),
                         (Path.home(), "<home>")):
-        message = message.replace(str(root), shown)
+        if len(root.parts) > 1:  # a home of "/" would turn every slash into <home>
+            message = message.replace(str(root), shown)
     message = _PATH.sub("<path>", _URI.sub("<uri>", message))
     return message if len(message) <= 1000 else message[:1000] + "..."
 
