@@ -645,10 +645,11 @@ def restrict_feast_app(app, token: str | None, settings: Settings, expose_writes
     if not expose_chat:
         removed |= set(FEAST_CHAT_ROUTES)
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") not in removed]
-    guarded = FEAST_WRITE_ROUTES + FEAST_CHAT_ROUTES
+    # what is served of them needs the token; what is not answers 404 like any unknown route
+    guarded = (FEAST_WRITE_ROUTES if expose_writes else ()) + (FEAST_CHAT_ROUTES if expose_chat else ())
 
     def is_write(method: str, path: str) -> bool:
-        return path in guarded or path.startswith("/static/")
+        return path in guarded or (expose_chat and path.startswith("/static/"))
 
     app.add_middleware(WriteGuard, token=token, is_write=is_write, token_env=settings.serving.write_token_env)
     return app
