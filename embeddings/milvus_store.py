@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -172,6 +173,7 @@ class Published:
     layout: str
     bucket_ms: int = DAY_MS  # width of an `ended_<n>` partition
     span_ms: int = 0  # the longest ended room (end - start)
+    started_from: int = 0  # epoch ms of the oldest room's start (0: published before it was recorded)
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,12 @@ class RoomVectors:
         # Milvus Lite's in-process gRPC server does not implement AllocTimestamp; pymilvus asks for
         # it on some writes, falls back, and grpc logs the refusal as an ERROR with a traceback.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        # Milvus Lite logs a ~20-line traceback when another process holds the file; the check below
+        # says so first, in one line.
+        logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
         self.uri, self.alias, self.cache_s = uri, alias, cache_s
+        if not is_server(uri):
+            refuse_lite_file_held_elsewhere(uri)
         try:
             given = {"token": token} if token else {}
             if db_name:
@@ -256,7 +263,8 @@ class RoomVectors:
         return Published(name, props.get("model_version", ""), int(props.get("published_rows", 0)),
                          float(props.get("published_at", 0)), props.get("validated") == "true",
                          int(props.get("ended_until", 0)), props.get("layout", "1"),
-                         int(props.get("bucket_ms", DAY_MS)), int(props.get("span_ms", 0)))
+                         int(props.get("bucket_ms", DAY_MS)), int(props.get("span_ms", 0)),
+                         int(props.get("started_from", 0)))
 
     def create(self, model_version: str, dim_transferable: int, dim_retrieval: int,
                name: str | None = None) -> str:
@@ -356,6 +364,11 @@ class RoomVectors:
             for physical in self._physical(name):
                 self.client.flush(physical)
 
+    def dims(self, name: str) -> dict[str, int]:
+        """The length of each vector field of a collection."""
+        fields = self.client.describe_collection(name)["fields"]
+        return {f["name"]: int(f["params"]["dim"]) for f in fields if "dim" in f.get("params", {})}
+
     def count(self, name: str, partition: str | None = None) -> int:
         """Rows in a collection (or one of its partitions); on a server, as of now (Strong)."""
         self._ensure_loaded(name)
@@ -409,11 +422,11 @@ class RoomVectors:
                     raise VectorStoreError(f"collection {companion} lacks the retrieval vector of "
                                            f"{room.item_id}; the alias was not switched: run `rgcd publish`")
 
-    def mark_published(self, name: str, published_rows: int, ended_until: int) -> None:
+    def mark_published(self, name: str, published_rows: int, ended_until: int, started_from: int = 0) -> None:
         """Record a validated collection's figures (what readers and republishing check)."""
         self.client.alter_collection_properties(name, {
             "validated": "true", "published_rows": str(published_rows), "published_at": f"{time.time():.6f}",
-            "ended_until": str(ended_until)})
+            "ended_until": str(ended_until), "started_from": str(started_from)})
 
     def alias_target(self) -> str | None:
         """The collection the alias points at, or None before the first publish."""
@@ -611,10 +624,52 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
+LITE_HELD_ADVICE = (
+    "Milvus Lite allows one process per file. To retrieve or start/end rooms while `rgcd serve` runs, "
+    "send the request to it over HTTP. To publish, stop `rgcd serve` (and any other rgcd command on "
+    "this workspace), publish, then start it again; to publish without downtime, serve the vectors "
+    "from a Milvus server (`milvus-lite server --data-dir D --port P`, retrieval.milvus_uri).")
+
+
+def refuse_lite_held(ws: Workspace, settings: Settings) -> None:
+    """VectorStoreError at once when the workspace's Milvus Lite file is another process's (a server
+    URI: nothing to check)."""
+    uri = milvus_uri(ws, settings)
+    if not is_server(uri):
+        refuse_lite_file_held_elsewhere(uri)
+
+
+def refuse_lite_file_held_elsewhere(uri: str) -> None:
+    """VectorStoreError at once when another process holds the Milvus Lite file's lock.
+
+    Milvus Lite takes an advisory flock on <file>/LOCK while a process has the file open; pymilvus
+    meets a held lock only after a long wait (50-70 s measured) and a traceback. A file this process
+    opened already (its own server) is not probed: a second flock from the same process would fail.
+    """
+    import fcntl
+
+    path = Path(uri).resolve()
+    lock = path / "LOCK"
+    if _LITE_CLIENTS.get(str(path), 0) > 0 or not lock.exists():
+        return
+    from milvus_lite.server_manager import server_manager_instance
+
+    if str(path) in server_manager_instance._servers:  # opened by this process without a client count
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise VectorStoreError(f"the Milvus Lite file {uri} is open in another process. "
+                               f"{LITE_HELD_ADVICE}") from None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def _open_hint(uri: str, err: Exception) -> str:
     if is_server(uri):
         return (f"cannot reach the Milvus server at {uri} ({err}); start it (`rgcd milvus start`, or "
                 "`milvus-lite server --data-dir D --port P`) or fix retrieval.milvus_uri")
-    return (f"cannot open the Milvus Lite file {uri} ({err}); Milvus Lite allows one process per file: "
-            "if `rgcd serve` is running, send the request to it over HTTP, or serve the file with "
-            "`milvus-lite server --data-dir D --port P` and set retrieval.milvus_uri")
+    return f"cannot open the Milvus Lite file {uri} ({err}). {LITE_HELD_ADVICE}"

@@ -37,7 +37,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from rgcd.config import Settings, Workspace
-from rgcd.embeddings.milvus_store import KNOWLEDGE, LAYOUT, ON_AIR, Room, RoomVectors, collection_name, to_ms
+from rgcd.embeddings.milvus_store import (
+    KNOWLEDGE,
+    LAYOUT,
+    ON_AIR,
+    Room,
+    RoomVectors,
+    collection_name,
+    refuse_lite_held,
+    to_ms,
+)
 from rgcd.embeddings.online_features import ITEM_VECTORS, RECENT_KNOWLEDGE, RECENT_VIDEOS, USER_VECTORS
 from rgcd.errors import RgcdError
 from rgcd.training.published_model import promote
@@ -277,6 +286,7 @@ def _sample(rooms: list[Room], n: int) -> list[Room]:
 
 def publish(ws: Workspace, settings: Settings, version: str | None = None) -> PublishReport:
     """Publish one model version (default: the newest) to Feast and Milvus; see the module docstring."""
+    refuse_lite_held(ws, settings)  # before any work: the Milvus Lite file may be another process's
     from rgcd.featurestore.store import FeatureStoreError
 
     vectors = _read_vectors(ws)
@@ -341,12 +351,13 @@ def _fill(store: RoomVectors, settings: Settings, version: str, rooms: list[Room
     store.insert(name, rooms, settings.retrieval.insert_batch)
     store.validate(name, len(rooms), _sample(rooms, settings.retrieval.validate_sample))
     ended = [to_ms(r.end) for r in rooms if r.end is not None]
-    store.mark_published(name, len(rooms), max(ended, default=0))
+    store.mark_published(name, len(rooms), max(ended, default=0), min(to_ms(r.start) for r in rooms))
     return name, True
 
 
 def rollback(ws: Workspace, settings: Settings) -> PublishReport:
     """Point the alias back at the version published before the current one, online vectors too."""
+    refuse_lite_held(ws, settings)
     from rgcd.featurestore.store import FeatureStoreError
 
     store = RoomVectors.connect(ws, settings)

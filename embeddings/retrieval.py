@@ -21,11 +21,12 @@ knowledge); only the fallbacks read more.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rgcd.config import Settings, Workspace
-from rgcd.embeddings.milvus_store import KNOWLEDGE, Hit, Published, RoomVectors
+from rgcd.embeddings.milvus_store import KNOWLEDGE, Hit, Published, RoomVectors, to_ms
 from rgcd.embeddings.online_features import RECENT_KNOWLEDGE
 from rgcd.errors import RgcdError
 
@@ -89,26 +90,54 @@ class Answer:
                 "candidates": [asdict(c) for c in self.candidates]}
 
 
+INT64_MAX = 2**63 - 1
+_EPOCH_MS = re.compile(r"-?[0-9]{1,19}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+ECHO_CHARS = 100  # an input quoted back in an error message is cut to this many characters
+
+
+def echo(value: object) -> str:
+    """`value` as an error message quotes it: repr, cut to ECHO_CHARS characters."""
+    text = value if isinstance(value, str) else repr(value)
+    cut = text[:ECHO_CHARS] + (f"... ({len(text):,} characters)" if len(text) > ECHO_CHARS else "")
+    return repr(cut) if isinstance(value, str) else cut
+
+
 def parse_at(value: str | None) -> datetime:
     """A request time from ISO 8601 (naive = UTC) or epoch milliseconds; None = now."""
     if value is None or value == "":
         return datetime.now(UTC)
     try:
-        if value.lstrip("-").isdigit():
+        if _EPOCH_MS.fullmatch(value):
             return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (ValueError, OverflowError):
-        raise BadQuery(f"at={value!r} is not a time: give ISO 8601 (2025-05-18T20:00:00Z) or epoch "
-                       "milliseconds") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):  # out of datetime's range, in either form
+        raise BadQuery(f"at={echo(value)} is not a time: give ISO 8601 (2025-05-18T20:00:00Z) or epoch "
+                       "milliseconds within years 1..9999") from None
+
+
+def parse_id(value: object, what: str, minimum: int = 0) -> int:
+    """An id as an int64 (an int, or a string of ASCII digits); BadQuery otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadQuery(f"{what}={echo(value)} is not an integer id")
+    if isinstance(value, str):
+        digits = value[1:] if value.startswith("-") and minimum < 0 else value
+        if not _DIGITS.fullmatch(digits):
+            raise BadQuery(f"{what}={echo(value)} is not an integer id (ASCII digits, at most 19)")
+        value = int(value)
+    if not minimum <= value <= INT64_MAX:
+        raise BadQuery(f"{what}={echo(value)} is out of range: ids are {minimum}..{INT64_MAX} (int64)")
+    return value
 
 
 def parse_item(value: str) -> str:
     """A short video's item id ('photo:<id>'); BadQuery otherwise."""
     kind, _, ident = value.partition(":")
-    if kind != "photo" or not ident.isdigit():
-        raise BadQuery(f"item {value!r}: short video -> live retrieval takes a short video, "
+    if kind != "photo" or not _DIGITS.fullmatch(ident):
+        raise BadQuery(f"item {echo(value)}: short video -> live retrieval takes a short video, "
                        "'photo:<photo_id>' (e.g. photo:123)")
+    parse_id(ident, "photo_id")
     return value
 
 
@@ -161,9 +190,31 @@ class Retriever:
         from rgcd.featurestore.store import feature_store
 
         self.ws, self.settings = ws, settings
-        self.store = feature_store(ws, settings)
+        # Milvus first: a Milvus Lite file held by another process is refused in a moment, before
+        # Feast's import (seconds)
         self.rooms = rooms or RoomVectors.connect(ws, settings)
+        try:
+            self.store = feature_store(ws, settings)
+        except BaseException:
+            self.rooms.close()
+            raise
         self._services: dict[str, object] = {}
+        self._dims: dict[str, dict[str, int | None]] = {}
+
+    def vector_dims(self, published: Published) -> dict[str, int | None]:
+        """Lengths of the published model's vectors: transferable and retrieval as its collection
+        holds them, residual as stage 2 wrote it for that version (None where not known)."""
+        if published.collection not in self._dims:
+            import polars as pl
+
+            dims: dict[str, int | None] = dict(self.rooms.dims(published.collection))
+            path = self.ws.feature_data / "item_embeddings.parquet"
+            lengths = (pl.scan_parquet(path).filter(pl.col("model_version") == published.model_version)
+                       .select(pl.col("residual").list.len()).drop_nulls().head(1).collect()
+                       if path.exists() else None)
+            dims["residual"] = lengths.item() if lengths is not None and lengths.height else None
+            self._dims[published.collection] = dims
+        return self._dims[published.collection]
 
     def close(self) -> None:
         """Release Milvus (the Lite file is then free for another process)."""
@@ -172,6 +223,21 @@ class Retriever:
     def published(self) -> Published:
         """The collection readers search now (NotPublished before any publish)."""
         return self.rooms.current()
+
+    def check_time(self, at: datetime, published: Published, what: str = "at") -> datetime:
+        """`at` if the published rooms cover it: not before the oldest room kept, not past now +
+        serving.clock_skew_s. Nothing was on air outside that window, and a far-past request would
+        walk every ended room: refused (BadQuery) instead of answered slowly and empty."""
+        skew = self.settings.serving.clock_skew_s
+        latest = datetime.now(UTC) + timedelta(seconds=skew)
+        if at > latest:
+            raise BadQuery(f"{what}={at.isoformat()} is in the future (more than {skew} s past now, "
+                           "serving.clock_skew_s): give a time up to now")
+        if published.started_from and to_ms(at) < published.started_from:
+            oldest = datetime.fromtimestamp(published.started_from / 1000, tz=UTC)
+            raise BadQuery(f"{what}={at.isoformat()} is before the oldest room kept ({oldest.isoformat()}, "
+                           f"in {published.model_version}): nothing was on air then; give a later time")
+        return at
 
     def _k(self, k: int | None) -> int:
         r = self.settings.retrieval
@@ -223,9 +289,10 @@ class Retriever:
 
     def for_user(self, user_id: int, at: datetime | None = None, k: int | None = None) -> Answer:
         """User -> live: the k rooms on air at `at` (default now) for this user."""
-        at, k = at or datetime.now(UTC), self._k(k)
+        user_id, at, k = parse_id(user_id, "user_id"), at or datetime.now(UTC), self._k(k)
         published = self.published()
-        (row,) = self.online(USER_SERVICE, "user_id", [int(user_id)])
+        self.check_time(at, published)
+        (row,) = self.online(USER_SERVICE, "user_id", [user_id])
         vector, version = row["user_embeddings__user_vector"], row["user_embeddings__model_version"]
         recent = list(row["user_recent_videos__recent_photo_ids"] or [])
         if vector is None and not recent and row["user_features_daily__sv_plays_30d"] is None:
@@ -259,6 +326,7 @@ class Retriever:
         """Short video -> live: the k rooms on air at `at` closest to this short video."""
         item_id, at, k = parse_item(item_id), at or datetime.now(UTC), self._k(k)
         published = self.published()
+        self.check_time(at, published)
         (row,) = self.online(ITEM_SERVICE, "item_id", [item_id])
         vector = row["item_embeddings__transferable"]
         if vector is None:

@@ -23,13 +23,22 @@ short-video path) and `mm_embedding` (the room's 64-d multimodal vector), all op
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rgcd.embeddings.milvus_store import Room
-from rgcd.embeddings.retrieval import BadQuery, Retriever, UnknownQuery, VersionMismatch, parse_at
+from rgcd.embeddings.retrieval import (
+    BadQuery,
+    Retriever,
+    UnknownQuery,
+    VersionMismatch,
+    echo,
+    parse_at,
+    parse_id,
+)
 
 VECTOR_FIELDS = ("transferable", "residual", "retrieval")
 PUSH_SOURCE = "item_embeddings_push"
@@ -37,6 +46,10 @@ SCHEDULE_PUSH = "live_schedule_push"
 STARTED = "rooms_started"
 # What the student reads of a room (kept in the log of started rooms, for the next publish).
 INPUTS = ("live_name", "category_l1", "category_l2", "category_l3", "category_l4")
+MAX_ROOMS = 1_000  # per request or file
+MAX_VECTOR = 4_096  # values in any vector a request may send
+TEXT_CHARS = 512  # a room's name or category
+UNIT_TOLERANCE = 1e-3  # |norm - 1| of a vector the published model wrote (float32 rounding is ~1e-7)
 
 
 class RoomEncoder:
@@ -61,6 +74,7 @@ class RoomEncoder:
         self.batch = settings.student.encode_batch_size
         self._encode_items, self._torch = encode_items, torch
         self.model_version = self.published.model_version
+        self.mm_length = self.student.cfg.mm_dims.get("live")  # what the student reads of a room
 
     def encode(self, item_ids: list[str], rooms: list[dict]) -> list[dict[str, list[float]]]:
         """transferable, residual, retrieval of each room, in order."""
@@ -90,16 +104,28 @@ class RoomsReport:
 
 
 def read_rooms_file(path: Path) -> list[dict]:
-    """Rooms from a JSON list / {"rooms": [...]} / JSON lines / parquet file."""
-    if not path.exists():
-        raise BadQuery(f"{path} does not exist: give a JSON, JSON-lines or parquet file of rooms")
+    """Rooms from a JSON list / {"rooms": [...]} / JSON lines / parquet file (BadQuery when it is none)."""
+    if not path.is_file():
+        raise BadQuery(f"{path} is not a file: give a JSON, JSON-lines or parquet file of rooms")
     if path.suffix == ".parquet":
         import polars as pl
 
-        return pl.read_parquet(path).to_dicts()
-    text = path.read_text()
+        try:
+            return parse_rooms_payload(pl.read_parquet(path).to_dicts())
+        except (pl.exceptions.PolarsError, OSError) as err:
+            raise BadQuery(f"{path} is not a readable parquet file ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'})") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise BadQuery(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}): give a JSON, JSON-lines "
+                       "or parquet file of rooms (save it as UTF-8)") from None
+    except OSError as err:
+        raise BadQuery(f"{path} cannot be read ({err.strerror})") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise BadQuery(f"{path} nests JSON too deeply to be rooms") from None
     except json.JSONDecodeError:
         try:
             data = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -116,33 +142,130 @@ def parse_rooms_payload(data: object) -> list[dict]:
     if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
         raise BadQuery('give one room object, a list of rooms or {"rooms": [...]}, each with live_id and '
                        "author_id")
+    if len(data) > MAX_ROOMS:
+        raise BadQuery(f"{len(data):,} rooms in one request: send at most {MAX_ROOMS:,} at a time")
     return data
 
 
 def _item_id(room: dict) -> str:
-    if room.get("item_id"):
-        item_id = str(room["item_id"])
-        if not item_id.startswith("live:") or not item_id[5:].isdigit():
-            raise BadQuery(f"item_id {item_id!r}: a room is 'live:<live_id>'")
-        return item_id
-    if room.get("live_id") is None or not str(room["live_id"]).isdigit():
-        raise BadQuery(f"a room needs live_id (an integer) or item_id 'live:<id>'; got {room!r:.120}")
-    return f"live:{int(room['live_id'])}"
+    """The room's 'live:<live_id>' from item_id or live_id (both given: they must agree)."""
+    item_id = room.get("item_id")
+    if item_id is not None:
+        if not isinstance(item_id, str) or not item_id.startswith("live:"):
+            raise BadQuery(f"item_id {echo(item_id)}: a room is 'live:<live_id>'")
+        live_id = parse_id(item_id[5:], "the live_id of item_id")
+        if room.get("live_id") is not None and parse_id(room["live_id"], "live_id") != live_id:
+            raise BadQuery(f"item_id {echo(item_id)} and live_id {echo(room['live_id'])} differ: give one")
+        return f"live:{live_id}"
+    if room.get("live_id") is None:
+        raise BadQuery(f"a room needs live_id (an integer) or item_id 'live:<id>'; got {echo(room)}")
+    return f"live:{parse_id(room['live_id'], 'live_id')}"
 
 
 def _precomputed(room: dict) -> bool:
     return any(room.get(f) is not None for f in (*VECTOR_FIELDS, "model_version"))
 
 
-def _vectors(room: dict, item_id: str, version: str) -> dict[str, list[float]]:
+def _numbers(value: object, what: str, length: int | None, unit: bool) -> list[float]:
+    """A vector from a request: a list of finite numbers, of `length` (None: any up to 4,096), of
+    norm 1 when `unit` (the published model writes unit vectors: training/published_model.py)."""
+    if not isinstance(value, list | tuple) or not value or len(value) > MAX_VECTOR:
+        raise BadQuery(f"{what} must be a list of numbers (1..{MAX_VECTOR:,} of them)")
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
+        raise BadQuery(f"{what} must hold numbers only")
+    try:
+        numbers = [float(x) for x in value]
+    except OverflowError:  # an integer of hundreds of digits
+        numbers = [math.inf]
+    if not all(math.isfinite(x) for x in numbers):
+        raise BadQuery(f"{what} holds a value that is not finite (NaN or infinity)")
+    if length is not None and len(numbers) != length:
+        raise BadQuery(f"{what} has {len(numbers)} values; the published model writes {length}")
+    if unit:
+        norm = math.sqrt(math.fsum(x * x for x in numbers))
+        if abs(norm - 1.0) > UNIT_TOLERANCE:
+            raise BadQuery(f"{what} has norm {norm:.4g}; the published model writes unit vectors (norm 1 "
+                           f"within {UNIT_TOLERANCE}): normalise it")
+    return numbers
+
+
+def _vectors(room: dict, item_id: str, version: str, dims: dict[str, int | None]) -> dict[str, list[float]]:
     missing = [f for f in (*VECTOR_FIELDS, "model_version") if room.get(f) is None]
     if missing:
         raise BadQuery(f"room {item_id} has precomputed vectors but lacks {', '.join(missing)}: give all "
                        "of transferable, residual, retrieval and model_version, or none (then it is encoded)")
     if room["model_version"] != version:
-        raise VersionMismatch(f"room {item_id} comes with vectors of {room['model_version']!r} but the "
+        raise VersionMismatch(f"room {item_id} comes with vectors of {echo(room['model_version'])} but the "
                               f"published rooms are {version!r}: encode it with the published version")
-    return {f: [float(x) for x in room[f]] for f in VECTOR_FIELDS}
+    return {f: _numbers(room[f], f"room {item_id}: {f}", dims.get(f), unit=True) for f in VECTOR_FIELDS}
+
+
+def _start(room: dict, item_id: str, now: datetime) -> datetime:
+    """A room's start: ISO 8601 / epoch ms (a string or a number), a datetime (parquet), or now."""
+    value = room.get("start_timestamp")
+    if value is None:
+        return now
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise BadQuery(f"room {item_id}: start_timestamp {echo(value)} is not a time (ISO 8601 or epoch ms)")
+    return parse_at(value)
+
+
+def _inputs(room: dict, item_id: str, mm_length: int | None) -> dict:
+    """What the student reads of a room, checked: short strings, and a finite multimodal vector."""
+    out = {}
+    for f in INPUTS:
+        value = room.get(f)
+        if value is not None and (not isinstance(value, str) or len(value) > TEXT_CHARS):
+            raise BadQuery(f"room {item_id}: {f} must be a string of at most {TEXT_CHARS} characters")
+        out[f] = value
+    mm = room.get("mm_embedding")
+    out["mm_embedding"] = None if mm is None else _numbers(mm, f"room {item_id}: mm_embedding", mm_length,
+                                                           unit=False)
+    return out
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A room that passed every check: what is written for it."""
+
+    item_id: str
+    author_id: int
+    start: datetime
+    inputs: dict
+    vectors: dict[str, list[float]] | None
+
+
+def check_rooms(retriever: Retriever, rooms: list[dict], published, now: datetime,
+                encoder: RoomEncoder | None) -> list[_Checked]:
+    """Every room checked before anything is written (BadQuery / VersionMismatch naming the room):
+    ids in range and unique, author, a start the published rooms cover, vectors of the published
+    model's lengths, finite and of norm 1, and not a room that already went off air."""
+    if len(rooms) > MAX_ROOMS:
+        raise BadQuery(f"{len(rooms):,} rooms in one request: send at most {MAX_ROOMS:,} at a time")
+    dims = retriever.vector_dims(published)
+    mm_length = encoder.mm_length if encoder is not None else None
+    out, seen = [], set()
+    for room in rooms:
+        item_id = _item_id(room)
+        if item_id in seen:
+            raise BadQuery(f"room {item_id} appears twice in one request")
+        seen.add(item_id)
+        if room.get("author_id") is None:
+            raise BadQuery(f"room {item_id} needs author_id (an integer)")
+        author = parse_id(room["author_id"], f"room {item_id}: author_id")
+        start = retriever.check_time(_start(room, item_id, now), published,
+                                     f"room {item_id}: start_timestamp")
+        vectors = _vectors(room, item_id, published.model_version, dims) if _precomputed(room) else None
+        out.append(_Checked(item_id, author, start, _inputs(room, item_id, mm_length), vectors))
+    ended = sorted(i for i, r in retriever.rooms.rooms(sorted(seen)).items() if r["end_ms"] is not None)
+    if ended:
+        raise BadQuery(f"room(s) {', '.join(ended[:10])} already went off air; a new broadcast needs a new "
+                       "live_id")
+    return out
 
 
 def started_path(ws) -> Path:
@@ -199,65 +322,135 @@ def _room_knowledge(retriever: Retriever, item_ids: list[str]) -> list[dict[str,
 
 
 def start_rooms(retriever: Retriever, rooms: list[dict], encoder: RoomEncoder | None = None) -> RoomsReport:
-    """Put rooms on air: vectors (given, or encoded), Milvus upsert + Feast push; returns when they
-    are retrievable. `encoder` is loaded here when a room needs encoding and none is given."""
+    """Put rooms on air: every room checked first (nothing is written for a request with one bad
+    room), vectors given or encoded, then Feast's online store, the log of started rooms and, last,
+    Milvus (from which the rooms are candidates). A write that fails undoes the ones before it.
+    `encoder` is loaded here when a room needs encoding and none is given."""
     import pandas as pd
-    from feast.data_source import PushMode
 
     t0 = time.perf_counter()
     published = retriever.published()
     now = datetime.now(UTC)
-    ids = [_item_id(room) for room in rooms]
-    for item_id, room in zip(ids, rooms, strict=True):
-        if room.get("author_id") is None or not str(room["author_id"]).lstrip("-").isdigit():
-            raise BadQuery(f"room {item_id} needs author_id (an integer)")
-    vectors = [_vectors(r, i, published.model_version) if _precomputed(r) else None
-               for i, r in zip(ids, rooms, strict=True)]
-    to_encode = [n for n, v in enumerate(vectors) if v is None]
+    checked = check_rooms(retriever, rooms, published, now, encoder)
+    to_encode = [n for n, c in enumerate(checked) if c.vectors is None]
+    vectors = [c.vectors for c in checked]
     if to_encode:
-        encoder = encoder or RoomEncoder(retriever.ws, retriever.settings)
+        if encoder is None:
+            encoder = RoomEncoder(retriever.ws, retriever.settings)
+            for n in to_encode:  # checked above only where an encoder was given
+                mm = checked[n].inputs["mm_embedding"]
+                if mm is not None:
+                    _numbers(mm, f"room {checked[n].item_id}: mm_embedding", encoder.mm_length, unit=False)
         if encoder.model_version != published.model_version:
             raise VersionMismatch(f"the published stage-2 model is {encoder.model_version!r} but the "
                                   f"published rooms are {published.model_version!r}: run `rgcd publish`")
-        encoded = encoder.encode([ids[n] for n in to_encode], [rooms[n] for n in to_encode])
-        for n, v in zip(to_encode, encoded, strict=True):
-            vectors[n] = v
+        inputs = [{**checked[n].inputs, "author_id": checked[n].author_id} for n in to_encode]
+        encoded = encoder.encode([checked[n].item_id for n in to_encode], inputs)
+        dims = retriever.vector_dims(published)
+        for n, v in zip(to_encode, encoded, strict=True):  # what the model wrote passes the same checks
+            vectors[n] = {f: _numbers(v[f], f"the encoded {f} of {checked[n].item_id}", dims.get(f), True)
+                          for f in VECTOR_FIELDS}
     how = ("precomputed vectors" if not to_encode else "encoded vectors (student + stage 2)"
            if len(to_encode) == len(rooms) else "given and encoded vectors")
-    made: list[Room] = []
+    ids = [c.item_id for c in checked]
     knowledge = _room_knowledge(retriever, ids)
-    for item_id, room, v, known in zip(ids, rooms, vectors, knowledge, strict=True):
-        start = parse_at(str(room["start_timestamp"])) if room.get("start_timestamp") is not None else now
-        author = int(room["author_id"])
-        made.append(Room(item_id, author, start, None, retriever.rooms.author_popularity(author),
-                         v["transferable"], v["retrieval"], known))
-    try:
-        retriever.rooms.upsert_on_air(made)
-    except ValueError as err:
-        raise BadQuery(f"room(s) {err} already went off air; a new broadcast needs a new live_id") from None
+    made = [Room(c.item_id, c.author_id, c.start, None, retriever.rooms.author_popularity(c.author_id),
+                 v["transferable"], v["retrieval"], known)
+            for c, v, known in zip(checked, vectors, knowledge, strict=True)]
     frame = pd.DataFrame({
-        "item_id": [r.item_id for r in made],
-        "transferable": [v["transferable"] for v in vectors],
-        "residual": [v["residual"] for v in vectors],
-        "retrieval": [v["retrieval"] for v in vectors],
+        "item_id": ids,
+        **{f: [v[f] for v in vectors] for f in VECTOR_FIELDS},
         "model_version": [published.model_version] * len(made),
         "event_timestamp": [r.start for r in made],
         "created_timestamp": [now] * len(made),
     })
-    retriever.store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
-    log = [{"item_id": r.item_id, "live_id": int(r.item_id[5:]), "author_id": r.author_id,
-            "start_timestamp": r.start, "end_timestamp": None, **{f: room.get(f) for f in INPUTS},
-            "mm_embedding": room.get("mm_embedding"), "created_timestamp": now}
-           for r, room in zip(made, rooms, strict=True)]
-    _push_schedule(retriever, log)
-    _record(retriever.ws, log)
-    return RoomsReport(tuple(r.item_id for r in made), published.model_version, how, time.perf_counter() - t0)
+    log = [{"item_id": c.item_id, "live_id": int(c.item_id[5:]), "author_id": c.author_id,
+            "start_timestamp": c.start, "end_timestamp": None, **c.inputs, "created_timestamp": now}
+           for c in checked]
+    _write_all_or_nothing(retriever, ids, [
+        ("online vectors", lambda: retriever.store.push(PUSH_SOURCE, frame, to=_online())),
+        ("online schedule", lambda: _push_schedule(retriever, log)),
+        ("log of started rooms", lambda: _record(retriever.ws, log)),
+        ("Milvus", lambda: retriever.rooms.upsert_on_air(made)),
+    ])
+    return RoomsReport(tuple(ids), published.model_version, how, time.perf_counter() - t0)
+
+
+def _online():
+    from feast.data_source import PushMode
+
+    return PushMode.ONLINE
+
+
+def _write_all_or_nothing(retriever: Retriever, item_ids: list[str], steps: list[tuple[str, object]]) -> None:
+    """Run the write steps in order; when one fails, put back what the earlier ones changed (the
+    online rows of these rooms in the views the pushes feed, the log of started rooms) and raise.
+    Milvus comes last, so a failure never leaves a room among the candidates."""
+    import logging
+
+    online = OnlineRows(retriever.store, [PUSH_SOURCE, SCHEDULE_PUSH], item_ids)
+    old_log = read_started(retriever.ws)
+    done: list[str] = []
+    try:
+        for name, step in steps:
+            step()
+            done.append(name)
+    except Exception:
+        try:
+            online.restore()
+            if "log of started rooms" in done:
+                _restore_log(retriever.ws, old_log)
+        except Exception:  # the first error is the one to report; this one goes to the log
+            logging.getLogger(__name__).exception("rooms start: undoing a failed write failed too")
+        raise
+
+
+def _restore_log(ws, old) -> None:
+    from rgcd.atomic import write_parquet_atomic
+
+    if old is None:
+        started_path(ws).unlink(missing_ok=True)
+    else:
+        write_parquet_atomic(old, started_path(ws))
+
+
+class OnlineRows:
+    """The online rows of some rooms in the views that push sources feed, as they are now, to be
+    written back if a later write fails. Rows that did not exist are written back empty (read as
+    missing). Exact with the SQLite store; Redis keeps the newer row (it refuses older timestamps),
+    which is harmless: a room Milvus does not hold is never a candidate."""
+
+    def __init__(self, store, push_sources: list[str], item_ids: list[str]) -> None:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        self.store = store
+        self.views = [v for v in store.list_feature_views()
+                      if v.stream_source is not None and v.stream_source.name in push_sources]
+        self.keys = [EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=i)]) for i in item_ids]
+        provider = store._get_provider()  # Feast's own online read/write, to keep timestamps and values exact
+        self.saved = {v.name: provider.online_read(store.config, v, self.keys) for v in self.views}
+
+    def restore(self) -> None:
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        provider = self.store._get_provider()
+        for view in self.views:
+            rows = []
+            for key, (ts, values) in zip(self.keys, self.saved[view.name], strict=True):
+                if ts is None:  # did not exist: empty values, read back as missing
+                    ts, values = datetime.fromtimestamp(0, tz=UTC), {f.name: Value() for f in view.features}
+                rows.append((key, values, ts, None))
+            provider.online_write_batch(self.store.config, view, rows, progress=None)
 
 
 def end_room(retriever: Retriever, item_id: str, at: datetime | None = None) -> bool:
     """Take a room off air at `at` (default now); False if it had ended already."""
-    if not item_id.startswith("live:") or not item_id[5:].isdigit():
-        raise BadQuery(f"{item_id!r}: a room is 'live:<live_id>'")
+    if not item_id.startswith("live:"):
+        raise BadQuery(f"{echo(item_id)}: a room is 'live:<live_id>'")
+    item_id = f"live:{parse_id(item_id[5:], 'the live_id of the room')}"
+    if at is not None:
+        retriever.check_time(at, retriever.published(), "at")
     at = at or datetime.now(UTC)
     try:
         row = retriever.rooms.end(item_id, at)

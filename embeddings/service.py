@@ -6,39 +6,86 @@ GET  /retrieve/user/{user_id}      ?at=ISO-or-epoch-ms&k=K  -> the JSON of `rgcd
 GET  /retrieve/item/{item_id}      item_id = photo:<id>, same parameters and answer
 POST /rooms/start                  a room, a list of rooms, or {"rooms": [...]} (see embeddings/rooms.py)
 POST /rooms/{item_id}/end          ?at=...
-Errors are JSON {"error", "message"}: unknown user or item 404, bad parameters 422, model version
-mismatch 409, nothing published 503. Each worker process answers its requests one at a time, on
-its event loop's thread: the Feast SQLite store and the Milvus client are not for several threads,
-and a request is CPU-bound Python, so a thread pool (FastAPI's default for plain functions) only
-adds hand-offs and GIL contention. With the
-embedded Milvus Lite file there is one worker (a Lite file allows one process); with
-`retrieval.milvus_uri` naming a server, `retrieval.serve_workers` (or --workers) processes share it.
+GET  /openapi.json                 the routes (no /docs or /redoc: those pages load from a CDN)
+The POST routes write: they need 'Authorization: Bearer <token>' (rgcd.access; 401 without it, 403
+while no token is configured). Errors are JSON {"error", "message"} everywhere: unknown user, item or
+route 404, bad parameters 422, model version mismatch 409, nothing published 503, anything
+unexpected 500; messages carry no path, URI or traceback (`public_message`). Each worker process
+answers its requests one at a time, on its event loop's thread: the Feast SQLite store and the
+Milvus client are not for several threads, and a request is CPU-bound Python, so a thread pool
+(FastAPI's default for plain functions) only adds hand-offs and GIL contention. With the embedded
+Milvus Lite file there is one worker (a Lite file allows one process); with `retrieval.milvus_uri`
+naming a server, `retrieval.serve_workers` (or --workers) processes share it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from fastapi import Request  # at module level: FastAPI resolves the routes' annotations here
+
+from rgcd.access import BodyLimit, WriteGuard, write_token
 from rgcd.config import Settings, Workspace
 from rgcd.embeddings.milvus_store import NotPublished, VectorStoreError, is_server
-from rgcd.embeddings.retrieval import RetrievalError, Retriever, parse_at
+from rgcd.embeddings.retrieval import BadQuery, RetrievalError, Retriever, echo, parse_at
 from rgcd.embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
+from rgcd.errors import RgcdError
+
+WRITE_ROUTES = ("/rooms/",)  # POST under /rooms/ writes (start, end); every GET only reads
+UNEXPECTED = "an unexpected error; the server's log has the details"
 
 
-def create_app(ws: Workspace, settings: Settings):
-    """The FastAPI app over one workspace; the retriever opens at start-up and closes at shutdown."""
-    from fastapi import Body, FastAPI, Query, Request
+def is_write(method: str, path: str) -> bool:
+    """Whether a request writes (and so needs the write token): POST /rooms/..."""
+    return method != "GET" and path.startswith(WRITE_ROUTES)
+
+
+def public_message(message: str, ws: Workspace, settings: Settings) -> str:
+    """An error message as a client may see it: no path of this machine's filesystem, no URI (a Milvus
+    URI can carry credentials), no token; at most 1,000 characters."""
+    r = settings.retrieval
+    uri = r.milvus_uri or str(ws.milvus / "rooms.db")  # the Lite file by default (milvus_store.milvus_uri)
+    for secret, shown in ((r.milvus_token, "<token>"), (uri, "<retrieval.milvus_uri>")):
+        if secret:
+            message = message.replace(secret, shown)
+    for root, shown in ((ws.root, "<workspace>"), (_CHECKOUT, "<rgcd>"), (Path(sys.prefix), "<python>"),
+                        (Path.home(), "<home>")):
+        if len(root.parts) > 1:  # a home of "/" would turn every slash into <home>
+            message = message.replace(str(root), shown)
+    message = _PATH.sub("<path>", _URI.sub("<uri>", message))
+    return message if len(message) <= 1000 else message[:1000] + "..."
+
+
+_CHECKOUT = Path(__file__).resolve().parents[1]
+_URI = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+# what is left of absolute paths after the roots above (a route such as /rooms/start stays)
+_PATH = re.compile(r"/(?:etc|home|root|tmp|var|usr|opt|srv|mnt|media|proc|sys|dev|run|data|work|private)"
+                   r"(?:/[^\s'\",;)]*)?")
+
+
+def create_app(ws: Workspace, settings: Settings, token: str | None = None,
+               retriever: Retriever | None = None):
+    """The FastAPI app over one workspace; the retriever opens at start-up and closes at shutdown.
+
+    Write routes need `token` (rgcd.access); without one they answer 403. No /docs or /redoc page
+    (they load their scripts from a CDN); /openapi.json describes every route. `retriever`: one
+    `serve` opened already (so that a workspace it cannot open is an error before the server starts).
+    """
+    from fastapi import FastAPI, Query
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException
 
     state: dict = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["retriever"] = Retriever(ws, settings)
+        state["retriever"] = retriever or Retriever(ws, settings)
         try:  # loaded once, so that a room going on air is encoded in milliseconds, not seconds
             state["encoder"] = RoomEncoder(ws, settings)
         except RetrievalError:  # no student / stage-2 model yet: rooms must bring their vectors
@@ -48,11 +95,13 @@ def create_app(ws: Workspace, settings: Settings):
         finally:
             state.pop("retriever").close()
 
-    app = FastAPI(title="rgcd retrieval", version="1", lifespan=lifespan,
-                  description="Live rooms on air for a user (U2I) or a short video (I2I).")
+    app = FastAPI(title="rgcd retrieval", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Live rooms on air for a user (U2I) or a short video (I2I). Writes (POST "
+                              "/rooms/...) need 'Authorization: Bearer <token>' (docs/security.md).")
 
     def error(status: int, kind: str, message: str) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"error": kind, "message": message})
+        return JSONResponse(status_code=status,
+                            content={"error": kind, "message": public_message(message, ws, settings)})
 
     @app.exception_handler(RetrievalError)
     async def _retrieval_error(request: Request, err: RetrievalError) -> JSONResponse:
@@ -66,11 +115,27 @@ def create_app(ws: Workspace, settings: Settings):
     async def _store_error(request: Request, err: VectorStoreError) -> JSONResponse:
         return error(503, "VectorStoreError", str(err))
 
+    @app.exception_handler(RgcdError)
+    async def _rgcd_error(request: Request, err: RgcdError) -> JSONResponse:  # e.g. the feature store
+        return error(503, type(err).__name__, str(err))
+
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
                              for e in err.errors())
-        return error(422, "BadQuery", f"{problems} (see GET /docs for the parameters)")
+        return error(422, "BadQuery", f"{problems} (see GET /openapi.json for the parameters)")
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, err: HTTPException) -> JSONResponse:
+        kinds = {404: "NotFound", 405: "MethodNotAllowed"}
+        message = (f"no route {request.method} {echo(request.url.path)}; the routes are in GET /openapi.json"
+                   if err.status_code in (404, 405) else str(err.detail))
+        return error(err.status_code, kinds.get(err.status_code, "HTTPError"), message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        # the traceback goes to the server's log (uvicorn prints it), never to the client
+        return error(500, "InternalError", UNEXPECTED)
 
     def call(fn, *args):
         # on the loop's thread, one request at a time (module docstring)
@@ -99,8 +164,15 @@ def create_app(ws: Workspace, settings: Settings):
     async def retrieve_item(item_id: str, at: str | None = None, k: int | None = None):
         return answer(call(lambda: state["retriever"].for_item(item_id, parse_at(at), k).as_json()))
 
-    @app.post("/rooms/start")
-    async def rooms_start(payload: dict | list = Body(...)):  # noqa: B008 (FastAPI's idiom)
+    rooms_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "description": 'a room, a list of rooms or {"rooms": [...]} (embeddings/rooms.py)'}}}}}
+
+    @app.post("/rooms/start", openapi_extra=rooms_body)
+    async def rooms_start(request: Request):
+        try:
+            payload = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # nesting: RecursionError
+            raise BadQuery(f"the body is not JSON ({type(err).__name__}: {echo(str(err))})") from None
         rooms = parse_rooms_payload(payload)
         report = call(lambda: start_rooms(state["retriever"], rooms, state["encoder"]))
         return {"started": list(report.item_ids), "model_version": report.model_version,
@@ -111,6 +183,8 @@ def create_app(ws: Workspace, settings: Settings):
         ended = call(lambda: end_room(state["retriever"], item_id, parse_at(at) if at else None))
         return {"item_id": item_id, "ended": ended}
 
+    app.add_middleware(WriteGuard, token=token, is_write=is_write, token_env=settings.serving.write_token_env)
+    app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_kib * 1024)
     return app
 
 
@@ -124,8 +198,9 @@ class ServeError(RetrievalError):
 
 def app_from_environment():
     """The app of a worker process started by `serve` with several workers (uvicorn's factory)."""
-    return create_app(Workspace(Path(os.environ[_WORKSPACE_ENV])),
-                      Settings.model_validate_json(os.environ[_SETTINGS_ENV]))
+    ws = Workspace(Path(os.environ[_WORKSPACE_ENV]))
+    settings = Settings.model_validate_json(os.environ[_SETTINGS_ENV])
+    return create_app(ws, settings, write_token(ws, settings))
 
 
 def workers_for(settings: Settings, workers: int | None) -> int:
@@ -140,14 +215,72 @@ def workers_for(settings: Settings, workers: int | None) -> int:
     return n
 
 
+def _check_can_bind(host: str, port: int) -> None:
+    """ServeError (one line) when host:port cannot be bound, instead of uvicorn's log and exit 1."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ServeError(f"cannot bind {host}:{port} ({err.strerror}): give an address of this machine "
+                         "with --host (default 127.0.0.1)") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ServeError(f"cannot bind {host}:{port} ({err.strerror}): another server holds the port? "
+                             "stop it, or give --port") from None
+
+
+def quiet_third_party_logs() -> None:
+    """What a server's log should not carry: weight-loading progress bars (transformers, the hub) and
+    gRPC's own chatter (e.g. "GOAWAY ... too_many_pings" between pymilvus and Milvus Lite's server);
+    errors still reach the caller as exceptions. Set before those libraries start."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    os.environ.setdefault("GRPC_TRACE", "")
+    import logging
+
+    for name in ("grpc", "grpc._server", "pymilvus", "milvus_lite", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import transformers.utils.logging as tf_logging
+    except ImportError:
+        return
+    tf_logging.disable_progress_bar()
+
+
 def serve(ws: Workspace, settings: Settings, host: str, port: int, workers: int | None = None) -> None:
-    """Run the service in the foreground until SIGTERM / Ctrl-C."""
+    """Run the service in the foreground until SIGTERM / Ctrl-C.
+
+    Everything that can stop it is checked before the server starts (RgcdError, one line at the
+    command line): the workers asked for, the write token, the feature store (applied, and this
+    workspace's own) and, with one worker, Milvus.
+    """
     import uvicorn
 
+    from rgcd.featurestore.store import feature_store
+
     n = workers_for(settings, workers)
+    token = write_token(ws, settings)
+    _check_can_bind(host, port)
+    quiet_third_party_logs()
     if n == 1:
-        uvicorn.run(create_app(ws, settings), host=host, port=port, log_level="warning", access_log=False)
+        retriever = Retriever(ws, settings)
+        try:
+            retriever.published()
+        except NotPublished:
+            pass  # /health answers 503 until the first publish
+        except RgcdError:
+            retriever.close()
+            raise
+        uvicorn.run(create_app(ws, settings, token, retriever), host=host, port=port, log_level="warning",
+                    access_log=False)
         return
+    feature_store(ws, settings)  # applied, and this workspace's own: else an error before workers start
     os.environ[_WORKSPACE_ENV] = str(ws.root.resolve())
     os.environ[_SETTINGS_ENV] = settings.model_dump_json()
     uvicorn.run("rgcd.embeddings.service:app_from_environment", factory=True, workers=n, host=host, port=port,

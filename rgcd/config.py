@@ -24,6 +24,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def inside_workspace(value: str) -> str:
+    """A setting naming a path inside the workspace: relative, without '..' (empty passes)."""
+    path = Path(value)
+    if value and (path.is_absolute() or ".." in path.parts):
+        raise ValueError("must be a path inside the workspace (a relative path without '..')")
+    return value
+
+
 class DemoDensity(_Section):
     """How much happens per user in the demo world: engagement a day and catalogue size.
 
@@ -113,10 +121,9 @@ class WarehouseConfig(_Section):
     @field_validator("spill_folder")
     @classmethod
     def _inside_workspace(cls, value: str) -> str:
-        path = Path(value)
-        if not value or path.is_absolute() or ".." in path.parts:
+        if not value:
             raise ValueError("must be a folder inside the workspace (a relative path without '..')")
-        return value
+        return inside_workspace(value)
 
 
 class FeaturesConfig(_Section):
@@ -272,6 +279,26 @@ class RetrievalConfig(_Section):
                                                     "allows one process)")
 
 
+class ServingConfig(_Section):
+    """Who may write through the HTTP servers (`rgcd serve`, `rgcd features serve`), and what a
+    request may ask. The token itself is never in this file: it is read from an environment
+    variable or a file inside the workspace (docs/security.md)."""
+
+    write_token_env: str = Field("RGCD_WRITE_TOKEN", description="environment variable that holds the "
+                                 "bearer token write routes require (POST /rooms/..., Feast's write "
+                                 "routes when asked for); writes are off while no token is set")
+    write_token_file: str = Field("", description="a file inside the workspace holding the token (e.g. "
+                                  "secrets/write_token, mode 600), read when the variable is unset")
+    clock_skew_s: int = Field(300, ge=0, description="how far past now a request's `at` or a room's "
+                              "start may be (clocks differ a little; the future has no rooms)")
+    max_body_kib: int = Field(4096, gt=0, description="largest request body `rgcd serve` reads")
+
+    @field_validator("write_token_file")
+    @classmethod
+    def _token_inside_workspace(cls, value: str) -> str:
+        return inside_workspace(value)
+
+
 class EvaluationConfig(_Section):
     """Evaluation protocols and trust settings."""
 
@@ -332,6 +359,7 @@ class Settings(_Section):
     student: StudentConfig = StudentConfig()
     transfer: TransferConfig = TransferConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
 

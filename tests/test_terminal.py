@@ -69,7 +69,8 @@ def test_piped_output_is_plain_and_server_files_stay_in_the_workspace(tmp_path):
         assert done.returncode == 0, done.stderr
         for text in (done.stdout, done.stderr):
             assert "\x1b[" not in text and "Warning" not in text, text
-    assert "Materializing" in done.stdout  # Feast's own line, without its colour codes
+    # Feast's own per-window lines are swallowed (issue 25): one line of figures instead
+    assert "Materializing" not in done.stdout + done.stderr and "materialized" in done.stdout + done.stderr
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", "from rgcd.cli import cli; cli()", "-w", str(ws.root),

@@ -89,28 +89,33 @@ def features_frame(c: Context, entities: Path, service: str, feature_refs: tuple
     A feature is taken as it was known at each row's event_timestamp: never a later value, null
     after the view's TTL, and regenerated views (reasoning, vectors) only if written by then.
     """
-    import polars as pl
-
     from rgcd.featurestore import store as fs
 
+    rows = fs.read_entity_frame(entities)
     store = fs.feature_store(c.ws, c.settings)
-    got = fs.frame(store, pl.read_parquet(entities), service=None if feature_refs else service,
+    got = fs.frame(store, rows, service=None if feature_refs else service,
                    features=list(feature_refs) or None)
     from rgcd.atomic import write_parquet_atomic
 
     write_parquet_atomic(got, out)
-    n_features = got.width - len(pl.read_parquet_schema(entities))
+    n_features = got.width - rows.width
     console.print(f"[green]✓[/] {got.height} rows x {n_features} features -> {out}")
 
 
 @features.command("materialize")
 @pass_ctx
 def features_materialize(c: Context) -> None:
-    """Load the latest feature values into the online store (incremental after the first run)."""
+    """Load the latest feature values into the online store (incremental after the first run).
+
+    Shows one progress line (view and window) while it runs, then one line of figures.
+    """
     from rgcd.featurestore import store as fs
 
-    report = fs.materialize(fs.feature_store(c.ws, c.settings),
-                            slice_rows=c.settings.features.materialize_slice_rows)
+    store = fs.feature_store(c.ws, c.settings)
+    with console.status("materializing") as status:
+        report = fs.materialize(store, slice_rows=c.settings.features.materialize_slice_rows,
+                                progress=lambda view, n, of: status.update(f"materializing {view}: window "
+                                                                           f"{n} of {of}"))
     console.print(f"[green]✓[/] {report.one_line()}")
 
 
@@ -120,13 +125,23 @@ def features_materialize(c: Context) -> None:
 @click.option("--port", type=int, default=6566, show_default=True, help="TCP port to listen on.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Server worker processes [default: features.serve_workers, 0 there = one per CPU core].")
+@click.option("--expose-writes", is_flag=True,
+              help="Also serve Feast's write routes (/push, /write-to-online-store, /materialize, "
+                   "/materialize-incremental), behind the write token ($RGCD_WRITE_TOKEN, see "
+                   "serving.write_token_env); off by default: whoever reaches them can change what "
+                   "rankers read.")
+@click.option("--expose-chat", is_flag=True,
+              help="Also serve Feast's placeholder chat (/chat, /ws/chat), behind the write token.")
 @pass_ctx
-def features_serve(c: Context, host: str, port: int, workers: int | None) -> None:
-    """Feast's HTTP feature server for rankers (POST /get-online-features, GET /health).
+def features_serve(c: Context, host: str, port: int, workers: int | None, expose_writes: bool,
+                   expose_chat: bool) -> None:
+    """Feast's HTTP feature server for rankers (POST /get-online-features, GET /health; reads only).
 
     Runs in the foreground; stop it with SIGTERM (Ctrl-C). Example request:
     {"feature_service": "ranker", "entities": {"user_id": [1, 1], "item_id": ["live:7", "live:9"]}}
+    What is open and how to put it behind a proxy: docs/security.md.
     """
     from rgcd.featurestore import store as fs
 
-    fs.serve(c.ws, c.settings, host=host, port=port, workers=workers)
+    fs.serve(c.ws, c.settings, host=host, port=port, workers=workers, expose_writes=expose_writes,
+             expose_chat=expose_chat)

@@ -75,11 +75,14 @@ def rooms() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @pass_ctx
 def rooms_start(c: Context, file: Path) -> None:
-    """Put the rooms in FILE on air: JSON list (or {"rooms": [...]}), JSON lines, or parquet.
+    """Put the rooms in FILE on air: JSON list (or {"rooms": [...]}), JSON lines, or parquet (UTF-8).
 
-    A room: live_id (or item_id live:<id>), author_id, start_timestamp (optional, default now) and,
-    until stage 2's room encoder lands, transferable, residual and retrieval vectors with their
-    model_version (must equal the published version).
+    A room: live_id (or item_id live:<id>), author_id, start_timestamp (optional, ISO 8601 or epoch
+    ms, default now; not in the future), and what the student reads: live_name, category_l1..4,
+    mm_embedding (64 numbers). Its vectors are encoded by the student and the published stage-2
+    model; a room may instead bring its own transferable, residual and retrieval vectors (unit
+    vectors of the published lengths) with their model_version (the published one). Every room is
+    checked before anything is written; at most 1,000 rooms per file.
     """
     from rgcd.embeddings.rooms import read_rooms_file, start_rooms
 
@@ -122,7 +125,9 @@ def serve(c: Context, host: str | None, port: int | None, workers: int | None) -
     """Retrieval over HTTP: GET /retrieve/user/{id}, GET /retrieve/item/{photo:id}, POST /rooms/start,
     POST /rooms/{id}/end, GET /health, GET /version (JSON errors: 404, 422, 409, 503).
 
-    Runs in the foreground; stop it with SIGTERM (Ctrl-C). OpenAPI docs at /docs.
+    Runs in the foreground; stop it with SIGTERM (Ctrl-C). The routes: GET /openapi.json. Reads are
+    open to whoever reaches the port; POST /rooms/... needs 'Authorization: Bearer <token>' with the
+    token in $RGCD_WRITE_TOKEN (serving.write_token_env), and is off without one (docs/security.md).
     """
     from rgcd.embeddings.service import serve as run_service
 

@@ -14,7 +14,7 @@ import importlib
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -359,6 +359,18 @@ def _feature_refs(store: FeatureStore, service: str | None, features: list[str] 
     return refs
 
 
+def read_entity_frame(path: Path) -> pl.DataFrame:
+    """An entity frame from a parquet file (join keys + event_timestamp); FeatureStoreError naming
+    the file when it is not one (e.g. a CSV)."""
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        detail = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise FeatureStoreError(f"{path} is not a parquet file ({detail}): write the entity rows (join keys "
+                                "and event_timestamp) as parquet, e.g. polars' DataFrame.write_parquet"
+                                ) from None
+
+
 def _entity_frame(entities: pl.DataFrame) -> pl.DataFrame:
     if "event_timestamp" not in entities.columns:
         raise FeatureStoreError("the entity frame needs an event_timestamp column (the request time)")
@@ -510,8 +522,12 @@ def slice_bounds(view: FeatureView, start: datetime, end: datetime, rows: int) -
     return [start, *inner, end]
 
 
+# progress(view, window, windows): called before each window Feast loads (1-based)
+Progress = Callable[[str, int, int], None]
+
+
 def _materialize_sliced(store: FeatureStore, view: FeatureView, start: datetime, end: datetime,
-                        rows: int) -> int:
+                        rows: int, progress: Progress | None = None) -> int:
     """Feast's materialize of one view over [start, end], one window after another, oldest first.
 
     Feast pulls the latest row per entity of each window and upserts it, so a later window
@@ -519,16 +535,21 @@ def _materialize_sliced(store: FeatureStore, view: FeatureView, start: datetime,
     holds the latest value of the whole range, as one call would, but no step ever holds more
     than a window (the one-call pull of a 599k-item catalogue took 8 GB). Windows share their
     edges (Feast's bounds are inclusive): a row on an edge is written twice, never skipped.
+    Feast's own output (a banner and a progress bar per window) is swallowed: `progress` reports.
     Returns the number of windows.
     """
     edges = slice_bounds(view, start, end, rows)
-    for lo, hi in zip(edges, edges[1:], strict=False):
-        store.materialize(start_date=lo, end_date=hi, feature_views=[view.name])
+    for n, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False), start=1):
+        if progress is not None:
+            progress(view.name, n, len(edges) - 1)
+        feast_output = io.StringIO()
+        with contextlib.redirect_stdout(feast_output), contextlib.redirect_stderr(feast_output):
+            store.materialize(start_date=lo, end_date=hi, feature_views=[view.name])
     return len(edges) - 1
 
 
-def materialize(store: FeatureStore, end: datetime | None = None,
-                views: list[str] | None = None, slice_rows: int | None = None) -> MaterializeReport:
+def materialize(store: FeatureStore, end: datetime | None = None, views: list[str] | None = None,
+                slice_rows: int | None = None, progress: Progress | None = None) -> MaterializeReport:
     """Load the latest value per entity into the online store (all online views, or `views`).
 
     A view never materialized is loaded from its first row (Feast's incremental start, now minus
@@ -538,7 +559,7 @@ def materialize(store: FeatureStore, end: datetime | None = None,
     start is raised to `superseded_before` (no row before it is any entity's latest).
     Each view is loaded in windows of about `slice_rows` rows (features.materialize_slice_rows)
     so memory stays bounded whatever the table's size. Views whose parquet does not exist yet
-    are reported as waiting.
+    are reported as waiting. `progress(view, window, windows)` hears of each window.
     """
     from rgcd.config import FeaturesConfig
 
@@ -562,7 +583,7 @@ def materialize(store: FeatureStore, end: datetime | None = None,
         floor = superseded_before(v)  # rows before it would be overwritten by their own entity's
         if floor is not None:
             starts[v.name] = max(starts[v.name], floor)
-    windows = sum(_materialize_sliced(store, v, min(starts[v.name], end), end, rows)
+    windows = sum(_materialize_sliced(store, v, min(starts[v.name], end), end, rows, progress)
                   for v in [*fresh, *incremental])
     return MaterializeReport(tuple(v.name for v in fresh), tuple(v.name for v in incremental),
                              tuple(v.name for v in waiting), end, windows)
@@ -611,17 +632,58 @@ def _rows(columns: dict[str, list]) -> list[dict]:
     return [{k: v[i] for k, v in columns.items()} for i in range(n)]
 
 
+# Feast's feature server routes that write (anyone reaching them could replace what rankers read) and
+# its chat (a placeholder UI and websocket); `rgcd features serve` removes both unless asked for.
+FEAST_WRITE_ROUTES = ("/push", "/write-to-online-store", "/materialize", "/materialize-incremental")
+FEAST_CHAT_ROUTES = ("/chat", "/ws/chat", "/static")
+# FastAPI's documentation pages load their scripts from a CDN; /openapi.json stays
+FEAST_CDN_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+def restrict_feast_app(app, token: str | None, settings: Settings, expose_writes: bool = False,
+                       expose_chat: bool = False):
+    """Feast's feature-server app (`feast.feature_server.get_app`) as `rgcd features serve` runs it:
+    write routes and chat removed unless exposed, and then behind the write token (rgcd.access);
+    no CDN documentation pages. Reads (/get-online-features, /search, /health, ...) stay open."""
+    from rgcd.access import WriteGuard
+
+    removed = set(FEAST_CDN_PAGES)
+    if not expose_writes:
+        removed |= set(FEAST_WRITE_ROUTES)
+    if not expose_chat:
+        removed |= set(FEAST_CHAT_ROUTES)
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") not in removed]
+    # what is served of them needs the token; what is not answers 404 like any unknown route
+    guarded = (FEAST_WRITE_ROUTES if expose_writes else ()) + (FEAST_CHAT_ROUTES if expose_chat else ())
+
+    def is_write(method: str, path: str) -> bool:
+        return path in guarded or (expose_chat and path.startswith("/static/"))
+
+    app.add_middleware(WriteGuard, token=token, is_write=is_write, token_env=settings.serving.write_token_env)
+    return app
+
+
 def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int = 6566,
-          workers: int | None = None) -> None:
+          workers: int | None = None, expose_writes: bool = False, expose_chat: bool = False) -> None:
     """Run Feast's HTTP feature server in the foreground (gunicorn; stop it with SIGTERM).
 
     Workers: `workers`, else features.serve_workers, else one per CPU core. Every worker checks
     the registry file every features.registry_refresh_s seconds and re-reads it only if changed.
+    Feast's write routes and chat are left out unless `expose_writes` / `expose_chat`, which need
+    the write token (serving.write_token_env): see `restrict_feast_app` and docs/security.md.
     """
-    from feast.feature_server import start_server
+    from unittest import mock
 
+    from feast import feature_server
+
+    from rgcd.access import write_token
     from rgcd.featurestore.online import RegistryWatchingStore, default_workers
 
+    token = write_token(ws, settings)
+    if (expose_writes or expose_chat) and token is None:
+        raise FeatureStoreError(f"exposing Feast's write or chat routes needs a write token: set "
+                                f"${settings.serving.write_token_env} (or serving.write_token_file) first; "
+                                "see docs/security.md")
     if not registry_file(ws).exists():
         raise FeatureStoreError(f"no Feast registry in {ws.feast}; run `rgcd features apply` first")
     check_sealed(ws)
@@ -630,10 +692,18 @@ def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int 
     store = RegistryWatchingStore(repo_path=str(ws.feast))
     store.warm()  # before gunicorn forks: every worker starts with the plans built
     f = settings.features
-    start_server(store, host=host, port=port, no_access_log=True,
-                 workers=workers or f.serve_workers or default_workers(), worker_connections=1000,
-                 max_requests=0, max_requests_jitter=0, keep_alive_timeout=30,
-                 registry_ttl_sec=f.registry_refresh_s, tls_key_path="", tls_cert_path="", metrics=False)
+    feast_get_app = feature_server.get_app
+
+    def get_app(store, registry_ttl_sec):  # Feast's server builds its app through this name
+        return restrict_feast_app(feast_get_app(store, registry_ttl_sec), token, settings, expose_writes,
+                                  expose_chat)
+
+    with mock.patch.object(feature_server, "get_app", get_app):
+        feature_server.start_server(
+            store, host=host, port=port, no_access_log=True,
+            workers=workers or f.serve_workers or default_workers(), worker_connections=1000, max_requests=0,
+            max_requests_jitter=0, keep_alive_timeout=30, registry_ttl_sec=f.registry_refresh_s,
+            tls_key_path="", tls_cert_path="", metrics=False)
 
 
 def _control_socket_inside(ws: Workspace) -> None:

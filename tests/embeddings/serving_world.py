@@ -1,7 +1,8 @@
 """A tiny serving world built in code: marts, stage-2 vectors of the agreed shape, teacher knowledge.
 
 Stands in for what `rgcd transfer` writes (interfaces 1 and 2) while stage 2 is built in parallel:
-vectors are topic centroids plus noise, so the nearest rooms of a user or a video share its topic.
+unit vectors in the directions of topic centroids plus noise, so the nearest rooms of a user or a
+video share its topic.
 
 - 4 topics; photos photo:1..60 (topic = id % 4); rooms live:1000..1039 (topic = k % 4), author
   500 + k % 10; room k starts at T0 - 40 h + k h and runs 2 h, except every third (k % 3 == 0),
@@ -55,6 +56,17 @@ def _centres(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(4, DIM)) * 3
 
 
+def unit(v) -> list[float]:
+    """`v` scaled to norm 1, as float32: stage 2 writes unit vectors (and rooms must send them)."""
+    v = np.asarray(v, dtype=np.float64)
+    return (v / np.linalg.norm(v)).astype(np.float32).tolist()
+
+
+def topic_vector(topic: int, seed: int = 0) -> list[float]:
+    """The unit vector of a topic's centre: a room with it comes first for the topic's users."""
+    return unit(_centres(seed)[topic])
+
+
 def write_vectors(ws: Workspace, version: str, seed: int = 0, created: datetime | None = None,
                   users: bool = True) -> None:
     """Append one model version's item (and user) vectors to the stage-2 tables."""
@@ -64,12 +76,12 @@ def write_vectors(ws: Workspace, version: str, seed: int = 0, created: datetime 
     ids = PHOTOS + ROOMS
     topics = [photo_topic(i) for i in PHOTOS] + [room_topic(i) for i in ROOMS]
     def near(t: int) -> list[float]:
-        return (centres[t] + rng.normal(size=DIM) * 0.5).astype(np.float32).tolist()
+        return unit(centres[t] + rng.normal(size=DIM) * 0.5)
 
     items = pl.DataFrame({
         "item_id": ids, "domain": ["photo"] * len(PHOTOS) + ["live"] * len(ROOMS),
         "transferable": [near(t) for t in topics],
-        "residual": [rng.normal(size=4).astype(np.float32).tolist() for _ in ids],
+        "residual": [unit(rng.normal(size=4)) for _ in ids],
         "retrieval": [near(t) for t in topics],
         "model_version": [version] * len(ids),
         "event_timestamp": [T0] * len(ids), "created_timestamp": [created] * len(ids),
@@ -80,7 +92,7 @@ def write_vectors(ws: Workspace, version: str, seed: int = 0, created: datetime 
     if users:
         user_rows = pl.DataFrame({
             "user_id": USERS_WITH_VECTORS,
-            "user_vector": [centres[u % 4].astype(np.float32).tolist() for u in USERS_WITH_VECTORS],
+            "user_vector": [unit(centres[u % 4]) for u in USERS_WITH_VECTORS],
             "model_version": [version] * len(USERS_WITH_VECTORS),
             "event_timestamp": [T0] * len(USERS_WITH_VECTORS),
             "created_timestamp": [created] * len(USERS_WITH_VECTORS),
@@ -159,27 +171,34 @@ def build(root: Path, settings: Settings, version: str = "v1") -> Workspace:
     return ws
 
 
-def call(port: int, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
-    """One HTTP request to the service on 127.0.0.1: (status, JSON body)."""
+# The write token tests start `rgcd serve` with (its variable is serving.write_token_env's default).
+TOKEN = "test-write-token-0123456789"
+
+
+def call(port: int, method: str, path: str, body: object | None = None,
+         token: str | None = TOKEN) -> tuple[int, dict]:
+    """One HTTP request to the service on 127.0.0.1 (with the bearer token): (status, JSON body)."""
     import http.client
     import json
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request(method, path, body=None if body is None else json.dumps(body),
-                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
     resp = conn.getresponse()
     return resp.status, json.loads(resp.read())
 
 
-def start_service(ws: Workspace, port: int, *args: str):
-    """`rgcd serve` on 127.0.0.1:port as its own process, once /health answers 200 (its Popen)."""
+def start_service(ws: Workspace, port: int, *args: str, token: str | None = TOKEN):
+    """`rgcd serve` on 127.0.0.1:port as its own process (write token `token`), once /health answers
+    200 (its Popen)."""
     import os
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port), *args]
     proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(root)))
+                            env={**{k: v for k, v in os.environ.items() if k != "RGCD_WRITE_TOKEN"},
+                                 "PYTHONPATH": str(root), **({"RGCD_WRITE_TOKEN": token} if token else {})})
     wait_until_healthy(proc, f"http://127.0.0.1:{port}", 120)
     return proc
 

@@ -165,10 +165,10 @@ def test_rooms_started_since_stage_2_are_kept_for_the_next_publish(world, settin
 
     publish(world, settings)
     retriever = Retriever(world, settings)
-    vector = [1.0] * w.DIM
+    vector = w.unit([1.0] * w.DIM)
     try:
         start_rooms(retriever, [{"live_id": 8003, "author_id": 507, "transferable": vector,
-                                 "residual": [0.0] * 4, "retrieval": vector, "model_version": "v1"}])
+                                 "residual": w.unit([1.0] * 4), "retrieval": vector, "model_version": "v1"}])
     finally:
         retriever.close()
     w.write_vectors(world, "v2", seed=1, created=datetime.now(UTC) + timedelta(seconds=1))

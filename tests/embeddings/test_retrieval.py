@@ -98,8 +98,8 @@ def test_cli_json_and_exit_codes(world):
 
 
 def test_rooms_start_and_end_from_the_command_line(world, tmp_path):
-    vector = (w._centres(0)[2] * 10).tolist()  # topic 2: first for user 2
-    room = {"live_id": 8001, "author_id": 505, "transferable": vector, "residual": [0.0] * 4,
+    vector = w.topic_vector(2)  # topic 2: first for user 2
+    room = {"live_id": 8001, "author_id": 505, "transferable": vector, "residual": [1.0, 0.0, 0.0, 0.0],
             "retrieval": vector, "model_version": "v1"}
     path = tmp_path / "rooms.json"
     path.write_text(json.dumps([room]))
@@ -121,10 +121,11 @@ def test_a_room_going_on_air_reaches_live_schedule_and_the_log_for_the_next_publ
     vectors, retrieval included, to item_embeddings; rooms end pushes the end; both are logged."""
     from rgcd.embeddings.rooms import end_room, read_started, start_rooms
 
-    vector = (w._centres(0)[3] * 10).tolist()
+    vector = w.topic_vector(3)
     start = w.T0 + timedelta(hours=1)
     room = {"live_id": 8002, "author_id": 506, "start_timestamp": start.isoformat(), "live_name": "late show",
-            "transferable": vector, "residual": [0.0] * 4, "retrieval": vector, "model_version": "v1"}
+            "transferable": vector, "residual": [1.0, 0.0, 0.0, 0.0], "retrieval": vector,
+            "model_version": "v1"}
     start_rooms(retriever, [room])
     schedule = ["live_schedule:author_id", "live_schedule:start_timestamp", "live_schedule:end_timestamp"]
     (row,) = retriever.online(schedule + ["item_embeddings:retrieval"], "item_id", ["live:8002"])

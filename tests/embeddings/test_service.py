@@ -83,9 +83,8 @@ def test_errors_are_json_with_what_to_do(service):
 @pytest.mark.slow
 def test_a_room_going_on_air_is_retrievable_within_5_seconds_and_leaves_when_it_ends(service):
     _, port, _ = service
-    user_vector = w._centres(0)[1]  # user 1's topic centre: this room beats every other for user 1
-    vector = (user_vector * 10).tolist()
-    room = {"live_id": 7002, "author_id": 509, "transferable": vector, "residual": [0.0] * 4,
+    vector = w.topic_vector(1)  # user 1's topic centre: this room beats every other for user 1
+    room = {"live_id": 7002, "author_id": 509, "transferable": vector, "residual": [1.0, 0.0, 0.0, 0.0],
             "retrieval": vector, "model_version": "v1"}
     t0 = time.perf_counter()
     status, body = _call(port, "POST", "/rooms/start", room)
