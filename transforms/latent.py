@@ -35,16 +35,16 @@ LATENT_DIR = "latent"
 FORMAT_VERSION = 3
 EVENING = (18, 23)  # hours (UTC, the demo users' clock) of prime time, inclusive
 BUCKET_MS = 600_000  # the sampler's time index: rooms listed per 10-minute bucket they overlap
+LINKED_TOP = 64  # the creators a user's linked route looks at: their most-played who stream
 
 
 @dataclass(frozen=True)
 class LiveRoutes:
     """Shares of the ways a user picks a room among those on air (the rest follows interest).
 
-    - `linked`: the user thinks of a creator whose short videos they played (in proportion to
-      plays, among creators who stream) and enters that creator's room if it is on air; if it is
-      not, the request falls to the interest route (a streamer is live a few hours a day, so the
-      realised creator-linked share is well below `linked`; `rgcd demo-data` prints it);
+    - `linked`: a room of a creator whose short videos the user played, in proportion to plays,
+      among the user's `LINKED_TOP` most-played creators who are on air then (when none is, the
+      request follows interest; `rgcd demo-data` prints the realised share);
     - `popularity`: the platform's popular rooms, whatever their topic (`popularity_evening` more
       in prime time, when feeds push what is trending);
     - `chance`: any room on air, uniformly;
@@ -202,7 +202,8 @@ class LiveChoice:
     Arrays are indexed by position: users 0..n_users-1, rooms 0..n_rooms-1 sorted by start,
     creators 0..n_authors-1. `linked_keys` (sorted) are `user * n_authors + author` with
     `linked_plays` the user's plays of that creator. A creator's room "on air" for the linked route
-    is their latest room started at or before t, if it has not ended (a streamer is in one room).
+    is their latest room started at or before t, if it has not ended (a streamer is in one room);
+    the route looks at the user's `LINKED_TOP` most-played creators who stream (bounded work).
 
     `sample` draws route by route with O(log n) work per request (a time-bucket index and
     rejection within it), so a world's sessions cost time linear in its users; `probabilities`
@@ -237,12 +238,13 @@ class LiveChoice:
         streams = np.zeros(self.n_authors, dtype=bool)
         streams[self.author] = True
         keep = streams[self.linked_keys % self.n_authors] if len(self.linked_keys) else np.zeros(0, bool)
-        self.stream_keys = self.linked_keys[keep]
-        self.stream_plays = self.linked_plays[keep]
-        self.linked_total = np.bincount(self.stream_keys // self.n_authors, weights=self.stream_plays,
-                                        minlength=self.interest.shape[0]).astype(np.float64)
-        self._creator_pick = (GroupedSampler(self.stream_keys // self.n_authors, self.stream_plays)
-                              if len(self.stream_keys) else None)
+        keys, plays = self.linked_keys[keep], self.linked_plays[keep]
+        # each user's LINKED_TOP most-played streaming creators (ties: the lower creator index)
+        order = np.lexsort((keys % self.n_authors, -plays, keys // self.n_authors))
+        user = keys[order] // self.n_authors
+        first = np.searchsorted(user, user, side="left")
+        top = np.sort(order[np.arange(len(order)) - first < LINKED_TOP])
+        self.stream_keys, self.stream_plays = keys[top], plays[top]
         # a room is its creator's current room at t unless the creator started another by then
         room = self.creator_keys % max(n, 1)
         nxt = np.full(n, np.iinfo(np.int64).max)
@@ -318,19 +320,24 @@ class LiveChoice:
         ok &= (key // n == creator) & (self.end[room] > t_ms)
         return np.where(ok, room, -1)
 
-    def linked_on_air(self, user: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        """Per request: the user's plays of creators on air at t (over all rooms, not candidates)."""
-        out = np.zeros(len(user))
+    def linked_entries(self, user: np.ndarray, t_ms: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(request row, room, plays) of each request's linked creators on air at t."""
         if len(self.stream_keys) == 0:
-            return out
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         lo = np.searchsorted(self.stream_keys, user.astype(np.int64) * self.n_authors)
         hi = np.searchsorted(self.stream_keys, (user.astype(np.int64) + 1) * self.n_authors)
         count = hi - lo
         row = np.repeat(np.arange(len(user)), count)
         entry = np.repeat(lo, count) + _offsets(count)
-        on = self.creator_room_at(self.stream_keys[entry] % self.n_authors, np.asarray(t_ms)[row]) >= 0
-        np.add.at(out, row[on], self.stream_plays[entry[on]])
-        return out
+        room = self.creator_room_at(self.stream_keys[entry] % self.n_authors, np.asarray(t_ms)[row])
+        on = room >= 0
+        return row[on], room[on], self.stream_plays[entry[on]]
+
+    def linked_on_air(self, user: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """Per request: the user's plays of linked creators on air at t (all rooms, not candidates)."""
+        row, _, plays = self.linked_entries(user, t_ms)
+        return np.bincount(row, weights=plays, minlength=len(user)).astype(np.float64)
 
     def _plays(self, user: np.ndarray, author: np.ndarray) -> np.ndarray:
         """plays(u, creator) for (n, m) broadcast user/author index arrays."""
@@ -352,10 +359,10 @@ class LiveChoice:
     def _shares(self, user: np.ndarray, t_ms: np.ndarray, routes: LiveRoutes):
         """Per request: (share_pop, share_linked_per_play, share_interest) of the rule."""
         share_pop = routes.popularity + routes.popularity_evening * is_evening(t_ms)
-        total = self.linked_total[user]
-        per_play = np.where(total > 0, routes.linked / np.maximum(total, 1e-300), 0.0)
         on = self.linked_on_air(user, t_ms)
-        share_interest = 1.0 - share_pop - routes.chance - per_play * on
+        share_linked = np.where(on > 0, routes.linked, 0.0)
+        per_play = share_linked / np.maximum(on, 1e-300)
+        share_interest = 1.0 - share_pop - routes.chance - share_linked
         return share_pop, per_play, share_interest
 
     def probabilities(self, user: np.ndarray, t_ms: np.ndarray, cand: np.ndarray,
@@ -364,10 +371,11 @@ class LiveChoice:
 
         With on(r) the on-air mask at t, w(r) the room weight, k(r) its topic, c(r) its creator:
         P(r) = on(r) * [s_int(u,t) * theta'(u, k) * w(r) / W_k(t) + s_pop(t) * w(r) / W(t) + s_chance / N(t)]
-             + s_linked * plays(u, c) / L(u) * current(r, t),
-        theta' the user's live mixture over the topics on air at t, L(u) the user's plays of creators
-        who stream, current(r, t) whether r is c's room on air at t, and
-        s_int = 1 - s_pop - s_chance - s_linked * (plays of creators on air at t) / L(u).
+             + s_link(u,t) * plays(u, c) / L(u, t) * current(r, t),
+        theta' the user's live mixture over the topics on air at t, current(r, t) whether r is c's
+        room on air at t, L(u, t) the user's plays of their linked creators on air at t (the
+        LINKED_TOP most played who stream), s_link = s_linked where L > 0 else 0, and
+        s_int = 1 - s_pop - s_chance - s_link.
         Every total is over all rooms on air, so a row does not depend on which candidates are asked.
         """
         t = np.asarray(t_ms, dtype=np.int64)
@@ -409,17 +417,18 @@ class LiveChoice:
         n_on, _ = self.on_air_totals(t)
         share_pop = routes.popularity + routes.popularity_evening * is_evening(t)
         u = rng.random(n)
-        linked = (u < routes.linked) & (self.linked_total[user] > 0) & (n_on > 0)
+        linked = (u < routes.linked) & (n_on > 0)
         pop = (u >= routes.linked) & (u < routes.linked + share_pop) & (n_on > 0)
         chance = (u >= routes.linked + share_pop) & (u < routes.linked + share_pop + routes.chance)
         chance &= n_on > 0
         interest = (n_on > 0) & ~(linked | pop | chance)
         if linked.any():
             rows = np.flatnonzero(linked)
-            creator = self.stream_keys[self._creator_pick.draw(rng, user[rows])] % self.n_authors
-            room = self.creator_room_at(creator, t[rows])
-            out[rows] = room
-            interest[rows[room < 0]] = True  # the creator is not live: the user browses by interest
+            row, room, plays = self.linked_entries(user[rows], t[rows])
+            if len(row):
+                has = np.unique(row)
+                out[rows[has]] = room[GroupedSampler(row, plays).draw(rng, has)]
+            interest[rows[out[rows] < 0]] = True  # none of their creators is live: they browse by interest
         if pop.any():
             out[pop] = self._room_in_bucket(rng, t[pop], None, by_weight=True)
         if chance.any():

@@ -30,6 +30,7 @@ def test_sampler_draws_the_rule_probabilities_write_out():
     draws = 40_000
     for user, t in ((0, T0 + 2 * BUCKET_MS + 123), (1, T0 + 3 * BUCKET_MS + 77_777), (3, 18 * 3_600_000 + 5)):
         p = c.probabilities(np.array([user]), np.array([t]), np.arange(len(c.start)), ROUTES)[0]
+        assert c.linked_on_air(np.array([user]), np.array([t]))[0] > 0  # the linked route is in play
         assert abs(p.sum() - 1) < 1e-9 and (p[(c.start > t) | (c.end <= t)] == 0).all()
         got = c.sample(rng, np.full(draws, user), np.full(draws, t), ROUTES)
         freq = np.bincount(got, minlength=len(p)) / draws
