@@ -63,7 +63,7 @@ class DemoWorld(_Section):
                                                        "production styles per item, topic-blind)")
     vector_style: float = Field(0.8, ge=0, description="amplitude of the author's own style (shared by "
                                                         "all their items, topic-blind)")
-    vector_noise: float = Field(1.6, ge=0, description="amplitude of per-item noise. Assumption (no "
+    vector_noise: float = Field(2.4, ge=0, description="amplitude of per-item noise. Assumption (no "
                                                         "published purity for KuaiLive-M3's vectors): "
                                                         "generic pretrained vectors separate 24 topics "
                                                         "partially, 10-NN purity about 0.3-0.5")
