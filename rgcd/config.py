@@ -189,7 +189,12 @@ class FeaturesConfig(_Section):
 class TeacherConfig(_Section):
     """Stage 1a: who writes the reasoning."""
 
-    backend: Literal["metadata", "openai", "hf"] = "metadata"
+    backend: Literal["metadata", "openai", "hf", "world"] = Field(
+        "metadata", description="world: a simulated teacher for synthetic worlds only, not an LLM "
+                                "(answers from <workspace>/latent/ with accuracy world_accuracy)")
+    world_accuracy: float = Field(0.9, ge=0.0, le=1.0, description="world teacher: the share of items whose "
+                                                                   "topic it names right")
+    world_seed: int = Field(0, description="world teacher: the seed of its wrong answers")
     model: str = ""
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "RGCD_TEACHER_API_KEY"

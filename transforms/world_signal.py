@@ -96,12 +96,16 @@ def probe_accuracy(x: np.ndarray, topic: np.ndarray, seed: int = 0, ridge: float
     return float((pred == topic[te]).mean())
 
 
-def _read(folder: Path, stem: str) -> pl.DataFrame:
+def _read(folder: Path, stem: str, key: str) -> pl.DataFrame:
+    """A raw file, one row per `key` (a dirty world's malformed lines and repeated keys dropped)."""
     spec = BY_STEM[stem]
     path = folder / spec.filename
     if spec.fmt == "parquet":
-        return pl.read_parquet(path)
-    return pl.read_csv(path, infer_schema=False)
+        frame = pl.read_parquet(path)
+    else:
+        frame = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=True, ignore_errors=True)
+    frame = frame.with_columns(pl.col(key).cast(pl.Int64, strict=False))
+    return frame if key == "live_stream_id" else frame.unique(subset=key, keep="first", maintain_order=True)
 
 
 def _measure(channel: str, domain: str, x: np.ndarray, topic: np.ndarray, present: np.ndarray,
@@ -128,7 +132,7 @@ def measure_world(folder: Path, sample: int = 3000, seed: int = 0) -> list[Chann
         pick = np.sort(rng.choice(dom.height, size=min(sample, dom.height), replace=False))
         frame = dom[pick].with_columns(pl.col("item_id").str.split(":").list.get(1).cast(pl.Int64).alias(key))
         topic = frame["topic"].to_numpy()
-        emb = frame.join(_read(folder, emb_stem).select(key, emb_col), on=key, how="left",
+        emb = frame.join(_read(folder, emb_stem, key).select(key, emb_col), on=key, how="left",
                          maintain_order="left")
         x = np.stack([np.asarray(v if v is not None else np.zeros(1), dtype=np.float32)
                       for v in emb[emb_col].to_list()])
@@ -148,17 +152,17 @@ def _texts(folder: Path, domain: str, key: str, frame: pl.DataFrame) -> dict[str
     """The text channels of the sampled items, in the sample's order."""
     ids = frame.select(key)
     if domain == "photo":
-        meta = ids.join(_read(folder, "photo_meta").select(key, "cover_title", "video_texts"), on=key,
+        meta = ids.join(_read(folder, "photo_meta", key).select(key, "cover_title", "video_texts"), on=key,
                         how="left", maintain_order="left")
         cats = [c.name for c in BY_STEM["photo_tag"].columns if c.name != key]
-        tags = ids.join(_read(folder, "photo_tag").with_columns(pl.col(key).cast(pl.Int64))
+        tags = ids.join(_read(folder, "photo_tag", key)
                         .select(key, pl.concat_str(cats, separator=" ", ignore_nulls=True).alias("tags")),
                         on=key, how="left", maintain_order="left")
         return {"tags": tags["tags"].to_list(), "title": meta["cover_title"].to_list(),
                 "texts": meta["video_texts"].to_list()}
-    meta = ids.join(_read(folder, "live_room_meta").select(key, "live_name"), on=key, how="left",
+    meta = ids.join(_read(folder, "live_room_meta", key).select(key, "live_name"), on=key, how="left",
                     maintain_order="left")
-    comments = (_read(folder, "live_comment").with_columns(pl.col("live_stream_id").cast(pl.Int64))
+    comments = (_read(folder, "live_comment", "live_stream_id")
                 .group_by("live_stream_id").agg(pl.col("content").str.join(" "))
                 .rename({"live_stream_id": key}))
     com = ids.join(comments, on=key, how="left", maintain_order="left")

@@ -4,6 +4,8 @@
 - `hf`: a local transformers causal LM by path (a folder, or a `.gguf` file).
 - `metadata`: answers derived from categories and text; NOT an LLM, a baseline named as such
   (its teacher_id says so, and so does every report that carries it).
+- `world`: a simulated teacher for synthetic worlds only, NOT an LLM: answers from the world's latent
+  knowledge with accuracy `teacher.world_accuracy` (training/reasoning/world_teacher.py).
 
 Backends return raw text; `training.reasoning.run` validates it, retries invalid answers and
 records rejects, so every backend is held to the same schema.
@@ -460,12 +462,22 @@ def packaged_smollm2_gguf() -> Path | None:
     return found[0] if found else None
 
 
-def make_teacher(cfg: TeacherConfig, cache: Path | None = None) -> Teacher:
-    """The backend `cfg.backend` names; `cache` is the folder a local model keeps its compiled parts in."""
+def make_teacher(cfg: TeacherConfig, cache: Path | None = None, workspace=None) -> Teacher:
+    """The backend `cfg.backend` names; `cache` is the folder a local model keeps its compiled parts in.
+
+    `world` (synthetic worlds only, not an LLM) reads `<workspace>/latent/` and refuses without it.
+    """
     if cfg.backend == "metadata":
         return MetadataTeacher()
+    if cfg.backend == "world":
+        from training.reasoning.world_teacher import WorldTeacher, WorldTeacherError
+        from transforms.latent import LATENT_DIR
+
+        if workspace is None:
+            raise WorldTeacherError("teacher.backend 'world' needs the workspace whose latent/ it reads")
+        return WorldTeacher(Path(workspace.root) / LATENT_DIR, cfg.world_accuracy, cfg.world_seed)
     if cfg.backend == "openai":
         return OpenAITeacher(cfg)
     if cfg.backend == "hf":
         return HFTeacher(cfg, cache)
-    raise ValueError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai or hf")
+    raise ValueError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai, hf or world")

@@ -297,7 +297,7 @@ def reason(
     cfg = settings.teacher
     frames, pairs, unresolved = _select_strongest(ws, settings)
     pairs = [covers_under(ws, p) for p in pairs]
-    teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher")
+    teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher", workspace=ws)
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
     cache = AnswerCache(ws.models / "teacher" / "answers.sqlite")
