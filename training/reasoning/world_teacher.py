@@ -77,11 +77,12 @@ class WorldTeacher:
             confusable[np.ix_(shared, shared)] = True
         np.fill_diagonal(confusable, False)
         self.confusable = confusable
-        author_topic = (truth.items.filter(pl.col("domain") == "live").group_by("author_id", "topic").len()
-                        .sort("author_id", "len", "topic", descending=[False, True, False])
-                        .group_by("author_id", maintain_order=True).first())
-        self.author_topic = dict(zip(author_topic["author_id"].to_list(), author_topic["topic"].to_list(),
-                                     strict=True))
+        self.author_topic: dict[int, int] = {}
+        if {"domain", "author_id"} <= set(truth.items.columns):
+            top = (truth.items.filter(pl.col("domain") == "live").group_by("author_id", "topic").len()
+                   .sort("author_id", "len", "topic", descending=[False, True, False])
+                   .group_by("author_id", maintain_order=True).first())
+            self.author_topic = dict(zip(top["author_id"].to_list(), top["topic"].to_list(), strict=True))
 
     # ------------------------------------------------------------------------------------ items
     def _rng(self, item_id: str) -> np.random.Generator:
