@@ -29,7 +29,7 @@ What it encodes (and so what the later stages can learn):
   cold-start users of the live-room evaluation. They still watch short videos throughout.
 
 Everything is vectorised numpy/polars (no Python loop over rows) and deterministic by seed.
-Files are written through `transforms.raw_io.write_raw`, the one encoder of the raw layout.
+Files are written through `rgcd.transforms.raw_io.write_raw`, the one encoder of the raw layout.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from rgcd.config import DemoDensity, DemoWorld
-from transforms.contract import VECTOR_DIMS
-from transforms.dirt import MANIFEST, append_lines, dirty, write_manifest
-from transforms.latent import (
+from rgcd.transforms.contract import VECTOR_DIMS
+from rgcd.transforms.dirt import MANIFEST, append_lines, dirty, write_manifest
+from rgcd.transforms.latent import (
     GroupedSampler,
     LatentTruth,
     LiveChoice,
@@ -56,7 +56,7 @@ from transforms.latent import (
     params_doc,
     write_latent,
 )
-from transforms.raw_io import encode_raw, write_raw
+from rgcd.transforms.raw_io import encode_raw, write_raw
 
 START = datetime(2025, 5, 5, tzinfo=UTC)
 MS_HOUR = 3_600_000

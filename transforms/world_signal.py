@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.contract import BY_STEM
-from transforms.latent import LATENT_DIR, read_latent
+from rgcd.transforms.contract import BY_STEM
+from rgcd.transforms.latent import LATENT_DIR, read_latent
 
 HASH_DIMS = 4096
 NEIGHBOURS = 10

@@ -11,12 +11,12 @@ import pytest
 
 from rgcd.config import Settings, TeacherConfig
 from rgcd.errors import RgcdError
-from training.reasoning.backends import make_teacher
-from training.reasoning.prompts import ItemFacts, PairFacts
-from training.reasoning.schema import parse_pair_answer
-from training.reasoning.world_teacher import LABEL, WorldTeacher
-from transforms.demo import TOPICS, generate
-from transforms.latent import LATENT_DIR, read_latent
+from rgcd.training.reasoning.backends import make_teacher
+from rgcd.training.reasoning.prompts import ItemFacts, PairFacts
+from rgcd.training.reasoning.schema import parse_pair_answer
+from rgcd.training.reasoning.world_teacher import LABEL, WorldTeacher
+from rgcd.transforms.demo import TOPICS, generate
+from rgcd.transforms.latent import LATENT_DIR, read_latent
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +88,10 @@ def test_refuses_a_world_without_latent_truth(tmp_path):
 
 def test_label_in_teacher_id_and_through_the_run_path(world_ws):
     """reason() with backend world: answers validated, cached and written like any teacher's, labelled."""
-    from training.reasoning.run import reason
-    from transforms.latent import LatentTruth, write_latent
+    from rgcd.training.reasoning.run import reason
+    from rgcd.transforms.latent import LatentTruth, write_latent
 
-    # the tiny stage-1 world's items with the topic of their vertical (transforms.demo.TOPICS)
+    # the tiny stage-1 world's items with the topic of their vertical (rgcd.transforms.demo.TOPICS)
     topic_of = {"Gaming": 0, "Music": 3, "Food": 6, "Sports": 9, "Beauty": 12}
     items = (pl.read_parquet(world_ws.marts / "item_content.parquet")
              .select("item_id", topic=pl.col("category_l1").replace_strict(topic_of, return_dtype=pl.Int64)))

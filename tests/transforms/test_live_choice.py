@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from transforms.latent import BUCKET_MS, LiveChoice, LiveRoutes
+from rgcd.transforms.latent import BUCKET_MS, LiveChoice, LiveRoutes
 
 T0 = 17 * 3_600_000 + 1_234_567  # 17:20 UTC: the hour after is prime time (the evening share)
 ROUTES = LiveRoutes(linked=0.3, popularity=0.1, popularity_evening=0.1, chance=0.1)

@@ -7,7 +7,7 @@
 - `world`: a simulated teacher for synthetic worlds only, NOT an LLM: answers from the world's latent
   knowledge with accuracy `teacher.world_accuracy` (training/reasoning/world_teacher.py).
 
-Backends return raw text; `training.reasoning.run` validates it, retries invalid answers and
+Backends return raw text; `rgcd.training.reasoning.run` validates it, retries invalid answers and
 records rejects, so every backend is held to the same schema.
 """
 
@@ -27,8 +27,9 @@ from typing import Protocol
 
 from rgcd.atomic import atomic_path
 from rgcd.config import TeacherConfig
-from training.reasoning.prompts import PairFacts, covers, with_covers
-from training.reasoning.schema import (
+from rgcd.errors import InputError
+from rgcd.training.reasoning.prompts import PairFacts, covers, with_covers
+from rgcd.training.reasoning.schema import (
     SHORT_MAX_CHARS,
     answer_json_schema,
     compile_answer_grammar,
@@ -199,7 +200,7 @@ class OpenAITeacher:
         from openai import OpenAI
 
         if not cfg.model:
-            raise ValueError(
+            raise InputError(
                 "teacher.backend is 'openai' but teacher.model is empty: set the served model name "
                 "(GET <base_url>/models lists it)"
             )
@@ -341,12 +342,12 @@ class HFTeacher:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         if not cfg.model:
-            raise ValueError(
+            raise InputError(
                 "teacher.backend is 'hf' but teacher.model is empty: set a model folder or .gguf file"
             )
         path = Path(cfg.model)
         if not path.exists():
-            raise FileNotFoundError(
+            raise InputError(
                 f"teacher.model {path} does not exist (the hf backend loads local files only)"
             )
         kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
@@ -470,8 +471,8 @@ def make_teacher(cfg: TeacherConfig, cache: Path | None = None, workspace=None) 
     if cfg.backend == "metadata":
         return MetadataTeacher()
     if cfg.backend == "world":
-        from training.reasoning.world_teacher import WorldTeacher, WorldTeacherError
-        from transforms.latent import LATENT_DIR
+        from rgcd.training.reasoning.world_teacher import WorldTeacher, WorldTeacherError
+        from rgcd.transforms.latent import LATENT_DIR
 
         if workspace is None:
             raise WorldTeacherError("teacher.backend 'world' needs the workspace whose latent/ it reads")
@@ -480,4 +481,4 @@ def make_teacher(cfg: TeacherConfig, cache: Path | None = None, workspace=None) 
         return OpenAITeacher(cfg)
     if cfg.backend == "hf":
         return HFTeacher(cfg, cache)
-    raise ValueError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai, hf or world")
+    raise InputError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai, hf or world")

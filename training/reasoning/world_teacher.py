@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from rgcd.errors import RgcdError
-from training.reasoning.schema import SHORT_MAX_CHARS
+from rgcd.training.reasoning.schema import SHORT_MAX_CHARS
 
 LABEL = "simulated teacher (synthetic world only), not an LLM"
 _NAME = re.compile(r"[A-Z][a-z]+")
@@ -51,7 +51,7 @@ class WorldTeacher:
     batch_size = 512
 
     def __init__(self, latent_folder: Path, accuracy: float, seed: int = 0) -> None:
-        from transforms.latent import read_latent
+        from rgcd.transforms.latent import read_latent
 
         truth = read_latent(latent_folder)
         if truth is None:
@@ -60,7 +60,7 @@ class WorldTeacher:
                 f"{latent_folder} has no latent truth (real data has none): use metadata, openai or hf")
         if not 0.0 <= accuracy <= 1.0:
             raise WorldTeacherError(f"teacher.world_accuracy must be in [0, 1] (got {accuracy})")
-        from transforms.demo import AMBIGUOUS_WORDS, TOPICS
+        from rgcd.transforms.demo import AMBIGUOUS_WORDS, TOPICS
 
         self.topics = TOPICS
         self.accuracy = accuracy
@@ -139,6 +139,6 @@ class WorldTeacher:
 
     def generate(self, requests: list) -> list:
         """Answers from the latent truth; never fails."""
-        from training.reasoning.backends import Completion
+        from rgcd.training.reasoning.backends import Completion
 
         return [Completion(self.answer(r.pair)) for r in requests]
