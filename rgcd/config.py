@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A setting's name for the dtype of an encode (resolved by training/precision.py: `encode_dtype`).
 EncodeDtype = Literal["auto", "float32", "bfloat16"]
@@ -106,6 +106,16 @@ class DemoWorld(_Section):
                                                               "looks for a creator they watched (entered "
                                                               "if live; assumption, the realised share "
                                                               "is printed)")
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> DemoWorld:
+        for names in (("tag_correct", "tag_sibling", "tag_random"),
+                      ("text_topic_word", "text_ambiguous_word"), ("room_main_topic", "room_second_topic")):
+            if sum(getattr(self, n) for n in names) > 1:
+                raise ValueError(f"{' + '.join(names)} must be at most 1")
+        if self.creator_link > 0.6:  # the other routes take 0.18-0.28 (transforms/demo.py: SESSION_ROUTES)
+            raise ValueError("creator_link must be at most 0.6")
+        return self
 
 
 class DemoConfig(_Section):
