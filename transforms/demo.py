@@ -859,21 +859,24 @@ def _creator_counts(users: int, days: int, density: DemoDensity, world: DemoWorl
 
 
 COVERS = "covers"  # the demo's cover images, under its output folder
+COVER_TOPIC_SHARE = 0.6  # covers whose colour is their topic's (no channel is an oracle)
 
 
 def write_covers(folder: Path, domain: str, ids: np.ndarray, topic: np.ndarray, seed: int) -> pl.Series:
     """One synthetic cover per item (a 16x16 PNG), returning the absolute paths (`cover_path`).
 
-    SYNTHETIC, not a picture of anything: a flat colour whose hue is the item's true topic plus a
-    little noise per item, so a vision-language teacher has a cover that says something about the
-    item, the way a real cover does. Noise from its own generator: the world is unchanged by it.
+    SYNTHETIC, not a picture of anything: a flat colour whose hue is the item's true topic for
+    `COVER_TOPIC_SHARE` of the items and any topic's for the rest (assumption: a cover says
+    something about the item, not everything), plus a little noise per item. Noise from its own
+    generator: the world is unchanged by it.
     """
     from colorsys import hsv_to_rgb
 
     from PIL import Image
 
     rng = np.random.default_rng([seed, 1 if domain == "photo" else 2])
-    hue = (topic / N_TOPICS + rng.normal(0, 0.1 / N_TOPICS, len(ids))) % 1.0
+    shown = np.where(rng.random(len(ids)) < COVER_TOPIC_SHARE, topic, rng.integers(0, N_TOPICS, len(ids)))
+    hue = (shown / N_TOPICS + rng.normal(0, 0.1 / N_TOPICS, len(ids))) % 1.0
     value = rng.uniform(0.6, 1.0, len(ids))
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

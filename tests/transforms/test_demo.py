@@ -449,7 +449,7 @@ def test_covers_add_a_synthetic_image_per_item_and_change_nothing_else(tmp_path)
             with Image.open(path) as img:
                 assert img.size == (16, 16)
                 hues[f"{domain}:{item_id}"] = img.convert("HSV").getpixel((0, 0))[0]
-    # the hue says the true topic: items of one topic are closer in hue than items of two
+    # the hue says the true topic in part (COVER_TOPIC_SHARE): items of one topic are closer in hue
     item_topic = dict(topics.items.select("item_id", "topic").iter_rows())
     same, cross = [], []
     ids = sorted(hues)[:300]
