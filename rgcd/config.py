@@ -58,6 +58,75 @@ class DemoDensity(_Section):
                    rooms_per_user=300.0)
 
 
+class DemoWorld(_Section):
+    """How much of the latent truth each channel of the demo world carries (docs/demo-world.md).
+
+    Each knob is set from a published figure where one exists (cited) and is a stated assumption
+    where none does; none is set from what makes a model win. `rgcd demo-data` measures every
+    channel (10-NN topic purity and linear-probe accuracy) and prints the figures.
+    """
+
+    vector_topic: float = Field(1.0, ge=0, description="multimodal vectors: amplitude of the topic "
+                                                        "centroid (the signal)")
+    vector_look: float = Field(1.2, ge=0, description="amplitude of the domain's shared 'look' (one of 8 "
+                                                       "production styles per item, topic-blind)")
+    vector_style: float = Field(0.8, ge=0, description="amplitude of the author's own style (shared by "
+                                                        "all their items, topic-blind)")
+    vector_noise: float = Field(2.4, ge=0, description="amplitude of per-item noise. Assumption (no "
+                                                        "published purity for KuaiLive-M3's vectors): "
+                                                        "generic pretrained vectors separate 24 topics "
+                                                        "partially, 10-NN purity about 0.3-0.5")
+    tag_correct: float = Field(0.60, ge=0, le=1, description="labeller: share of videos tagged with "
+                                                             "their topic's path (assumption)")
+    tag_sibling: float = Field(0.15, ge=0, le=1, description="labeller: share tagged with a sibling "
+                                                             "topic (same level 1) (assumption)")
+    tag_random: float = Field(0.10, ge=0, le=1, description="labeller: share tagged with any topic "
+                                                            "(assumption); the rest are untagged")
+    text_topic_word: float = Field(0.35, ge=0, le=1, description="share of a text's content words from "
+                                                                 "its topic's vocabulary (assumption)")
+    text_ambiguous_word: float = Field(0.25, ge=0, le=1, description="share of words shared by several "
+                                                                     "topics ('battle', 'cover'); the "
+                                                                     "rest are generic (assumption)")
+    knowledge_share: float = Field(0.5, ge=0, le=1, description="share of items whose text names an "
+                                                                "entity (a game, dish, team, place, "
+                                                                "person) only world knowledge resolves")
+    entities_per_topic: int = Field(120, gt=0, description="invented entities per topic; Zipf-used, so "
+                                                           "most are rare and co-occurrence cannot "
+                                                           "learn them (assumption)")
+    transfer_strong_share: float = Field(0.5, ge=0, le=1, description="share of topics whose short-video "
+                                                                      "interest carries to live "
+                                                                      "(assumption)")
+    transfer_strong: float = Field(0.75, ge=0, le=1, description="live interest kept on the same topic "
+                                                                 "for a transferring topic")
+    transfer_weak: float = Field(0.15, ge=0, le=1, description="... for a topic that does not transfer "
+                                                               "(the rest goes to live-native topics)")
+    live_own_taste: float = Field(0.25, ge=0, le=1, description="share of a user's live interest "
+                                                                "unrelated to their short videos")
+    room_main_topic: float = Field(0.6, ge=0, le=1, description="rooms on their streamer's main topic; "
+                                                                "room_second_topic on the second, the "
+                                                                "rest drift to any topic (assumption)")
+    room_second_topic: float = Field(0.2, ge=0, le=1)
+    streamer_rooms_per_day: float = Field(
+        0.755, gt=0, description="rooms a streamer starts a day: KuaiLive-M3's 6.6M rooms over 21 days "
+                                 "and ~19 streamers per user x 21.9k users (KuaiLive, arXiv 2508.05633: "
+                                 "452,621 streamers / 23,772 users); at the real density this gives 19 "
+                                 "streamers per user")
+    creator_link: float = Field(0.25, ge=0, le=1, description="share of live requests where the user "
+                                                              "looks for a creator they watched (entered "
+                                                              "if live; assumption, the realised share "
+                                                              "is printed)")
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> DemoWorld:
+        for names in (("tag_correct", "tag_sibling", "tag_random"),
+                      ("text_topic_word", "text_ambiguous_word"), ("room_main_topic", "room_second_topic")):
+            if sum(getattr(self, n) for n in names) > 1:
+                raise ValueError(f"{' + '.join(names)} must be at most 1")
+        if self.creator_link > 0.6:  # the other routes take 0.18-0.28 (transforms/demo.py: SESSION_ROUTES)
+            raise ValueError("creator_link must be at most 0.6")
+        return self
+
+
 class DemoConfig(_Section):
     """Size, seed and density of the synthetic KuaiLive-M3 world."""
 
@@ -65,6 +134,7 @@ class DemoConfig(_Section):
     days: int = Field(14, gt=1)
     seed: int = 7
     density: DemoDensity = DemoDensity()
+    world: DemoWorld = DemoWorld()
     dirty_rate: float = Field(0.001, ge=0, lt=1, description="share of bad rows appended to each raw file "
                                                             "(transforms/dirt.py), so ingest's quarantine "
                                                             "shows; 0 for a clean world")
@@ -151,7 +221,12 @@ class FeaturesConfig(_Section):
 class TeacherConfig(_Section):
     """Stage 1a: who writes the reasoning."""
 
-    backend: Literal["metadata", "openai", "hf"] = "metadata"
+    backend: Literal["metadata", "openai", "hf", "world"] = Field(
+        "metadata", description="world: a simulated teacher for synthetic worlds only, not an LLM "
+                                "(answers from <workspace>/latent/ with accuracy world_accuracy)")
+    world_accuracy: float = Field(0.9, ge=0.0, le=1.0, description="world teacher: the share of items whose "
+                                                                   "topic it names right")
+    world_seed: int = Field(0, description="world teacher: the seed of its wrong answers")
     model: str = ""
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "RGCD_TEACHER_API_KEY"

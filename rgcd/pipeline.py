@@ -31,7 +31,7 @@ def _demo_data(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rgcd.transforms.demo import generate
 
     summary = generate(ws.demo_data, users=settings.demo.users, days=settings.demo.days,
-                       seed=settings.demo.seed, density=settings.demo.density,
+                       seed=settings.demo.seed, density=settings.demo.density, world=settings.demo.world,
                        dirty_rate=settings.demo.dirty_rate, covers=settings.demo.covers)
     return summary.one_line()
 

@@ -1,7 +1,7 @@
 from click.testing import CliRunner
 
 from rgcd.cli import cli
-from rgcd.config import DemoDensity, Settings, load_settings
+from rgcd.config import DemoDensity, DemoWorld, Settings, load_settings
 
 
 def test_every_command_has_help():
@@ -57,7 +57,8 @@ def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeyp
 
     calls = []
 
-    def fake_generate(out, users, days, seed, density, dirty_rate, covers):  # records; writes nothing
+    def fake_generate(out, users, days, seed, density, dirty_rate, covers, world):  # records; writes nothing
+        assert world == DemoWorld()  # the world's knobs come from the config too
         calls.append((users, days, seed, density.plays_per_user_day, density.rooms_per_user, covers))
         raise SystemExit(0)
 

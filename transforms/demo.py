@@ -1,4 +1,7 @@
-"""The demo world: a synthetic folder in the exact KuaiLive-M3 layout, worth learning from.
+"""The demo world (v3, "honest"): a synthetic folder in the exact KuaiLive-M3 layout, worth learning from.
+
+No channel is an oracle of the latent topic: each carries a share of it set by a knob of
+`DemoWorld` (rgcd/config.py; docs/demo-world.md) and measured by `transforms/world_signal.py`.
 
 What it encodes (and so what the later stages can learn):
 
@@ -8,8 +11,17 @@ What it encodes (and so what the later stages can learn):
   main topic, and the live authors among them go live on the same topics.
 - Live rooms start mostly in the evening; many are short, some run for hours, and the ones still
   running at the end of the window are on air (`end_timestamp` NULL, `live_duration` NULL).
-- Titles, OCR/subtitle text, live names and comments are drawn from the topic's vocabulary;
-  multimodal vectors are the topic's centroid plus noise (128-d photos, 64-d live, two spaces).
+- Titles, OCR/subtitle text, live names and comments mix the topic's vocabulary with words shared
+  by several topics and generic words, so some texts carry no topic word at all; half the items
+  name an invented entity (a game, dish, team, place, person) whose topic only the knowledge table
+  in `latent/` resolves (a large teacher's world knowledge; never in the raw files).
+- Tags come from a noisy labeller (correct, sibling, random, missing) over a taxonomy that merges
+  some topics; rooms carry no tags (as in KuaiLive-M3).
+- Multimodal vectors are topic signal + a domain "look" + the author's style + noise (128-d
+  photos, 64-d live, two spaces), so raw-vector topic purity is far from 1.
+- Live interest is the short-video interest through a topic -> topic matrix (some interests
+  transfer, some go to live-native topics) plus a live taste of its own; rooms drift from their
+  streamer's main topic; the streamer pool follows KuaiLive-M3's counts (rare streamers common).
 - Engagement (play progress, completion, likes, follows, watch time, gifts, comments) rises with
   the user's interest in the item's topic, with long-tailed (Zipf-like) author popularity and
   with the evening hours. Some live sessions follow a creator the user watched on short video.
@@ -23,7 +35,7 @@ Files are written through `rgcd.transforms.raw_io.write_raw`, the one encoder of
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,10 +44,18 @@ import polars as pl
 from rich.console import Console
 from rich.progress import Progress
 
-from rgcd.config import DemoDensity
+from rgcd.config import DemoDensity, DemoWorld
 from rgcd.transforms.contract import VECTOR_DIMS
 from rgcd.transforms.dirt import MANIFEST, append_lines, dirty, write_manifest
-from rgcd.transforms.latent import LatentTruth, LiveChoice, LiveRoutes, is_evening, params_doc, write_latent
+from rgcd.transforms.latent import (
+    GroupedSampler,
+    LatentTruth,
+    LiveChoice,
+    LiveRoutes,
+    is_evening,
+    params_doc,
+    write_latent,
+)
 from rgcd.transforms.raw_io import encode_raw, write_raw
 
 START = datetime(2025, 5, 5, tzinfo=UTC)
@@ -48,13 +68,13 @@ COLD_START_FRACTION = 0.15    # users held out of live before the cut (light use
 # configuration; what follows is the shape of the world at any density.
 SHOWS_PER_SESSION = 2.0       # impressions without entry (live_show), per live session
 PHOTOS_PER_AUTHOR = 10.0      # catalogue size -> number of creators
-STREAMS_PER_LIVE_AUTHOR_DAY = 3.0  # mean rooms a streamer starts a day -> number of streamers
 MIN_LIVE_AUTHOR_SHARE = 0.25  # at least this share of creators stream ...
 MAX_LIVE_AUTHOR_SHARE = 0.9   # ... and at most this one (more creators are made when rooms need them)
 EXPLORE = 0.15                # share of plays whose topic comes from the global mix, not the user's
 PLAY_TRENDING = 0.10          # share of plays that go to a popular video whatever its topic
 LONG_ROOM_SHARE = 0.4         # rooms that run for hours (median 3 h); the rest median 25 min
-# How a live session picks its room among those on air (transforms/latent.py: LiveChoice).
+# How a live session picks its room among those on air (transforms/latent.py: LiveChoice); the
+# creator-linked share is DemoWorld.creator_link.
 SESSION_ROUTES = LiveRoutes(linked=0.25, popularity=0.10, popularity_evening=0.10, chance=0.08)
 
 # Hour-of-day weights (UTC is the users' clock in the demo): quiet at night, lunch and evening peaks.
@@ -141,6 +161,36 @@ LIVE_OPENERS = ("Live:", "Late night", "Chill", "Marathon:", "Q&A:", "Daily", "C
 COMMENT_OPENERS = ("love the", "more", "wow", "what", "so good", "best", "again", "how")
 COMMENT_GENERIC = ("666", "hello from the night shift", "first time here", "gg", "hahaha",
                    "sending support", "hi everyone", "lol")
+# Words with no topic: what fills real titles ("crazy day with the guys").
+GENERIC_WORDS = ("today", "amazing", "vibes", "wow", "moment", "day", "crazy", "real", "everyone",
+                 "story", "time", "favourite", "guys", "fun", "life", "chill", "part", "mood", "try", "look")
+# Words several topics share: a reader cannot tell which one without more context.
+AMBIGUOUS_WORDS: dict[str, tuple[int, ...]] = {
+    "battle": (0, 1, 5), "cover": (3, 4), "build": (0, 11), "shot": (1, 9, 10), "drop": (1, 5, 17),
+    "set": (4, 11, 13), "match": (0, 9, 10), "track": (3, 11, 20), "run": (2, 11, 19), "boss": (2, 21),
+    "skin": (0, 14), "mix": (3, 6, 8), "heat": (6, 7, 11), "score": (9, 10, 22), "pitch": (3, 10, 17),
+    "scale": (4, 17), "glow": (12, 14), "layers": (8, 13), "star": (3, 15, 22), "space": (2, 15),
+    "wild": (18, 19), "ride": (19, 20), "trip": (19, 21), "reaction": (15, 21), "season": (9, 10, 23),
+    "character": (2, 22, 23), "combo": (0, 6), "speed": (2, 20), "routine": (5, 11, 14),
+    "look": (12, 13), "review": (14, 20, 22), "shell": (1, 7), "kit": (10, 12), "lesson": (4, 16),
+    "words": (3, 16), "treats": (8, 18),
+}
+# The labeller's taxonomy is not the topics: some topics share a path (levels 2-3) and a level-4
+# name is often a generic one, so a category does not name one topic.
+LABEL_MERGES = {9: ("Ball Games", "Ball Sports"), 10: ("Ball Games", "Ball Sports"),
+                12: ("Beauty", "Beauty Care"), 14: ("Beauty", "Beauty Care"),
+                6: ("Cooking", "Home Kitchen"), 8: ("Cooking", "Home Kitchen"),
+                21: ("Comedy and Film", "Clips"), 22: ("Comedy and Film", "Clips")}
+GENERIC_L4 = ("Daily Life", "Highlights", "Tutorials", "Vlogs", "Reviews")
+GENERIC_L4_SHARE = 0.3
+# Live-native topics (singing, dancing, games, chat-like comedy, food stalls): where interest that
+# does not transfer goes on a live platform (assumption).
+LIVE_NATIVE = np.array([4, 4, 1, 4, 1, 4, 1, 2, 1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 1, 1], float)
+# The kind of entity each level-1 vertical names (a game, a dish, a team, a place, a person).
+ENTITY_KIND = {"Gaming": "game", "Music": "person", "Food": "dish", "Sports": "team",
+               "Beauty and Fashion": "person", "Knowledge": "person", "Lifestyle": "place",
+               "Entertainment": "person"}
+ENTITY_ZIPF = 1.1  # how often an entity is used: rank^-1.1, so most are rare (assumption)
 
 
 @dataclass(frozen=True)
@@ -160,6 +210,8 @@ class DemoSummary:
     good_rows: dict[str, int] = field(default_factory=dict)   # rows before any bad row was added
     injected: dict[str, int] = field(default_factory=dict)    # bad rows per file (--dirty)
     files: dict[str, Path] = field(default_factory=dict)
+    creator_linked_share: float = 0.0  # sessions in a room of a creator the user played in the window
+    streamers: int = 0
 
     def one_line(self) -> str:
         """One line of figures for the CLI and `rgcd run`."""
@@ -167,10 +219,12 @@ class DemoSummary:
         dirt = sum(self.injected.values())
         dirt_note = f", {dirt:,} bad rows injected (dirt_manifest.json)" if dirt else ""
         return (f"demo world (synthetic, seed {self.seed}): {self.users:,} users, {self.days} days, "
-                f"{r['author_profile']:,} authors, {r['photo_meta']:,} photos, "
+                f"{r['author_profile']:,} authors ({self.streamers:,} streamers), "
+                f"{r['photo_meta']:,} photos, "
                 f"{r['live_room_meta']:,} live rooms ({self.on_air_rooms} on air at the end; "
                 f"median {self.on_air_at_requests.get('median', 0):,.0f} on air at a test request), "
-                f"{r['photo_play']:,} plays, {r['live_interaction']:,} live sessions, "
+                f"{r['photo_play']:,} plays, {r['live_interaction']:,} live sessions "
+                f"({self.creator_linked_share:.1%} creator-linked), "
                 f"{self.cold_start_users:,} live-cold-start users before {self.cut:%Y-%m-%d}, "
                 f"{self.seconds:.1f}s{dirt_note}")
 
@@ -190,52 +244,86 @@ def _zipf_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarr
     return ranks.astype(float) ** -exponent
 
 
-class GroupedSampler:
-    """Draws one member of a given group per request, in proportion to member weights.
+def _flat(groups: list[list[str]]) -> tuple[pl.Series, np.ndarray, np.ndarray]:
+    """A flat word list and each group's (offset, length) in it."""
+    lengths = np.array([len(g) for g in groups])
+    return (pl.Series([w for g in groups for w in g], dtype=pl.String),
+            np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths)
 
-    Members are sorted by group; each member's key is `group + cumulative share within group`, so a
-    draw is one `searchsorted` of `group + U[0,1)` for all requests at once. A request for a group
-    with no members lands on the next group's first member (a fallback only tiny worlds hit).
+
+def _entity_names(rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` distinct invented proper names (two or three syllables): no dictionary knows them."""
+    onsets = np.array(list("bdfgklmnprstvz") + ["br", "dr", "kr", "th", "sh", "ch", "tr"])
+    vowels = np.array(["a", "e", "i", "o", "u", "ai", "ei", "ou"])
+    codas = np.array(["", "", "", "n", "r", "x", "l", "s"])
+    found: list[str] = []
+    seen: set[str] = set(AMBIGUOUS_WORDS) | set(GENERIC_WORDS)
+    while len(found) < n:
+        m = 2 * (n - len(found)) + 16
+        k = rng.integers(2, 4, m)
+        parts = [onsets[rng.integers(0, len(onsets), m)] + vowels[rng.integers(0, len(vowels), m)]
+                 for _ in range(3)]
+        names = np.where(k == 3, parts[0] + parts[1] + parts[2], parts[0] + parts[1])
+        names = names + codas[rng.integers(0, len(codas), m)]
+        for name in names:
+            name = str(name).capitalize()
+            if name.lower() not in seen:
+                seen.add(name.lower())
+                found.append(name)
+    return np.array(found[:n])
+
+
+class _Text:
+    """The text channel: topic, ambiguous and generic words, and the named entities.
+
+    A content word is the item's topic's own word with probability `text_topic_word`, a word its
+    topic shares with others with `text_ambiguous_word`, a generic word otherwise. An entity is
+    an invented name whose topic only `latent/knowledge.parquet` gives.
     """
 
-    def __init__(self, group: np.ndarray, weight: np.ndarray) -> None:
-        self.order = np.argsort(group, kind="stable")
-        g = group[self.order]
-        w = weight[self.order].astype(float)
-        cum = np.cumsum(w)
-        boundaries = np.flatnonzero(np.diff(g)) + 1
-        starts = np.concatenate([[0], boundaries])
-        ends = np.concatenate([boundaries, [len(g)]])
-        before = np.repeat(np.concatenate([[0.0], cum[ends[:-1] - 1]]), ends - starts)
-        totals = np.repeat(cum[ends - 1], ends - starts) - before
-        within = (cum - before) / totals
-        within[ends - 1] = 1.0  # exact upper edge, so a draw never spills into the next group
-        self.keys = g + within
+    def __init__(self, rng: np.random.Generator, world: DemoWorld) -> None:
+        self.world = world
+        self.vocab, self.vocab_at, self.vocab_n = _flat([list(t.words) for t in TOPICS])
+        ambiguous = [[w for w, ts in AMBIGUOUS_WORDS.items() if k in ts] for k in range(N_TOPICS)]
+        self.amb, self.amb_at, self.amb_n = _flat(ambiguous)
+        self.generic = pl.Series(list(GENERIC_WORDS), dtype=pl.String)
+        per = world.entities_per_topic
+        self.entity_names = _entity_names(rng, N_TOPICS * per)
+        self.entity_topic = np.repeat(np.arange(N_TOPICS), per)
+        self.entity_kind = np.array([ENTITY_KIND[TOPICS[k].l1] for k in self.entity_topic])
+        rank = np.concatenate([rng.permutation(per) + 1 for _ in range(N_TOPICS)])
+        self._entity_pick = GroupedSampler(self.entity_topic, rank.astype(float) ** -ENTITY_ZIPF)
 
-    def draw(self, rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
-        """One member index (into the original arrays) per requested group."""
-        pos = np.searchsorted(self.keys, groups + rng.random(len(groups)), side="left")
-        return self.order[np.minimum(pos, len(self.order) - 1)]
+    def words(self, rng: np.random.Generator, topics: np.ndarray) -> pl.Series:
+        """One content word per row."""
+        n = len(topics)
+        r = rng.random(n)
+        u = rng.random(n)
+        own = self.vocab.gather(self.vocab_at[topics] + (u * self.vocab_n[topics]).astype(np.int64))
+        amb_n = self.amb_n[topics]
+        amb = self.amb.gather(np.minimum(self.amb_at[topics] + (u * amb_n).astype(np.int64),
+                                         len(self.amb) - 1))
+        gen = self.generic.gather(rng.integers(0, len(self.generic), n))
+        w = self.world
+        use_own = r < w.text_topic_word
+        use_amb = ~use_own & (r < w.text_topic_word + w.text_ambiguous_word) & (amb_n > 0)
+        return pl.select(pl.when(pl.lit(use_own)).then(own).when(pl.lit(use_amb)).then(amb)
+                         .otherwise(gen)).to_series()
 
+    def entities(self, rng: np.random.Generator, topics: np.ndarray) -> np.ndarray:
+        """An entity index per row (of the row's topic, Zipf-used), -1 for rows that name none."""
+        has = rng.random(len(topics)) < self.world.knowledge_share
+        idx = self._entity_pick.draw(rng, topics)
+        return np.where(has, idx, -1)
 
-def _words(rng: np.random.Generator, topics: np.ndarray) -> pl.Series:
-    """One vocabulary word of each row's topic."""
-    lengths = np.array([len(t.words) for t in TOPICS])
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    flat = pl.Series([w for t in TOPICS for w in t.words])
-    idx = offsets[topics] + (rng.random(len(topics)) * lengths[topics]).astype(np.int64)
-    return flat.gather(idx)
+    def entity_or(self, entity: np.ndarray, other: pl.Series) -> pl.Series:
+        """The entity's name where a row names one, else `other`."""
+        names = pl.Series(self.entity_names.tolist(), dtype=pl.String).gather(np.maximum(entity, 0))
+        return pl.select(pl.when(pl.lit(entity >= 0)).then(names).otherwise(other)).to_series()
 
-
-def _word_pair(rng: np.random.Generator, topics: np.ndarray) -> tuple[pl.Series, pl.Series]:
-    """Two different vocabulary words of each row's topic."""
-    lengths = np.array([len(t.words) for t in TOPICS])
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    flat = pl.Series([w for t in TOPICS for w in t.words])
-    n_words = lengths[topics]
-    first = (rng.random(len(topics)) * n_words).astype(np.int64)
-    second = (first + 1 + (rng.random(len(topics)) * (n_words - 1)).astype(np.int64)) % n_words
-    return flat.gather(offsets[topics] + first), flat.gather(offsets[topics] + second)
+    def knowledge(self) -> pl.DataFrame:
+        return pl.DataFrame({"entity": self.entity_names.tolist(),
+                             "topic": self.entity_topic.astype(np.int64), "kind": self.entity_kind.tolist()})
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...], n: int,
@@ -252,14 +340,20 @@ def _ms_to_datetime(ms: np.ndarray) -> pl.Series:
     return pl.Series(ms.astype(np.int64)).cast(pl.Datetime("ms"))
 
 
-def _vectors(rng: np.random.Generator, topics: np.ndarray, dim: int, noise: float,
-             extra: np.ndarray | None = None) -> pl.Series:
-    """Topic centroid (+ an optional per-row offset) plus Gaussian noise, as list<float32>."""
-    centroids = rng.normal(size=(N_TOPICS, dim)) / np.sqrt(dim)
-    vec = centroids[topics] + noise * rng.normal(size=(len(topics), dim)) / np.sqrt(dim)
-    if extra is not None:
-        vec += extra
-    return pl.Series(vec.astype(np.float32)).cast(pl.List(pl.Float32))
+N_LOOKS = 8  # production styles per domain (lighting, framing, format): a nuisance shared across topics
+
+
+def _vectors(rng: np.random.Generator, topics: np.ndarray, authors: np.ndarray, n_authors: int, dim: int,
+             world: DemoWorld) -> pl.Series:
+    """topic signal + a domain look + the author's style + noise, as list<float32> (one space per call)."""
+    centroids = rng.normal(size=(N_TOPICS, dim))
+    looks = rng.normal(size=(N_LOOKS, dim))
+    style = rng.normal(size=(n_authors, dim)).astype(np.float32)
+    n = len(topics)
+    vec = world.vector_topic * centroids[topics] + world.vector_look * looks[rng.integers(0, N_LOOKS, n)]
+    vec += world.vector_style * style[authors]
+    vec += world.vector_noise * rng.normal(size=(n, dim))
+    return pl.Series((vec / np.sqrt(dim)).astype(np.float32)).cast(pl.List(pl.Float32))
 
 
 def cut_day(days: int) -> int:
@@ -287,7 +381,8 @@ def _times(rng: np.random.Generator, n: int, days: int, hour_weights: np.ndarray
 @dataclass
 class _Users:
     ids: np.ndarray
-    interest: np.ndarray       # (n, topics) mixture
+    interest: np.ndarray       # (n, topics) short-video mixture
+    live_interest: np.ndarray  # (n, topics) live mixture: interest through the transfer matrix + own taste
     activity: np.ndarray       # short-video plays multiplier, mean 1
     live_taste: np.ndarray     # live sessions multiplier, mean 1
     held_out: np.ndarray       # bool: no live session before the cut
@@ -302,13 +397,36 @@ class _Authors:
     is_live: np.ndarray
 
 
-def _make_users(rng: np.random.Generator, n: int, topic_prior: np.ndarray) -> _Users:
+def transfer_matrix(rng: np.random.Generator, world: DemoWorld) -> tuple[np.ndarray, np.ndarray]:
+    """(M, strong): row k is where short-video interest in topic k goes on live.
+
+    A transferring topic (`strong`) keeps `transfer_strong` on itself, another `transfer_weak`;
+    of the rest, 30% goes to sibling topics (same level 1) and 70% to live-native topics.
+    """
+    strong = np.zeros(N_TOPICS, dtype=bool)
+    strong[rng.permutation(N_TOPICS)[:round(world.transfer_strong_share * N_TOPICS)]] = True
+    keep = np.where(strong, world.transfer_strong, world.transfer_weak)
+    group = np.arange(N_TOPICS) // 3
+    sibling = (group[:, None] == group[None, :]) & ~np.eye(N_TOPICS, dtype=bool)
+    sibling = sibling / sibling.sum(axis=1, keepdims=True)
+    native = np.tile(LIVE_NATIVE / LIVE_NATIVE.sum(), (N_TOPICS, 1))
+    m = (1 - keep)[:, None] * (0.3 * sibling + 0.7 * native)
+    m[np.arange(N_TOPICS), np.arange(N_TOPICS)] += keep
+    return m / m.sum(axis=1, keepdims=True), strong
+
+
+def _make_users(rng: np.random.Generator, n: int, topic_prior: np.ndarray, world: DemoWorld,
+                transfer: np.ndarray) -> _Users:
     interest = rng.dirichlet(topic_prior * N_TOPICS * 0.12, size=n)
+    live_prior = topic_prior * LIVE_NATIVE / (topic_prior * LIVE_NATIVE).sum()
+    own = rng.dirichlet(live_prior * N_TOPICS * 0.12, size=n)
+    live_interest = (1 - world.live_own_taste) * (interest @ transfer) + world.live_own_taste * own
     activity = rng.lognormal(0.0, 0.8, size=n)
     live_taste = np.exp(0.5 * np.log(activity) + rng.normal(0, 0.9, size=n))
     return _Users(
         ids=_ids(rng, n, 1_000_000, 40),
         interest=interest,
+        live_interest=live_interest / live_interest.sum(axis=1, keepdims=True),
         activity=activity / activity.mean(),
         live_taste=live_taste / live_taste.mean(),
         held_out=rng.random(n) < COLD_START_FRACTION,
@@ -343,7 +461,35 @@ def _author_profile(rng: np.random.Generator, a: _Authors) -> pl.DataFrame:
     })
 
 
-def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int):
+def _labeller_tags(rng: np.random.Generator, ids: np.ndarray, topic: np.ndarray, world: DemoWorld
+                   ) -> pl.DataFrame:
+    """photo_tag from a noisy labeller: the topic's path, a sibling's, any topic's, or no row."""
+    n = len(ids)
+    r = rng.random(n)
+    sibling = (topic // 3) * 3 + (topic % 3 + rng.integers(1, 3, n)) % 3
+    other = rng.integers(0, N_TOPICS, n)
+    label = np.where(r < world.tag_correct, topic,
+                     np.where(r < world.tag_correct + world.tag_sibling, sibling, other))
+    tagged = r < world.tag_correct + world.tag_sibling + world.tag_random
+    ids, label = ids[tagged], label[tagged]
+    m = len(ids)
+    l2 = [LABEL_MERGES.get(k, (t.l2, t.l3))[0] for k, t in enumerate(TOPICS)]
+    l3 = [LABEL_MERGES.get(k, (t.l2, t.l3))[1] for k, t in enumerate(TOPICS)]
+    own_l4 = pl.Series([t.l4[k] for t in TOPICS for k in range(3)]).gather(label * 3 + rng.integers(0, 3, m))
+    l4 = pl.select(pl.when(pl.lit(rng.random(m) < GENERIC_L4_SHARE)).then(_pick(rng, GENERIC_L4, m))
+                   .otherwise(own_l4)).to_series()
+    return pl.DataFrame({
+        "photo_id": ids,
+        "first_level_category_name": pl.Series([t.l1 for t in TOPICS]).gather(label),
+        "second_level_category_name": pl.Series(l2).gather(label),
+        "third_level_category_name": pl.Series(l3).gather(label),
+        "fourth_level_category_name": l4,
+    }).with_columns(  # the real tags sometimes stop at level 3
+        fourth_level_category_name=pl.when(pl.lit(rng.random(m) < 0.05)).then(None)
+        .otherwise(pl.col("fourth_level_category_name")))
+
+
+def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int, text: _Text, world: DemoWorld):
     """photo_meta, photo_tag, photo_emb_128 and the arrays later steps sample from."""
     # Every creator posts at least one video (a streamer's rooms take their videos' category).
     extra = max(n_target / len(a.ids) - 1.0, 0.0)
@@ -357,13 +503,15 @@ def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int):
     duration = np.clip(rng.lognormal(np.log(18_000), 0.7, n), 3_000, 600_000).astype(np.int64)
     ids = _ids(rng, n, 100_000_000, 50)
 
-    title = pl.concat_str([_pick(rng, TITLE_HOOKS, n), *_word_pair(rng, topic),
+    entity = text.entities(rng, topic)
+    title = pl.concat_str([_pick(rng, TITLE_HOOKS, n), text.words(rng, topic),
+                           text.entity_or(np.where(rng.random(n) < 0.5, entity, -1), text.words(rng, topic)),
                            _pick(rng, TITLE_TAILS, n)], separator=" ").str.strip_chars()
-    sub_1, sub_2 = _word_pair(rng, topic)
     texts = pl.concat_str([
-        pl.lit("OCR:"), *(w.str.to_uppercase() for w in _word_pair(rng, topic)),
-        pl.lit("| SUB: today we"), _pick(rng, SUB_VERBS, n), pl.lit("the"), sub_1,
-        pl.lit("with"), sub_2, pl.lit("and some"), _words(rng, topic),
+        pl.lit("OCR:"), text.words(rng, topic).str.to_uppercase(), text.words(rng, topic).str.to_uppercase(),
+        pl.lit("| SUB: today we"), _pick(rng, SUB_VERBS, n), pl.lit("the"), text.words(rng, topic),
+        pl.lit("with"), text.entity_or(entity, text.words(rng, topic)), pl.lit("and some"),
+        text.words(rng, topic),
     ], separator=" ")
     meta = pl.DataFrame({
         "photo_id": ids,
@@ -374,23 +522,11 @@ def _make_photos(rng: np.random.Generator, a: _Authors, n_target: int):
         cover_title=_emptied(rng, pl.select(title).to_series(), 0.05),
         video_texts=_emptied(rng, pl.select(texts).to_series(), 0.15),
     )
-    l4_choice = (rng.random(n) * 3).astype(np.int64)
-    tag = pl.DataFrame({
-        "photo_id": ids,
-        "first_level_category_name": pl.Series([t.l1 for t in TOPICS]).gather(topic),
-        "second_level_category_name": pl.Series([t.l2 for t in TOPICS]).gather(topic),
-        "third_level_category_name": pl.Series([t.l3 for t in TOPICS]).gather(topic),
-        "fourth_level_category_name": pl.Series([t.l4[k] for t in TOPICS for k in range(3)])
-        .gather(topic * 3 + l4_choice),
-    }).with_columns(  # the real tags sometimes stop at level 3
-        fourth_level_category_name=pl.when(pl.lit(rng.random(n) < 0.05)).then(None)
-        .otherwise(pl.col("fourth_level_category_name")))
-    # A small per-author style offset: videos of one creator look alike beyond their topic.
-    style = rng.normal(size=(len(a.ids), VECTOR_DIMS["photo_emb_128"])) * 0.3 / np.sqrt(128)
+    tag = _labeller_tags(rng, ids, topic, world)
     emb = pl.DataFrame({"photo_id": ids,
-                        "feature": _vectors(rng, topic, VECTOR_DIMS["photo_emb_128"], 0.8,
-                                            style[author_idx])})
-    return meta, tag, emb, author_idx, topic, weight, duration
+                        "feature": _vectors(rng, topic, author_idx, len(a.ids), VECTOR_DIMS["photo_emb_128"],
+                                            world)})
+    return meta, tag, emb, author_idx, topic, weight, duration, entity
 
 
 @dataclass
@@ -401,13 +537,15 @@ class _Rooms:
     start: np.ndarray          # epoch ms
     end: np.ndarray            # epoch ms as drawn (after the window for rooms still on air)
     window_end: int
+    entity: np.ndarray         # the entity the room's name mentions, -1 for none
 
     @property
     def on_air_at_end(self) -> np.ndarray:
         return self.end > self.window_end
 
 
-def _make_rooms(rng: np.random.Generator, a: _Authors, days: int, n_target: float):
+def _make_rooms(rng: np.random.Generator, a: _Authors, days: int, n_target: float, text: _Text,
+                world: DemoWorld):
     """live_room_meta and live_emb_64; rooms start inside the window, evening-heavy.
 
     Each streamer has their own rate of going live; the rates are scaled so that the window holds
@@ -422,18 +560,29 @@ def _make_rooms(rng: np.random.Generator, a: _Authors, days: int, n_target: floa
     order = np.argsort(start, kind="stable")  # rooms in start order (LiveChoice searches by start)
     author_idx, start = author_idx[order], start[order]
     n = len(author_idx)
-    topic = np.where(rng.random(n) < 0.85, a.main_topic[author_idx], a.second_topic[author_idx])
     # Many short rooms (median 25 min), some long ones (median 3 h); at least 5 minutes.
     long = rng.random(n) < LONG_ROOM_SHARE
     duration = np.where(long, rng.lognormal(np.log(3 * MS_HOUR), 0.5, n),
                         rng.lognormal(np.log(25 * 60_000), 0.8, n))
     duration = np.clip(duration, 5 * 60_000, 14 * MS_HOUR).astype(np.int64)
+    # A streamer is in one room at a time: a room drawn to start while their earlier one runs is not held.
+    earlier_end = (pl.DataFrame({"a": author_idx, "end": start + duration})
+                   .select(pl.col("end").shift(1).cum_max().over("a")).to_series().fill_null(0).to_numpy())
+    held = start >= earlier_end
+    author_idx, start, duration, long = author_idx[held], start[held], duration[held], long[held]
+    n = len(author_idx)
+    r = rng.random(n)  # rooms drift from their streamer's main topic
+    topic = np.where(r < world.room_main_topic, a.main_topic[author_idx],
+                     np.where(r < world.room_main_topic + world.room_second_topic, a.second_topic[author_idx],
+                              rng.integers(0, N_TOPICS, n)))
     end = start + duration
     window_end = int(START.timestamp() * 1000) + days * MS_DAY
     on_air = end > window_end
     ids = _ids(rng, n, 500_000_000, 30)
-    name_1, name_2 = _word_pair(rng, topic)
-    name = pl.concat_str([_pick(rng, LIVE_OPENERS, n), name_1, pl.lit("and"), name_2], separator=" ")
+    entity = text.entities(rng, topic)
+    name = pl.concat_str([_pick(rng, LIVE_OPENERS, n), text.words(rng, topic),
+                          pl.when(pl.lit(entity >= 0)).then(pl.lit("with")).otherwise(pl.lit("and")),
+                          text.entity_or(entity, text.words(rng, topic))], separator=" ")
     meta = pl.DataFrame({
         "live_id": ids,
         "author_id": a.ids[author_idx],
@@ -446,9 +595,10 @@ def _make_rooms(rng: np.random.Generator, a: _Authors, days: int, n_target: floa
         live_duration=pl.when(pl.lit(on_air)).then(None).otherwise(pl.col("live_duration")),
     )
     emb = pl.DataFrame({"live_id": ids,
-                        "embedding": _vectors(rng, topic, VECTOR_DIMS["live_emb_64"], 0.9)})
+                        "embedding": _vectors(rng, topic, author_idx, len(a.ids), VECTOR_DIMS["live_emb_64"],
+                                              world)})
     weight = a.popularity[author_idx] ** 0.8 * rng.lognormal(0, 0.5, n)
-    return meta, emb, _Rooms(author_idx, topic, weight, start, end, window_end)
+    return meta, emb, _Rooms(author_idx, topic, weight, start, end, window_end, entity)
 
 
 def _make_plays(rng, u: _Users, a: _Authors, photo_ids, photo_author, photo_topic, photo_weight,
@@ -506,7 +656,7 @@ def _live_choice(u: _Users, a: _Authors, r: _Rooms, play_user: np.ndarray, play_
                  ) -> tuple[LiveChoice, np.ndarray, np.ndarray]:
     """The live-session rule of this world, and its creator-linked counts (keys, plays)."""
     keys, plays = np.unique(play_user.astype(np.int64) * len(a.ids) + play_author, return_counts=True)
-    choice = LiveChoice(u.interest, r.topic, r.weight, r.author, r.start, r.end, keys, plays, len(a.ids))
+    choice = LiveChoice(u.live_interest, r.topic, r.weight, r.author, r.start, r.end, keys, plays, len(a.ids))
     return choice, keys, plays
 
 
@@ -551,21 +701,21 @@ def _impressions(rng, u: _Users, days: int, r: _Rooms, room_ids, author_ids, cou
 
 
 def _make_live(rng, u: _Users, a: _Authors, days: int, r: _Rooms, room_ids, choice: LiveChoice,
-               per_user_day: float):
+               per_user_day: float, routes: LiveRoutes, text: _Text):
     """live_interaction, live_comment and live_show; `per_user_day` sessions over all users."""
     # The held-out users' missing sessions before the cut are made up for by the others.
     rate = per_user_day / (1 - COLD_START_FRACTION * CUT_FRACTION) * u.live_taste
     span = days - np.where(u.held_out, cut_day(days), 0)
     counts = rng.poisson(rate * span)
     user_idx, at = _requests(rng, u, days, counts)
-    room = choice.sample(rng, user_idx, at, SESSION_ROUTES)
+    room = choice.sample(rng, user_idx, at, routes)
     found = room >= 0  # nothing on air at that moment (only tiny worlds): no session
     user_idx, at, room = user_idx[found], at[found], room[found]
     n = len(user_idx)
     keys = user_idx.astype(np.int64) * len(a.ids) + r.author[room]
     pos = np.minimum(np.searchsorted(choice.linked_keys, keys), max(len(choice.linked_keys) - 1, 0))
     linked = (choice.linked_keys[pos] == keys) if len(choice.linked_keys) else np.zeros(n, bool)
-    match = u.interest[user_idx, r.topic[room]] / u.interest.max(axis=1)[user_idx]
+    match = u.live_interest[user_idx, r.topic[room]] / u.live_interest.max(axis=1)[user_idx]
     evening = is_evening(at).astype(float)
     room_end = np.minimum(r.end, r.window_end)
     watch = rng.lognormal(np.log(40_000) + 1.6 * match + 0.3 * evening + 0.4 * linked, 1.1, n)
@@ -612,7 +762,7 @@ def _make_live(rng, u: _Users, a: _Authors, days: int, r: _Rooms, room_ids, choi
     s_dur = sessions["play_duration"].to_numpy()[rep]
     s_topic = r.topic[np.searchsorted(room_ids, sessions["live_id"].to_numpy()[rep])]
     m = len(rep)
-    content = pl.concat_str([_pick(rng, COMMENT_OPENERS, m), _words(rng, s_topic)], separator=" ")
+    content = pl.concat_str([_pick(rng, COMMENT_OPENERS, m), text.words(rng, s_topic)], separator=" ")
     content = pl.select(pl.when(pl.lit(rng.random(m) < 0.25)).then(_pick(rng, COMMENT_GENERIC, m))
                         .otherwise(content)).to_series()
     comments = pl.DataFrame({
@@ -627,7 +777,7 @@ def _make_live(rng, u: _Users, a: _Authors, days: int, r: _Rooms, room_ids, choi
     # moment of its interval. Drawn room first, then time: cheaper than LiveChoice, and impressions
     # are not what the oracle ranks.
     shows = _impressions(rng, u, days, r, room_ids, a.ids, rng.poisson(SHOWS_PER_SESSION * counts))
-    return sessions, comments, shows
+    return sessions, comments, shows, float(linked.mean()) if n else 0.0
 
 
 def on_air_at(t_ms: np.ndarray, start_ms: np.ndarray, end_ms: np.ndarray) -> np.ndarray:
@@ -655,25 +805,38 @@ def on_air_at_test_requests(sessions: pl.DataFrame, rooms: pl.DataFrame, cut: da
 
 
 def _latent_truth(u: _Users, a: _Authors, r: _Rooms, room_ids, photo_ids, photo_author, photo_topic,
-                  photo_weight, linked_keys, linked_plays, topic_prior) -> LatentTruth:
-    """What the draws came from, for the oracle (transforms/latent.py has the layout)."""
+                  photo_weight, photo_entity, linked_keys, linked_plays, topic_prior, text: _Text,
+                  routes: LiveRoutes, transfer: np.ndarray, strong: np.ndarray, world: DemoWorld
+                  ) -> LatentTruth:
+    """What the draws came from, for the oracle and the simulated teacher (transforms/latent.py)."""
     n_a = len(a.ids)
+    names = pl.Series(text.entity_names.tolist(), dtype=pl.String)
+
+    def entity(idx: np.ndarray) -> pl.Series:
+        return pl.select(pl.when(pl.lit(idx >= 0)).then(names.gather(np.maximum(idx, 0)))).to_series()
+
     items = pl.concat([
         pl.DataFrame({"item_id": pl.Series([f"photo:{i}" for i in photo_ids]), "domain": "photo",
                       "topic": photo_topic.astype(np.int64), "author_id": a.ids[photo_author],
-                      "weight": photo_weight.astype(np.float64), "start_ms": None, "end_ms": None},
-                     schema_overrides={"start_ms": pl.Int64, "end_ms": pl.Int64}),
+                      "weight": photo_weight.astype(np.float64), "start_ms": None, "end_ms": None,
+                      "entity": entity(photo_entity)},
+                     schema_overrides={"start_ms": pl.Int64, "end_ms": pl.Int64, "entity": pl.String}),
         pl.DataFrame({"item_id": pl.Series([f"live:{i}" for i in room_ids]), "domain": "live",
                       "topic": r.topic.astype(np.int64), "author_id": a.ids[r.author],
-                      "weight": r.weight.astype(np.float64), "start_ms": r.start, "end_ms": r.end}),
+                      "weight": r.weight.astype(np.float64), "start_ms": r.start, "end_ms": r.end,
+                      "entity": entity(r.entity)}, schema_overrides={"entity": pl.String}),
     ])
     users = pl.DataFrame({"user_id": u.ids, "held_out": u.held_out}).with_columns(
-        interests=pl.Series(u.interest.astype(np.float32)).cast(pl.List(pl.Float32)))
+        interests=pl.Series(u.live_interest.astype(np.float32)).cast(pl.List(pl.Float32)),
+        photo_interests=pl.Series(u.interest.astype(np.float32)).cast(pl.List(pl.Float32)))
     user_authors = pl.DataFrame({"user_id": u.ids[linked_keys // n_a], "author_id": a.ids[linked_keys % n_a],
                                  "plays": linked_plays.astype(np.int64)})
     return LatentTruth(items, users, user_authors,
-                       params_doc(SESSION_ROUTES, topic_prior,
-                                  play_explore=EXPLORE, play_trending=PLAY_TRENDING))
+                       params_doc(routes, topic_prior, play_explore=EXPLORE, play_trending=PLAY_TRENDING,
+                                  transfer=[[round(float(x), 6) for x in row] for row in transfer],
+                                  transferring_topics=[int(k) for k in np.flatnonzero(strong)],
+                                  world=world.model_dump()),
+                       knowledge=text.knowledge())
 
 
 def n_rooms(users: int, days: int, density: DemoDensity) -> float:
@@ -681,30 +844,39 @@ def n_rooms(users: int, days: int, density: DemoDensity) -> float:
     return max(users * density.rooms_per_user, days * density.min_rooms_per_day)
 
 
-def _creator_counts(users: int, days: int, density: DemoDensity) -> tuple[int, int]:
-    """(creators, streamers among them): enough creators for the videos and streamers for the rooms."""
-    n_live = max(1, round(n_rooms(users, days, density) / (days * STREAMS_PER_LIVE_AUTHOR_DAY)))
+def _creator_counts(users: int, days: int, density: DemoDensity, world: DemoWorld | None = None
+                    ) -> tuple[int, int]:
+    """(creators, streamers among them): enough creators for the videos and streamers for the rooms.
+
+    Streamers = rooms / (days x rooms a streamer starts a day), the latter from KuaiLive-M3's counts
+    (DemoWorld.streamer_rooms_per_day), so at the real density there are ~19 streamers per user.
+    """
+    per_day = (world or DemoWorld()).streamer_rooms_per_day
+    n_live = max(1, round(n_rooms(users, days, density) / (days * per_day)))
     n_authors = max(20, round(users * density.photos_per_user / PHOTOS_PER_AUTHOR),
                     int(np.ceil(n_live / MAX_LIVE_AUTHOR_SHARE)))
     return n_authors, min(n_authors, max(n_live, round(MIN_LIVE_AUTHOR_SHARE * n_authors)))
 
 
 COVERS = "covers"  # the demo's cover images, under its output folder
+COVER_TOPIC_SHARE = 0.6  # covers whose colour is their topic's (no channel is an oracle)
 
 
 def write_covers(folder: Path, domain: str, ids: np.ndarray, topic: np.ndarray, seed: int) -> pl.Series:
     """One synthetic cover per item (a 16x16 PNG), returning the absolute paths (`cover_path`).
 
-    SYNTHETIC, not a picture of anything: a flat colour whose hue is the item's true topic plus a
-    little noise per item, so a vision-language teacher has a cover that says something about the
-    item, the way a real cover does. Noise from its own generator: the world is unchanged by it.
+    SYNTHETIC, not a picture of anything: a flat colour whose hue is the item's true topic for
+    `COVER_TOPIC_SHARE` of the items and any topic's for the rest (assumption: a cover says
+    something about the item, not everything), plus a little noise per item. Noise from its own
+    generator: the world is unchanged by it.
     """
     from colorsys import hsv_to_rgb
 
     from PIL import Image
 
     rng = np.random.default_rng([seed, 1 if domain == "photo" else 2])
-    hue = (topic / N_TOPICS + rng.normal(0, 0.1 / N_TOPICS, len(ids))) % 1.0
+    shown = np.where(rng.random(len(ids)) < COVER_TOPIC_SHARE, topic, rng.integers(0, N_TOPICS, len(ids)))
+    hue = (shown / N_TOPICS + rng.normal(0, 0.1 / N_TOPICS, len(ids))) % 1.0
     value = rng.uniform(0.6, 1.0, len(ids))
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -717,7 +889,8 @@ def write_covers(folder: Path, domain: str, ids: np.ndarray, topic: np.ndarray, 
 
 
 def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensity | None = None,
-             dirty_rate: float = 0.0, covers: bool = False, show_progress: bool = True) -> DemoSummary:
+             world: DemoWorld | None = None, dirty_rate: float = 0.0, covers: bool = False,
+             show_progress: bool = True) -> DemoSummary:
     """Write the demo world (every file of the data contract) to `out`; same seed, same files.
 
     `density` sets plays and live sessions per user-day and the catalogue per user (default: the
@@ -732,6 +905,8 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
     if users < 10 or days < 2:
         raise ValueError(f"demo world needs at least 10 users and 2 days (got {users} users, {days} days)")
     density = density or DemoDensity()
+    world = world or DemoWorld()
+    routes = replace(SESSION_ROUTES, linked=world.creator_link)
     t0 = time.perf_counter()
     out = Path(out)
     rng = np.random.default_rng(seed)
@@ -746,16 +921,18 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
             bar.update(task, completed=i, description=f"demo world: {steps[min(i, len(steps) - 1)]}")
 
         step(0)
-        u = _make_users(rng, users, topic_prior)
-        a = _make_authors(rng, *_creator_counts(users, days, density), topic_prior)
+        transfer, strong = transfer_matrix(rng, world)
+        u = _make_users(rng, users, topic_prior, world, transfer)
+        a = _make_authors(rng, *_creator_counts(users, days, density, world), topic_prior)
+        text = _Text(rng, world)
         author_profile = _author_profile(rng, a)
         user_id_set = pl.DataFrame({"user_id": u.ids})
         step(1)
-        photo_meta, photo_tag, photo_emb, photo_author, photo_topic, photo_weight, photo_duration = \
-            _make_photos(rng, a, int(users * density.photos_per_user))
+        photo_meta, photo_tag, photo_emb, photo_author, photo_topic, photo_weight, photo_duration, \
+            photo_entity = _make_photos(rng, a, int(users * density.photos_per_user), text, world)
         photo_ids = photo_meta["photo_id"].to_numpy()
         step(2)
-        room_meta, live_emb, rooms = _make_rooms(rng, a, days, n_rooms(users, days, density))
+        room_meta, live_emb, rooms = _make_rooms(rng, a, days, n_rooms(users, days, density), text, world)
         room_ids = room_meta["live_id"].to_numpy()
         step(3)
         plays, play_user, play_photo, play_counts = _make_plays(
@@ -766,8 +943,8 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
         ).sort("enter_timestamp", "user_id", maintain_order=True)  # logs come in time order
         step(4)
         choice, linked_keys, linked_plays = _live_choice(u, a, rooms, play_user, photo_author[play_photo])
-        sessions, comments, shows = _make_live(rng, u, a, days, rooms, room_ids, choice,
-                                               density.live_sessions_per_user_day)
+        sessions, comments, shows, linked_share = _make_live(rng, u, a, days, rooms, room_ids, choice,
+                                                             density.live_sessions_per_user_day, routes, text)
         sessions = sessions.sort("live_play_start_timestamp", "user_id", maintain_order=True)
         comments = comments.sort("comment_ts", "user_id", maintain_order=True)
         shows = shows.sort("show_timestamp", "user_id", maintain_order=True)
@@ -792,7 +969,8 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
         if dirty_rate > 0:
             write_manifest(out, dirty_rate, manifest)
         write_latent(out, _latent_truth(u, a, rooms, room_ids, photo_ids, photo_author, photo_topic,
-                                        photo_weight, linked_keys, linked_plays, topic_prior))
+                                        photo_weight, photo_entity, linked_keys, linked_plays, topic_prior,
+                                        text, routes, transfer, strong, world))
         step(6)
 
     cut = START + timedelta(days=cut_day(days))
@@ -804,4 +982,5 @@ def generate(out: Path, users: int, days: int, seed: int, *, density: DemoDensit
                        injected={stem: sum(m.values()) for stem, m in manifest.items()},
                        cold_start_users=cold, on_air_rooms=int(rooms.on_air_at_end.sum()), cut=cut,
                        on_air_at_requests=on_air_at_test_requests(sessions, room_meta, cut),
-                       seconds=time.perf_counter() - t0, files=files)
+                       seconds=time.perf_counter() - t0, files=files, creator_linked_share=linked_share,
+                       streamers=int(a.is_live.sum()))

@@ -37,11 +37,13 @@ from rgcd.cli.app import Context, cli, console, pass_ctx
 @click.option("--covers/--no-covers", default=None,
               help="Write a synthetic cover image per video and room and the cover_path column "
                    "(for vision-language teachers). Default: demo.covers of the config (off).")
+@click.option("--measure/--no-measure", default=True,
+              help="Measure and print each channel's share of the latent topic (10-NN purity, probe).")
 @pass_ctx
 def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: int | None,
               plays_per_user_day: float | None, live_sessions_per_user_day: float | None,
               photos_per_user: float | None, rooms_per_user: float | None, dirty_rate: float | None,
-              kuailive_density: bool, covers: bool | None) -> None:
+              kuailive_density: bool, covers: bool | None, measure: bool) -> None:
     """Write a synthetic world in the exact KuaiLive-M3 layout to OUT.
 
     Users have latent interests that drive both domains; creators post short videos and go
@@ -58,9 +60,14 @@ def demo_data(c: Context, out: Path, users: int | None, days: int | None, seed: 
     density = base.model_copy(update={k: v for k, v in given.items() if v is not None})
     summary = generate(out, users=demo.users if users is None else users,
                        days=demo.days if days is None else days, seed=demo.seed if seed is None else seed,
-                       density=density, dirty_rate=demo.dirty_rate if dirty_rate is None else dirty_rate,
+                       density=density, world=demo.world,
+                       dirty_rate=demo.dirty_rate if dirty_rate is None else dirty_rate,
                        covers=demo.covers if covers is None else covers)
     console.print(f"[green]✓[/] {summary.one_line()} -> {out}")
+    if measure:
+        from rgcd.transforms.world_signal import print_signal
+
+        print_signal(out, console)
 
 
 @cli.command()

@@ -47,11 +47,12 @@ def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: 
 
 
 @cli.command()
-@click.option("--backend", type=click.Choice(["metadata", "openai", "hf"]), default=None,
+@click.option("--backend", type=click.Choice(["metadata", "openai", "hf", "world"]), default=None,
               help="Override teacher.backend. 'metadata' is a non-LLM baseline (categories and text); "
                    "'openai' is any OpenAI-compatible endpoint (teacher.base_url, teacher.model, key from "
-                   "$RGCD_TEACHER_API_KEY or teacher.api_key_env); 'hf' is a local model folder or "
-                   ".gguf file.")
+                   "$RGCD_TEACHER_API_KEY or teacher.api_key_env, else $OPENAI_API_KEY); 'hf' is a local "
+                   "model folder or .gguf file; 'world' is a simulated teacher for synthetic worlds only, "
+                   "not an LLM (reads the generator's latent/ with accuracy teacher.world_accuracy).")
 @click.option("--model", default=None,
               help="Override teacher.model (served model name, or a local path for hf).")
 @click.option("--max-pairs", type=click.IntRange(min=1), default=None,

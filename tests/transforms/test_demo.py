@@ -54,6 +54,14 @@ def test_same_seed_same_files_other_seed_other_world(world, tmp_path):
     other_plays = (tmp_path / "other" / "photo_play.parquet").read_bytes()
     assert other_plays != (out / "photo_play.parquet").read_bytes()
     assert other.rows["photo_play"] != summary.rows["photo_play"]
+    # the latent truth too (the knowledge table is the world's own: another seed, other names)
+    from rgcd.transforms.latent import LATENT_DIR, read_latent
+
+    a, b = read_latent(out / LATENT_DIR), read_latent(tmp_path / "again" / LATENT_DIR)
+    for name in ("items", "users", "user_authors", "knowledge"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    assert a.params == b.params
+    assert not read_latent(tmp_path / "other" / LATENT_DIR).knowledge.equals(a.knowledge)
 
 
 DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}$")
@@ -208,7 +216,8 @@ def test_short_video_and_live_top_categories_agree_well_above_chance(world):
     assert both.height > 500
     agree = (both["sv"] == both["live"]).mean()
     shuffled = (both["sv"] == both["live"].shuffle(seed=0)).mean()
-    assert agree > 0.35 and agree > 2.5 * shuffled, (agree, shuffled)
+    # well above chance, though not the identity: live interest goes through the transfer matrix
+    assert agree > 0.2 and agree > 1.6 * shuffled, (agree, shuffled)
 
 
 def test_engagement_follows_interest_and_popularity_is_long_tailed(world):
@@ -239,24 +248,85 @@ def test_engagement_follows_interest_and_popularity_is_long_tailed(world):
     assert evening > night, "time of day moves engagement"
 
 
-def test_texts_and_vectors_carry_topic_signal(world):
-    out, _ = world
-    tag = _read(out, "photo_tag")
-    meta = _read(out, "photo_meta").join(tag, on="photo_id")
-    assert meta["cover_title"].str.len_chars().gt(0).mean() > 0.9
-    assert meta["video_texts"].str.contains("OCR:").mean() > 0.7
-    assert tag["fourth_level_category_name"].null_count() < tag.height * 0.1
-    # Same-category photos are closer in the 128-d space than photos of different categories.
-    import numpy as np
+# Each channel's documented band (docs/demo-world.md) at this CI size, 800 items per domain:
+# (channel, domain) -> {figure: (low, high)}. No channel is an oracle of the latent topic.
+BANDS = {
+    ("vectors", "photo"): {"purity_10nn": (0.2, 0.6), "probe_accuracy": (0.55, 0.97)},
+    ("vectors", "live"): {"purity_10nn": (0.1, 0.45), "probe_accuracy": (0.35, 0.9)},
+    ("tags", "photo"): {"coverage": (0.8, 0.9), "purity_10nn": (0.3, 0.6), "probe_accuracy": (0.45, 0.75)},
+    ("title", "photo"): {"purity_10nn": (0.04, 0.3), "probe_accuracy": (0.35, 0.85)},
+    ("texts", "photo"): {"purity_10nn": (0.15, 0.5), "probe_accuracy": (0.55, 0.9)},
+    ("live_name", "live"): {"purity_10nn": (0.04, 0.3), "probe_accuracy": (0.35, 0.8)},
+    ("entities", "photo"): {"coverage": (0.4, 0.6), "purity_10nn": (0.0, 0.35), "probe_accuracy": (0.0, 0.5)},
+    ("entities", "live"): {"coverage": (0.4, 0.6), "purity_10nn": (0.0, 0.35), "probe_accuracy": (0.0, 0.5)},
+}
 
-    emb = _read(out, "photo_emb_128").join(tag.select("photo_id", "third_level_category_name"), on="photo_id")
-    vec = np.stack(emb["feature"].head(600).to_numpy())
-    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    cats = emb["third_level_category_name"].head(600).to_numpy()
-    sim = vec @ vec.T
-    same = cats[:, None] == cats[None, :]
-    off_diag = ~np.eye(len(cats), dtype=bool)
-    assert sim[same & off_diag].mean() > sim[~same].mean() + 0.2
+
+@pytest.fixture(scope="module")
+def signal(world):
+    from rgcd.transforms.world_signal import measure_world
+
+    return {(r.channel, r.domain): r for r in measure_world(world[0], sample=800)}
+
+
+@pytest.mark.parametrize("key", list(BANDS), ids=lambda k: "-".join(k))
+def test_each_channel_carries_its_documented_share_of_the_topic(signal, key):
+    row = signal[key]
+    for figure, (low, high) in BANDS[key].items():
+        assert low <= getattr(row, figure) <= high, (key, figure, getattr(row, figure))
+    assert row.purity_10nn > row.chance or key[0] == "entities"  # a signal, not an oracle (upper bounds)
+
+
+def test_no_channel_is_an_oracle_and_the_other_knobs_are_measured(world, signal):
+    from rgcd.transforms.world_signal import world_figures
+
+    assert all(r.purity_10nn < 0.7 and r.probe_accuracy < 0.98 for r in signal.values())
+    figures = world_figures(world[0])
+    assert 0.55 <= figures["rooms_on_streamers_top_topic"] <= 0.8  # rooms drift from their streamer
+    assert 0.3 <= figures["live_interest_overlap_with_short_video"] <= 0.7  # not the identity
+    assert figures["transferring_topics_share"] == 0.5
+
+
+def test_categories_are_not_one_to_one_with_topics(world):
+    from rgcd.transforms.latent import LATENT_DIR, read_latent
+
+    out, _ = world
+    truth = read_latent(out / LATENT_DIR).items.filter(pl.col("domain") == "photo").select(
+        photo_id=pl.col("item_id").str.slice(6).cast(pl.Int64), topic="topic")
+    tags = _read(out, "photo_tag").join(truth, on="photo_id")
+    per_l3 = tags.group_by("third_level_category_name").agg(pl.col("topic").n_unique().alias("topics"))
+    assert (per_l3["topics"] > 1).all()  # the labeller errs: every category holds several topics
+    exact = tags.group_by("third_level_category_name", "topic").len().sort("len", descending=True)
+    top_share = exact.group_by("third_level_category_name").agg(
+        share=pl.col("len").max() / pl.col("len").sum())
+    assert top_share["share"].max() < 0.9 and top_share["share"].min() < 0.6  # merged paths share topics
+    photos = _read(out, "photo_meta")
+    assert photos.height > tags.height > 0.8 * photos.height  # some videos are untagged
+
+
+def test_knowledge_table_is_in_latent_only(world):
+    from rgcd.config import DemoWorld
+    from rgcd.transforms.latent import LATENT_DIR, read_latent
+
+    out, _ = world
+    truth = read_latent(out / LATENT_DIR)
+    know = truth.knowledge
+    assert know.height == 24 * DemoWorld().entities_per_topic and know["entity"].n_unique() == know.height
+    assert set(know["kind"].unique()) == {"game", "person", "dish", "team", "place"}
+    # the names are in the raw texts (the channel exists) ...
+    meta = _read(out, "photo_meta").select(item_id=pl.format("photo:{}", "photo_id"),
+                                           text=pl.concat_str("cover_title", "video_texts", separator=" "))
+    named = truth.items.filter(pl.col("entity").is_not_null()).join(meta, on="item_id")
+    assert named.height > 0.4 * meta.height
+    shown = [e in (t or "") for e, t in named.select("entity", "text").head(300).iter_rows()]
+    assert sum(shown) / len(shown) > 0.8  # all but those whose text was blanked
+    # ... but what resolves them is not: no raw file holds the table or a column beyond the contract
+    raw = [p for p in out.rglob("*") if p.is_file() and LATENT_DIR not in p.relative_to(out).parts]
+    assert raw and not any("knowledge" in p.name for p in raw)
+    for spec in FILES:
+        if (out / spec.filename).exists() and spec.fmt == "parquet":
+            allowed = {c.name for c in spec.columns} | {"cover_path"}
+            assert set(pl.read_parquet_schema(out / spec.filename)) <= allowed
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -372,7 +442,7 @@ def test_covers_add_a_synthetic_image_per_item_and_change_nothing_else(tmp_path)
             with Image.open(path) as img:
                 assert img.size == (16, 16)
                 hues[f"{domain}:{item_id}"] = img.convert("HSV").getpixel((0, 0))[0]
-    # the hue says the true topic: items of one topic are closer in hue than items of two
+    # the hue says the true topic in part (COVER_TOPIC_SHARE): items of one topic are closer in hue
     item_topic = dict(topics.items.select("item_id", "topic").iter_rows())
     same, cross = [], []
     ids = sorted(hues)[:300]

@@ -4,6 +4,8 @@
 - `hf`: a local transformers causal LM by path (a folder, or a `.gguf` file).
 - `metadata`: answers derived from categories and text; NOT an LLM, a baseline named as such
   (its teacher_id says so, and so does every report that carries it).
+- `world`: a simulated teacher for synthetic worlds only, NOT an LLM: answers from the world's latent
+  knowledge with accuracy `teacher.world_accuracy` (training/reasoning/world_teacher.py).
 
 Backends return raw text; `rgcd.training.reasoning.run` validates it, retries invalid answers and
 records rejects, so every backend is held to the same schema.
@@ -27,6 +29,7 @@ from rgcd.atomic import atomic_path
 from rgcd.config import IngestConfig, TeacherConfig
 from rgcd.errors import InputError, RgcdError
 from rgcd.redaction import redact
+from rgcd.training.reasoning.completion import Completion
 from rgcd.training.reasoning.prompts import PairFacts, covers, with_covers
 from rgcd.training.reasoning.schema import (
     SHORT_MAX_CHARS,
@@ -49,18 +52,6 @@ class TeacherRequest:
     messages: list[dict]
 
 
-@dataclass(frozen=True)
-class Completion:
-    """A backend's raw answer, or the error that prevented one.
-
-    `reached` is False when the model was not reached at all (connection refused, timeouts after
-    every retry): a batch where no request reached the model fails the stage (`TeacherUnreachable`),
-    while a refused cover or an answer that breaks the schema is one pair's problem.
-    """
-
-    text: str | None
-    error: str | None = None
-    reached: bool = True
 
 
 class TeacherUnreachable(RgcdError):
@@ -568,14 +559,25 @@ def packaged_smollm2_gguf() -> Path | None:
     return found[0] if found else None
 
 
-def make_teacher(cfg: TeacherConfig, cache: Path | None = None, covers: CoverPolicy | None = None) -> Teacher:
+def make_teacher(cfg: TeacherConfig, cache: Path | None = None, covers: CoverPolicy | None = None,
+                 workspace=None) -> Teacher:
     """The backend `cfg.backend` names; `cache` is the folder a local model keeps its compiled parts in;
     `covers` says which cover files may be read and sent (`rgcd reason`: the workspace and the data
-    folders ingest accepted covers from)."""
+    folders ingest accepted covers from).
+
+    `world` (synthetic worlds only, not an LLM) reads `<workspace>/latent/` and refuses without it.
+    """
     if cfg.backend == "metadata":
         return MetadataTeacher()
+    if cfg.backend == "world":
+        from rgcd.training.reasoning.world_teacher import WorldTeacher, WorldTeacherError
+        from rgcd.transforms.latent import LATENT_DIR
+
+        if workspace is None:
+            raise WorldTeacherError("teacher.backend 'world' needs the workspace whose latent/ it reads")
+        return WorldTeacher(Path(workspace.root) / LATENT_DIR, cfg.world_accuracy, cfg.world_seed)
     if cfg.backend == "openai":
         return OpenAITeacher(cfg, covers)
     if cfg.backend == "hf":
         return HFTeacher(cfg, cache, covers)
-    raise InputError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai or hf")
+    raise InputError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai, hf or world")

@@ -323,7 +323,7 @@ def reason(
     pairs = [covers_under(ws, p) for p in pairs]
     # covers may come from the workspace and from the data folders ingest accepted them from
     covers = CoverPolicy.of(ws.root, [ws.root, *recorded_roots(ws.lake)], settings.ingest.cover_max_bytes)
-    teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher", covers=covers)
+    teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher", covers=covers, workspace=ws)
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
     cache = AnswerCache(ws.models / "teacher" / "answers.sqlite")
