@@ -26,10 +26,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from training import text_encoder
-from training.distill import ITEM_COLUMNS, encode_items
-from training.precision import native_bf16
-from training.student import ChorusStudent
+from rgcd.training import text_encoder
+from rgcd.training.distill import ITEM_COLUMNS, encode_items
+from rgcd.training.precision import native_bf16
+from rgcd.training.student import ChorusStudent
 
 
 def _timed(fn) -> tuple[float, object]:

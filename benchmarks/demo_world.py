@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rgcd.config import Workspace  # noqa: E402
-from transforms.latent import load_latent  # noqa: E402
+from rgcd.transforms.latent import load_latent  # noqa: E402
 
 BANDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 1.01)
 

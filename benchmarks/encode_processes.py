@@ -3,7 +3,7 @@ is faster than one process using every core, and gives the same chorus states.
 
 `rgcd distill` ends by encoding the whole catalogue (229,264 items at the demo size) with the
 trained student (`student.encode_processes`, 0 = one process per core). Peer: the same
-`training.distill.encode_all` in this process on all cores (`processes=1`, torch's default
+`rgcd.training.distill.encode_all` in this process on all cores (`processes=1`, torch's default
 threads), same student, same items, same dtype (`student.encode_dtype`), in one run. Both
 timings include everything the stage pays: the processes' start (imports, loading the student)
 and writing the shards. Reported: items per second of each, the ratio, and the largest absolute
@@ -31,9 +31,9 @@ import torch
 from safetensors.numpy import load_file
 
 from rgcd.config import StudentConfig
-from training.distill import SHARD_ITEMS, encode_all, encode_processes
-from training.precision import dtype_name, encode_dtype
-from training.student import ChorusStudent
+from rgcd.training.distill import SHARD_ITEMS, encode_all, encode_processes
+from rgcd.training.precision import dtype_name, encode_dtype
+from rgcd.training.student import ChorusStudent
 
 
 def _encode(student: ChorusStudent, items: pl.DataFrame, out: Path, model_dir: Path, processes: int,

@@ -1,6 +1,6 @@
 """Claim: ingest streams a demo-size folder in bounded memory, at a stated cost over plain pyarrow.
 
-Measures wall time and peak RSS of `transforms.ingest.ingest` on a raw folder (first run into an
+Measures wall time and peak RSS of `rgcd.transforms.ingest.ingest` on a raw folder (first run into an
 empty workspace, then the idempotent rerun), and of the physical limit in the same run: a plain
 pyarrow read of every raw file and a write of it as parquet, with no validation, partitioning or
 quarantine. Each measurement runs in a fresh process, so peak RSS is that process's own.
@@ -36,7 +36,7 @@ def random_world(out: Path, users: int, plays: int, sessions: int, days: int, se
     import numpy as np
     import polars as pl
 
-    from transforms.raw_io import write_raw
+    from rgcd.transforms.raw_io import write_raw
 
     rng = np.random.default_rng(seed)
     authors, photos, lives = users // 4, plays // 20, sessions // 10
@@ -100,7 +100,7 @@ def random_world(out: Path, users: int, plays: int, sessions: int, days: int, se
 
 def _child_ingest(src: Path, ws_root: Path, batch_rows: int) -> dict:
     from rgcd.config import IngestConfig, Workspace
-    from transforms.ingest import ingest
+    from rgcd.transforms.ingest import ingest
 
     ws = Workspace(ws_root).ensure()
     t0 = time.perf_counter()
@@ -173,7 +173,7 @@ def main() -> None:
             import polars  # noqa: F401 - what every measured process pays before any work
             import pyarrow.parquet  # noqa: F401
 
-            from transforms import ingest  # noqa: F401
+            from rgcd.transforms import ingest  # noqa: F401
             res = {"seconds": 0.0}
         else:
             res = _child_pyarrow(Path(rest[0]), Path(rest[1]))
@@ -193,7 +193,7 @@ def main() -> None:
             world = (f"random (benchmarks/ingest.py random_world): {plays // 50} users, {plays} photo "
                      f"plays, {plays // 10} live sessions, {args.days} days")
         elif src is None:
-            from transforms.demo import generate
+            from rgcd.transforms.demo import generate
 
             src = tmp_path / "raw"
             generate(src, users=args.users, days=args.days, seed=7, show_progress=False)

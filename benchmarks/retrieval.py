@@ -2,7 +2,7 @@
 
 1. Filtered top-100 over the rooms on air with 1k, 10k and 100k live vectors in the store (64-d,
    inner product, 10% of them on air at the request time, the rest ended before it), through
-   `embeddings.collections.RoomVectors` as `rgcd publish` builds it (on-air partition), against
+   `rgcd.embeddings.milvus_store.RoomVectors` as `rgcd publish` builds it (on-air partition), against
    exact numpy (matmul + argpartition) over the same candidates: recall@100 and p50/p99 per query.
    The same queries with every room in one searched set (the on-air filter alone, no partition
    pruning) show why the design keeps the rooms on air apart.
@@ -60,7 +60,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def _rooms(n: int, on_air: int, rng: np.random.Generator):
-    from embeddings.collections import Room
+    from rgcd.embeddings.milvus_store import Room
 
     vecs = rng.normal(size=(n, DIM)).astype(np.float32)
     rooms = []
@@ -73,7 +73,7 @@ def _rooms(n: int, on_air: int, rng: np.random.Generator):
 
 
 def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int) -> list[dict]:
-    from embeddings.collections import ENDED, METRICS, ON_AIR, RoomVectors, to_ms
+    from rgcd.embeddings.milvus_store import ENDED, METRICS, ON_AIR, RoomVectors, to_ms
 
     out = []
     for n in sizes:
@@ -142,7 +142,7 @@ def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int)
 
 def floor_ms(root: Path) -> float:
     """p50 of a search over one room: the fixed cost of a Milvus Lite call (gRPC + Python)."""
-    from embeddings.collections import RoomVectors
+    from rgcd.embeddings.milvus_store import RoomVectors
 
     rooms, _ = _rooms(1, 1, np.random.default_rng(0))
     store = RoomVectors(str(root / "floor.db"), "live_rooms", cache_s=60)
@@ -161,8 +161,8 @@ def floor_ms(root: Path) -> float:
 
 def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos: int, seed: int):
     """A demo-size serving world of synthetic stage-2 vectors (interfaces 1 and 2), published."""
-    from embeddings.publish import publish
     from rgcd.config import Settings, Workspace
+    from rgcd.embeddings.publish import publish
     from rgcd.featurestore import store as fs
 
     rng = np.random.default_rng(seed)
@@ -299,7 +299,7 @@ def _on_air_problems(answer: dict, intervals: dict, at: datetime) -> list[str]:
 def demo_check(ws, queries: int, seed: int = 0) -> tuple[dict, list[tuple[str, str]]]:
     """Issue 11's check on a published workspace; returns figures and the (path, CLI JSON) pairs the
     service must answer the same."""
-    from embeddings.retrieval import Retriever
+    from rgcd.embeddings.retrieval import Retriever
 
     rng = np.random.default_rng(seed)
     schedule = pl.read_parquet(
@@ -378,7 +378,7 @@ def demo_check(ws, queries: int, seed: int = 0) -> tuple[dict, list[tuple[str, s
 
 def request_split(ws, requests: int) -> dict:
     """Where one U2I request's time goes, in-process: Feast online read, Milvus search, JSON."""
-    from embeddings.retrieval import Retriever
+    from rgcd.embeddings.retrieval import Retriever
 
     users = pl.read_parquet(ws.feature_data / "user_embeddings.parquet", columns=["user_id"])["user_id"]
     retriever = Retriever(ws, ws.settings())
@@ -588,8 +588,8 @@ def main() -> None:
                 root, [int(s) for s in args.sizes.split(",")], args.queries, args.naive_queries
             )
         if args.workspace:
-            from embeddings.retrieval import Retriever
             from rgcd.config import Workspace
+            from rgcd.embeddings.retrieval import Retriever
 
             ws = Workspace(args.workspace.resolve())
             result["workspace_check"], same = demo_check(ws, args.check_queries)

@@ -36,7 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 SURVIVAL = ROOT / "benchmarks" / "results" / "scale_pair_rule_survival.json"
 FULL_USERS = 21_900
 DAYS = 21
-# "✓ build      <figures> (12.3s, peak 1.23 GiB)" as rgcd run prints it (rgcd/cli.py)
+# "✓ build      <figures> (12.3s, peak 1.23 GiB)" as rgcd run prints it (rgcd/cli/)
 STAGE_LINE = re.compile(r"^✓ (\S+)\s+(.*) \(([\d.]+)s, peak ([\d.]+) (GiB|MiB)\)\s*$")
 UNITS = {"GiB": 1024**3, "MiB": 1024**2}
 # With --until / --start: the stages as separate commands (the demo world from the workspace's
@@ -229,8 +229,8 @@ def stage1_selection(ws: Path, max_pairs: int, max_per_item: int) -> list[str]:
     (select_pairs over the whole marts read directly; Feast returns the same rows)."""
     import polars as pl
 
-    from training.frames import Stage1Frames
-    from training.reasoning.run import select_pairs
+    from rgcd.training.frames import Stage1Frames
+    from rgcd.training.reasoning.run import select_pairs
 
     pairs = pl.read_parquet(ws / "marts" / "behaviour_pairs.parquet")
     items = pl.read_parquet(ws / "marts" / "item_content.parquet").drop("mm_embedding")

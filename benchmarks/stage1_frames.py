@@ -51,7 +51,7 @@ def _child(ws_root: str, mode: str, save: str | None) -> None:
     import polars as pl
 
     from rgcd.config import Settings, Workspace
-    from training.frames import read_stage1_frames
+    from rgcd.training.frames import read_stage1_frames
 
     ws = Workspace(Path(ws_root))
     if mode != "direct":  # import Feast before the clock starts: a run imports it once anyway

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from training.student import ChorusStudent, ChorusStudentConfig, item_text
-from training.tiny_base import build_tiny_causal_lm
+from rgcd.training.student import ChorusStudent, ChorusStudentConfig, item_text
+from rgcd.training.tiny_base import build_tiny_causal_lm
 
 WORDS = [
     "noodles", "spicy", "recipe", "kitchen", "ranked", "boss", "speedrun", "arena", "song",

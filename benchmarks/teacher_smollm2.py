@@ -4,7 +4,7 @@ schema-valid where free decoding does not. How many pairs a minute, and what doe
 
 Peers in the same run, over the same pairs: the metadata baseline (not an LLM) and SmolLM2 without
 the grammar. Each is judged against the world's truth (reports/reason.json's `truth`): the latent
-topics where the workspace carries them (transforms.latent), else the topics recovered from a CLEAN
+topics where the workspace carries them (rgcd.transforms.latent), else the topics recovered from a CLEAN
 demo world's category paths (the demo writes each item's path from its topic; said so in the output).
 The pairs: the strongest room pairs of the same true topic and the strongest of different topics,
 half each (the strongest pairs alone are nearly all same-topic, and an AUC needs both kinds). Works
@@ -33,9 +33,9 @@ import torch
 
 from rgcd.config import Settings, Workspace
 from rgcd.featurestore.store import apply
-from training.reasoning.backends import packaged_smollm2_gguf
-from training.reasoning.run import reason
-from training.reasoning.truth import load_item_topics
+from rgcd.training.reasoning.backends import packaged_smollm2_gguf
+from rgcd.training.reasoning.run import reason
+from rgcd.training.reasoning.truth import load_item_topics
 
 TEACHERS = (  # (row name, backend, grammar)
     ("metadata_baseline", "metadata", True),
@@ -46,7 +46,7 @@ TEACHERS = (  # (row name, backend, grammar)
 
 def topics_from_clean_demo_categories(marts: Path) -> dict[str, int]:
     """item_id -> topic, read back from category paths: exact only for a clean demo world."""
-    from transforms.demo import TOPICS
+    from rgcd.transforms.demo import TOPICS
 
     path_topic = {(t.l1, t.l2, t.l3): i for i, t in enumerate(TOPICS)}
     columns = ["item_id", "category_l1", "category_l2", "category_l3"]
@@ -105,7 +105,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     source_ws = Workspace(args.workspace)
     topics = load_item_topics(source_ws)
-    truth_source = "latent truth (transforms.latent)"
+    truth_source = "latent truth (rgcd.transforms.latent)"
     if topics is None:
         topics = topics_from_clean_demo_categories(source_ws.marts)
         truth_source = "topics recovered from the clean demo world's category paths (no latent/ in workspace)"

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rgcd.config import Workspace  # noqa: E402
-from transforms.latent import load_latent  # noqa: E402
+from rgcd.transforms.latent import load_latent  # noqa: E402
 
 COLUMNS = ("mm_embedding", "transferable", "residual")
 

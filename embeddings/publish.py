@@ -33,17 +33,12 @@ import polars as pl
 if TYPE_CHECKING:
     import pandas as pd
 
-from embeddings.collections import KNOWLEDGE, LAYOUT, ON_AIR, Room, RoomVectors, collection_name, to_ms
 from rgcd.config import Settings, Workspace
+from rgcd.embeddings.milvus_store import KNOWLEDGE, LAYOUT, ON_AIR, Room, RoomVectors, collection_name, to_ms
+from rgcd.embeddings.online_features import ITEM_VECTORS, RECENT_KNOWLEDGE, RECENT_VIDEOS, USER_VECTORS
 from rgcd.errors import RgcdError
 
-ITEM_VECTORS = "item_embeddings"
-USER_VECTORS = "user_embeddings"
-RECENT_VIDEOS = "user_recent_videos"
 SCHEDULE = ["live_schedule:author_id", "live_schedule:start_timestamp", "live_schedule:end_timestamp"]
-# user_recent_videos' columns of the teacher's knowledge of each recent video (what reasons compare).
-RECENT_KNOWLEDGE = {"vertical_domain": "recent_vertical_domains", "key_subject": "recent_key_subjects",
-                    "content_theme": "recent_content_themes"}
 
 
 class PublishError(RgcdError):
@@ -241,8 +236,8 @@ def _started_since(ws: Workspace, settings: Settings, version: str, rooms: list[
     vectors for, encoded with it: (rooms, their vectors for the online store, what was done)."""
     import pandas as pd
 
-    from embeddings.retrieval import RetrievalError
-    from embeddings.rooms import RoomEncoder, read_started
+    from rgcd.embeddings.retrieval import RetrievalError
+    from rgcd.embeddings.rooms import RoomEncoder, read_started
 
     log = read_started(ws)
     if log is None:
@@ -307,7 +302,7 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
             if late_vectors is not None:  # after the view's own rows, so that these win
                 from feast.data_source import PushMode
 
-                from embeddings.rooms import PUSH_SOURCE
+                from rgcd.embeddings.rooms import PUSH_SOURCE
                 from rgcd.featurestore.store import feature_store
 
                 feature_store(ws, settings).push(PUSH_SOURCE, late_vectors, to=PushMode.ONLINE)

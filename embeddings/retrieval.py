@@ -22,9 +22,9 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from embeddings.collections import KNOWLEDGE, Hit, Published, RoomVectors
-from embeddings.publish import RECENT_KNOWLEDGE
 from rgcd.config import Settings, Workspace
+from rgcd.embeddings.milvus_store import KNOWLEDGE, Hit, Published, RoomVectors
+from rgcd.embeddings.online_features import RECENT_KNOWLEDGE
 from rgcd.errors import RgcdError
 
 USER_FEATURES = ["user_embeddings:user_vector", "user_embeddings:model_version",

@@ -4,13 +4,13 @@ A room that starts gets vectors of the published model version, is put into the 
 collection's `on_air` partition (Milvus) and pushed into Feast's online store (item_embeddings_push
 for its vectors, live_schedule_push for its on-air interval), and is retrievable as soon as these
 calls return. A room that ends gets its end time (its row is updated in place, see
-embeddings/collections.py; live_schedule is pushed again), so it leaves the candidates of every later
+embeddings/milvus_store.py; live_schedule is pushed again), so it leaves the candidates of every later
 request. Both are recorded in <workspace>/feature_data/rooms_started.parquet (the room's inputs and
 interval), so that the next `rgcd publish` encodes it with the version it publishes: a room that went
 on air between two publishes is in the next version, not only in the collection it was pushed to.
 
 Vectors of a new room: encoded from its inputs by the student (chorus states, training/distill.py)
-and the model `rgcd transfer` published (training.transfer_stage.load_published: transferable,
+and the model `rgcd transfer` published (rgcd.training.stage2.load_published: transferable,
 residual, retrieval); `RoomEncoder` loads both once. A room may instead arrive with precomputed
 `transferable`, `residual` and `retrieval` vectors and their `model_version` (e.g. from an encoding
 job elsewhere). Either way the version must be the published collection's, or the room is refused.
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from embeddings.collections import Room
-from embeddings.retrieval import BadQuery, Retriever, UnknownQuery, VersionMismatch, parse_at
+from rgcd.embeddings.milvus_store import Room
+from rgcd.embeddings.retrieval import BadQuery, Retriever, UnknownQuery, VersionMismatch, parse_at
 
 VECTOR_FIELDS = ("transferable", "residual", "retrieval")
 PUSH_SOURCE = "item_embeddings_push"
@@ -49,9 +49,8 @@ class RoomEncoder:
                            "are encoded, or give precomputed vectors")
         import torch
 
-        from training.distill import encode_items
-        from training.student import ChorusStudent
-        from training.transfer_stage import load_published
+        from rgcd.training.published_model import load_published
+        from rgcd.training.student import ChorusStudent, encode_items
 
         try:
             self.published = load_published(ws)
@@ -191,8 +190,8 @@ def _push_schedule(retriever: Retriever, rows: list[dict]) -> None:
 
 def _room_knowledge(retriever: Retriever, item_ids: list[str]) -> list[dict[str, str]]:
     """The teacher's knowledge of these rooms in the online store ('' where none: a new room)."""
-    from embeddings.collections import KNOWLEDGE
-    from embeddings.retrieval import ITEM_KNOWLEDGE
+    from rgcd.embeddings.milvus_store import KNOWLEDGE
+    from rgcd.embeddings.retrieval import ITEM_KNOWLEDGE
 
     rows = retriever.online(ITEM_KNOWLEDGE, "item_id", item_ids)
     return [{f: r[f"item_reasoning__{f}"] or "" for f in KNOWLEDGE} for r in rows]

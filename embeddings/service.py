@@ -22,10 +22,10 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from embeddings.collections import NotPublished, VectorStoreError, is_server
-from embeddings.retrieval import RetrievalError, Retriever, parse_at
-from embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
 from rgcd.config import Settings, Workspace
+from rgcd.embeddings.milvus_store import NotPublished, VectorStoreError, is_server
+from rgcd.embeddings.retrieval import RetrievalError, Retriever, parse_at
+from rgcd.embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
 
 
 def create_app(ws: Workspace, settings: Settings):
@@ -150,5 +150,5 @@ def serve(ws: Workspace, settings: Settings, host: str, port: int, workers: int 
         return
     os.environ[_WORKSPACE_ENV] = str(ws.root.resolve())
     os.environ[_SETTINGS_ENV] = settings.model_dump_json()
-    uvicorn.run("embeddings.service:app_from_environment", factory=True, workers=n, host=host, port=port,
+    uvicorn.run("rgcd.embeddings.service:app_from_environment", factory=True, workers=n, host=host, port=port,
                 log_level="warning", access_log=False)

@@ -2,7 +2,8 @@
 
 The only thing done at import time is reading RGCD_WORKSPACE (Feast imports this file on every
 apply; the DuckDB offline store resolves relative paths against the process's working directory,
-so paths are made absolute here). `rgcd features apply` sets the variable to its workspace.
+so paths are made absolute here). `rgcd features apply` sets the variable to its workspace. The
+folders come from `rgcd.config.Workspace`, the one place the workspace's layout is spelled.
 """
 
 import os
@@ -10,11 +11,13 @@ from pathlib import Path
 
 from feast import FileSource, PushSource
 
+from rgcd.config import Workspace
+
 # Default: ./workspace of this checkout, the `rgcd` command's default workspace from its root.
 _CHECKOUT_WORKSPACE = Path(__file__).resolve().parents[1] / "workspace"
-WORKSPACE = Path(os.environ.get("RGCD_WORKSPACE") or _CHECKOUT_WORKSPACE).resolve()
-MARTS = WORKSPACE / "marts"
-FEATURE_DATA = WORKSPACE / "feature_data"
+WORKSPACE = Workspace(os.environ.get("RGCD_WORKSPACE") or _CHECKOUT_WORKSPACE)
+MARTS = WORKSPACE.marts
+FEATURE_DATA = WORKSPACE.feature_data
 
 
 def mart_source(name: str, timestamp_field: str = "event_timestamp",

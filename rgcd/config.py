@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # A setting's name for the dtype of an encode (resolved by training/precision.py: `encode_dtype`).
 EncodeDtype = Literal["auto", "float32", "bfloat16"]
-# The full method and its ablations (training/rgcd_retriever.py), named here so that what only
+# The full method and its ablations (training/full_method.py), named here so that what only
 # needs the names (evaluate's main process) does not import the models and torch with them.
 FULL_METHOD = ("rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing")
 
@@ -190,7 +190,7 @@ class StudentConfig(_Section):
 
 
 class TransferConfig(_Section):
-    """Stage 2: transferable / residual decomposition over the chorus states (training/transfer.py)."""
+    """Stage 2: transferable / residual decomposition over the chorus states (training/decomposition.py)."""
 
     dim: int = Field(32, gt=0, description="size of the transferable and of the residual vector")
     n_queries: int = Field(4, gt=0, description="learnable queries per space attending "
@@ -267,7 +267,7 @@ class EvaluationConfig(_Section):
     full_method: list[str] = Field(
         default_factory=lambda: list(FULL_METHOD),
         description="the full method and its ablations, evaluated after the baselines when the "
-                    "student's chorus states exist (training/rgcd_retriever.py)")
+                    "student's chorus states exist (training/full_method.py)")
     protocols: list[Literal["klm3-cdr", "live-room"]] = Field(
         default_factory=lambda: ["klm3-cdr", "live-room"])
     ablation_protocols: list[Literal["klm3-cdr", "live-room"]] = Field(

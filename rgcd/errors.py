@@ -9,3 +9,9 @@ class RgcdError(Exception):
     """An error whose message tells the user what to do; `rgcd` exits with `exit_code`."""
 
     exit_code: int = 1
+
+
+class InputError(RgcdError, ValueError):
+    """A setting, file or argument the user gave cannot be used; the message says what to change."""
+
+    exit_code = 2

@@ -28,7 +28,7 @@ class Stage:
 def _demo_data(ws: Workspace, settings: Settings, data: Path | None) -> str:
     if data is not None:
         return f"skipped: using {data}"
-    from transforms.demo import generate
+    from rgcd.transforms.demo import generate
 
     summary = generate(ws.demo_data, users=settings.demo.users, days=settings.demo.days,
                        seed=settings.demo.seed, density=settings.demo.density,
@@ -37,7 +37,7 @@ def _demo_data(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
 
 def _ingest(ws: Workspace, settings: Settings, data: Path | None) -> str:
-    from transforms.ingest import ingest
+    from rgcd.transforms.ingest import ingest
 
     report = ingest(data or ws.demo_data, ws, settings.ingest)
     return report.one_line()
@@ -56,8 +56,8 @@ def _features(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
 
 def _reason(ws: Workspace, settings: Settings, data: Path | None) -> str:
-    from training.frames import MissingInput
-    from training.reasoning.run import reason
+    from rgcd.training.frames import MissingInput
+    from rgcd.training.reasoning.run import reason
 
     try:
         return reason(ws, settings).one_line()
@@ -66,8 +66,8 @@ def _reason(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
 
 def _distill(ws: Workspace, settings: Settings, data: Path | None) -> str:
-    from training.distill import distill
-    from training.frames import MissingInput
+    from rgcd.training.distill import distill
+    from rgcd.training.frames import MissingInput
 
     try:
         return distill(ws, settings).one_line()
@@ -76,8 +76,8 @@ def _distill(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
 
 def _transfer(ws: Workspace, settings: Settings, data: Path | None) -> str:
-    from training.frames import MissingInput
-    from training.transfer_stage import transfer
+    from rgcd.training.frames import MissingInput
+    from rgcd.training.stage2 import transfer
 
     try:
         return transfer(ws, settings).one_line()
@@ -86,7 +86,7 @@ def _transfer(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
 
 def _publish(ws: Workspace, settings: Settings, data: Path | None) -> str:
-    from embeddings.publish import run_stage
+    from rgcd.embeddings.publish import run_stage
 
     return run_stage(ws, settings)
 
@@ -94,8 +94,8 @@ def _publish(ws: Workspace, settings: Settings, data: Path | None) -> str:
 def _evaluate(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rich.console import Console
 
-    from training.evaluation import run_evaluation
-    from training.report import one_line, rich_tables
+    from rgcd.training.evaluation import run_evaluation
+    from rgcd.training.report import one_line, rich_tables
 
     out, doc = run_evaluation(ws, settings.evaluation, settings=settings)
     console = Console(stderr=True)

@@ -26,7 +26,7 @@ from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
 from rgcd.memory import duckdb_limits
 from rgcd.terminal import temporary_environment
-from transforms.contract import FILES
+from rgcd.transforms.contract import FILES
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt"
 
@@ -108,7 +108,7 @@ def dbt_vars(ws: Workspace, settings: Settings) -> dict[str, object]:
 
 def check_lake(ws: Workspace) -> None:
     """Refuse to build over a lake that lacks a required table (after finishing a killed ingest)."""
-    from transforms.ingest import complete_interrupted_commit
+    from rgcd.transforms.ingest import complete_interrupted_commit
 
     complete_interrupted_commit(ws)  # a lake half-renamed by a killed ingest is never built from
     for raw in FILES:

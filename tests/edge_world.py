@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.demo import generate
-from transforms.raw_io import write_raw
+from rgcd.transforms.demo import generate
+from rgcd.transforms.raw_io import write_raw
 
 BIG = 2**63 - 1  # the largest int64
 BIG_USER, LIVE_ONLY_USER = BIG, BIG - 1

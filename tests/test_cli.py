@@ -53,7 +53,7 @@ def test_a_bad_config_is_a_message_naming_file_and_setting_not_a_traceback(tmp_p
 
 
 def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeypatch):
-    import transforms.demo
+    import rgcd.transforms.demo
 
     calls = []
 
@@ -61,7 +61,7 @@ def test_demo_data_takes_its_defaults_from_the_config_like_run(tmp_path, monkeyp
         calls.append((users, days, seed, density.plays_per_user_day, density.rooms_per_user, covers))
         raise SystemExit(0)
 
-    monkeypatch.setattr(transforms.demo, "generate", fake_generate)
+    monkeypatch.setattr(rgcd.transforms.demo, "generate", fake_generate)
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "rgcd.yaml").write_text("demo: {users: 300, days: 5, seed: 11, density: {rooms_per_user: 2.5}}\n")

@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 
 from rgcd.config import Workspace
 from rgcd.pipeline import STAGES
-from transforms.demo import generate
+from rgcd.transforms.demo import generate
 
 SETTINGS = {"student": {"tiny_hidden": 32, "tiny_heads": 2, "tiny_vocab": 500, "steps": 30,
                         "batch_size": 16, "eval_items": 10, "checkpoint_every_steps": 10}}

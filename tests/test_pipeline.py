@@ -114,9 +114,9 @@ def _serving_answers_after_the_run(ws, version: str) -> None:
 
     import polars as pl
 
-    from embeddings.retrieval import Retriever
-    from embeddings.rooms import RoomEncoder, start_rooms
     from rgcd.config import Workspace
+    from rgcd.embeddings.retrieval import Retriever
+    from rgcd.embeddings.rooms import RoomEncoder, start_rooms
 
     schedule = pl.read_parquet(ws / "marts" / "live_schedule.parquet")
     at = schedule["start_timestamp"].max()  # a time with at least one room on air
@@ -157,7 +157,7 @@ def _serving_answers_after_the_run(ws, version: str) -> None:
     finally:
         retriever.close()
     # the next publish encodes the room with the version it publishes: it is in the new collection
-    from embeddings.publish import publish
+    from rgcd.embeddings.publish import publish
 
     report = publish(workspace, workspace.settings())
     assert "1 rooms started since stage 2 encoded" in report.one_line(), report.one_line()

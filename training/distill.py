@@ -37,13 +37,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rgcd.atomic import atomic_path, write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, StudentConfig, Workspace
 from rgcd.faults import kill_point
-from training.checkpoint import Checkpointer, restore_rng, rng_state
-from training.frames import MissingInput, read_stage1_frames
-from training.precision import dtype_name, encode_dtype
-from training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
-from training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, item_text
-from training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
-from training.transfer import CHORUS_TENSOR, ChorusStates, write_states_file
+from rgcd.training.checkpoint import Checkpointer, restore_rng, rng_state
+from rgcd.training.chorus_states import CHORUS_TENSOR, ChorusStates, write_states_file
+from rgcd.training.frames import MissingInput, read_stage1_frames
+from rgcd.training.precision import dtype_name, encode_dtype
+from rgcd.training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
+from rgcd.training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, encode_items, item_text
+from rgcd.training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
 
 ITEM_COLUMNS = [
     "item_id",
@@ -234,32 +234,6 @@ def train_student(
     return losses
 
 
-def encode_items(
-    student: ChorusStudent,
-    items: list[dict],
-    batch_size: int,
-    show_progress: bool = False,
-    description: str = "encoding",
-) -> torch.Tensor:
-    """Chorus states of `items`, (N, n_chorus, d), in batches.
-
-    Items are batched in order of text length, so a batch pads to its own longest text: the many
-    short live-room texts cost what they are, not the width of the longest short-video text.
-    """
-    order = sorted(range(len(items)), key=lambda i: len(item_text(items[i])))
-    out = []
-    with _progress(show_progress) as progress:
-        task = progress.add_task(description, total=len(items))
-        for start in range(0, len(items), batch_size):
-            chunk = [items[i] for i in order[start : start + batch_size]]
-            out.append(student.chorus_states(student.collate(chunk)).float().cpu())
-            progress.advance(task, len(chunk))
-    if not out:
-        return torch.empty(0, student.cfg.n_chorus, student.hidden_size)
-    merged = torch.cat(out)
-    states = torch.empty_like(merged)
-    states[torch.tensor(order, dtype=torch.long)] = merged
-    return states
 
 
 def encode_all(

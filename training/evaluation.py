@@ -32,18 +32,11 @@ import polars as pl
 
 from rgcd.config import EvaluationConfig, Settings, Workspace
 from rgcd.errors import RgcdError
-from training.metrics import batch_metrics
-from training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
-from transforms.latent import load_latent
-
-PROTOCOLS = ("klm3-cdr", "live-room")
-SLICES = ("all", "cold_start", "tail")
-
-
-class MissingMartError(RgcdError):
-    """A mart the evaluation reads is not in the workspace."""
-
-    exit_code = 2
+from rgcd.training.marts import MissingMartError, interactions_before, read_mart
+from rgcd.training.metrics import batch_metrics
+from rgcd.training.recommender import ItemCatalog, Recommender, TrainData, torch_threads
+from rgcd.training.results import PROTOCOLS, SLICES, EvaluationResult, ModelRun
+from rgcd.transforms.latent import load_latent
 
 
 class EvaluationDataError(RgcdError):
@@ -95,23 +88,8 @@ class Protocol:
 
 # ---- reading the marts -----------------------------------------------------------------------------
 
-# Large marts are scanned lazily with only the rows and columns the protocols use, so the filter
-# and the projection run inside the parquet scan (streaming) and the rest never reaches Python.
-MART_READS: dict[str, tuple[tuple[str, ...], pl.Expr]] = {
-    "user_item_interactions": (("user_id", "item_id", "domain", "event_timestamp", "is_positive"),
-                               pl.col("is_positive")),
-}
 
 
-def read_mart(ws: Workspace, name: str) -> pl.DataFrame:
-    """One mart from `<ws>/marts/<name>.parquet`, with a message saying how to produce it."""
-    path = Path(ws.marts) / f"{name}.parquet"
-    if not path.exists():
-        raise MissingMartError(f"mart {name} not found at {path}; run `rgcd build` (dbt) first")
-    if name in MART_READS:
-        columns, keep = MART_READS[name]
-        return pl.scan_parquet(path).filter(keep).select(columns).collect(engine="streaming")
-    return pl.read_parquet(path)
 
 
 def _csr(groups: pl.DataFrame, n_cases: int, case_col: str, idx_col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -177,12 +155,6 @@ def _ms(col: str) -> pl.Expr:
     return pl.col(col).dt.epoch("ms")
 
 
-def interactions_before(interactions: pl.DataFrame, catalog: ItemCatalog, cut: datetime) -> pl.DataFrame:
-    """Positive interactions strictly before `cut`, with their collaborative key (rooms -> author)."""
-    inter = interactions.filter(pl.col("is_positive") & (pl.col("event_timestamp") < cut))
-    keys = catalog.cf_keys(inter["item_id"].to_list())
-    return inter.select("user_id", "item_id", "domain", "event_timestamp").with_columns(
-        pl.Series("key", keys, dtype=pl.Utf8))
 
 
 def load_live_room(marts: dict[str, pl.DataFrame], cfg: EvaluationConfig) -> Protocol:
@@ -379,17 +351,6 @@ def evaluate_model(model: Recommender, evalset: EvalSet, ks: Sequence[int], seed
     return result, counts
 
 
-@dataclass
-class ModelRun:
-    """One model fitted and evaluated on one protocol with one seed."""
-
-    protocol: str
-    model: str
-    seed: int
-    metrics: dict[str, dict[str, float]]
-    counts: dict[str, int]
-    fit_s: float
-    eval_s: float
 
 
 def fit_and_evaluate(model: Recommender, protocol: Protocol, ks: Sequence[int], seed: int,
@@ -412,7 +373,7 @@ def _model_names(ws: Workspace, cfg: EvaluationConfig, models: Sequence[str] | N
                  settings: Settings | None) -> tuple[list[str], list[str]]:
     """(baselines, full method) to evaluate; errors name what is unknown or missing."""
     from rgcd.config import FULL_METHOD
-    from training.baselines import MODELS, UnknownModelError
+    from rgcd.training.baselines import MODELS, UnknownModelError
 
     names = list(models if models is not None else cfg.models)
     unknown = [n for n in names if n not in MODELS and n not in FULL_METHOD]
@@ -435,8 +396,8 @@ def model_factories(ws: Workspace, cfg: EvaluationConfig, settings: Settings | N
                     baselines: Sequence[str], full: Sequence[str],
                     with_oracle: bool) -> dict[str, Callable[[], Recommender]]:
     """A factory per model name, in report order; the oracle last, on worlds that carry the truth."""
-    from training.baselines import build_model
-    from training.rgcd_retriever import full_method_factories
+    from rgcd.training.baselines import build_model
+    from rgcd.training.full_method_fits import full_method_factories
 
     factories: dict[str, Callable[[], Recommender]] = {n: (lambda n=n: build_model(n, cfg))
                                                        for n in baselines}
@@ -444,7 +405,7 @@ def model_factories(ws: Workspace, cfg: EvaluationConfig, settings: Settings | N
         factories.update(full_method_factories(ws, settings, full))
     truth = load_latent(ws) if with_oracle else None
     if truth is not None:  # only a synthetic world has it: an upper bound, not a model
-        from training.oracle import NAME, Oracle
+        from rgcd.training.oracle import NAME, Oracle
 
         factories[NAME] = lambda: Oracle(truth)
     return factories
@@ -522,9 +483,9 @@ def _release_job_memory() -> None:
     import gc
 
     from rgcd.memory import trim_heap
-    from training import text_encoder
-    from training.recommender import forget_indexed_pairs
-    from training.rgcd_retriever import forget_stage2_vectors
+    from rgcd.training import text_encoder
+    from rgcd.training.full_method_fits import forget_stage2_vectors
+    from rgcd.training.recommender import forget_indexed_pairs
 
     text_encoder.release()
     forget_indexed_pairs()
@@ -560,7 +521,7 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
                    with_oracle: bool = True) -> tuple[Path, dict]:
     """Fit and evaluate every model on every protocol for every seed; write the report.
 
-    `models` are names from `training.baselines.MODELS` or of the full method (default: the
+    `models` are names from `rgcd.training.baselines.MODELS` or of the full method (default: the
     configuration's baselines, then `full_method` when `settings` are given and the student's
     chorus states exist); `extra` adds models by factory (run in this process). The full method is
     not a baseline, so the "strongest baseline" sentence leaves it out. On a world that carries its
@@ -575,13 +536,13 @@ def run_evaluation(ws: Workspace, cfg: EvaluationConfig, seeds: Sequence[int] | 
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from training.report import EvaluationResult, write_report
+    from rgcd.training.report import write_report
 
     started = time.perf_counter()
     seeds = list(seeds if seeds is not None else cfg.seeds)
     baselines, full = _model_names(ws, cfg, models, settings)
-    from training.oracle import NAME as ORACLE
-    from transforms.latent import has_latent
+    from rgcd.training.oracle import NAME as ORACLE
+    from rgcd.transforms.latent import has_latent
 
     model_names = [*baselines, *full, *([ORACLE] if with_oracle and has_latent(ws) else [])]
     local = dict(extra or {})

@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from rgcd.config import Settings, Workspace
+from rgcd.errors import RgcdError
 
 PAIR_FEATURES = (
     "pair_type",
@@ -59,8 +60,10 @@ PAIRS = ("behaviour_pairs", "pair_id", PAIR_FEATURES)
 ITEMS = ("item_content", "item_id", ITEM_FEATURES)
 
 
-class MissingInput(FileNotFoundError):
-    """A table stage 1 needs is not there; the message says which command writes it."""
+class MissingInput(RgcdError, FileNotFoundError):
+    """A table a stage needs is not there; the message says which command writes it."""
+
+    exit_code = 2
 
 
 # The order stage 1 takes pairs in, strongest first: (column, descending). Ties: more users, then id.

@@ -1,7 +1,7 @@
 """The oracle: an upper bound that only a synthetic world can have. It is not a model.
 
 It ranks candidates by the demo generator's own probability that this user engages this item,
-read from the world's latent truth (`transforms.latent.load_latent`): for live-room requests,
+read from the world's latent truth (`rgcd.transforms.latent.load_latent`): for live-room requests,
 exactly the rule the generator drew the sessions from (`LiveChoice`, at the request time, over
 the rooms on air); for klm3-cdr's live authors, that rule averaged over the window (a creator's
 rooms weighted by popularity and time on air; prime time counted at its average share). Nothing
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from training.recommender import UNKNOWN_SCORE, TrainData
-from transforms.latent import LatentTruth, LiveChoice
+from rgcd.training.recommender import UNKNOWN_SCORE, TrainData
+from rgcd.transforms.latent import LatentTruth, LiveChoice
 
 NAME = "oracle"
 LABEL = "oracle (upper bound: the generator's own probabilities; synthetic world only, not a model)"

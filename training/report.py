@@ -22,16 +22,16 @@ A slice with no cases (e.g. no cold-start user) maps each model to {}.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from rgcd.atomic import atomic_path, write_json_atomic, write_text_atomic
-from training.evaluation import SLICES, ModelRun
-from training.oracle import LABEL as ORACLE_LABEL
-from training.oracle import NAME as ORACLE
+from rgcd.training.oracle import LABEL as ORACLE_LABEL
+from rgcd.training.oracle import NAME as ORACLE
+from rgcd.training.projection import pca_2d
+from rgcd.training.results import SLICES, EvaluationResult
 
 SHARE_METRICS = ("HR@10", "NDCG@10")  # what each model's share of the oracle is reported for
 
@@ -44,26 +44,6 @@ RANK_METRIC = "NDCG@10"  # what "strongest" ranks by; NDCG at the smallest K if 
 SLICE_TITLE = {"all": "Overall", "cold_start": "Cold-start users", "tail": "Tail items"}
 
 
-@dataclass
-class EvaluationResult:
-    """Everything one `rgcd evaluate` produced, before it is written."""
-
-    run: str
-    seeds: list[int]
-    ks: list[int]
-    runs: list[ModelRun]
-    baselines: set[str]
-    cases: dict[str, dict[str, int]] = field(default_factory=dict)
-    notes: dict[str, dict[str, int]] = field(default_factory=dict)
-    item_vectors: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    wall_s: float = 0.0
-
-    def protocols(self) -> list[str]:
-        return list(dict.fromkeys(r.protocol for r in self.runs))
-
-    def models(self) -> list[str]:
-        return list(dict.fromkeys(r.model for r in self.runs))
 
 
 def _stats(result: EvaluationResult) -> tuple[dict, dict, dict]:
@@ -228,12 +208,6 @@ def _plot_hr_curves(result: EvaluationResult, mean: dict, std: dict, out: Path) 
     return paths
 
 
-def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2-D PCA by SVD: (coordinates (n, 2), explained variance ratio of the two components)."""
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
-    var = sv**2
-    return centred @ vt[:2].T, var[:2] / max(var.sum(), 1e-12)
 
 
 def _plot_projection(result: EvaluationResult, out: Path, max_points: int = 3000) -> Path | None:

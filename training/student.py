@@ -284,3 +284,22 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int = 10) -> float:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def encode_items(student: ChorusStudent, items: list[dict], batch_size: int) -> torch.Tensor:
+    """Chorus states of `items`, (N, n_chorus, d), in batches.
+
+    Items are batched in order of text length, so a batch pads to its own longest text: the many
+    short live-room texts cost what they are, not the width of the longest short-video text.
+    """
+    order = sorted(range(len(items)), key=lambda i: len(item_text(items[i])))
+    out = []
+    for start in range(0, len(items), batch_size):
+        chunk = [items[i] for i in order[start : start + batch_size]]
+        out.append(student.chorus_states(student.collate(chunk)).float().cpu())
+    if not out:
+        return torch.empty(0, student.cfg.n_chorus, student.hidden_size)
+    merged = torch.cat(out)
+    states = torch.empty_like(merged)
+    states[torch.tensor(order, dtype=torch.long)] = merged
+    return states

@@ -17,7 +17,7 @@ What it encodes (and so what the later stages can learn):
   cold-start users of the live-room evaluation. They still watch short videos throughout.
 
 Everything is vectorised numpy/polars (no Python loop over rows) and deterministic by seed.
-Files are written through `transforms.raw_io.write_raw`, the one encoder of the raw layout.
+Files are written through `rgcd.transforms.raw_io.write_raw`, the one encoder of the raw layout.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 from rgcd.config import DemoDensity
-from transforms.contract import VECTOR_DIMS
-from transforms.dirt import MANIFEST, append_lines, dirty, write_manifest
-from transforms.latent import LatentTruth, LiveChoice, LiveRoutes, is_evening, params_doc, write_latent
-from transforms.raw_io import encode_raw, write_raw
+from rgcd.transforms.contract import VECTOR_DIMS
+from rgcd.transforms.dirt import MANIFEST, append_lines, dirty, write_manifest
+from rgcd.transforms.latent import LatentTruth, LiveChoice, LiveRoutes, is_evening, params_doc, write_latent
+from rgcd.transforms.raw_io import encode_raw, write_raw
 
 START = datetime(2025, 5, 5, tzinfo=UTC)
 MS_HOUR = 3_600_000

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.contract import BY_STEM, VECTOR_DIMS, Kind, RawFile
+from rgcd.transforms.contract import BY_STEM, VECTOR_DIMS, Kind, RawFile
 
 MANIFEST = "dirt_manifest.json"
 TIME_KINDS = (Kind.TIMESTAMP, Kind.DATETIME_STR, Kind.EPOCH_MS)

@@ -52,8 +52,8 @@ from rgcd.atomic import fsync_path, write_json_atomic
 from rgcd.config import IngestConfig, Workspace
 from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
-from transforms.contract import VECTOR_DIMS, Kind, RawFile, ingest_order
-from transforms.latent import copy_latent
+from rgcd.transforms.contract import VECTOR_DIMS, Kind, RawFile, ingest_order
+from rgcd.transforms.latent import copy_latent
 
 # Spellings of "no value" in CSV exports (pandas, Hive, Spark) for columns that are not free text.
 NULL_TOKENS = ("", "null", "NULL", "None", "nan", "NaN", "NA", "N/A", "\\N")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.contract import BY_STEM, DATETIME_FORMAT, Kind
+from rgcd.transforms.contract import BY_STEM, DATETIME_FORMAT, Kind
 
 
 def encode_raw(stem: str, frame: pl.DataFrame) -> pl.DataFrame:

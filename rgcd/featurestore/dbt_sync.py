@@ -39,6 +39,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
+from rgcd.errors import RgcdError
+
 GENERATED_NAME = "generated.py"
 
 # DuckDB / dbt data types -> the Feast type expression written into generated.py.
@@ -62,8 +64,10 @@ _TTL = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class DbtFeastError(ValueError):
+class DbtFeastError(RgcdError, ValueError):
     """The manifest does not say enough (or says something wrong) to define a feature view."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

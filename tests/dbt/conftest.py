@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.contract import BY_STEM
+from rgcd.transforms.contract import BY_STEM
 
 START = date(2026, 3, 1)
 N_USERS, N_AUTHORS, N_LIVE_AUTHORS, N_PHOTOS = 40, 20, 15, 60

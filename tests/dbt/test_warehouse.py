@@ -229,8 +229,8 @@ def test_build_at_ci_size_on_the_demo_world(tmp_path: Path) -> None:
     the demo's density spreads ~5 live sessions per user over a platform's worth of streamers, and
     klm3-cdr's 10-core (10 distinct authors per user) would be empty (at the demo size it holds
     1,252 users). KuaiLive-M3 itself has 76 live sessions per user-day."""
-    from transforms.demo import generate
-    from transforms.ingest import ingest
+    from rgcd.transforms.demo import generate
+    from rgcd.transforms.ingest import ingest
 
     ws = Workspace(tmp_path / "ws").ensure()
     settings = Settings()

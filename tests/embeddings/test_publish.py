@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import serving_world as w
 
-from embeddings.collections import RoomVectors, collection_name
-from embeddings.publish import PublishError, publish, rollback, run_stage
-from embeddings.retrieval import Retriever, VersionMismatch
 from rgcd.config import Workspace
+from rgcd.embeddings.milvus_store import RoomVectors, collection_name
+from rgcd.embeddings.publish import PublishError, publish, rollback, run_stage
+from rgcd.embeddings.retrieval import Retriever, VersionMismatch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ def test_keep_versions_drops_the_oldest(world, settings):
 KILL = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
-    from embeddings import collections, publish
+    from rgcd.embeddings import collections, publish
     from rgcd.config import RetrievalConfig, Settings, Workspace
     def killed(self, name):  # the process dies where the alias would move
         os.kill(os.getpid(), signal.SIGKILL)
@@ -152,7 +152,7 @@ def test_rooms_started_since_stage_2_are_kept_for_the_next_publish(world, settin
     """A room that went on air after a publish stays in the next version's rooms when it can be
     encoded (tests/test_pipeline.py, with a real student); without a student the publish says it
     left the room out, rather than dropping it silently or reusing another version's vectors."""
-    from embeddings.rooms import start_rooms
+    from rgcd.embeddings.rooms import start_rooms
 
     publish(world, settings)
     retriever = Retriever(world, settings)

@@ -9,9 +9,9 @@ import pytest
 import serving_world as w
 from click.testing import CliRunner
 
-from embeddings.publish import publish
-from embeddings.retrieval import BadQuery, Retriever, UnknownQuery
 from rgcd.cli import cli
+from rgcd.embeddings.publish import publish
+from rgcd.embeddings.retrieval import BadQuery, Retriever, UnknownQuery
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_rooms_start_and_end_from_the_command_line(world, tmp_path):
 def test_a_room_going_on_air_reaches_live_schedule_and_the_log_for_the_next_publish(world, retriever):
     """rooms start pushes the room's interval to live_schedule online (its push source) and its
     vectors, retrieval included, to item_embeddings; rooms end pushes the end; both are logged."""
-    from embeddings.rooms import end_room, read_started, start_rooms
+    from rgcd.embeddings.rooms import end_room, read_started, start_rooms
 
     vector = (w._centres(0)[3] * 10).tolist()
     start = w.T0 + timedelta(hours=1)

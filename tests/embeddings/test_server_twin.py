@@ -15,9 +15,9 @@ import pytest
 import serving_world as w
 from servers import free_port, stop
 
-from embeddings.collections import RoomVectors
-from embeddings.publish import publish
-from embeddings.retrieval import Retriever
+from rgcd.embeddings.milvus_store import RoomVectors
+from rgcd.embeddings.publish import publish
+from rgcd.embeddings.retrieval import Retriever
 
 MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
 

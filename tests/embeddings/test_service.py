@@ -9,7 +9,7 @@ import pytest
 import serving_world as w
 from servers import free_port, stop
 
-from embeddings.publish import publish
+from rgcd.embeddings.publish import publish
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ _call = w.call
 def service(tmp_path_factory, settings):
     ws = w.build(tmp_path_factory.mktemp("service"), settings)
     publish(ws, settings)
-    from embeddings.collections import _LITE_CLIENTS
+    from rgcd.embeddings.milvus_store import _LITE_CLIENTS
 
     assert not any(_LITE_CLIENTS.values())  # released: the service process may open the file
     port = free_port()

@@ -44,7 +44,7 @@ def world_ws(world_marts) -> Workspace:
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """As in `rgcd evaluate`: small models train far faster on one thread on a shared machine."""
-    from training.recommender import torch_threads
+    from rgcd.training.recommender import torch_threads
 
     with torch_threads(1):
         yield

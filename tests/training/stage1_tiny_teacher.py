@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from training.reasoning.backends import MetadataTeacher
-from training.reasoning.prompts import PairFacts, pair_messages
-from training.tiny_base import build_tiny_causal_lm
+from rgcd.training.reasoning.backends import MetadataTeacher
+from rgcd.training.reasoning.prompts import PairFacts, pair_messages
+from rgcd.training.tiny_base import build_tiny_causal_lm
 
 
 def build_tiny_teacher(pairs: list[PairFacts], out_dir: Path, steps: int = 150, lr: float = 5e-3) -> Path:

@@ -7,10 +7,10 @@ import pytest
 from eval_world import build_marts
 
 from rgcd.config import EvaluationConfig, Workspace
-from training.baselines import MODELS, UnknownModelError, build_model
-from training.baselines.popularity import Popularity
-from training.evaluation import evaluate_model, load_protocols
-from training.recommender import UNKNOWN_SCORE, ItemCatalog, Recommender, TrainData
+from rgcd.training.baselines import MODELS, UnknownModelError, build_model
+from rgcd.training.baselines.popularity import Popularity
+from rgcd.training.evaluation import evaluate_model, load_protocols
+from rgcd.training.recommender import UNKNOWN_SCORE, ItemCatalog, Recommender, TrainData
 
 
 def _tiny_train() -> TrainData:
@@ -91,7 +91,7 @@ MODEL_SEEDS = (0, 1, 2)
 RANDOM_SEEDS = tuple(range(8))
 
 # (protocol, slice) where each model's idea should beat chance. A new model is one line here, plus
-# its factory in FACTORIES when it is not in training.baselines.MODELS (the full method).
+# its factory in FACTORIES when it is not in rgcd.training.baselines.MODELS (the full method).
 CLAIMS: dict[str, list[tuple[str, str]]] = {
     "popularity": [("live-room", "all")],  # popular streamers draw most entries
     "bpr_mf": [("klm3-cdr", "all")],  # every klm3-cdr test user has live history to factorise
@@ -157,7 +157,7 @@ def test_model_beats_a_seeded_random_scorer_beyond_seed_noise(name, signal_proto
 def test_shared_items_are_masked_like_the_batch_by_batch_comparison():
     import torch
 
-    from training.baselines.uniembed import mask_shared_items
+    from rgcd.training.baselines.uniembed import mask_shared_items
 
     gen = torch.Generator().manual_seed(0)
     for n, n_items in ((64, 20), (64, 1000), (8, 1)):

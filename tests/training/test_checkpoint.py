@@ -4,7 +4,7 @@ import random
 import numpy as np
 import torch
 
-from training.checkpoint import Checkpointer, restore_rng, rng_state
+from rgcd.training.checkpoint import Checkpointer, restore_rng, rng_state
 
 
 def _model_and_optimizer(seed: int = 0):
@@ -75,7 +75,7 @@ def test_a_torn_checkpoint_is_skipped_with_one_line_and_an_older_one_used(tmp_pa
     newest = ck.save(2, {"w": torch.zeros(3)})
     tensors = newest / "tensors.safetensors"
     tensors.write_bytes(tensors.read_bytes()[:20])
-    with caplog.at_level(logging.WARNING, logger="training.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="rgcd.training.checkpoint"):
         got = ck.load()
     assert got["step"] == 1 and got["w"].tolist() == [1.0, 1.0, 1.0]
     assert len(caplog.records) == 1 and "step-000000002" in caplog.records[0].getMessage()
@@ -84,7 +84,7 @@ def test_a_torn_checkpoint_is_skipped_with_one_line_and_an_older_one_used(tmp_pa
 
 def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, caplog):
     Checkpointer(tmp_path, every_steps=1, fingerprint="config-a").save(4, {"w": torch.ones(1)})
-    with caplog.at_level(logging.WARNING, logger="training.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="rgcd.training.checkpoint"):
         assert Checkpointer(tmp_path, every_steps=1, fingerprint="config-b").load() is None
     assert "another run" in caplog.text
 

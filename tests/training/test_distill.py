@@ -8,10 +8,10 @@ import torch
 from safetensors import safe_open
 
 from rgcd.config import Settings
-from training.distill import _finished_states, distill, encode_items, linear_probe
-from training.frames import MissingInput, read_stage1_frames
-from training.precision import encode_dtype
-from training.reasoning.run import reason
+from rgcd.training.distill import _finished_states, distill, encode_items, linear_probe
+from rgcd.training.frames import MissingInput, read_stage1_frames
+from rgcd.training.precision import encode_dtype
+from rgcd.training.reasoning.run import reason
 
 
 def _small() -> Settings:
@@ -78,8 +78,8 @@ def _untrained_and_trained_states(ws, settings):
     """(untrained states, trained states, train rows, held-out rows) of the items with knowledge."""
     from safetensors.torch import load_file
 
-    from training.distill import ITEM_COLUMNS, _held_out, encode_items
-    from training.student import ChorusStudent, ChorusStudentConfig
+    from rgcd.training.distill import ITEM_COLUMNS, _held_out, encode_items
+    from rgcd.training.student import ChorusStudent, ChorusStudentConfig
 
     out = ws.models / "student"
     reasoning = pl.read_parquet(ws.feature_data / "item_reasoning.parquet")
@@ -162,7 +162,7 @@ def test_distill_end_to_end_and_resume(world_ws):
 
 def _merged(parts: list, path) -> torch.Tensor:
     """The shards merged as distill merges them, read back through safetensors itself."""
-    from training.transfer import ChorusStates, write_states_file
+    from rgcd.training.decomposition import ChorusStates, write_states_file
 
     tail = ChorusStates.from_file(parts[0]).shape[1:]
     rows = sum(len(ChorusStates.from_file(p)) for p in parts)
@@ -175,9 +175,9 @@ def _merged(parts: list, path) -> torch.Tensor:
 def test_encoding_in_processes_writes_the_shards_one_process_writes(world_ws, tmp_path):
     """Two spawned encoder processes (the default on a multi-core machine) give the states this
     process gives, skip shards already finished, and a shard they cannot encode is an error."""
-    from training.distill import encode_all
-    from training.student import ChorusStudent, ChorusStudentConfig
-    from training.tiny_base import build_tiny_causal_lm
+    from rgcd.training.distill import encode_all
+    from rgcd.training.student import ChorusStudent, ChorusStudentConfig
+    from rgcd.training.tiny_base import build_tiny_causal_lm
 
     items = read_stage1_frames(world_ws, Settings(), pairs=False).items
     base = build_tiny_causal_lm(
@@ -202,10 +202,10 @@ def test_encoding_in_processes_writes_the_shards_one_process_writes(world_ws, tm
 
 
 def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
-    from training.distill import encode_all
-    from training.student import ChorusStudent, ChorusStudentConfig
-    from training.tiny_base import build_tiny_causal_lm
-    from training.transfer import ChorusStates
+    from rgcd.training.decomposition import ChorusStates
+    from rgcd.training.distill import encode_all
+    from rgcd.training.student import ChorusStudent, ChorusStudentConfig
+    from rgcd.training.tiny_base import build_tiny_causal_lm
 
     items = read_stage1_frames(world_ws, Settings(), pairs=False).items
     base = build_tiny_causal_lm(

@@ -19,7 +19,7 @@ SMALL_STUDENT = {"tiny_hidden": 32, "tiny_layers": 2, "tiny_heads": 2, "tiny_voc
 
 def _workspace(root) -> Workspace:
     from rgcd.featurestore.store import apply
-    from training.reasoning.run import reason
+    from rgcd.training.reasoning.run import reason
 
     ws = Workspace(root).ensure()
     ws.config_file.write_text(yaml.safe_dump({"student": SMALL_STUDENT}))
@@ -83,7 +83,7 @@ def _a_torn_chorus_states_file_is_reported_and_rebuilt(ws: Workspace) -> None:
 
 
 def test_checkpoint_cadence_does_not_change_the_model_version():
-    from training.distill import _fingerprint
+    from rgcd.training.distill import _fingerprint
 
     s = Settings().student
     assert _fingerprint(s, {"a": "b"}, "base") == _fingerprint(

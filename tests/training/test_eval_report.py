@@ -5,8 +5,8 @@ import pytest
 from click.testing import CliRunner
 
 from rgcd.cli import cli
-from training.evaluation import SLICES, MissingMartError, run_evaluation
-from training.report import pca_2d
+from rgcd.training.evaluation import SLICES, MissingMartError, run_evaluation
+from rgcd.training.report import pca_2d
 
 
 def test_report_files_and_schema(eval_ws, eval_cfg):
@@ -56,7 +56,7 @@ def test_worker_processes_give_the_numbers_of_one_process(eval_ws, eval_cfg):
 
 def test_a_worker_keeps_nothing_of_a_finished_job(eval_ws, eval_cfg):
     # What a model cached (encoded texts, index tensors) no later model reads, in one job or the next.
-    from training import evaluation, recommender, text_encoder
+    from rgcd.training import evaluation, recommender, text_encoder
 
     evaluation._worker_setup(str(eval_ws.root), eval_cfg.model_dump_json(), None,
                              ["content_text", "bpr_mf"], [], False)
@@ -71,7 +71,7 @@ def test_a_worker_keeps_nothing_of_a_finished_job(eval_ws, eval_cfg):
 
 
 def test_the_full_method_is_one_job_and_the_baselines_follow_largest_first():
-    from training.evaluation import _jobs
+    from rgcd.training.evaluation import _jobs
 
     full = ["rgcd", "rgcd-no-routing"]
     protocols = {"rgcd": ["klm3-cdr", "live-room"], "rgcd-no-routing": ["live-room"]}
@@ -123,7 +123,7 @@ def test_a_protocol_without_test_cases_is_skipped_and_reported(eval_ws, eval_cfg
     import polars as pl
 
     from rgcd.config import Workspace
-    from training.evaluation import EvaluationDataError
+    from rgcd.training.evaluation import EvaluationDataError
 
     ws = Workspace(tmp_path / "ws").ensure()
     for f in eval_ws.marts.glob("*.parquet"):
@@ -160,8 +160,8 @@ CRAFTED = {
 
 
 def _crafted_result(seeds=(0, 1, 2)):
-    from training.evaluation import ModelRun
-    from training.report import EvaluationResult
+    from rgcd.training.evaluation import ModelRun
+    from rgcd.training.report import EvaluationResult
 
     runs = []
     for model, slices in CRAFTED.items():
@@ -176,7 +176,7 @@ def _crafted_result(seeds=(0, 1, 2)):
 
 
 def test_headline_figures_are_the_mean_and_sample_std_of_the_seeds(tmp_path):
-    from training.report import write_report
+    from rgcd.training.report import write_report
 
     doc = json.loads((write_report(_crafted_result(), tmp_path) / "metrics.json").read_text())
     pop = doc["protocols"]["live-room"]["popularity"]
@@ -196,7 +196,7 @@ def test_headline_figures_are_the_mean_and_sample_std_of_the_seeds(tmp_path):
 
 
 def test_strongest_runner_up_and_within_noise_on_known_answers(tmp_path):
-    from training.report import write_report
+    from rgcd.training.report import write_report
 
     out = write_report(_crafted_result(), tmp_path)
     best = json.loads((out / "metrics.json").read_text())["strongest"]["live-room"]
@@ -218,7 +218,7 @@ def test_strongest_runner_up_and_within_noise_on_known_answers(tmp_path):
 
 
 def test_one_seed_says_noise_is_unknown():
-    from training.report import strongest, strongest_sentences
+    from rgcd.training.report import strongest, strongest_sentences
 
     mean = {"p": {"a": {s: {"NDCG@10": 0.5} for s in ("all", "cold_start", "tail")},
                   "b": {s: {"NDCG@10": 0.4} for s in ("all", "cold_start", "tail")}}}
@@ -229,7 +229,7 @@ def test_one_seed_says_noise_is_unknown():
 
 
 def test_the_bold_cell_is_the_best_mean_of_its_column(tmp_path):
-    from training.report import write_report
+    from rgcd.training.report import write_report
 
     md = (write_report(_crafted_result(), tmp_path) / "report.md").read_text()
     lines = [line for line in md.splitlines() if line.startswith("| ")]

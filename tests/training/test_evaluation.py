@@ -5,8 +5,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from training.evaluation import EvalSet, evaluate_model, load_protocols, rank_top
-from training.recommender import ItemCatalog, Recommender
+from rgcd.training.evaluation import EvalSet, evaluate_model, load_protocols, rank_top
+from rgcd.training.recommender import ItemCatalog, Recommender
 
 
 class TableModel:
@@ -170,7 +170,7 @@ def _klm3_marts() -> dict[str, pl.DataFrame]:
 
 
 def test_klm3_exclusion_is_train_and_valid_minus_test_positives_on_a_crafted_case(eval_cfg):
-    from training.evaluation import load_klm3_cdr
+    from rgcd.training.evaluation import load_klm3_cdr
 
     t = load_klm3_cdr(_klm3_marts(), eval_cfg).test
     assert t.candidates == [f"author:{a}" for a in (10, 11, 12, 13, 14, 15)]

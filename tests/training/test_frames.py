@@ -10,7 +10,7 @@ from stage1_world import write_world
 
 from rgcd.config import Settings, Workspace
 from rgcd.featurestore.store import apply
-from training.frames import ITEM_FEATURES, PAIR_FEATURES, MissingInput, read_stage1_frames
+from rgcd.training.frames import ITEM_FEATURES, PAIR_FEATURES, MissingInput, read_stage1_frames
 
 
 def test_frames_hold_every_id_with_the_marts_values(world_ws):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import batch_metrics, hit_rate, ndcg, recall
+from rgcd.training.metrics import batch_metrics, hit_rate, ndcg, recall
 
 
 def test_hand_computed_values():

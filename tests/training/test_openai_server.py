@@ -25,11 +25,11 @@ from servers import free_port, stop, wait_until_healthy
 from stage1_tiny_teacher import build_tiny_teacher
 
 from rgcd.config import Settings
-from training.frames import read_stage1_frames
-from training.reasoning.backends import OpenAITeacher, TeacherRequest
-from training.reasoning.prompts import pair_messages
-from training.reasoning.run import reason, select_pairs
-from training.reasoning.schema import answer_json_schema
+from rgcd.training.frames import read_stage1_frames
+from rgcd.training.reasoning.backends import OpenAITeacher, TeacherRequest
+from rgcd.training.reasoning.prompts import pair_messages
+from rgcd.training.reasoning.run import reason, select_pairs
+from rgcd.training.reasoning.schema import answer_json_schema
 
 SECRET = "sk-test-never-print-this-42"
 
@@ -161,7 +161,7 @@ def test_openai_backend_sends_the_schema_as_response_format(world_ws, tmp_path, 
 
 
 def test_a_server_that_refuses_response_format_gets_prompt_and_validate_said_once(world_ws, tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="training.reasoning.backends")
+    caplog.set_level(logging.WARNING, logger="rgcd.training.reasoning.backends")
     with _scripted_server(tmp_path, refuse=True) as (base_url, record):
         report = reason(world_ws, _scripted_settings(base_url), show_progress=False)
     assert (report.accepted, report.rejected) == (6, 0)

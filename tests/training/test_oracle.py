@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from training.evaluation import EvalSet, evaluate_model
-from training.oracle import LABEL, Oracle
-from training.report import oracle_shares, strongest
-from transforms.demo import START, cut_day, generate
-from transforms.latent import LATENT_DIR, read_latent
+from rgcd.training.evaluation import EvalSet, evaluate_model
+from rgcd.training.oracle import LABEL, Oracle
+from rgcd.training.report import oracle_shares, strongest
+from rgcd.transforms.demo import START, cut_day, generate
+from rgcd.transforms.latent import LATENT_DIR, read_latent
 
 DAYS = 6
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import precision, text_encoder
+from rgcd.training import precision, text_encoder
 
 
 def test_auto_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):

@@ -4,9 +4,9 @@ import polars as pl
 import pytest
 
 from rgcd.config import Settings
-from training.frames import MissingInput, read_stage1_frames
-from training.reasoning.backends import METADATA_TEACHER_ID, Completion, MetadataTeacher
-from training.reasoning.run import (
+from rgcd.training.frames import MissingInput, read_stage1_frames
+from rgcd.training.reasoning.backends import METADATA_TEACHER_ID, Completion, MetadataTeacher
+from rgcd.training.reasoning.run import (
     ITEM_REASONING_SCHEMA,
     PAIR_REASONING_SCHEMA,
     answer_pairs,
@@ -146,8 +146,8 @@ def test_missing_marts_say_which_command_to_run(tmp_path):
 
 def test_answer_pairs_counts_attempts(world_ws):
     pairs, _ = select_pairs(read_stage1_frames(world_ws, Settings()), 3, 0.0)
-    from training.reasoning.backends import TeacherRequest
-    from training.reasoning.prompts import pair_messages
+    from rgcd.training.reasoning.backends import TeacherRequest
+    from rgcd.training.reasoning.prompts import pair_messages
 
     teacher = Scripted(lambda p: [None, "nope", MetadataTeacher().answer(p)])
     done = answer_pairs(teacher, [TeacherRequest(p, pair_messages(p)) for p in pairs], retries=2)
@@ -171,7 +171,7 @@ def test_an_author_pair_never_shows_a_room_that_started_after_the_pair():
     # later is the future at that time, so the teacher must not be shown it.
     from datetime import UTC, datetime, timedelta
 
-    from training.frames import Stage1Frames
+    from rgcd.training.frames import Stage1Frames
 
     t = datetime(2026, 3, 5, tzinfo=UTC)
     cats = {f"category_l{i}": ["Food"] * 3 for i in range(1, 5)}
@@ -191,7 +191,7 @@ def test_reading_the_strongest_prefix_selects_what_the_whole_mart_would(world_ws
     """reason reads only a prefix of the pair ranking (and the items of its creators): the pairs
     it selects are exactly those select_pairs takes from every pair; a tight per-item cap makes
     the prefix grow."""
-    from training.reasoning.run import _select_strongest
+    from rgcd.training.reasoning.run import _select_strongest
 
     full = read_stage1_frames(world_ws, Settings())
     for budget, per_item in ((5, 1000), (20, 1), (40, 1)):
@@ -208,7 +208,7 @@ def test_reading_the_strongest_prefix_selects_what_the_whole_mart_would(world_ws
 def test_authors_with_uncategorised_rooms_get_their_top_category():
     # A streamer who posts no short videos has rooms with no category; an author with both
     # categorised and uncategorised items used to raise a polars ShapeError here.
-    from training.reasoning.run import _creator_facts
+    from rgcd.training.reasoning.run import _creator_facts
 
     items = pl.DataFrame({
         "author_id": [1, 1, 1, 1, 2, 3],

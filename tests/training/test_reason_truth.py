@@ -1,7 +1,7 @@
 """The teacher judged against the world's latent truth: ROC AUC of semantic_transferability (same vs
 cross topic) and vertical_domain against the true topic's vertical, teacher and baseline on the same pairs.
 
-The world's latent truth is written here through `transforms.latent` (interface 3) for the tiny
+The world's latent truth is written here through `rgcd.transforms.latent` (interface 3) for the tiny
 world: item_id -> topic, with some items whose category path disagrees with their true topic.
 """
 
@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 
 from rgcd.config import Settings
-from training.frames import read_stage1_frames
-from training.reasoning.backends import Completion, MetadataTeacher
-from training.reasoning.run import reason, select_pairs
-from training.reasoning.truth import demo_topic_verticals, roc_auc, same_vertical
+from rgcd.training.frames import read_stage1_frames
+from rgcd.training.reasoning.backends import Completion, MetadataTeacher
+from rgcd.training.reasoning.run import reason, select_pairs
+from rgcd.training.reasoning.truth import demo_topic_verticals, roc_auc, same_vertical
 
-# The tiny world's verticals as topics of the demo taxonomy (transforms.demo.TOPICS).
+# The tiny world's verticals as topics of the demo taxonomy (rgcd.transforms.demo.TOPICS).
 TOPIC_OF = {"Gaming": 0, "Music": 3, "Food": 6, "Sports": 9, "Beauty": 12}
 
 
@@ -58,7 +58,7 @@ class Constant:
 
 
 def _write_latent(ws, topics: dict[str, int]) -> None:
-    from transforms.latent import LatentTruth, write_latent
+    from rgcd.transforms.latent import LatentTruth, write_latent
 
     items = pl.DataFrame({"item_id": list(topics), "topic": list(topics.values())})
     empty_users = pl.DataFrame(schema={"user_id": pl.Int64, "interests": pl.List(pl.Float32)})

@@ -12,7 +12,7 @@ import polars as pl
 
 from rgcd.config import Settings
 from rgcd.featurestore import store as fs
-from training.reasoning.run import reason
+from rgcd.training.reasoning.run import reason
 
 S = timedelta(seconds=1)
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from training.reasoning.schema import (
+from rgcd.training.reasoning.schema import (
     ITEM_FIELDS,
     SchemaError,
     knowledge_text,

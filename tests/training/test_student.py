@@ -2,8 +2,8 @@ import pytest
 import torch
 from stage1_world import build_world
 
-from training.student import ChorusStudent, ChorusStudentConfig, item_text
-from training.tiny_base import build_tiny_causal_lm
+from rgcd.training.student import ChorusStudent, ChorusStudentConfig, item_text
+from rgcd.training.tiny_base import build_tiny_causal_lm
 
 KNOWLEDGE = "vertical_domain: Food\nkey_subject: Noodles daily\ncontent_theme: spicy"
 
@@ -129,7 +129,7 @@ def test_student_writes_each_items_own_knowledge_and_a_shuffled_control_cannot(b
 
 
 def test_encoding_in_length_order_returns_states_in_item_order(base_1layer, rows):
-    from training.distill import encode_items
+    from rgcd.training.distill import encode_items
 
     student = _student(base_1layer)
     states = encode_items(student, rows, batch_size=4)  # batches by text length, answers in input order

@@ -11,10 +11,10 @@ from PIL import Image
 from tiny_vlm import build_tiny_vlm
 
 from rgcd.config import Settings
-from training.frames import read_stage1_frames
-from training.reasoning.backends import HFTeacher, TeacherRequest
-from training.reasoning.prompts import pair_messages, with_covers
-from training.reasoning.run import answer_pairs, select_pairs
+from rgcd.training.frames import read_stage1_frames
+from rgcd.training.reasoning.backends import HFTeacher, TeacherRequest
+from rgcd.training.reasoning.prompts import pair_messages, with_covers
+from rgcd.training.reasoning.run import answer_pairs, select_pairs
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_covers_are_image_parts_after_the_prompt_text(pairs_with_covers):
 
 
 def test_a_missing_cover_file_is_a_clear_error_not_a_crash(pairs_with_covers, tmp_path):
-    from training.reasoning.backends import _missing_covers
+    from rgcd.training.reasoning.backends import _missing_covers
 
     gone = replace(pairs_with_covers[2], photo=replace(pairs_with_covers[2].photo,
                                                        cover_path=str(tmp_path / "nope.png")))

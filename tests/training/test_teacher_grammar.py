@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 
 from rgcd.config import Settings
-from training.frames import read_stage1_frames
-from training.reasoning.backends import HFTeacher, TeacherRequest
-from training.reasoning.prompts import pair_messages
-from training.reasoning.run import answer_pairs, reason, select_pairs
-from training.reasoning.schema import (
+from rgcd.training.frames import read_stage1_frames
+from rgcd.training.reasoning.backends import HFTeacher, TeacherRequest
+from rgcd.training.reasoning.prompts import pair_messages
+from rgcd.training.reasoning.run import answer_pairs, reason, select_pairs
+from rgcd.training.reasoning.schema import (
     REASON_MAX_CHARS,
     SHORT_MAX_CHARS,
     SchemaError,
@@ -23,7 +23,7 @@ from training.reasoning.schema import (
     longest_answer,
     parse_pair_answer,
 )
-from training.tiny_base import build_tiny_causal_lm
+from rgcd.training.tiny_base import build_tiny_causal_lm
 
 PAIRS = 4
 

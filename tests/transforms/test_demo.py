@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.contract import BY_STEM, FILES, VECTOR_DIMS, Kind
-from transforms.demo import START, DemoSummary, generate
+from rgcd.transforms.contract import BY_STEM, FILES, VECTOR_DIMS, Kind
+from rgcd.transforms.demo import START, DemoSummary, generate
 
 USERS, DAYS, SEED = 2_000, 14, 3
 WINDOW_END = START.replace(tzinfo=None) + timedelta(days=DAYS)
@@ -279,8 +279,8 @@ def test_dirty_world_every_bad_row_kind_and_ingest_quarantines_exactly_the_manif
     import json
 
     from rgcd.config import IngestConfig, Workspace
-    from transforms.dirt import MANIFEST
-    from transforms.ingest import ingest
+    from rgcd.transforms.dirt import MANIFEST
+    from rgcd.transforms.ingest import ingest
 
     src = tmp_path / "dirty"
     summary = generate(src, users=300, days=5, seed=1, dirty_rate=0.01, show_progress=False)
@@ -322,7 +322,7 @@ def test_a_platforms_worth_of_rooms_most_never_visited_long_tailed_evening(world
 
 
 def test_latent_truth_covers_every_item_and_user_and_the_linked_plays(world):
-    from transforms.latent import LATENT_DIR, read_latent
+    from rgcd.transforms.latent import LATENT_DIR, read_latent
 
     out, summary = world
     truth = read_latent(out / LATENT_DIR)
@@ -355,7 +355,7 @@ def test_density_knob_reaches_kuailive_m3_rates(tmp_path):
 def test_covers_add_a_synthetic_image_per_item_and_change_nothing_else(tmp_path):
     from PIL import Image
 
-    from transforms.latent import LATENT_DIR, read_latent
+    from rgcd.transforms.latent import LATENT_DIR, read_latent
 
     plain = generate(tmp_path / "plain", users=60, days=3, seed=5, show_progress=False)
     covered = generate(tmp_path / "covered", users=60, days=3, seed=5, covers=True, show_progress=False)

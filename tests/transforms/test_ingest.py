@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from rgcd.cli import cli
 from rgcd.config import IngestConfig, Workspace
-from transforms.contract import FILES, ingest_order
-from transforms.ingest import ContractError, ingest
-from transforms.raw_io import write_raw
+from rgcd.transforms.contract import FILES, ingest_order
+from rgcd.transforms.ingest import ContractError, ingest
+from rgcd.transforms.raw_io import write_raw
 
 DAY1 = datetime(2026, 3, 1, 8, 0, 0)
 DAY2 = datetime(2026, 3, 2, 9, 30, 0)
@@ -258,7 +258,7 @@ def test_reingesting_the_same_folder_leaves_lake_and_quarantine_byte_equal(tmp_p
 
 
 def test_an_interrupted_ingest_leaves_no_half_written_part(tmp_path, ws, monkeypatch):
-    import transforms.ingest as ingest_module
+    import rgcd.transforms.ingest as ingest_module
 
     raw = _world(tmp_path / "raw")
     ingest(raw, ws, SMALL)

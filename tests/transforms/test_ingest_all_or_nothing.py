@@ -12,8 +12,8 @@ from test_ingest import DAY2, _lake_bytes, _plays, _world
 
 from rgcd.cli import cli
 from rgcd.config import IngestConfig, Workspace
-from transforms.ingest import JOURNAL, complete_interrupted_commit, ingest
-from transforms.raw_io import write_raw
+from rgcd.transforms.ingest import JOURNAL, complete_interrupted_commit, ingest
+from rgcd.transforms.raw_io import write_raw
 
 
 def _ingest(raw, ws: Workspace):

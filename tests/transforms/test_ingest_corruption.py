@@ -14,7 +14,7 @@ from test_ingest import DAY2, _lake_bytes, _world
 
 from rgcd.cli import cli
 from rgcd.config import IngestConfig, Workspace
-from transforms.ingest import ingest
+from rgcd.transforms.ingest import ingest
 
 
 def _truncate(share: float) -> Callable[[Path], None]:

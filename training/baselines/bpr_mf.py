@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from training.recommender import (
+from rgcd.training.recommender import (
     IndexedVectors,
     TrainData,
     VectorScorer,

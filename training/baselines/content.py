@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from training.recommender import UNKNOWN_SCORE, ItemCatalog, TrainData
+from rgcd.training.recommender import UNKNOWN_SCORE, ItemCatalog, TrainData
 
 
 def _unit(m: np.ndarray) -> np.ndarray:
@@ -178,7 +178,7 @@ class ContentText(_ContentProfile):
         self.titles: dict[str, str] = {}
 
     def _item_vectors(self, data: TrainData) -> dict[str, np.ndarray]:
-        from training import text_encoder
+        from rgcd.training import text_encoder
 
         content = data.catalog.content
         photos = content.filter(pl.col("domain") == "photo")
@@ -212,7 +212,7 @@ class ContentText(_ContentProfile):
 
     def _candidate_vectors(self, item_ids: Sequence[str]) -> list[np.ndarray | None]:
         # A candidate room is described by its own name (encoded here, in one batch).
-        from training import text_encoder
+        from rgcd.training import text_encoder
 
         titles = [self.titles.get(i, "") if i not in self.vectors else "" for i in item_ids]
         todo = sorted({t for t in titles if t})

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training.baselines.bpr_mf import BPRConfig, train_bpr
-from training.recommender import IndexedVectors, TrainData, VectorScorer
+from rgcd.training.baselines.bpr_mf import BPRConfig, train_bpr
+from rgcd.training.recommender import IndexedVectors, TrainData, VectorScorer
 
 
 @dataclass

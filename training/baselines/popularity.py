@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.recommender import UNKNOWN_SCORE, ItemCatalog, TrainData
+from rgcd.training.recommender import UNKNOWN_SCORE, ItemCatalog, TrainData
 
 
 @dataclass

@@ -22,7 +22,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from training.recommender import (
+from rgcd.training.recommender import (
     IndexedVectors,
     ItemCatalog,
     TrainData,

@@ -5,7 +5,7 @@
 - `metadata`: answers derived from categories and text; NOT an LLM, a baseline named as such
   (its teacher_id says so, and so does every report that carries it).
 
-Backends return raw text; `training.reasoning.run` validates it, retries invalid answers and
+Backends return raw text; `rgcd.training.reasoning.run` validates it, retries invalid answers and
 records rejects, so every backend is held to the same schema.
 """
 
@@ -25,8 +25,9 @@ from typing import Protocol
 
 from rgcd.atomic import atomic_path
 from rgcd.config import TeacherConfig
-from training.reasoning.prompts import PairFacts, covers, with_covers
-from training.reasoning.schema import (
+from rgcd.errors import InputError
+from rgcd.training.reasoning.prompts import PairFacts, covers, with_covers
+from rgcd.training.reasoning.schema import (
     SHORT_MAX_CHARS,
     answer_json_schema,
     compile_answer_grammar,
@@ -197,7 +198,7 @@ class OpenAITeacher:
         from openai import OpenAI
 
         if not cfg.model:
-            raise ValueError(
+            raise InputError(
                 "teacher.backend is 'openai' but teacher.model is empty: set the served model name "
                 "(GET <base_url>/models lists it)"
             )
@@ -339,12 +340,12 @@ class HFTeacher:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         if not cfg.model:
-            raise ValueError(
+            raise InputError(
                 "teacher.backend is 'hf' but teacher.model is empty: set a model folder or .gguf file"
             )
         path = Path(cfg.model)
         if not path.exists():
-            raise FileNotFoundError(
+            raise InputError(
                 f"teacher.model {path} does not exist (the hf backend loads local files only)"
             )
         kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
@@ -468,4 +469,4 @@ def make_teacher(cfg: TeacherConfig, cache: Path | None = None) -> Teacher:
         return OpenAITeacher(cfg)
     if cfg.backend == "hf":
         return HFTeacher(cfg, cache)
-    raise ValueError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai or hf")
+    raise InputError(f"unknown teacher.backend {cfg.backend!r}: use metadata, openai or hf")

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from training.reasoning.schema import REASON_MAX_CHARS, SHORT_MAX_CHARS
+from rgcd.training.reasoning.schema import REASON_MAX_CHARS, SHORT_MAX_CHARS
 
 PROMPT_VERSION = "pair-v2"
 

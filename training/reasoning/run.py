@@ -21,12 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rgcd.atomic import write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.faults import kill_point
-from training.frames import PAIR_RANKING, Stage1Frames, read_stage1_frames
-from training.reasoning.backends import MetadataTeacher, Teacher, TeacherRequest, make_teacher
-from training.reasoning.cache import AnswerCache, CachedAnswer
-from training.reasoning.prompts import PROMPT_VERSION, ItemFacts, PairFacts, content_hash, pair_messages
-from training.reasoning.schema import ITEM_FIELDS, SchemaError, parse_pair_answer
-from training.reasoning.truth import load_item_topics, truth_figures
+from rgcd.training.frames import PAIR_RANKING, Stage1Frames, read_stage1_frames
+from rgcd.training.reasoning.backends import MetadataTeacher, Teacher, TeacherRequest, make_teacher
+from rgcd.training.reasoning.cache import AnswerCache, CachedAnswer
+from rgcd.training.reasoning.prompts import PROMPT_VERSION, ItemFacts, PairFacts, content_hash, pair_messages
+from rgcd.training.reasoning.schema import ITEM_FIELDS, SchemaError, parse_pair_answer
+from rgcd.training.reasoning.truth import load_item_topics, truth_figures
 
 ITEM_REASONING_SCHEMA = {
     "item_id": pl.Utf8,

@@ -6,7 +6,7 @@ Two figures, on the pairs whose both items have a true topic and that the teache
   against cross-topic pairs (negatives); 0.5 is chance, ties count half.
 - `vertical_match_rate`: how often an answer's `vertical_domain` names the vertical of the item's
   true topic. A topic's vertical is its level-1 category in the demo taxonomy
-  (`transforms.demo.TOPICS[topic].l1`, e.g. "Food", "Beauty and Fashion"); a match is the same
+  (`rgcd.transforms.demo.TOPICS[topic].l1`, e.g. "Food", "Beauty and Fashion"); a match is the same
   words ignoring case and punctuation, or one word of a multi-word vertical ("Beauty").
 
 The metadata baseline is judged on the very same pairs, so a user choosing a teacher sees what each
@@ -23,16 +23,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from rgcd.config import Workspace
-from training.reasoning.cache import CachedAnswer
-from training.reasoning.prompts import PairFacts
+from rgcd.training.reasoning.cache import CachedAnswer
+from rgcd.training.reasoning.prompts import PairFacts
 
 LATENT_SOURCE = "the world generator's latent topics (<workspace>/latent)"
-VERTICAL_RULE = "level-1 category of the item's true topic in transforms.demo.TOPICS"
+VERTICAL_RULE = "level-1 category of the item's true topic in rgcd.transforms.demo.TOPICS"
 
 
 def load_item_topics(ws: Workspace) -> dict[str, int] | None:
     """item_id -> true topic from the world's latent truth (interface 3), or None where there is none."""
-    from transforms.latent import load_latent
+    from rgcd.transforms.latent import load_latent
 
     latent = load_latent(ws)
     if latent is None:
@@ -43,7 +43,7 @@ def load_item_topics(ws: Workspace) -> dict[str, int] | None:
 
 def demo_topic_verticals() -> dict[int, str]:
     """topic -> its vertical (level-1 category) in the demo taxonomy."""
-    from transforms.demo import TOPICS
+    from rgcd.transforms.demo import TOPICS
 
     return {i: topic.l1 for i, topic in enumerate(TOPICS)}
 

@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 from transfer_world import build
 
 from rgcd.config import Settings, Workspace
-from training.transfer import ChorusStates, ablation_config
-from training.transfer_stage import fit_at, training_cut
+from rgcd.training.decomposition import ChorusStates, ablation_config
+from rgcd.training.stage2 import fit_at, training_cut
 
 
 def small(**transfer) -> Settings:
@@ -63,7 +63,7 @@ def _mismatch_lift(ws: Workspace, fit) -> dict[str, float]:
     """Per space: mean cosine of held-out pairs across verticals minus that of random pairs."""
     import polars as pl
 
-    from training.transfer import held_out_mask
+    from rgcd.training.decomposition import held_out_mask
 
     states = ChorusStates(ws.models / "student")
     items = pl.read_parquet(ws.marts / "item_content.parquet")

@@ -1,8 +1,8 @@
 """The full method in the yardstick: uniembed's two-tower retriever fed with stage-2 item vectors.
 
-`RGCD` is `training.baselines.uniembed.UniEmbed` with one change, its item input: where uniembed's
+`RGCD` is `rgcd.training.baselines.uniembed.UniEmbed` with one change, its item input: where uniembed's
 item tower projects the raw multimodal vectors (photo 128-d, live 64-d, two unrelated spaces),
-this one projects the stage-2 vectors of `training.transfer`: the transferable vector through
+this one projects the stage-2 vectors of `rgcd.training.decomposition`: the transferable vector through
 one projection shared by both domains, the residual through one projection per domain. Users,
 id embeddings, loss, budget and seeds are uniembed's, so the comparison isolates the
 representation, as the paper's does.
@@ -14,7 +14,7 @@ content. Cold-start users (no live history) are placed in the space by their sho
 interactions, as in uniembed.
 
 The stage-2 model is fitted at the protocol's cut on behaviour pairs whose last co-engagement
-is before it (`protocol_cut`), through `training.transfer_stage.fit_at` (cached by config and
+is before it (`protocol_cut`), through `rgcd.training.stage2.fit_at` (cached by config and
 inputs, so the 3 seeds and the two protocols reuse fits; the stage-2 seed is transfer.seed,
 fixed: the seeds vary the downstream retriever).
 """
@@ -25,12 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 import torch
 import torch.nn.functional as F
 
-from training.baselines.uniembed import UniEmbed, UniEmbedConfig
-from training.recommender import IndexedVectors, TrainData, dot_scores
+from rgcd.training.baselines.uniembed import UniEmbed, UniEmbedConfig
+from rgcd.training.recommender import IndexedVectors, TrainData, dot_scores
 
 
 @dataclass
@@ -133,56 +132,9 @@ class RGCD(UniEmbed):
         return self.users
 
 
-def protocol_cut(ws, protocol: str, data: TrainData):
-    """The time before which the stage-2 model may see behaviour pairs, per protocol.
-
-    live-room: its cut (the first test request). klm3-cdr splits per user, so it has no single
-    cut: the earliest live test interaction of any user, so no pair built from a test-period live
-    session is seen (pairs of the 10% of klm3 test sessions before the live-room cut would be).
-    """
-    if data.catalog.cut is not None:
-        return data.catalog.cut
-    from training.evaluation import read_mart
-
-    ev = read_mart(ws, "eval_klm3_cdr")
-    return ev.filter((pl.col("domain") == "live") & (pl.col("split") == "test"))["event_timestamp"].min()
 
 
-# The stage-2 vectors of the model being evaluated, per (model, cut): its seeds and protocols
-# share them; the next model (or `forget_stage2_vectors`) drops them.
-_STAGE2_MEMO: dict[tuple[str, object], Stage2Vectors] = {}
 
 
-def forget_stage2_vectors() -> None:
-    _STAGE2_MEMO.clear()
 
 
-def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Callable[[], RGCD]]:
-    """Evaluation factories for the full method and its ablations (names from rgcd.config.FULL_METHOD).
-
-    Each fits its stage-2 model on demand at the protocol's cut (`protocol_cut`), cached on disk
-    by config digest and inputs (`training.transfer_stage.fit_at`) and in memory for this run.
-    """
-    from training.transfer import ABLATIONS, ablation_config
-    from training.transfer_stage import fit_at, stage2_vectors
-
-    unknown = [n for n in names if n not in ABLATIONS]
-    if unknown:
-        raise ValueError(f"unknown full-method model(s) {unknown}; known: {', '.join(ABLATIONS)}")
-    memo = _STAGE2_MEMO
-    ev = settings.evaluation
-
-    def vectors_for(name: str, data: TrainData) -> Stage2Vectors:
-        cut = protocol_cut(ws, data.protocol, data)
-        if any(n != name for n, _ in memo):  # another model's vectors (~100 MB a cut) are done with
-            memo.clear()
-        if (name, cut) not in memo:
-            fit = fit_at(ws, settings, ablation_config(settings.transfer, name), cut)
-            memo[(name, cut)] = stage2_vectors(fit, ws.models / "student")
-        return memo[(name, cut)]
-
-    def factory(name: str) -> Callable[[], RGCD]:
-        return lambda: RGCD(name, lambda data: vectors_for(name, data),
-                            UniEmbedConfig(dim=ev.dim, samples=ev.contrastive_samples))
-
-    return {n: factory(n) for n in names}

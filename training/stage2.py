@@ -2,7 +2,7 @@
 
 Inputs, all point in time at the cut: behaviour pairs and the teacher's pair judgement through
 Feast's `pair_training` service (`read_pairs`), item facts through the `item_content` view, and the
-student's chorus states (memory-mapped, `training.transfer.ChorusStates`). Room pairs only: an
+student's chorus states (memory-mapped, `rgcd.training.decomposition.ChorusStates`). Room pairs only: an
 author pair has no single live item with chorus states.
 
 Writes:
@@ -35,22 +35,22 @@ import torch
 
 from rgcd.atomic import atomic_path, write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, TransferConfig, Workspace
-from training.checkpoint import Checkpointer
-from training.frames import MissingInput, checked_store
-from training.transfer import (
+from rgcd.training.checkpoint import Checkpointer
+from rgcd.training.chorus_states import ChorusStates
+from rgcd.training.decomposition import (
     METHOD_VERSION,
-    ChorusStates,
     PairSet,
     QueryAggregation,
     alignment,
     encode_all,
-    encode_items,
     fit_transferability_probe,
     held_out_mask,
     high_purity,
     purity_scores,
     train,
 )
+from rgcd.training.frames import MissingInput, checked_store
+from rgcd.training.published_model import save_published
 
 PAIR_FEATURES = ("photo_item_id", "target_id", "strength", "distinct_users")
 
@@ -265,7 +265,7 @@ class _progress:
 
 def stage2_vectors(fit: Fit, states_dir: Path):
     """The fit's vectors by item id, for the downstream retriever."""
-    from training.rgcd_retriever import Stage2Vectors
+    from rgcd.training.full_method import Stage2Vectors
 
     index = pl.read_parquet(states_dir / "chorus_index.parquet").sort("row")
     return Stage2Vectors(index["item_id"].to_list(), fit.transferable, fit.residual,
@@ -308,8 +308,8 @@ class TransferReport:
 
 def train_data_at(ws: Workspace, cut: datetime):
     """The downstream retriever's training split: positive interactions before `cut` (both domains)."""
-    from training.evaluation import interactions_before, read_mart
-    from training.recommender import ItemCatalog, TrainData
+    from rgcd.training.marts import interactions_before, read_mart
+    from rgcd.training.recommender import ItemCatalog, TrainData
 
     catalog = ItemCatalog(read_mart(ws, "item_content").select(
         "item_id", "domain", "author_id", "start_timestamp"), cut=cut)
@@ -353,8 +353,8 @@ def _retriever_fingerprint(fit: Fit, data, settings: Settings) -> str:
 
 def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> TransferReport:
     """Run stage 2 end to end (see the module docstring); unchanged inputs retrain nothing."""
-    from training.baselines.uniembed import UniEmbedConfig
-    from training.rgcd_retriever import RGCD
+    from rgcd.training.baselines.uniembed import UniEmbedConfig
+    from rgcd.training.full_method import RGCD
 
     started = time.perf_counter()
     cfg = settings.transfer
@@ -400,7 +400,7 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
     ws.feature_data.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(_keep_versions(items_path, items, cfg.keep_versions), items_path)
     write_parquet_atomic(_keep_versions(users_path, users, cfg.keep_versions), users_path)
-    _save_published(published, fit, retriever, version, retriever_fp, cut, cfg)
+    save_published(published, fit.model, fit.fingerprint, retriever, version, retriever_fp, cut, cfg)
     plot = _plot_spaces(ws, settings, cut, fit, item_ids, ws.reports / "transfer_projection.png")
 
     from rgcd.featurestore.store import materialize_views
@@ -429,78 +429,17 @@ def _peak_rss_mb() -> float:
 
 
 def _threads(n: int):
-    from training.recommender import torch_threads
+    from rgcd.training.recommender import torch_threads
 
     return torch_threads(n)
 
 
 # ---- the published model: what serving loads to encode a room going on air ------------------------
 
-def _save_published(folder: Path, fit: Fit, retriever, version: str, retriever_fp: str, cut: datetime,
-                    cfg: TransferConfig) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "aggregation.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in fit.model.state_dict().items()}, tmp)
-    with atomic_path(folder / "retriever.safetensors") as tmp:
-        save_file({k: v.detach().contiguous() for k, v in retriever.tower.state_dict().items()}, tmp)
-    authors = {k: i for k, i in retriever.key_index.items() if k.startswith("author:")}
-    write_json_atomic({"model_version": version, "fingerprint": fit.fingerprint,
-                       "retriever_fingerprint": retriever_fp, "cut": cut.isoformat(),
-                       "config": cfg.model_dump(), "state_dim": int(fit.model.norm.normalized_shape[0]),
-                       "n_keys": len(retriever.key_index), "dim": int(retriever.tower.ids.weight.shape[1]),
-                       "groups": {g: int(p.weight.shape[1]) for g, p in retriever.tower.proj.items()},
-                       "author_keys": authors}, folder / "published.json", indent=None)
 
 
-class PublishedModel:
-    """The published stage-2 model and retriever item tower: new items' chorus states -> vectors."""
-
-    def __init__(self, folder: Path) -> None:
-        from safetensors.torch import load_file
-
-        from training.baselines.uniembed import ItemTower
-
-        meta_path = folder / "published.json"
-        if not meta_path.exists():
-            raise MissingInput(f"{meta_path} is missing: run `rgcd transfer` first")
-        meta = json.loads(meta_path.read_text())
-        self.model_version: str = meta["model_version"]
-        self.author_keys: dict[str, int] = meta["author_keys"]
-        cfg = TransferConfig(**meta["config"])
-        self.aggregation = QueryAggregation(meta["state_dim"], cfg)
-        self.aggregation.load_state_dict(load_file(folder / "aggregation.safetensors"))
-        self.aggregation.eval()
-        dummy = {g: np.zeros((1, d), dtype=np.float32) for g, d in meta["groups"].items()}
-        self.tower = ItemTower(meta["n_keys"], meta["dim"], dummy)
-        self.tower.load_state_dict(load_file(folder / "retriever.safetensors"))
-
-    @torch.no_grad()
-    def encode(self, chorus_states: np.ndarray, domains: list[str], author_ids: list[int | None]) -> dict:
-        """transferable, residual and retrieval unit vectors of new items, with the model version.
-
-        chorus_states: (n, n_chorus, d) from the same student (`training.distill`); domains 'photo'
-        or 'live'; author_ids: a room's author (its id embedding joins in when the author was
-        seen in training), None for photos. The result matches what `rgcd transfer` wrote for
-        items it saw: the same functions compute both.
-        """
-        import torch.nn.functional as F
-
-        from training.rgcd_retriever import tower_groups
-
-        t, r = encode_items(self.aggregation, chorus_states, domains)
-        is_photo = np.array([d == "photo" for d in domains], dtype=bool)
-        idx = torch.tensor([self.author_keys.get(f"author:{a}", -1) if a is not None and not p else -1
-                            for a, p in zip(author_ids, is_photo, strict=True)], dtype=torch.long)
-        groups = {g: torch.from_numpy(m) for g, m in tower_groups(t, r, is_photo).items()}
-        retrieval = F.normalize(self.tower.encode(idx, groups), dim=-1).numpy()
-        return {"transferable": t, "residual": r, "retrieval": retrieval, "model_version": self.model_version}
 
 
-def load_published(ws: Workspace) -> PublishedModel:
-    """The model `rgcd transfer` published last; `.encode(chorus_states, domains, author_ids)`."""
-    return PublishedModel(ws.models / "transfer" / "published")
 
 
 # ---- the picture: both spaces side by side, by domain and by level-1 category ----------------------
@@ -512,7 +451,7 @@ def _plot_spaces(ws: Workspace, settings: Settings, cut: datetime, fit: Fit, ite
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.report import pca_2d
+    from rgcd.training.projection import pca_2d
 
     facts = read_items(ws, settings, cut).select("item_id", "category_l1")
     cat = dict(zip(facts["item_id"].to_list(), facts["category_l1"].to_list(), strict=True))

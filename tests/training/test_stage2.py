@@ -22,8 +22,8 @@ SMALL = {"transfer": {"dim": 8, "n_queries": 2, "heads": 2, "steps": 60, "batch_
 @pytest.mark.slow
 def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
     from rgcd.featurestore import store as fs
-    from training.transfer import ChorusStates
-    from training.transfer_stage import load_published
+    from rgcd.training.decomposition import ChorusStates
+    from rgcd.training.stage2 import load_published
 
     ws = Workspace(tmp_path / "ws").ensure()
     (ws.root / "rgcd.yaml").write_text(yaml.safe_dump(SMALL))

@@ -1,0 +1,86 @@
+"""The published stage-2 model: the file `rgcd transfer` writes and serving reads to encode a room
+going on air (`<ws>/models/transfer/published/`: aggregation.safetensors, retriever.safetensors,
+published.json). Both sides import this module; neither imports the other."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rgcd.atomic import atomic_path, write_json_atomic
+from rgcd.config import TransferConfig, Workspace
+from rgcd.training.decomposition import QueryAggregation, encode_items
+from rgcd.training.frames import MissingInput
+
+
+def save_published(folder: Path, model: QueryAggregation, fingerprint: str, retriever, version: str,
+                   retriever_fp: str, cut: datetime, cfg: TransferConfig) -> None:
+    """Write the stage-2 aggregation and the retriever's item tower where `load_published` reads them."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "aggregation.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
+    with atomic_path(folder / "retriever.safetensors") as tmp:
+        save_file({k: v.detach().contiguous() for k, v in retriever.tower.state_dict().items()}, tmp)
+    authors = {k: i for k, i in retriever.key_index.items() if k.startswith("author:")}
+    write_json_atomic({"model_version": version, "fingerprint": fingerprint,
+                       "retriever_fingerprint": retriever_fp, "cut": cut.isoformat(),
+                       "config": cfg.model_dump(), "state_dim": int(model.norm.normalized_shape[0]),
+                       "n_keys": len(retriever.key_index), "dim": int(retriever.tower.ids.weight.shape[1]),
+                       "groups": {g: int(p.weight.shape[1]) for g, p in retriever.tower.proj.items()},
+                       "author_keys": authors}, folder / "published.json", indent=None)
+
+
+class PublishedModel:
+    """The published stage-2 model and retriever item tower: new items' chorus states -> vectors."""
+
+    def __init__(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        from rgcd.training.baselines.uniembed import ItemTower
+
+        meta_path = folder / "published.json"
+        if not meta_path.exists():
+            raise MissingInput(f"{meta_path} is missing: run `rgcd transfer` first")
+        meta = json.loads(meta_path.read_text())
+        self.model_version: str = meta["model_version"]
+        self.author_keys: dict[str, int] = meta["author_keys"]
+        cfg = TransferConfig(**meta["config"])
+        self.aggregation = QueryAggregation(meta["state_dim"], cfg)
+        self.aggregation.load_state_dict(load_file(folder / "aggregation.safetensors"))
+        self.aggregation.eval()
+        dummy = {g: np.zeros((1, d), dtype=np.float32) for g, d in meta["groups"].items()}
+        self.tower = ItemTower(meta["n_keys"], meta["dim"], dummy)
+        self.tower.load_state_dict(load_file(folder / "retriever.safetensors"))
+
+    @torch.no_grad()
+    def encode(self, chorus_states: np.ndarray, domains: list[str], author_ids: list[int | None]) -> dict:
+        """transferable, residual and retrieval unit vectors of new items, with the model version.
+
+        chorus_states: (n, n_chorus, d) from the same student (`rgcd.training.distill`); domains 'photo'
+        or 'live'; author_ids: a room's author (its id embedding joins in when the author was
+        seen in training), None for photos. The result matches what `rgcd transfer` wrote for
+        items it saw: the same functions compute both.
+        """
+        import torch.nn.functional as F
+
+        from rgcd.training.full_method import tower_groups
+
+        t, r = encode_items(self.aggregation, chorus_states, domains)
+        is_photo = np.array([d == "photo" for d in domains], dtype=bool)
+        idx = torch.tensor([self.author_keys.get(f"author:{a}", -1) if a is not None and not p else -1
+                            for a, p in zip(author_ids, is_photo, strict=True)], dtype=torch.long)
+        groups = {g: torch.from_numpy(m) for g, m in tower_groups(t, r, is_photo).items()}
+        retrieval = F.normalize(self.tower.encode(idx, groups), dim=-1).numpy()
+        return {"transferable": t, "residual": r, "retrieval": retrieval, "model_version": self.model_version}
+
+
+
+def load_published(ws: Workspace) -> PublishedModel:
+    """The model `rgcd transfer` published last; `.encode(chorus_states, domains, author_ids)`."""
+    return PublishedModel(ws.models / "transfer" / "published")
