@@ -224,6 +224,10 @@ class TransferConfig(_Section):
     encode_batch_size: int = Field(512, gt=0, description="items per chunk read from the chorus states "
                                    "(4,096: as fast, 0.37 GiB more at the demo size)")
     torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default)")
+    retriever_id_dropout: float = Field(
+        0.25, ge=0, lt=1, description="the full method's retriever: share of training rows whose id and "
+                                      "creator embeddings are dropped, so its content path ranks rooms of "
+                                      "streamers it never saw")
     keep_versions: int = Field(3, gt=0, description="model versions kept in item/user_embeddings "
                                                     "(the newest first), for rollback")
     seed: int = 0

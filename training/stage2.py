@@ -52,6 +52,8 @@ from rgcd.training.decomposition import (
 from rgcd.training.frames import MissingInput, checked_store
 from rgcd.training.published_model import save_published
 
+# Part of the published retriever's fingerprint: bump it when the retriever's code changes what it learns.
+RETRIEVER_VERSION = "room-2"
 PAIR_FEATURES = ("photo_item_id", "target_id", "strength", "distinct_users")
 
 
@@ -312,7 +314,7 @@ def train_data_at(ws: Workspace, cut: datetime):
     from rgcd.training.recommender import ItemCatalog, TrainData
 
     catalog = ItemCatalog(read_mart(ws, "item_content").select(
-        "item_id", "domain", "author_id", "start_timestamp"), cut=cut)
+        "item_id", "domain", "author_id", "start_timestamp", "mm_embedding"), cut=cut)
     inter = pl.read_parquet(ws.marts / "user_item_interactions.parquet",
                             columns=["user_id", "item_id", "domain", "event_timestamp", "is_positive"])
     return TrainData("published", interactions_before(inter, catalog, cut), catalog)
@@ -345,16 +347,15 @@ def _stamps(n: int, cut: datetime, created: datetime) -> list[pl.Series]:
 
 def _retriever_fingerprint(fit: Fit, data, settings: Settings) -> str:
     ev = settings.evaluation
-    h = hashlib.sha256(f"{fit.fingerprint}|{ev.dim}|{ev.contrastive_samples}|"
-                       f"{settings.transfer.seed}".encode())
+    h = hashlib.sha256(f"{fit.fingerprint}|{ev.dim}|{ev.contrastive_samples}|{settings.transfer.seed}|"
+                       f"{settings.transfer.retriever_id_dropout}|{RETRIEVER_VERSION}".encode())
     h.update(data.interactions.select("user_id", "key").hash_rows().to_numpy().tobytes())
     return h.hexdigest()[:16]
 
 
 def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> TransferReport:
     """Run stage 2 end to end (see the module docstring); unchanged inputs retrain nothing."""
-    from rgcd.training.baselines.uniembed import UniEmbedConfig
-    from rgcd.training.full_method import RGCD
+    from rgcd.training.full_method import RGCD, retriever_config
 
     started = time.perf_counter()
     cfg = settings.transfer
@@ -376,8 +377,7 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
         return report
 
     evc = settings.evaluation
-    retriever = RGCD("rgcd", lambda _: stage2_vectors(fit, states_dir),
-                     UniEmbedConfig(dim=evc.dim, samples=evc.contrastive_samples))
+    retriever = RGCD("rgcd", lambda _: stage2_vectors(fit, states_dir), retriever_config(settings))
     with _threads(evc.torch_threads):
         retriever.fit(data, cfg.seed)
     assert retriever.stage2 is not None and retriever.tower is not None

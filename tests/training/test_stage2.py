@@ -23,7 +23,7 @@ SMALL = {"transfer": {"dim": 8, "n_queries": 2, "heads": 2, "steps": 60, "batch_
 def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
     from rgcd.featurestore import store as fs
     from rgcd.training.decomposition import ChorusStates
-    from rgcd.training.stage2 import load_published
+    from rgcd.training.published_model import load_published
 
     ws = Workspace(tmp_path / "ws").ensure()
     (ws.root / "rgcd.yaml").write_text(yaml.safe_dump(SMALL))
@@ -62,9 +62,9 @@ def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
 
     # a room going on air: the published callable reproduces what the stage wrote for it
     states = ChorusStates(ws.models / "student")
-    author = items.filter(pl.col("item_id") == row["item_id"])["author_id"][0]
+    room = items.filter(pl.col("item_id") == row["item_id"]).row(0, named=True)
     got = load_published(ws).encode(states.take(np.array([states.row_of[row["item_id"]]])).numpy(),
-                                    ["live"], [author])
+                                    ["live"], [room["author_id"]], [room["mm_embedding"]])
     assert got["model_version"] == version[0]
     for col in ("transferable", "residual", "retrieval"):
         assert np.allclose(got[col][0], row[col], atol=1e-5), col

@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from training.baselines.uniembed import UniEmbed, UniEmbedConfig, own_domain_only
-from training.recommender import ItemCatalog, TrainData
+from rgcd.training.baselines.uniembed import UniEmbed, UniEmbedConfig, own_domain_only
+from rgcd.training.recommender import ItemCatalog, TrainData
 
 T = datetime(2025, 1, 1, tzinfo=UTC)
 
