@@ -217,7 +217,14 @@ class TransferConfig(_Section):
                                                       "pair ids when there are more)")
     held_out_fraction: float = Field(0.1, gt=0, lt=1, description="pairs kept out of training for the "
                                                                   "alignment figures (hash of pair_id)")
-    steps: int = Field(300, gt=0, description="the loss flattens after ~100 steps at the demo size")
+    steps: int = Field(4_000, gt=0, description="most training steps of a fit (a cap over max_epochs)")
+    max_epochs: float = Field(3.0, gt=0, description="most passes over the training pairs; training stops "
+                                                    "earlier when the held-out recall stops rising")
+    eval_every: int = Field(100, gt=0, description="steps between measurements of the held-out pairs' "
+                                                   "recall@10 (the stopping metric)")
+    patience: int = Field(3, gt=0, description="measurements without a gain before training stops "
+                                               "(the best weights are kept)")
+    eval_pairs: int = Field(4_096, gt=1, description="held-out pairs the stopping metric ranks")
     batch_size: int = Field(256, gt=1)
     lr: float = Field(3e-3, gt=0)
     checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
