@@ -133,7 +133,13 @@ class TeacherConfig(_Section):
     model: str = ""
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "RGCD_TEACHER_API_KEY"
-    max_pairs: int = Field(2_000, gt=0, description="budget: the strongest pairs taken")
+    max_pairs: int = Field(2_000, gt=0, description="budget of an LLM teacher: pairs it judges")
+    free_teacher_pairs: int = Field(
+        20_000, gt=0, description="budget of a teacher that costs nothing (the metadata baseline, the "
+                                  "simulated world teacher)")
+    strength_bands: int = Field(4, gt=0, description="pairs are judged in this many equal-count bands of "
+                                                      "behaviour strength, a hashed sample of each (1: the "
+                                                      "strongest pairs only)")
     min_strength: float = Field(0.0, ge=0.0, le=1.0, description="high-confidence cut on pair strength")
     max_pairs_per_item: int = Field(3, gt=0, description="spreads the budget over more items: at most this "
                                                           "many pairs per short video and per live room")
@@ -213,11 +219,13 @@ class TransferConfig(_Section):
                                                                      "of purity are high purity")
     temperature: float = Field(0.1, gt=0)
     logq_correction: bool = Field(True, description="in-batch sampling-bias correction on live items")
-    max_pairs: int = Field(300_000, gt=0, description="room pairs read (a hash sample of the eligible "
+    max_pairs: int = Field(150_000, gt=0, description="room pairs read (a hash sample of the eligible "
                                                       "pair ids when there are more)")
     held_out_fraction: float = Field(0.1, gt=0, lt=1, description="pairs kept out of training for the "
                                                                   "alignment figures (hash of pair_id)")
-    steps: int = Field(4_000, gt=0, description="most training steps of a fit (a cap over max_epochs)")
+    steps: int = Field(600, gt=0, description="most training steps of a fit, a cap over max_epochs that "
+                                             "keeps `make demo` in budget: a step of 256 pairs costs ~0.1 s "
+                                             "on one thread, and evaluation fits 5 models")
     max_epochs: float = Field(3.0, gt=0, description="most passes over the training pairs; training stops "
                                                     "earlier when the held-out recall stops rising")
     eval_every: int = Field(100, gt=0, description="steps between measurements of the held-out pairs' "
