@@ -171,6 +171,9 @@ class StudentConfig(_Section):
     mask_direct_path: bool = Field(True, description="knowledge tokens see the item only via chorus tokens")
     max_item_tokens: int = Field(64, gt=0)
     max_knowledge_tokens: int = Field(40, gt=0)
+    mm_distill_weight: float = Field(1.0, ge=0, description="weight of the multimodal distillation term: "
+                                     "the mean chorus state must point where the item's multimodal "
+                                     "vector points (0: next-token prediction alone)")
     max_train_items: int = Field(3_000, gt=0, description="cap on items with teacher knowledge used")
     held_out_fraction: float = Field(0.2, gt=0, lt=1)
     steps: int = Field(800, gt=0)
