@@ -103,7 +103,9 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
     got = got.rename({c: c.split("__", 1)[1] for c in got.columns if "__" in c})
     if not reasoning:
         got = got.with_columns(pl.lit(None, pl.Float64).alias("semantic_transferability"))
-    got = got.filter(pl.col("photo_item_id").is_not_null())
+    # Sorted: the store need not answer in the entity frame's order, and the pairs' order decides
+    # every batch (and the fit's fingerprint).
+    got = got.filter(pl.col("photo_item_id").is_not_null()).sort("pair_id")
     row = states.row_of
     photo = np.array([row.get(i, -1) for i in got["photo_item_id"].to_list()], dtype=np.int64)
     live = np.array([row.get(i, -1) for i in got["target_id"].to_list()], dtype=np.int64)
