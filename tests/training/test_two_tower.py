@@ -64,3 +64,43 @@ def test_a_live_positive_has_live_negatives_only():
     masked = own_domain_only(logits, is_live)
     assert torch.isinf(masked[0, 1]) and torch.isinf(masked[1, 0]) and masked[0, 2] == 0 and masked[1, 3] == 0
     assert (torch.isinf(masked).sum(dim=1) == 2).all()
+
+
+def _room_world() -> TrainData:
+    """Two streamers per topic (0: streamers 1, 2; 1: streamers 3, 4); each room's vector says its
+    topic. Users 0-19 enter topic-0 rooms, users 20-39 topic-1 rooms, of streamers 1 and 3 only;
+    streamers 2 and 4 go on air only at test time (never seen in training)."""
+    rng = np.random.default_rng(0)
+    centre = {0: rng.normal(size=16), 1: rng.normal(size=16)}
+    rows, content = [], []
+    for author, topic in ((1, 0), (2, 0), (3, 1), (4, 1)):
+        for r in range(6):
+            item = f"live:{100 * author + r}"
+            content.append((item, "live", author, T, (centre[topic] + 0.3 * rng.normal(size=16)).tolist()))
+    content += [("photo:1", "photo", 9, None, None)]
+    for u in range(40):
+        author = 1 if u < 20 else 3
+        for r in rng.choice(6, size=3, replace=False):
+            rows.append((u, f"live:{100 * author + r}", f"author:{author}", "live"))
+    columns = ["item_id", "domain", "author_id", "start_timestamp", "mm_embedding"]
+    frame = pl.DataFrame(content, schema=columns, orient="row",
+                         schema_overrides={"mm_embedding": pl.List(pl.Float32)})
+    inter = pl.DataFrame(rows, schema=["user_id", "item_id", "key", "domain"], orient="row").with_columns(
+        pl.lit(T).alias("event_timestamp"))
+    return TrainData("t", inter, ItemCatalog(frame))
+
+
+def test_rooms_are_scored_as_they_were_trained_and_unseen_streamers_through_their_content():
+    data = _room_world()
+    model = UniEmbed(UniEmbedConfig(dim=8, samples=2**13, batch_size=64, room_level=True, id_dropout=0.3))
+    model.fit(data, seed=0)
+    # a trained room's score vector is the very vector training used for it
+    trained = model.items.take(["live:100", "live:301"])[0]
+    assert np.allclose(model.retrieval_vectors(["live:100", "live:301"])[0], trained, atol=1e-6)
+    # rooms of streamers never seen in training are ranked by their content: topic 0's users
+    # put streamer 2's rooms (topic 0) above streamer 4's (topic 1), and the other way round
+    unseen = [f"live:{100 * a + r}" for a in (2, 4) for r in range(6)]
+    s = model.score(np.arange(40), unseen)
+    assert (s > -1e8).all()
+    prefers_topic0 = s[:, :6].mean(axis=1) > s[:, 6:].mean(axis=1)
+    assert prefers_topic0[:20].mean() > 0.9 and prefers_topic0[20:].mean() < 0.1
