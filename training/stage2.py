@@ -92,7 +92,11 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
            .select("pair_id").unique().collect()["pair_id"].to_list())
     eligible = len(ids)
     if len(ids) > cfg.max_pairs:
-        ids = [ids[i] for i in np.argsort(_hash_rank(ids), kind="stable")[:cfg.max_pairs]]
+        # Every pair the teacher judged first (the probe then fills only the rest), then a hash
+        # sample of the others.
+        judged = _judged_pair_ids(ws) if reasoning else set()
+        rank = _hash_rank(ids) - np.array([i in judged for i in ids], dtype=np.int64) * (1 << 62)
+        ids = [ids[i] for i in np.argsort(rank, kind="stable")[:cfg.max_pairs]]
     ids.sort()
     entities = pl.DataFrame({"pair_id": ids}).with_columns(
         pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
@@ -121,6 +125,11 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
         streamer=got["author_id"].fill_null(-1).to_numpy().astype(np.int64))
     return pairs, {"eligible": eligible, "read": len(ids), "without_chorus_states": int((~keep).sum()),
                    "reasoning_table": int(reasoning)}
+
+
+def _judged_pair_ids(ws: Workspace) -> set[str]:
+    """Pair ids the teacher judged (pair_reasoning's rows)."""
+    return set(pl.read_parquet(ws.feature_data / "pair_reasoning.parquet", columns=["pair_id"])["pair_id"])
 
 
 def read_items(ws: Workspace, settings: Settings, cut: datetime) -> pl.DataFrame:
