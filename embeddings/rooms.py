@@ -83,7 +83,8 @@ class RoomEncoder:
                   "mm_embedding": r.get("mm_embedding")} for i, r in zip(item_ids, rooms, strict=True)]
         with self._torch.no_grad():
             states = self._encode_items(self.student, items, self.batch).numpy()
-        out = self.published.encode(states, ["live"] * len(items), [int(r["author_id"]) for r in rooms])
+        out = self.published.encode(states, ["live"] * len(items), [int(r["author_id"]) for r in rooms],
+                                    [r.get("mm_embedding") for r in rooms])
         return [{f: [float(x) for x in out[f][n]] for f in VECTOR_FIELDS} for n in range(len(items))]
 
 

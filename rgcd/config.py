@@ -230,7 +230,13 @@ class TeacherConfig(_Section):
     model: str = ""
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "RGCD_TEACHER_API_KEY"
-    max_pairs: int = Field(2_000, gt=0, description="budget: the strongest pairs taken")
+    max_pairs: int = Field(2_000, gt=0, description="budget of an LLM teacher: pairs it judges")
+    free_teacher_pairs: int = Field(
+        20_000, gt=0, description="budget of a teacher that costs nothing (the metadata baseline, the "
+                                  "simulated world teacher)")
+    strength_bands: int = Field(4, gt=0, description="pairs are judged in this many equal-count bands of "
+                                                      "behaviour strength, a hashed sample of each (1: the "
+                                                      "strongest pairs only)")
     min_strength: float = Field(0.0, ge=0.0, le=1.0, description="high-confidence cut on pair strength")
     max_pairs_per_item: int = Field(3, gt=0, description="spreads the budget over more items: at most this "
                                                           "many pairs per short video and per live room")
@@ -262,6 +268,9 @@ class StudentConfig(_Section):
     mask_direct_path: bool = Field(True, description="knowledge tokens see the item only via chorus tokens")
     max_item_tokens: int = Field(64, gt=0)
     max_knowledge_tokens: int = Field(40, gt=0)
+    mm_distill_weight: float = Field(1.0, ge=0, description="weight of the multimodal distillation term: "
+                                     "the mean chorus state must point where the item's multimodal "
+                                     "vector points (0: next-token prediction alone)")
     max_train_items: int = Field(3_000, gt=0, description="cap on items with teacher knowledge used")
     held_out_fraction: float = Field(0.2, gt=0, lt=1)
     steps: int = Field(800, gt=0)
@@ -310,17 +319,30 @@ class TransferConfig(_Section):
                                                                      "of purity are high purity")
     temperature: float = Field(0.1, gt=0)
     logq_correction: bool = Field(True, description="in-batch sampling-bias correction on live items")
-    max_pairs: int = Field(300_000, gt=0, description="room pairs read (a hash sample of the eligible "
+    max_pairs: int = Field(150_000, gt=0, description="room pairs read (a hash sample of the eligible "
                                                       "pair ids when there are more)")
     held_out_fraction: float = Field(0.1, gt=0, lt=1, description="pairs kept out of training for the "
                                                                   "alignment figures (hash of pair_id)")
-    steps: int = Field(300, gt=0, description="the loss flattens after ~100 steps at the demo size")
+    steps: int = Field(600, gt=0, description="most training steps of a fit, a cap over max_epochs that "
+                                             "keeps `make demo` in budget: a step of 256 pairs costs ~0.1 s "
+                                             "on one thread, and evaluation fits 5 models")
+    max_epochs: float = Field(3.0, gt=0, description="most passes over the training pairs; training stops "
+                                                    "earlier when the held-out recall stops rising")
+    eval_every: int = Field(100, gt=0, description="steps between measurements of the held-out pairs' "
+                                                   "recall@10 (the stopping metric)")
+    patience: int = Field(3, gt=0, description="measurements without a gain before training stops "
+                                               "(the best weights are kept)")
+    eval_pairs: int = Field(4_096, gt=1, description="held-out pairs the stopping metric ranks")
     batch_size: int = Field(256, gt=1)
     lr: float = Field(3e-3, gt=0)
     checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     encode_batch_size: int = Field(512, gt=0, description="items per chunk read from the chorus states "
                                    "(4,096: as fast, 0.37 GiB more at the demo size)")
     torch_threads: int = Field(1, ge=0, description="CPU threads for torch (0: torch's default)")
+    retriever_id_dropout: float = Field(
+        0.25, ge=0, lt=1, description="the full method's retriever: share of training rows whose id and "
+                                      "creator embeddings are dropped, so its content path ranks rooms of "
+                                      "streamers it never saw")
     keep_versions: int = Field(3, gt=0, description="model versions kept in item/user_embeddings "
                                                     "(the newest first), for rollback")
     seed: int = 0

@@ -44,7 +44,7 @@ from rgcd.training.chorus_states import DOMAINS, ChorusStates
 
 # Part of every fit's fingerprint: bump it when the method's code changes what a fit computes,
 # so cached fits of the previous code are not reused.
-METHOD_VERSION = "2"
+METHOD_VERSION = "3"
 # The full method and its ablations: each one switch of TransferConfig.
 ABLATIONS: dict[str, dict[str, bool]] = {
     "rgcd": {},
@@ -88,6 +88,7 @@ class PairSet:
     distinct_users: np.ndarray
     teacher: np.ndarray
     held_out: np.ndarray
+    streamer: np.ndarray | None = None  # the room's author_id per pair (same-streamer rooms are no negatives)
 
 
 def held_out_mask(ids: list[str], fraction: float) -> np.ndarray:
@@ -140,18 +141,23 @@ def fit_transferability_probe(pooled: np.ndarray, pairs: PairSet, ridge: float =
     return ProbeFit(w, int(judged.sum()), mae, const)
 
 
+def filled_transferability(pairs: PairSet, pooled: np.ndarray, probe: ProbeFit) -> np.ndarray:
+    """The teacher's semantic_transferability per pair, the probe's estimate where it did not judge."""
+    semantic = pairs.teacher.copy()
+    missing = np.flatnonzero(np.isnan(semantic))
+    for s in range(0, len(missing), 65_536):
+        rows = missing[s:s + 65_536]
+        semantic[rows] = _pair_features(pooled, pairs.photo[rows], pairs.live[rows]) @ probe.weights
+    return semantic
+
+
 def purity_scores(pairs: PairSet, cfg: TransferConfig, pooled: np.ndarray,
                   probe: ProbeFit | None) -> np.ndarray:
     """Joint purity per pair: behaviour^(1-w) x transferability^w; behaviour alone without reasoning."""
     behaviour = behaviour_score(pairs.strength, pairs.distinct_users)
     if not cfg.use_reasoning or probe is None or probe.weights is None:
         return behaviour
-    semantic = pairs.teacher.copy()
-    missing = np.isnan(semantic)
-    for s in range(0, int(missing.sum()), 65_536):  # the probe for pairs the teacher did not judge
-        rows = np.flatnonzero(missing)[s:s + 65_536]
-        semantic[rows] = _pair_features(pooled, pairs.photo[rows], pairs.live[rows]) @ probe.weights
-    semantic = np.clip(semantic, 1e-3, 1.0)
+    semantic = np.clip(filled_transferability(pairs, pooled, probe), 1e-3, 1.0)
     w = cfg.reasoning_weight
     return behaviour ** (1 - w) * semantic ** w
 
@@ -170,7 +176,9 @@ class QueryAggregation(torch.nn.Module):
     is added to the keys and to the queries, so the same queries read a short video and a live
     room differently where they must. Multi-head attention pooling: each query's heads weigh the
     16 states and sum their values. Each space has `n_queries` queries; their outputs,
-    concatenated, map to `dim`. Without `decompose` there is one space (the residual is None).
+    concatenated, map to `dim`. Without `decompose` there is one space (the residual is None) with
+    the capacity of both: 2 x n_queries queries and 2 x dim, so the ablation removes the split,
+    not width.
     """
 
     def __init__(self, state_dim: int, cfg: TransferConfig) -> None:
@@ -179,13 +187,14 @@ class QueryAggregation(torch.nn.Module):
         width -= width % cfg.heads
         self.heads, self.width = cfg.heads, width
         self.spaces = 2 if cfg.decompose else 1
-        self.n_queries = cfg.n_queries
         self.norm = torch.nn.LayerNorm(state_dim)
         self.keys = torch.nn.Linear(state_dim, width)
         self.values = torch.nn.Linear(state_dim, width)
         self.domain = torch.nn.Embedding(len(DOMAINS), width)
-        self.queries = torch.nn.Parameter(torch.randn(self.spaces * cfg.n_queries, width) * 0.1)
-        self.out = torch.nn.ModuleList(torch.nn.Linear(cfg.n_queries * width, cfg.dim)
+        per_space = cfg.n_queries * (2 // self.spaces)
+        out_dim = cfg.dim * (2 // self.spaces)
+        self.queries = torch.nn.Parameter(torch.randn(self.spaces * per_space, width) * 0.1)
+        self.out = torch.nn.ModuleList(torch.nn.Linear(per_space * width, out_dim)
                                        for _ in range(self.spaces))
 
     def forward(self, states: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -217,39 +226,62 @@ def joint(transferable: torch.Tensor, residual: torch.Tensor | None) -> torch.Te
 
 # ---- losses ---------------------------------------------------------------------------------------
 
-def info_nce(query: torch.Tensor, key: torch.Tensor, key_ids: torch.Tensor, log_q: torch.Tensor | None,
+def info_nce(query: torch.Tensor, key: torch.Tensor, key_groups: torch.Tensor, log_q: torch.Tensor | None,
              temperature: float) -> torch.Tensor:
     """Per-row InfoNCE of query i against key i, the batch's other keys as negatives.
 
-    Keys that are the same item as the positive are not negatives. `log_q` (per key, log of its
-    sampling probability) is subtracted from the logits: the in-batch sampling-bias correction.
+    Keys of the positive's group (the same item, or a room of the same streamer) are not
+    negatives. `log_q` (per key, log of its sampling probability) is subtracted from the logits:
+    the in-batch sampling-bias correction.
     """
     logits = F.normalize(query, dim=-1) @ F.normalize(key, dim=-1).T / temperature
     if log_q is not None:
         logits = logits - log_q[None, :]
-    same = key_ids[None, :] == key_ids[:, None]
-    logits = logits.masked_fill(same & ~torch.eye(len(key_ids), dtype=torch.bool), float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(key_ids)), reduction="none")
+    same = key_groups[None, :] == key_groups[:, None]
+    logits = logits.masked_fill(same & ~torch.eye(len(key_groups), dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(key_groups)), reduction="none")
+
+
+@dataclass
+class BatchKeys:
+    """Who is who in a batch of pairs: the short video's row, the room's streamer, both log-q."""
+
+    photo: torch.Tensor
+    streamer: torch.Tensor
+    log_q_live: torch.Tensor | None
+    log_q_photo: torch.Tensor | None
+
+
+def symmetric_nce(photo: torch.Tensor, live: torch.Tensor, keys: BatchKeys,
+                  temperature: float) -> torch.Tensor:
+    """Per-pair mean of InfoNCE both ways: video -> room (other streamers' rooms as negatives) and
+    room -> video (other videos as negatives)."""
+    to_room = info_nce(photo, live, keys.streamer, keys.log_q_live, temperature)
+    to_video = info_nce(live, photo, keys.photo, keys.log_q_photo, temperature)
+    return (to_room + to_video) / 2
 
 
 def routed_contrastive(photo: tuple[torch.Tensor, torch.Tensor | None],
                        live: tuple[torch.Tensor, torch.Tensor | None], high: torch.Tensor,
-                       live_ids: torch.Tensor, log_q: torch.Tensor | None,
-                       cfg: TransferConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The cross-domain contrastive loss with transferability routing.
+                       keys: BatchKeys, cfg: TransferConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The cross-domain contrastive loss with transferability routing, symmetric.
 
-    High-purity pairs are matched in the transferable space, low-purity pairs in the joint
-    (transferable + residual) space with the transferable half held fixed; with `routing` off, or
-    without a residual, every pair is matched in the transferable space.
+    With `routing`, high-purity pairs are matched in the transferable space and low-purity pairs
+    in the joint (transferable + residual) space with the transferable half held fixed. Without
+    it, every pair is matched in both (the residual is trained either way, so the ablation
+    removes the routing, not the residual's training). Without a residual, every pair is matched
+    in the transferable space.
     """
-    in_t = info_nce(photo[0], live[0], live_ids, log_q, cfg.temperature)
-    if not (cfg.routing and photo[1] is not None):
+    in_t = symmetric_nce(photo[0], live[0], keys, cfg.temperature)
+    if photo[1] is None:
         return in_t.mean(), {"transferable": in_t.mean().item()}
     # In the joint space the transferable half is held fixed (no gradient): the pair is scored
     # with both vectors, but only the residual moves to explain it, so what does not transfer
     # is absorbed there instead of bending the transferable space.
-    in_joint = info_nce(joint(photo[0].detach(), photo[1]), joint(live[0].detach(), live[1]), live_ids,
-                        log_q, cfg.temperature)
+    in_joint = symmetric_nce(joint(photo[0].detach(), photo[1]), joint(live[0].detach(), live[1]), keys,
+                             cfg.temperature)
+    if not cfg.routing:
+        return (in_t + in_joint).mean(), {"transferable": in_t.mean().item(), "joint": in_joint.mean().item()}
     per_row = torch.where(high, in_t, in_joint)
     parts = {"transferable": in_t[high].mean().item() if high.any() else 0.0,
              "joint": in_joint[~high].mean().item() if (~high).any() else 0.0}
@@ -275,66 +307,132 @@ def separation_loss(transferable: torch.Tensor, residual: torch.Tensor) -> torch
 
 # ---- training --------------------------------------------------------------------------------------
 
-def _batch(seed: int, step: int, n: int, size: int) -> torch.Tensor:
-    # Each step's batch depends only on (seed, step): a resumed run draws what the first would have.
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    return torch.randint(n, (min(size, n),), generator=gen)
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    # Each pass's order depends only on (seed, epoch): a resumed run draws what the first would have.
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen).numpy()
+
+
+def planned_steps(n_train: int, cfg: TransferConfig) -> int:
+    """Most steps a fit may take: `max_epochs` passes over the training pairs, at most `steps`."""
+    per_epoch = max(1, -(-n_train // cfg.batch_size))
+    return max(1, min(cfg.steps, int(np.ceil(cfg.max_epochs * per_epoch))))
+
+
+def _log_q(rows: np.ndarray, n: int) -> torch.Tensor:
+    counts = np.bincount(rows, minlength=n).astype(np.float64)
+    return torch.from_numpy(np.log(np.maximum(counts, 1) / len(rows))).float()
+
+
+@torch.no_grad()
+def held_out_recall(model: QueryAggregation, states: ChorusStates, pairs: PairSet, rows: np.ndarray,
+                    k: int = 10) -> float | None:
+    """Recall@k of held-out pairs: each pair's short video ranks the held-out pairs' rooms in the
+    joint space (transferable + residual; the transferable alone without decomposition), its own
+    room counting as the hit. The stopping metric: pairs before the cut, never test data."""
+    if len(rows) < 2:
+        return None
+    was_training = model.training
+    model.eval()
+    photos, photo_at = np.unique(pairs.photo[rows], return_inverse=True)
+    rooms, room_at = np.unique(pairs.live[rows], return_inverse=True)
+    p = joint(*model(states.take(photos), torch.zeros(len(photos), dtype=torch.long)))
+    r = joint(*model(states.take(rooms), torch.ones(len(rooms), dtype=torch.long)))
+    scores = p[torch.from_numpy(photo_at)] @ r.T
+    own = scores.gather(1, torch.from_numpy(room_at)[:, None])
+    rank = (scores > own).sum(dim=1)
+    model.train(was_training)
+    return float((rank < k).float().mean())
 
 
 def train(model: QueryAggregation, states: ChorusStates, pairs: PairSet, high: np.ndarray,
           cfg: TransferConfig, checkpoints=None, on_step: Callable[[int, float], None] | None = None
-          ) -> list[float]:
-    """Train `model` on the training pairs for cfg.steps; returns the loss per step.
+          ) -> tuple[list[float], dict]:
+    """Train `model` in passes over the training pairs, stopped on the held-out pairs' recall;
+    returns the loss per step and the stopping record (the model ends with its best weights).
 
-    `checkpoints` is a `rgcd.training.checkpoint.Checkpointer`: the state is saved every
-    `checkpoint_every` steps and a run resumes from the latest one. `on_step(step, loss)` is called
-    after each step (progress; tests use it to stop a run mid-way as a kill would).
+    Every `eval_every` steps the held-out recall (`held_out_recall`, on up to `eval_pairs` held-out
+    pairs) is measured; training stops after `patience` measurements without a gain, or after
+    `planned_steps`. `checkpoints` is a `rgcd.training.checkpoint.Checkpointer`: the state is
+    saved every `checkpoint_every` steps and a run resumes from the latest one. `on_step(step,
+    loss)` is called after each step (progress; tests use it to stop a run mid-way as a kill would).
     """
+    import copy
+
     train_rows = np.flatnonzero(~pairs.held_out)
     if len(train_rows) < 2:
         raise InputError(f"only {len(train_rows)} training pairs: stage 2 needs behaviour pairs "
                          "before the cut")
+    held = np.flatnonzero(pairs.held_out)
+    eval_rows = held[np.linspace(0, len(held) - 1, min(len(held), cfg.eval_pairs)).astype(np.int64)] \
+        if len(held) else held
     photo_rows, live_rows = pairs.photo[train_rows], pairs.live[train_rows]
+    streamer = pairs.streamer[train_rows] if pairs.streamer is not None else live_rows
     high_t = torch.from_numpy(high[train_rows])
-    log_q = None
-    if cfg.logq_correction:
-        counts = np.bincount(live_rows, minlength=len(states)).astype(np.float64)
-        log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / len(live_rows))).float()
+    log_q_live = _log_q(live_rows, len(states)) if cfg.logq_correction else None
+    log_q_photo = _log_q(photo_rows, len(states)) if cfg.logq_correction else None
     torch.manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     losses: list[float] = []
+    record: dict = {"history": [], "best_step": 0, "best": None, "stale": 0, "stopped": "planned steps"}
+    best_state = copy.deepcopy(model.state_dict())
     start = 0
     saved = checkpoints.load() if checkpoints is not None else None
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         losses, start = list(saved["losses"]), int(saved["step"])
-    photo_domain = torch.zeros(cfg.batch_size, dtype=torch.long)
-    live_domain = torch.ones(cfg.batch_size, dtype=torch.long)
+        record, best_state = saved["record"], saved["best_model"]
+    total = planned_steps(len(train_rows), cfg)
+    per_epoch = max(1, -(-len(train_rows) // cfg.batch_size))
+    order, order_epoch = None, -1
     model.train()
-    for step in range(start, cfg.steps):
-        b = _batch(cfg.seed, step, len(train_rows), cfg.batch_size).numpy()
-        p = model(states.take(photo_rows[b]), photo_domain[:len(b)])
-        lv = model(states.take(live_rows[b]), live_domain[:len(b)])
-        ids = torch.from_numpy(live_rows[b])
-        loss, _ = routed_contrastive(p, lv, high_t[b], ids, log_q[ids] if log_q is not None else None, cfg)
+    for step in range(start, total):
+        epoch, k = divmod(step, per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = _epoch_order(cfg.seed, epoch, len(train_rows)), epoch
+        b = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+        p = model(states.take(photo_rows[b]), torch.zeros(len(b), dtype=torch.long))
+        lv = model(states.take(live_rows[b]), torch.ones(len(b), dtype=torch.long))
+        live_ids, photo_ids = torch.from_numpy(live_rows[b]), torch.from_numpy(photo_rows[b])
+        keys = BatchKeys(photo_ids, torch.from_numpy(streamer[b]),
+                         log_q_live[live_ids] if log_q_live is not None else None,
+                         log_q_photo[photo_ids] if log_q_photo is not None else None)
+        loss, _ = routed_contrastive(p, lv, high_t[b], keys, cfg)
         if cfg.separation and p[1] is not None:
             loss = loss + cfg.separation_weight * separation_loss(torch.cat([p[0], lv[0]]),
                                                                   torch.cat([p[1], lv[1]]))
         if cfg.domain_alignment_weight:
-            both = torch.cat([photo_domain[:len(b)], live_domain[:len(b)]])
+            both = torch.cat([torch.zeros(len(b), dtype=torch.long), torch.ones(len(b), dtype=torch.long)])
             loss = loss + cfg.domain_alignment_weight * domain_gap(torch.cat([p[0], lv[0]]), both)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == total:
+            recall = held_out_recall(model, states, pairs, eval_rows)
+            record["history"].append([done, recall])
+            if recall is not None and (record["best"] is None or recall > record["best"] + 1e-4):
+                record.update(best=recall, best_step=done, stale=0)
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                record["stale"] += 1
+        stop = record["stale"] >= cfg.patience
+        if stop:
+            record["stopped"] = f"no held-out gain in {cfg.patience} measurements"
         if checkpoints is not None:
-            checkpoints.maybe_save(step + 1, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                              "losses": losses})
+            checkpoints.maybe_save(done, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "losses": losses, "record": record, "best_model": best_state})
         if on_step is not None:
-            on_step(step + 1, losses[-1])
+            on_step(done, losses[-1])
+        if stop:
+            break
+    if record["best"] is not None:
+        model.load_state_dict(best_state)
+    record["epochs"] = round(len(losses) / per_epoch, 2)
     model.eval()
-    return losses
+    return losses, record
 
 
 # ---- encoding --------------------------------------------------------------------------------------

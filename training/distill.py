@@ -39,7 +39,7 @@ from rgcd.config import Settings, StudentConfig, Workspace
 from rgcd.faults import kill_point
 from rgcd.training.checkpoint import Checkpointer, restore_rng, rng_state
 from rgcd.training.chorus_states import CHORUS_TENSOR, ChorusStates, write_states_file
-from rgcd.training.frames import MissingInput, read_stage1_frames
+from rgcd.training.frames import MissingInput, read_stage1_frames, stage1_cut
 from rgcd.training.precision import dtype_name, encode_dtype
 from rgcd.training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
 from rgcd.training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, encode_items, item_text
@@ -92,6 +92,9 @@ class DistillReport:
     generation_parse_rate: float | None
     generation_field_rate: dict[str, float]
     reused_training: bool
+    # Per domain, a linear probe's accuracy at the item's topic (the world's latent topic, else
+    # category_l1) from the chorus states and from the raw multimodal vectors, same items.
+    topic_probe: dict | None = None
 
     def one_line(self) -> str:
         """The run in one line of figures."""
@@ -107,6 +110,16 @@ class DistillReport:
             f"{self.train_items} items x {self.steps} steps (loss {self.first_loss} -> {self.final_loss}); "
             f"held-out {self.held_out_items}: {probe}; generation reproduces {fields}"
         )
+
+
+def _known_first(items: pl.DataFrame, cut) -> tuple[pl.DataFrame, int]:
+    """Items that appeared before `cut` (all, without a cut) by id, then the later ones by id;
+    and how many came first."""
+    if cut is None:
+        return items.sort("item_id"), items.height
+    before = pl.col("first_appearance").is_not_null() & (pl.col("first_appearance") < cut)
+    known, later = items.filter(before).sort("item_id"), items.filter(~before).sort("item_id")
+    return pl.concat([known, later]), known.height
 
 
 def _held_out(item_id: str, fraction: float) -> bool:
@@ -247,6 +260,7 @@ def encode_all(
     dtype: torch.dtype = torch.float32,
     model_dir: Path | None = None,
     processes: int = 1,
+    boundary: int = 0,
 ) -> tuple[list[Path], pl.DataFrame, float]:
     """Encode every item into shards (skipping shards a previous run finished).
 
@@ -254,6 +268,8 @@ def encode_all(
     memory holds one shard, whatever the catalogue. Encoding runs in `dtype` (the states are
     stored as float32 either way). With `processes` > 1 and the saved student in `model_dir`,
     that many processes of one torch thread each encode the shards (`_encode_in_processes`).
+    No shard spans `boundary` (the first items before it, the rest after), so the states of the
+    items before it never depend on the items after it (a shard's batches mix its items).
     Returns (shard files in order, index, seconds spent encoding in this run);
     `write_states_file` merges the shards.
     """
@@ -268,8 +284,10 @@ def encode_all(
         shutil.rmtree(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
-    shards = [(shard_dir / f"part-{shard:05d}.safetensors", start, min(shard_items, items.height - start))
-              for shard, start in enumerate(range(0, items.height, shard_items))]
+    spans = [(start, min(shard_items, end - start)) for lo, end in ((0, boundary), (boundary, items.height))
+             for start in range(lo, end, shard_items)]
+    shards = [(shard_dir / f"part-{shard:05d}.safetensors", start, size)
+              for shard, (start, size) in enumerate(spans)]
     todo = [s for s in shards if not _readable_shard(s[0], s[2])]
     t0 = time.perf_counter()
     with _progress(show_progress) as progress:
@@ -422,6 +440,47 @@ def linear_probe(
     return accuracy, float(np.mean([t == majority for t in test_y])), len(classes)
 
 
+def topic_probe_by_domain(ws: Workspace, items: pl.DataFrame, states: ChorusStates, seed: int,
+                          per_domain: int = 2_000) -> dict:
+    """Per domain, linear-probe accuracy at the topic from the chorus states and from the raw
+    multimodal vectors, on the same items (those with a vector; up to `per_domain`, split 80/20
+    by a hash of the item id). The topic is the world's latent one where it has it, else
+    category_l1."""
+    from rgcd.training.reasoning.truth import load_item_topics
+
+    topics = load_item_topics(ws)
+    label = "latent topic" if topics else "category_l1"
+    if topics:
+        items = items.with_columns(pl.col("item_id").replace_strict(
+            {k: str(v) for k, v in topics.items()}, default=None).alias("topic"))
+    else:
+        items = items.with_columns(pl.col("category_l1").alias("topic"))
+    out: dict = {"label": label}
+    for domain in ("photo", "live"):
+        rows = items.filter((pl.col("domain") == domain) & pl.col("topic").is_not_null()
+                            & pl.col("mm_embedding").is_not_null())
+        rows = rows.sort("item_id").gather_every(max(1, rows.height // per_domain)).head(per_domain)
+        if rows.height < 20 or rows["topic"].n_unique() < 2:
+            continue
+        test = np.array([_held_out(i, 0.2) for i in rows["item_id"].to_list()])
+        y = rows["topic"].to_list()
+        ytr = [v for v, t in zip(y, test, strict=True) if not t]
+        yte = [v for v, t in zip(y, test, strict=True) if t]
+        if not ytr or not yte:
+            continue
+        dim = len(rows["mm_embedding"][0])
+        spaces = {"chorus_states": states.take(np.array([states.row_of[i] for i in rows["item_id"]])),
+                  "raw_vectors": torch.from_numpy(
+                      rows["mm_embedding"].explode().to_numpy().astype(np.float32).reshape(-1, dim))}
+        figures = {"items": rows.height}
+        for name, x in spaces.items():
+            mask = torch.from_numpy(test)
+            accuracy, majority, _ = linear_probe(x[~mask], ytr, x[mask], yte, seed=seed)
+            figures[name], figures["majority"] = round(accuracy, 4), round(majority, 4)
+        out[domain] = figures
+    return out
+
+
 def _normalise(value: str) -> str:
     return " ".join(value.lower().split())
 
@@ -455,7 +514,13 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         raise MissingInput(
             f"{reasoning_path} is missing: run `rgcd reason` first (the student learns from it)"
         )
+    cut = stage1_cut(ws)
+    # Every item is encoded (a test-period room needs its chorus states to be ranked), but only
+    # the items that existed before the cut shape the student: its tokenizer, its training.
+    # They are encoded first and in shards of their own, so their states never depend on later ones.
     items = read_stage1_frames(ws, settings, pairs=False).items
+    items, n_known = _known_first(items, cut)
+    known = items.head(n_known)
     reasoning = pl.read_parquet(reasoning_path)
     if reasoning.height == 0:
         raise MissingInput(
@@ -463,13 +528,13 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
             f"{ws.quarantine_table('pair_reasoning')} and reports/reason.json"
         )
     knowledge = {r["item_id"]: knowledge_text(r) for r in reasoning.iter_rows(named=True)}
-    base_path, base_name = _ensure_base(ws, cfg, items, knowledge)
+    base_path, base_name = _ensure_base(ws, cfg, known, knowledge)
     out_dir = ws.student
     model_dir = out_dir / "model"
     fingerprint = _fingerprint(cfg, knowledge, base_name)
     model_version = f"student-{fingerprint}"
 
-    labelled = reasoning.join(items.select(ITEM_COLUMNS), on="item_id", how="inner").sort("item_id")
+    labelled = reasoning.join(known.select(ITEM_COLUMNS), on="item_id", how="inner").sort("item_id")
     rows = labelled.to_dicts()
     train = [r for r in rows if not _held_out(r["item_id"], cfg.held_out_fraction)][: cfg.max_train_items]
     held = [r for r in rows if _held_out(r["item_id"], cfg.held_out_fraction)]
@@ -485,6 +550,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         mask_direct_path=cfg.mask_direct_path,
         max_item_tokens=cfg.max_item_tokens,
         max_knowledge_tokens=cfg.max_knowledge_tokens,
+        mm_distill_weight=cfg.mm_distill_weight,
     )
     torch.manual_seed(cfg.seed)
     untrained = ChorusStudent.from_base(student_cfg)
@@ -523,7 +589,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
     if states is None:
         parts, index, encode_seconds = encode_all(
             student, items, out_dir, model_version, cfg.encode_batch_size, show_progress, dtype=dtype,
-            model_dir=model_dir, processes=encode_processes(cfg),
+            model_dir=model_dir, processes=encode_processes(cfg), boundary=n_known,
         )
         # The index first: the states file carries the model version and items digest that make
         # the pair valid, so a kill between the two renames leaves a pair that is rebuilt.
@@ -574,6 +640,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         generation_parse_rate=parse_rate,
         generation_field_rate=field_rate,
         reused_training=reused,
+        topic_probe=topic_probe_by_domain(ws, known, states, cfg.seed),
     )
     write_json_atomic(asdict(report), ws.reports / "distill.json")
     return report

@@ -180,22 +180,65 @@ def _strongest_pair_ids(ws: Workspace, settings: Settings, pairs_path: Path, ite
     return pair_ids, item_ids, int(ranked)
 
 
+def stage1_cut(ws: Workspace) -> datetime | None:
+    """The time before which stage 1 (teacher, student) and stage 2 may learn: the live-room
+    protocol's cut, its first test request (the `eval_live_room` mart); None where the workspace
+    has no such mart (production: everything up to now is training data).
+
+    Stage 1 is fitted once for both protocols; klm3-cdr splits per user, so its earliest test
+    interaction lies days before this cut (see the README, Evaluation)."""
+    path = ws.marts / "eval_live_room.parquet"
+    if not path.exists():
+        return None
+    return (pl.scan_parquet(path).filter(pl.col("split") == "test")
+            .select(pl.col("request_timestamp").min()).collect().item())
+
+
+def _creator_items(ws: Workspace, settings: Settings, items_path: Path, chosen: pl.DataFrame) -> pl.DataFrame:
+    """Every item id of the creators behind `chosen` pairs (pair_id, photo_item_id, author_id): the
+    pairs' live authors and their short videos' creators."""
+    from rgcd.memory import duckdb_connect
+
+    con = duckdb_connect(ws, settings)
+    try:
+        con.register("chosen", chosen.select("pair_id", "photo_item_id", "author_id").to_arrow())
+        return pl.from_arrow(con.sql("""
+            WITH items AS (SELECT DISTINCT item_id, author_id FROM read_parquet(?)),
+            creators AS (
+                SELECT author_id FROM chosen
+                UNION SELECT items.author_id FROM chosen JOIN items ON items.item_id = chosen.photo_item_id)
+            SELECT DISTINCT item_id FROM items WHERE author_id IN (SELECT author_id FROM creators)
+            ORDER BY item_id""", params=[str(items_path)]).to_arrow_table())
+    finally:
+        con.close()
+
+
 def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
-                       strongest_pairs: int | None = None, min_strength: float = 0.0) -> Stage1Frames:
-    """Behaviour pairs and item content through Feast, point in time at the marts' latest event.
+                       strongest_pairs: int | None = None, min_strength: float = 0.0,
+                       cut: datetime | None = None, pair_ids: pl.DataFrame | None = None) -> Stage1Frames:
+    """Behaviour pairs and item content through Feast, point in time at the marts' latest event,
+    or just before `cut` when one is given (nothing at or after it is read).
 
     `pairs=False` reads item content only (stage 1b) and leaves `pairs` empty.
     `strongest_pairs=N` reads only the N strongest pairs with strength >= `min_strength` (in
     PAIR_RANKING order) and only the items of their creators, so memory follows N, not the mart;
-    `pairs_ranked` then says how many qualified.
+    `pairs_ranked` then says how many qualified. `pair_ids` (pair_id, photo_item_id, author_id)
+    reads exactly those pairs and the items of their creators.
     """
+    from datetime import timedelta
+
     specs = [PAIRS, ITEMS] if pairs else [ITEMS]
     paths = [_mart(ws, spec[0]) for spec in specs]
     store = checked_store(ws, settings, [spec[0] for spec in specs])
     at = _request_time(paths)
+    if cut is not None:
+        at = min(at, cut - timedelta(microseconds=1))
     ids: dict[str, pl.DataFrame | None] = {spec[0]: None for spec in specs}
     ranked = None
-    if pairs and strongest_pairs is not None:
+    if pairs and pair_ids is not None:
+        ids["behaviour_pairs"] = pair_ids.select("pair_id").sort("pair_id")
+        ids["item_content"] = _creator_items(ws, settings, paths[1], pair_ids)
+    elif pairs and strongest_pairs is not None:
         ids["behaviour_pairs"], ids["item_content"], ranked = _strongest_pair_ids(
             ws, settings, paths[0], paths[1], strongest_pairs, min_strength)
     read = {spec[0]: _read_view(store, path, spec, at, ids[spec[0]])
@@ -203,12 +246,14 @@ def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
     items, unanswered = read["item_content"]
     first = (pl.scan_parquet(paths[specs.index(ITEMS)]).group_by("item_id")
              .agg(pl.col("event_timestamp").min().alias("first_appearance")).collect())
-    items = items.join(first, on="item_id", how="left")
+    # Sorted by id: what is read never depends on the order the store answers in.
+    items = items.join(first, on="item_id", how="left").sort("item_id")
     if pairs:
         pair_frame, missed = read["behaviour_pairs"]
-        pair_frame = pair_frame.with_columns(pl.col("last_seen").alias("event_timestamp"))
+        pair_frame = pair_frame.with_columns(pl.col("last_seen").alias("event_timestamp")).sort("pair_id")
         unanswered += missed
     else:
         pair_frame = pl.DataFrame(schema={"pair_id": pl.String, **{f: pl.Null for f in PAIR_FEATURES}})
     return Stage1Frames(pairs=pair_frame, items=items, request_time=at, unanswered=unanswered,
-                        pairs_ranked=ranked, pairs_complete=ranked is None or strongest_pairs >= ranked)
+                        pairs_ranked=ranked,
+                        pairs_complete=ranked is None or (strongest_pairs or 0) >= ranked)

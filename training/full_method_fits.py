@@ -7,8 +7,7 @@ from collections.abc import Callable, Sequence
 
 import polars as pl
 
-from rgcd.training.baselines.uniembed import UniEmbedConfig
-from rgcd.training.full_method import RGCD, Stage2Vectors
+from rgcd.training.full_method import RGCD, Stage2Vectors, retriever_config
 from rgcd.training.recommender import TrainData
 
 
@@ -52,7 +51,6 @@ def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Calla
     if unknown:
         raise ValueError(f"unknown full-method model(s) {unknown}; known: {', '.join(ABLATIONS)}")
     memo = _STAGE2_MEMO
-    ev = settings.evaluation
 
     def vectors_for(name: str, data: TrainData) -> Stage2Vectors:
         cut = protocol_cut(ws, data.protocol, data)
@@ -64,7 +62,6 @@ def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Calla
         return memo[(name, cut)]
 
     def factory(name: str) -> Callable[[], RGCD]:
-        return lambda: RGCD(name, lambda data: vectors_for(name, data),
-                            UniEmbedConfig(dim=ev.dim, samples=ev.contrastive_samples))
+        return lambda: RGCD(name, lambda data: vectors_for(name, data), retriever_config(settings))
 
     return {n: factory(n) for n in names}

@@ -29,13 +29,15 @@ def save_published(folder: Path, model: QueryAggregation, fingerprint: str, retr
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
     with atomic_path(folder / "retriever.safetensors") as tmp:
         save_file({k: v.detach().contiguous() for k, v in retriever.tower.state_dict().items()}, tmp)
-    authors = {k: i for k, i in retriever.key_index.items() if k.startswith("author:")}
+    authors = {k: i for k, i in retriever.id_index.items() if k.startswith("author:")}
     write_json_atomic({"model_version": version, "fingerprint": fingerprint,
                        "retriever_fingerprint": retriever_fp, "cut": cut.isoformat(),
                        "config": cfg.model_dump(), "state_dim": int(model.norm.normalized_shape[0]),
-                       "n_keys": len(retriever.key_index), "dim": int(retriever.tower.ids.weight.shape[1]),
+                       "n_ids": len(retriever.id_index), "dim": int(retriever.tower.ids.weight.shape[1]),
                        "groups": {g: int(p.weight.shape[1]) for g, p in retriever.tower.proj.items()},
-                       "author_keys": authors}, folder / "published.json", indent=None)
+                       "author_keys": authors,
+                       "creators": {str(a): i for a, i in retriever.creator_index.items()}},
+                      folder / "published.json", indent=None)
 
 
 class PublishedModel:
@@ -52,22 +54,27 @@ class PublishedModel:
         meta = json.loads(meta_path.read_text())
         self.model_version: str = meta["model_version"]
         self.author_keys: dict[str, int] = meta["author_keys"]
+        self.creators: dict[str, int] = meta["creators"]
         cfg = TransferConfig(**meta["config"])
         self.aggregation = QueryAggregation(meta["state_dim"], cfg)
         self.aggregation.load_state_dict(load_file(folder / "aggregation.safetensors"))
         self.aggregation.eval()
         dummy = {g: np.zeros((1, d), dtype=np.float32) for g, d in meta["groups"].items()}
-        self.tower = ItemTower(meta["n_keys"], meta["dim"], dummy)
+        self.tower = ItemTower(meta["n_ids"], len(self.creators), meta["dim"], dummy,
+                               np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
         self.tower.load_state_dict(load_file(folder / "retriever.safetensors"))
 
     @torch.no_grad()
-    def encode(self, chorus_states: np.ndarray, domains: list[str], author_ids: list[int | None]) -> dict:
+    def encode(self, chorus_states: np.ndarray, domains: list[str], author_ids: list[int | None],
+               mm_vectors: list | None = None) -> dict:
         """transferable, residual and retrieval unit vectors of new items, with the model version.
 
         chorus_states: (n, n_chorus, d) from the same student (`rgcd.training.distill`); domains 'photo'
-        or 'live'; author_ids: a room's author (its id embedding joins in when the author was
-        seen in training), None for photos. The result matches what `rgcd transfer` wrote for
-        items it saw: the same functions compute both.
+        or 'live'; author_ids: the item's author (a room's streamer: its id embedding joins in when
+        the streamer was seen in training; the creator embedding when the author was); mm_vectors:
+        each item's raw multimodal vector or None (the retriever reads them, as uniembed does).
+        The result matches what `rgcd transfer` wrote for items it saw: the same functions compute
+        both.
         """
         import torch.nn.functional as F
 
@@ -75,12 +82,22 @@ class PublishedModel:
 
         t, r = encode_items(self.aggregation, chorus_states, domains)
         is_photo = np.array([d == "photo" for d in domains], dtype=bool)
-        idx = torch.tensor([self.author_keys.get(f"author:{a}", -1) if a is not None and not p else -1
+        ids = torch.tensor([self.author_keys.get(f"author:{a}", -1) if a is not None and not p else -1
                             for a, p in zip(author_ids, is_photo, strict=True)], dtype=torch.long)
+        creators = torch.tensor([self.creators.get(str(a), -1) if a is not None else -1 for a in author_ids],
+                                dtype=torch.long)
         groups = {g: torch.from_numpy(m) for g, m in tower_groups(t, r, is_photo).items()}
-        retrieval = F.normalize(self.tower.encode(idx, groups), dim=-1).numpy()
+        for domain in ("photo", "live"):
+            if domain not in self.tower.proj:
+                continue
+            width = self.tower.proj[domain].in_features
+            raw = np.zeros((len(domains), width), dtype=np.float32)
+            for n, (d, v) in enumerate(zip(domains, mm_vectors or [None] * len(domains), strict=True)):
+                if d == domain and v is not None and len(v) == width:
+                    raw[n] = np.asarray(v, dtype=np.float32)
+            groups[domain] = torch.from_numpy(raw)
+        retrieval = F.normalize(self.tower.encode(ids, creators, groups), dim=-1).numpy()
         return {"transferable": t, "residual": r, "retrieval": retrieval, "model_version": self.model_version}
-
 
 
 def load_published(ws: Workspace, version: str | None = None) -> PublishedModel:

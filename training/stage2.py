@@ -48,11 +48,16 @@ from rgcd.training.decomposition import (
     fit_transferability_probe,
     held_out_mask,
     high_purity,
+    planned_steps,
     purity_scores,
     train,
 )
 from rgcd.training.frames import MissingInput, checked_store
 from rgcd.training.published_model import prune_versions, save_published
+
+# Part of the published retriever's fingerprint: bump it when the retriever's code changes what it learns.
+RETRIEVER_VERSION = "room-2"
+
 
 # ---- inputs through Feast --------------------------------------------------------------------------
 
@@ -84,20 +89,25 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
     store = checked_store(ws, settings, ["behaviour_pairs"])
     ids = (pl.scan_parquet(path)
            .filter(pl.col("pair_id").str.contains("|live:", literal=True)
-                   & (pl.col("event_timestamp") <= cut))
+                   & (pl.col("event_timestamp") < cut))
            .select("pair_id").unique().collect()["pair_id"].to_list())
     eligible = len(ids)
     if len(ids) > cfg.max_pairs:
-        ids = [ids[i] for i in np.argsort(_hash_rank(ids), kind="stable")[:cfg.max_pairs]]
+        # Every pair the teacher judged first (the probe then fills only the rest), then a hash
+        # sample of the others.
+        judged = _judged_pair_ids(ws) if reasoning else set()
+        rank = _hash_rank(ids) - np.array([i in judged for i in ids], dtype=np.int64) * (1 << 62)
+        ids = [ids[i] for i in np.argsort(rank, kind="stable")[:cfg.max_pairs]]
     ids.sort()
     entities = pl.DataFrame({"pair_id": ids}).with_columns(
         pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
-    views = ["behaviour_pairs", "pair_reasoning"] if reasoning else ["behaviour_pairs"]
     got = frame(store, entities, service="pair_training", views=views)
     got = got.rename({c: c.split("__", 1)[1] for c in got.columns if "__" in c})
     if not reasoning:
         got = got.with_columns(pl.lit(None, pl.Float64).alias("semantic_transferability"))
-    got = got.filter(pl.col("photo_item_id").is_not_null())
+    # Sorted: the store need not answer in the entity frame's order, and the pairs' order decides
+    # every batch (and the fit's fingerprint).
+    got = got.filter(pl.col("photo_item_id").is_not_null()).sort("pair_id")
     row = states.row_of
     photo = np.array([row.get(i, -1) for i in got["photo_item_id"].to_list()], dtype=np.int64)
     live = np.array([row.get(i, -1) for i in got["target_id"].to_list()], dtype=np.int64)
@@ -109,9 +119,15 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
         strength=got["strength"].to_numpy().astype(np.float64),
         distinct_users=got["distinct_users"].to_numpy().astype(np.float64),
         teacher=got["semantic_transferability"].fill_null(np.nan).to_numpy().astype(np.float64),
-        held_out=held_out_mask(pair_ids, cfg.held_out_fraction))
+        held_out=held_out_mask(pair_ids, cfg.held_out_fraction),
+        streamer=got["author_id"].fill_null(-1).to_numpy().astype(np.int64))
     return pairs, {"eligible": eligible, "read": len(ids), "without_chorus_states": int((~keep).sum()),
                    "reasoning_table": int(reasoning)}
+
+
+def _judged_pair_ids(ws: Workspace) -> set[str]:
+    """Pair ids the teacher judged (pair_reasoning's rows)."""
+    return set(pl.read_parquet(ws.feature_data / "pair_reasoning.parquet", columns=["pair_id"])["pair_id"])
 
 
 def read_items(ws: Workspace, settings: Settings, cut: datetime) -> pl.DataFrame:
@@ -190,12 +206,12 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
     high = high_purity(purity, cfg)
     t0 = time.perf_counter()
     checkpoints = Checkpointer(folder / "checkpoints", cfg.checkpoint_every, fingerprint=fp)
-    with _progress(show_progress, cfg.steps) as advance:
+    with _progress(show_progress, planned_steps(int((~pairs.held_out).sum()), cfg)) as advance:
         def step_hook(step: int, loss: float) -> None:
             advance(step, loss)
             if on_step is not None:
                 on_step(step, loss)
-        losses = train(model, states, pairs, high, cfg, checkpoints, step_hook)
+        losses, stopping = train(model, states, pairs, high, cfg, checkpoints, step_hook)
     seconds = time.perf_counter() - t0
     transferable, residual = encode_all(model, states, cfg.encode_batch_size)
     train_rows = ~pairs.held_out
@@ -216,7 +232,10 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
                    "teacher_mean_low": _nanmean(pairs.teacher[~high])},
         "losses": {"first": round(losses[0], 4), "last": round(float(np.mean(losses[-20:])), 4),
                    "steps": len(losses), "every_50": [round(x, 4) for x in losses[::50]]},
+        "stopping": stopping,
         "alignment": alignment(transferable, residual, pairs, high, cfg.seed),
+        "topic_probe": topic_probe(ws, settings, cut, states, pairs, transferable, residual, cfg.seed),
+        "transferability_vs_truth": transferability_vs_truth(ws, pairs, pooled, probe, states),
         "train_seconds": round(seconds, 2),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -230,6 +249,80 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
     write_json_atomic(summary, folder / "fit.json")  # last: its presence means the fit is complete
     checkpoints.clear()
     return Fit(fp, model, transferable, residual, summary, reused=False, train_seconds=seconds)
+
+
+def _item_labels(ws: Workspace, settings: Settings, cut: datetime) -> tuple[dict[str, str], str]:
+    """item_id -> the label the topic probe predicts: the world's latent topic where it has one,
+    else the level-1 category at the cut."""
+    from rgcd.training.reasoning.truth import load_item_topics
+
+    topics = load_item_topics(ws)
+    if topics:
+        return {i: str(t) for i, t in topics.items()}, "latent topic"
+    facts = read_items(ws, settings, cut).select("item_id", "category_l1").drop_nulls()
+    return dict(zip(facts["item_id"].to_list(), facts["category_l1"].to_list(), strict=True)), "category_l1"
+
+
+def topic_probe(ws: Workspace, settings: Settings, cut: datetime, states: ChorusStates, pairs: PairSet,
+                transferable: np.ndarray, residual: np.ndarray | None, seed: int,
+                max_items: int = 5_000) -> dict:
+    """A linear probe's accuracy at an item's topic from its chorus states (before stage 2) and from
+    its stage-2 vectors (after), on the items of the pairs (all before the cut), split 80/20 by a
+    hash of the item id; up to `max_items` items."""
+    from rgcd.training.distill import linear_probe
+
+    labels, what = _item_labels(ws, settings, cut)
+    rows = np.unique(np.concatenate([pairs.photo, pairs.live]))
+    rows = np.array([r for r in rows if states.item_ids[r] in labels], dtype=np.int64)
+    if len(rows) < 20:
+        return {"label": what, "items": int(len(rows)), "note": "too few labelled items"}
+    rows = rows[np.argsort(_hash_rank([states.item_ids[r] for r in rows]), kind="stable")[:max_items]]
+    test = held_out_mask([states.item_ids[r] for r in rows], 0.2)
+    y = [labels[states.item_ids[r]] for r in rows]
+    ytr = [v for v, t in zip(y, test, strict=True) if not t]
+    yte = [v for v, t in zip(y, test, strict=True) if t]
+    spaces = {"chorus_states": states.take(rows).numpy(),
+              "transferable": transferable[rows]}
+    if residual is not None:
+        spaces["residual"] = residual[rows]
+        spaces["joint"] = np.hstack([transferable[rows], residual[rows]])
+    out: dict = {"label": what, "train_items": len(ytr), "test_items": len(yte)}
+    for name, x in spaces.items():
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        accuracy, majority, classes = linear_probe(x[torch.from_numpy(~test)], ytr, x[torch.from_numpy(test)],
+                                                   yte, seed=seed)
+        out[name] = round(accuracy, 4)
+        out["majority"], out["classes"] = round(majority, 4), classes
+    return out
+
+
+def transferability_vs_truth(ws: Workspace, pairs: PairSet, pooled: np.ndarray, probe, states) -> dict | None:
+    """ROC AUC of the transferability that purity uses against the world's truth (same latent topic),
+    for the pairs the teacher judged and for those the probe filled; None without latent truth."""
+    from rgcd.training.decomposition import filled_transferability
+    from rgcd.training.reasoning.truth import load_item_topics, roc_auc
+
+    topics = load_item_topics(ws)
+    if not topics:
+        return None
+    ids = states.item_ids
+    both = list(zip(pairs.photo, pairs.live, strict=True))
+    known = np.array([ids[p] in topics and ids[r] in topics for p, r in both], dtype=bool)
+    same = np.array([known[n] and topics[ids[p]] == topics[ids[r]]
+                     for n, (p, r) in enumerate(both)], dtype=bool)
+    judged = ~np.isnan(pairs.teacher)
+    out = {"truth": "same latent topic", "pairs_with_truth": int(known.sum())}
+    out["teacher"] = {"pairs": int((known & judged).sum()),
+                      "auc": _round(roc_auc(pairs.teacher[known & judged], same[known & judged]))}
+    if probe is not None and probe.weights is not None:
+        filled = filled_transferability(pairs, pooled, probe)
+        sel = known & ~judged
+        out["probe_filled"] = {"pairs": int(sel.sum()), "auc": _round(roc_auc(filled[sel], same[sel]))}
+    return out
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def _nanmean(x: np.ndarray) -> float | None:
@@ -308,7 +401,7 @@ def train_data_at(ws: Workspace, cut: datetime):
     from rgcd.training.recommender import ItemCatalog, TrainData
 
     catalog = ItemCatalog(read_mart(ws, "item_content").select(
-        "item_id", "domain", "author_id", "start_timestamp"), cut=cut)
+        "item_id", "domain", "author_id", "start_timestamp", "mm_embedding"), cut=cut)
     inter = pl.read_parquet(ws.marts / "user_item_interactions.parquet",
                             columns=["user_id", "item_id", "domain", "event_timestamp", "is_positive"])
     return TrainData("published", interactions_before(inter, catalog, cut), catalog)
@@ -341,16 +434,15 @@ def _stamps(n: int, cut: datetime, created: datetime) -> list[pl.Series]:
 
 def _retriever_fingerprint(fit: Fit, data, settings: Settings) -> str:
     ev = settings.evaluation
-    h = hashlib.sha256(f"{fit.fingerprint}|{ev.dim}|{ev.contrastive_samples}|"
-                       f"{settings.transfer.seed}".encode())
+    h = hashlib.sha256(f"{fit.fingerprint}|{ev.dim}|{ev.contrastive_samples}|{settings.transfer.seed}|"
+                       f"{settings.transfer.retriever_id_dropout}|{RETRIEVER_VERSION}".encode())
     h.update(data.interactions.select("user_id", "key").hash_rows().to_numpy().tobytes())
     return h.hexdigest()[:16]
 
 
 def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> TransferReport:
     """Run stage 2 end to end (see the module docstring); unchanged inputs retrain nothing."""
-    from rgcd.training.baselines.uniembed import UniEmbedConfig
-    from rgcd.training.full_method import RGCD
+    from rgcd.training.full_method import RGCD, retriever_config
 
     started = time.perf_counter()
     cfg = settings.transfer
@@ -372,8 +464,7 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
         return report
 
     evc = settings.evaluation
-    retriever = RGCD("rgcd", lambda _: stage2_vectors(fit, states_dir),
-                     UniEmbedConfig(dim=evc.dim, samples=evc.contrastive_samples))
+    retriever = RGCD("rgcd", lambda _: stage2_vectors(fit, states_dir), retriever_config(settings))
     with _threads(evc.torch_threads):
         retriever.fit(data, cfg.seed)
     assert retriever.stage2 is not None and retriever.tower is not None

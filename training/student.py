@@ -12,7 +12,11 @@ Sequence layout of one item (left to right):
 - The multimodal vector (128-d for short videos, 64-d for live rooms: KuaiLive-M3's precomputed
   embeddings) goes through a per-domain linear projector into `n_soft_tokens` input embeddings.
 - The chorus tokens are `n_chorus` learnable input embeddings appended after the item inputs.
-- The loss is next-token prediction on the knowledge tokens only.
+- The loss is next-token prediction on the knowledge tokens, plus (`mm_distill_weight`) a
+  multimodal distillation term: a linear head per domain reads the mean chorus state and must
+  point where the item's multimodal vector points (cosine). The teacher's knowledge follows from
+  the text, so without this term nothing makes the chorus states keep what only the vector
+  carries.
 - With `mask_direct_path` (the default) the attention mask forbids knowledge tokens to attend to the
   soft and text tokens: they see the item ONLY through the chorus tokens (and each other). Every
   bit the knowledge needs must therefore be gathered into the chorus tokens' hidden states, which is
@@ -50,6 +54,7 @@ class ChorusStudentConfig:
     mask_direct_path: bool = True
     max_item_tokens: int = 64
     max_knowledge_tokens: int = 40
+    mm_distill_weight: float = 1.0
 
 
 def item_text(item: dict) -> str:
@@ -91,6 +96,8 @@ class ChorusStudent(nn.Module):
         # nor dominant in the first steps.
         scale = float(lm.get_input_embeddings().weight.detach().std())
         self.chorus = nn.Parameter(torch.randn(cfg.n_chorus, d) * scale)
+        # The multimodal distillation head: mean chorus state -> the item's multimodal vector.
+        self.mm_head = nn.ModuleDict({domain: nn.Linear(d, dim) for domain, dim in cfg.mm_dims.items()})
 
     # -- inputs
     def collate(self, items: list[dict], knowledge: list[str] | None = None) -> ItemBatch:
@@ -199,9 +206,27 @@ class ChorusStudent(nn.Module):
         target = batch.knowledge_ids.to(logits.device).masked_fill(
             ~batch.knowledge_valid.to(logits.device), -100
         )
-        return F.cross_entropy(
+        loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100
         )
+        if self.cfg.mm_distill_weight:
+            start = self.chorus_start(batch)
+            loss = loss + self.cfg.mm_distill_weight * self.mm_distill_loss(
+                batch, h[:, start : start + self.cfg.n_chorus].mean(dim=1))
+        return loss
+
+    def mm_distill_loss(self, batch: ItemBatch, pooled: torch.Tensor) -> torch.Tensor:
+        """Mean cosine distance between each item's multimodal vector and the head's reading of its
+        mean chorus state (items without a vector take no part)."""
+        total, count = pooled.new_zeros(()), 0
+        for domain, head in self.mm_head.items():
+            rows = [b for b, dom in enumerate(batch.domains) if dom == domain and bool(batch.mm_valid[b])]
+            if rows:
+                idx = torch.tensor(rows, device=pooled.device)
+                target = batch.mm[domain][idx].to(pooled.device, pooled.dtype)
+                total = total + (1 - F.cosine_similarity(head(pooled[idx]), target, dim=-1)).sum()
+                count += len(rows)
+        return total / max(1, count)
 
     @torch.no_grad()
     def generate_knowledge(self, batch: ItemBatch, max_new_tokens: int | None = None) -> list[str]:
@@ -244,6 +269,7 @@ class ChorusStudent(nn.Module):
         self.tokenizer.save_pretrained(out_dir)
         head = {f"projector.{k}": v.detach().contiguous() for k, v in self.projector.state_dict().items()}
         head["chorus"] = self.chorus.detach().contiguous()
+        head.update({f"mm_head.{k}": v.detach().contiguous() for k, v in self.mm_head.state_dict().items()})
         save_file(head, out_dir / HEAD_FILE)
         (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self.cfg), indent=2))
 
@@ -257,6 +283,9 @@ class ChorusStudent(nn.Module):
         student = cls.from_base(cfg, path)
         head = load_file(path / HEAD_FILE)
         student.chorus.data.copy_(head.pop("chorus"))
+        mm = {k.removeprefix("mm_head."): head.pop(k) for k in [k for k in head if k.startswith("mm_head.")]}
+        if mm:  # a student saved before the distillation head has none
+            student.mm_head.load_state_dict(mm)
         student.projector.load_state_dict({k.removeprefix("projector."): v for k, v in head.items()})
         return student
 

@@ -14,7 +14,8 @@ from rgcd.training.stage2 import fit_at, training_cut
 
 def small(**transfer) -> Settings:
     s = Settings()
-    base = {"dim": 8, "n_queries": 2, "heads": 2, "steps": 150, "batch_size": 64, "lr": 5e-3,
+    base = {"dim": 8, "n_queries": 2, "heads": 2, "steps": 150, "max_epochs": 10, "eval_every": 50,
+            "batch_size": 64, "lr": 5e-3,
             "checkpoint_every": 50, "held_out_fraction": 0.25}
     return s.model_copy(update={"transfer": s.transfer.model_copy(update={**base, **transfer})})
 
@@ -97,7 +98,7 @@ def test_routing_keeps_low_purity_pairs_out_of_the_transferable_space(stage2_ws)
 def test_no_decomposition_gives_one_vector(stage2_ws):
     fit = _fit(stage2_ws, small(), "rgcd-no-decomposition")
     assert fit.residual is None and set(fit.summary["alignment"]) == {"transferable"}
-    assert fit.transferable.shape == (len(ChorusStates(stage2_ws.student)), 8)
+    assert fit.transferable.shape == (len(ChorusStates(stage2_ws.student)), 16)  # equal capacity
 
 
 def test_separation_keeps_the_two_spaces_apart(stage2_ws):

@@ -162,7 +162,7 @@ def test_distill_end_to_end_and_resume(world_ws):
 
 def _merged(parts: list, path) -> torch.Tensor:
     """The shards merged as distill merges them, read back through safetensors itself."""
-    from rgcd.training.decomposition import ChorusStates, write_states_file
+    from rgcd.training.chorus_states import ChorusStates, write_states_file
 
     tail = ChorusStates.from_file(parts[0]).shape[1:]
     rows = sum(len(ChorusStates.from_file(p)) for p in parts)

@@ -16,7 +16,9 @@ from rgcd.training.reasoning.run import (
 
 
 def _settings(**teacher) -> Settings:
+    """The strongest-first selection under `max_pairs` (what most tests here pin), unless overridden."""
     s = Settings()
+    teacher = {"strength_bands": 1, "free_teacher_pairs": 1, **teacher}
     return s.model_copy(update={"teacher": s.teacher.model_copy(update=teacher)})
 
 
@@ -196,7 +198,7 @@ def test_reading_the_strongest_prefix_selects_what_the_whole_mart_would(world_ws
     full = read_stage1_frames(world_ws, Settings())
     for budget, per_item in ((5, 1000), (20, 1), (40, 1)):
         settings = _settings(max_pairs=budget, max_pairs_per_item=per_item)
-        frames, pairs, unresolved = _select_strongest(world_ws, settings)
+        frames, pairs, unresolved = _select_strongest(world_ws, settings, budget, None)
         want, want_unresolved = select_pairs(full, budget, 0.0, per_item)
         assert [p.pair_id for p in pairs] == [p.pair_id for p in want]
         assert [(p.photo, p.live) for p in pairs] == [(p.photo, p.live) for p in want]  # same facts
@@ -216,3 +218,26 @@ def test_authors_with_uncategorised_rooms_get_their_top_category():
         "category_l1": ["Food", "Food", "", None, None, ""],
     })
     assert _creator_facts(items) == {1: (3, 1, "Food"), 2: (0, 1, ""), 3: (1, 0, "")}
+
+
+def test_a_free_teacher_judges_room_pairs_from_every_band_of_strength_and_none_after_the_cut(world_ws):
+    from datetime import timedelta
+
+    bp = pl.read_parquet(world_ws.marts / "behaviour_pairs.parquet")
+    rooms = bp.filter(pl.col("pair_type") == "photo_live_room")
+    cut = rooms["event_timestamp"].sort()[rooms.height * 2 // 3]
+    requests = [cut - timedelta(days=1), cut]
+    pl.DataFrame({"split": ["train", "test"], "request_timestamp": requests}).write_parquet(
+        world_ws.marts / "eval_live_room.parquet")
+    # an LLM's budget is max_pairs; a free teacher's is free_teacher_pairs, spread over 4 bands
+    report = reason(world_ws, _settings(max_pairs=8, free_teacher_pairs=40, strength_bands=4,
+                                        max_pairs_per_item=1000), show_progress=False)
+    judged = pl.read_parquet(world_ws.feature_data / "pair_reasoning.parquet").join(bp, on="pair_id")
+    before = rooms.filter(pl.col("event_timestamp") < cut)
+    assert report.pairs_selected == judged.height == min(40, before.height) > 8
+    assert judged["target_id"].str.starts_with("live:").all()
+    assert (judged["event_timestamp"] < cut).all()  # nothing from the test period
+    # every quarter of the strength distribution is judged, weak pairs included
+    edges = before["strength"].quantile(0.25), before["strength"].quantile(0.75)
+    assert (judged["strength"] <= edges[0]).sum() >= 5 and (judged["strength"] >= edges[1]).sum() >= 5
+    assert report.selection["budget"] == 40 and report.selection["cut"] == cut.isoformat()

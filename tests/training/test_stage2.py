@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -61,9 +62,9 @@ def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
 
     # a room going on air: the published callable reproduces what the stage wrote for it
     states = ChorusStates(ws.student)
-    author = items.filter(pl.col("item_id") == row["item_id"])["author_id"][0]
+    room = items.filter(pl.col("item_id") == row["item_id"]).row(0, named=True)
     chorus = states.take(np.array([states.row_of[row["item_id"]]])).numpy()
-    got = load_published(ws, version[0]).encode(chorus, ["live"], [author])
+    got = load_published(ws, version[0]).encode(chorus, ["live"], [room["author_id"]], [room["mm_embedding"]])
     assert got["model_version"] == version[0]
     for col in ("transferable", "residual", "retrieval"):
         assert np.allclose(got[col][0], row[col], atol=1e-5), col
@@ -82,3 +83,20 @@ def test_transfer_without_chorus_states_says_to_distill(tmp_path):
     fs.apply(ws, Settings())
     res = CliRunner().invoke(cli, ["-w", str(ws.root), "transfer"])
     assert res.exit_code == 2 and "rgcd distill" in res.output
+
+
+def test_stage2_reads_every_pair_the_teacher_judged_before_sampling_the_rest(tmp_path):
+    from rgcd.featurestore import store as fs
+    from rgcd.training.chorus_states import ChorusStates
+    from rgcd.training.stage2 import read_pairs, training_cut
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    build(ws, photos=40, lives=10, pairs=300)
+    judged = pl.read_parquet(ws.feature_data / "pair_reasoning.parquet").sort("pair_id").gather_every(5)
+    judged.write_parquet(ws.feature_data / "pair_reasoning.parquet")
+    fs.apply(ws, Settings())
+    cfg = Settings().transfer.model_copy(update={"max_pairs": 100})
+    pairs, counts = read_pairs(ws, Settings(), training_cut(ws) + timedelta(seconds=1),
+                               ChorusStates(ws.models / "student"), cfg)
+    assert counts["eligible"] > 100 == len(pairs.pair_id)
+    assert int((~np.isnan(pairs.teacher)).sum()) == judged.height  # all of them, the probe fills the rest

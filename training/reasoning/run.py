@@ -19,10 +19,10 @@ import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rgcd.atomic import write_json_atomic, write_parquet_atomic
-from rgcd.config import Settings, Workspace
+from rgcd.config import Settings, TeacherConfig, Workspace
 from rgcd.faults import kill_point
 from rgcd.redaction import redact
-from rgcd.training.frames import PAIR_RANKING, Stage1Frames, read_stage1_frames
+from rgcd.training.frames import PAIR_RANKING, MissingInput, Stage1Frames, read_stage1_frames, stage1_cut
 from rgcd.training.reasoning.backends import (
     MetadataTeacher,
     Teacher,
@@ -86,6 +86,8 @@ class ReasonReport:
     # Against the world's latent truth, teacher and metadata baseline on the same pairs (truth.py);
     # None where the world carries no truth (real data).
     truth: dict | None = None
+    # How the pairs were chosen: the budget, the cut, pairs per band of behaviour strength.
+    selection: dict | None = None
     online: str = ""
 
     def one_line(self) -> str:
@@ -141,12 +143,15 @@ def _item_facts(row: dict, creators: dict[int, tuple[int, int, str]]) -> ItemFac
 
 
 def select_pairs(
-    frames: Stage1Frames, max_pairs: int, min_strength: float, max_per_item: int | None = None
+    frames: Stage1Frames, max_pairs: int, min_strength: float, max_per_item: int | None = None,
+    band_quota: int | None = None,
 ) -> tuple[list[PairFacts], int]:
     """The strongest pairs (strength >= min_strength), at most `max_pairs`, with both items' facts.
 
     Taken strongest first; a pair is passed over once its short video or its live room already has
-    `max_per_item` pairs, so the budget covers more items. An author pair ('photo_live_author') is
+    `max_per_item` pairs, so the budget covers more items. With `band_quota`, `frames.pairs` carries
+    `band` and `band_rank` (`_stratified_pair_ids`): pairs are taken band by band in rank order, at
+    most `band_quota` from each. An author pair ('photo_live_author') is
     shown to the teacher with the author's latest live room started by the pair's last co-engagement
     (its event_timestamp) as its live item. Returns the pairs and
     how many were skipped because an item had no content.
@@ -168,15 +173,20 @@ def select_pairs(
         k = bisect.bisect_right(starts, at)
         return ids[k - 1] if k else None
 
-    ranked = frames.pairs.filter(pl.col("strength") >= min_strength).sort(
-        [col for col, _ in PAIR_RANKING], descending=[desc for _, desc in PAIR_RANKING]
-    )
+    ranked = frames.pairs.filter(pl.col("strength") >= min_strength)
+    if band_quota is None:
+        ranked = ranked.sort([col for col, _ in PAIR_RANKING], descending=[desc for _, desc in PAIR_RANKING])
+    else:
+        ranked = ranked.sort("band", "band_rank")
     selected: list[PairFacts] = []
     unresolved = 0
     per_item: Counter[str] = Counter()
+    per_band: Counter[int] = Counter()
     for p in ranked.iter_rows(named=True):
         if len(selected) >= max_pairs:
             break
+        if band_quota is not None and per_band[p["band"]] >= band_quota:
+            continue
         live_id = (p["target_id"] if p["target_id"].startswith("live:")
                    else latest_live(p["author_id"], p["event_timestamp"]))
         photo, live = by_id.get(p["photo_item_id"]), by_id.get(live_id) if live_id else None
@@ -187,6 +197,8 @@ def select_pairs(
             continue
         per_item[photo["item_id"]] += 1
         per_item[live["item_id"]] += 1
+        if band_quota is not None:
+            per_band[p["band"]] += 1
         selected.append(
             PairFacts(
                 pair_id=p["pair_id"],
@@ -204,20 +216,84 @@ def select_pairs(
     return selected, unresolved
 
 
-def _select_strongest(ws: Workspace, settings: Settings) -> tuple[Stage1Frames, list[PairFacts], int]:
+def teacher_budget(cfg: TeacherConfig, teacher: Teacher) -> int:
+    """Pairs the teacher judges: `max_pairs` for an LLM, at least `free_teacher_pairs` for a
+    teacher that costs nothing (the metadata baseline, the simulated world teacher)."""
+    return cfg.max_pairs if teacher.is_llm else max(cfg.max_pairs, cfg.free_teacher_pairs)
+
+
+def _stratified_pair_ids(ws: Workspace, settings: Settings, cut: datetime | None, bands: int,
+                         per_band: int, min_strength: float) -> tuple[pl.DataFrame, int]:
+    """Room pairs before `cut` with strength >= `min_strength`, in `bands` equal-count bands of
+    strength; the first `per_band` of each band in a hash order of pair_id (a fixed random
+    sample); ranked by DuckDB under the run's memory limit. Returns (pair_id, photo_item_id,
+    author_id, band, band_rank) and how many pairs qualify."""
+    from rgcd.memory import duckdb_connect
+
+    path = ws.marts / "behaviour_pairs.parquet"
+    if not path.exists():
+        raise MissingInput(f"{path} is missing: run `rgcd build` (dbt) first; stage 1 reads the "
+                           "behaviour_pairs mart")
+    params = {"path": str(path), "min_strength": min_strength, "bands": bands}
+    before = ""
+    if cut is not None:
+        before, params["cut"] = "AND event_timestamp < $cut", cut
+    con = duckdb_connect(ws, settings)
+    try:
+        con.execute(f"""
+            CREATE TEMP TABLE banded AS
+            SELECT pair_id, photo_item_id, author_id,
+                   ntile($bands) OVER (ORDER BY strength, pair_id) AS band
+            FROM read_parquet($path)
+            WHERE pair_type = 'photo_live_room' AND strength >= $min_strength {before}""", params)
+        eligible = con.execute("SELECT count(*) FROM banded").fetchall()[0][0]
+        chosen = pl.from_arrow(con.sql(f"""
+            SELECT pair_id, photo_item_id, author_id, band, band_rank FROM (
+                SELECT *, row_number() OVER (PARTITION BY band ORDER BY md5(pair_id), pair_id) AS band_rank
+                FROM banded)
+            WHERE band_rank <= {int(per_band)} ORDER BY band, band_rank""").to_arrow_table())
+    finally:
+        con.close()
+    return chosen, int(eligible)
+
+
+def _select_strongest(ws: Workspace, settings: Settings, budget: int,
+                      cut: datetime | None) -> tuple[Stage1Frames, list[PairFacts], int]:
     """select_pairs over the strongest pairs only, read in growing prefixes of the ranking.
 
     The selection takes pairs strongest first and each decision depends only on the pairs before
     it, so running it on the first N pairs of the ranking gives the same pairs as on all of them
     whenever it fills its budget inside those N; otherwise N grows (x4) until it does or the
-    prefix is the whole ranking. Memory follows N (a few times teacher.max_pairs), not the mart.
+    prefix is the whole ranking. Memory follows N (a few times the budget), not the mart.
     """
     cfg = settings.teacher
-    limit = cfg.max_pairs * PREFIX_PAIRS_PER_BUDGET
+    limit = budget * PREFIX_PAIRS_PER_BUDGET
     while True:
-        frames = read_stage1_frames(ws, settings, strongest_pairs=limit, min_strength=cfg.min_strength)
-        pairs, unresolved = select_pairs(frames, cfg.max_pairs, cfg.min_strength, cfg.max_pairs_per_item)
-        if len(pairs) >= cfg.max_pairs or frames.pairs_complete:
+        frames = read_stage1_frames(ws, settings, strongest_pairs=limit, min_strength=cfg.min_strength,
+                                    cut=cut)
+        pairs, unresolved = select_pairs(frames, budget, cfg.min_strength, cfg.max_pairs_per_item)
+        if len(pairs) >= budget or frames.pairs_complete:
+            return frames, pairs, unresolved
+        limit *= 4
+
+
+def _select_stratified(ws: Workspace, settings: Settings, budget: int,
+                       cut: datetime | None) -> tuple[Stage1Frames, list[PairFacts], int]:
+    """select_pairs band by band (`teacher.strength_bands` bands of strength, `budget / bands` each),
+    reading a growing sample of each band (x4) until every band fills or is read whole."""
+    from dataclasses import replace as with_fields
+
+    cfg = settings.teacher
+    quota = -(-budget // cfg.strength_bands)
+    limit = quota * PREFIX_PAIRS_PER_BUDGET
+    while True:
+        ids, eligible = _stratified_pair_ids(ws, settings, cut, cfg.strength_bands, limit, cfg.min_strength)
+        frames = read_stage1_frames(ws, settings, cut=cut, pair_ids=ids)
+        frames = with_fields(frames, pairs=frames.pairs.join(ids.select("pair_id", "band", "band_rank"),
+                                                             on="pair_id"),
+                             pairs_ranked=eligible, pairs_complete=ids.height >= eligible)
+        pairs, unresolved = select_pairs(frames, budget, cfg.min_strength, cfg.max_pairs_per_item, quota)
+        if len(pairs) >= budget or frames.pairs_complete:
             return frames, pairs, unresolved
         limit *= 4
 
@@ -319,11 +395,14 @@ def reason(
     carries no latent truth of its own (a benchmark that knows its world).
     """
     cfg = settings.teacher
-    frames, pairs, unresolved = _select_strongest(ws, settings)
-    pairs = [covers_under(ws, p) for p in pairs]
     # covers may come from the workspace and from the data folders ingest accepted them from
     covers = CoverPolicy.of(ws.root, [ws.root, *recorded_roots(ws.lake)], settings.ingest.cover_max_bytes)
     teacher = teacher or make_teacher(cfg, cache=ws.models / "teacher", covers=covers, workspace=ws)
+    cut = stage1_cut(ws)
+    budget = teacher_budget(cfg, teacher)
+    select = _select_stratified if cfg.strength_bands > 1 else _select_strongest
+    frames, pairs, unresolved = select(ws, settings, budget, cut)
+    pairs = [covers_under(ws, p) for p in pairs]
     requests = [TeacherRequest(p, pair_messages(p)) for p in pairs]
     keys = [(content_hash(p), PROMPT_VERSION, teacher.teacher_id) for p in pairs]
     cache = AnswerCache(ws.models / "teacher" / "answers.sqlite")
@@ -358,6 +437,7 @@ def reason(
         truth=_truth(ws, pairs, finished, item_topics),
         pairs_available=frames.pairs_ranked if frames.pairs_ranked is not None else frames.pairs.height,
         pairs_unresolved=unresolved,
+        selection=_selection_figures(pairs, cfg, budget, cut),
         from_cache=from_cache,
         generated=len(todo),
         generation_seconds=round(seconds, 3),
@@ -370,6 +450,16 @@ def reason(
     result = ReasonReport(**report)
     write_json_atomic(asdict(result), ws.reports / "reason.json")
     return result
+
+
+def _selection_figures(pairs: list[PairFacts], cfg: TeacherConfig, budget: int, cut: datetime | None) -> dict:
+    strengths = sorted(p.strength for p in pairs)
+    bands = cfg.strength_bands
+    return {"budget": budget, "cut": cut.isoformat() if cut is not None else None,
+            "rule": (f"room pairs before the cut, {bands} equal-count bands of strength, a hashed sample "
+                     "of each" if bands > 1 else "the strongest pairs"),
+            "strength_quartiles": [round(strengths[int(q * (len(strengths) - 1))], 4)
+                                   for q in (0, 0.25, 0.5, 0.75, 1)] if strengths else None}
 
 
 def _truth(ws, pairs, answers, given: dict[str, int] | None) -> dict | None:
