@@ -92,12 +92,13 @@ def _openai(base_url: str, **teacher) -> Settings:
     s = Settings()
     return s.model_copy(update={"teacher": s.teacher.model_copy(update={
         "backend": "openai", "base_url": base_url, "model": "scripted", "max_pairs": 4, "concurrency": 2,
-        "retries": 0, "backoff_s": 0.0, "timeout_s": 10, **teacher})})
+        "retries": 0, "backoff_s": 0.0, "timeout_s": 10, "strength_bands": 1, **teacher})})
 
 
 def _write_config(ws: Workspace, base_url: str) -> None:
     ws.config_file.write_text(f"teacher:\n  backend: openai\n  model: scripted\n  base_url: {base_url}\n"
-                              "  max_pairs: 4\n  retries: 0\n  backoff_s: 0\n  timeout_s: 10\n")
+                              "  max_pairs: 4\n  strength_bands: 1\n  retries: 0\n  backoff_s: 0\n"
+                              "  timeout_s: 10\n")
 
 
 def _covers(ws: Workspace, covered: dict[str, str]) -> None:

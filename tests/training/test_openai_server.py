@@ -35,8 +35,10 @@ SECRET = "sk-test-never-print-this-42"
 
 
 def _settings(**teacher) -> Settings:
+    """The teacher's settings; pairs taken strongest first (one strength band), as these tests' worlds
+    were written for."""
     s = Settings()
-    return s.model_copy(update={"teacher": s.teacher.model_copy(update=teacher)})
+    return s.model_copy(update={"teacher": s.teacher.model_copy(update={"strength_bands": 1, **teacher})})
 
 
 @contextmanager

@@ -72,6 +72,8 @@ def test_reason_reports_truth_figures_for_teacher_and_baseline_on_the_same_pairs
     _write_latent(world_ws, topics)
     s = Settings()
     s = s.model_copy(update={"teacher": s.teacher.model_copy(update={"max_pairs": 40,
+                                                                    "free_teacher_pairs": 40,
+                                                                    "strength_bands": 1,
                                                                     "max_pairs_per_item": 100})})
 
     baseline = reason(world_ws, s, show_progress=False)

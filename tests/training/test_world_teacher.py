@@ -101,7 +101,8 @@ def test_label_in_teacher_id_and_through_the_run_path(world_ws):
                                             params={"version": 3}))
     s = Settings()
     s = s.model_copy(update={"teacher": s.teacher.model_copy(update={
-        "backend": "world", "world_accuracy": 1.0, "max_pairs": 30, "max_pairs_per_item": 100})})
+        "backend": "world", "world_accuracy": 1.0, "max_pairs": 30, "free_teacher_pairs": 30,
+        "strength_bands": 1, "max_pairs_per_item": 100})})
     result = reason(world_ws, s, show_progress=False)
     assert LABEL in result.teacher_id and not result.is_llm
     report = json.loads((world_ws.reports / "reason.json").read_text())
