@@ -146,6 +146,17 @@ def _read_view(store, path: Path, spec: tuple[str, str, tuple[str, ...], str], a
     return answered, got.height - answered.height
 
 
+# Every item of the creators behind the `chosen` pairs (pair_id, photo_item_id, author_id): the
+# pairs' live authors and their short videos' creators. Parameter: the item_content parquet.
+_CREATOR_ITEMS = """
+    WITH items AS (SELECT DISTINCT item_id, author_id FROM read_parquet(?)),
+    creators AS (
+        SELECT author_id FROM chosen
+        UNION SELECT items.author_id FROM chosen JOIN items ON items.item_id = chosen.photo_item_id)
+    SELECT DISTINCT item_id FROM items WHERE author_id IN (SELECT author_id FROM creators)
+    ORDER BY item_id"""
+
+
 def _strongest_pair_ids(ws: Workspace, settings: Settings, pairs_path: Path, items_path: Path,
                         limit: int, min_strength: float) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """The `limit` strongest pair ids (PAIR_RANKING, strength >= min_strength), every item id of
@@ -168,13 +179,7 @@ def _strongest_pair_ids(ws: Workspace, settings: Settings, pairs_path: Path, ite
         ranked = con.execute("SELECT count(*) FROM read_parquet(?) WHERE strength >= ?",
                              [str(pairs_path), min_strength]).fetchall()[0][0]
         pair_ids = pl.from_arrow(con.sql("SELECT pair_id FROM chosen ORDER BY pair_id").to_arrow_table())
-        item_ids = pl.from_arrow(con.sql("""
-            WITH items AS (SELECT DISTINCT item_id, author_id FROM read_parquet(?)),
-            creators AS (
-                SELECT author_id FROM chosen
-                UNION SELECT items.author_id FROM chosen JOIN items ON items.item_id = chosen.photo_item_id)
-            SELECT DISTINCT item_id FROM items WHERE author_id IN (SELECT author_id FROM creators)
-            ORDER BY item_id""", params=[str(items_path)]).to_arrow_table())
+        item_ids = pl.from_arrow(con.sql(_CREATOR_ITEMS, params=[str(items_path)]).to_arrow_table())
     finally:
         con.close()
     return pair_ids, item_ids, int(ranked)
@@ -202,13 +207,7 @@ def _creator_items(ws: Workspace, settings: Settings, items_path: Path, chosen: 
     con = duckdb_connect(ws, settings)
     try:
         con.register("chosen", chosen.select("pair_id", "photo_item_id", "author_id").to_arrow())
-        return pl.from_arrow(con.sql("""
-            WITH items AS (SELECT DISTINCT item_id, author_id FROM read_parquet(?)),
-            creators AS (
-                SELECT author_id FROM chosen
-                UNION SELECT items.author_id FROM chosen JOIN items ON items.item_id = chosen.photo_item_id)
-            SELECT DISTINCT item_id FROM items WHERE author_id IN (SELECT author_id FROM creators)
-            ORDER BY item_id""", params=[str(items_path)]).to_arrow_table())
+        return pl.from_arrow(con.sql(_CREATOR_ITEMS, params=[str(items_path)]).to_arrow_table())
     finally:
         con.close()
 
