@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rgcd.errors import RgcdError
+from rgcd.workers import die_with_parent
 
 DEFAULT_PORT = 19530
 INNER_PROXY = 19530  # the proxy's port inside the namespace (the package's default)
@@ -51,7 +52,6 @@ LOG = "launcher.log"
 READY_TIMEOUT_S = 180
 STOP_GRACE_S = 5  # a 2.3 standalone often hangs in its graceful stop; its data survives a kill
 CLONE_NEWNET, CLONE_NEWUSER = 0x40000000, 0x10000000
-PR_SET_PDEATHSIG = 1
 
 
 class MilvusServerError(RgcdError):
@@ -127,10 +127,6 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, siocsifflags, struct.pack("16sh", b"lo", flags | iff_up))
 
 
-def _die_with_parent() -> None:  # in the server's process, between fork and exec
-    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _start_milvus(data_dir: Path) -> subprocess.Popen:
     """The server process, configured by the package's own template, data under `data_dir`."""
     from milvus import MilvusServerConfig, _initialize_data_files
@@ -146,7 +142,7 @@ def _start_milvus(data_dir: Path) -> subprocess.Popen:
     logs = data_dir / "logs"
     with open(logs / "milvus-stdout.log", "w") as out, open(logs / "milvus-stderr.log", "w") as err:
         return subprocess.Popen([str(exe), "run", "standalone"], cwd=data_dir, env=env, stdout=out,
-                                stderr=err, preexec_fn=_die_with_parent)
+                                stderr=err, preexec_fn=die_with_parent)  # between fork and exec
 
 
 def _healthy() -> bool:

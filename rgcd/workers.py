@@ -13,13 +13,19 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
-def _setup(initializer: Callable[..., None], initargs: tuple) -> None:
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when the thread that started it dies (Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing: the process outlives a killed parent)."""
     import contextlib
     import ctypes
     import signal
 
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the worker outlives a killed parent
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def _setup(initializer: Callable[..., None], initargs: tuple) -> None:
+    die_with_parent()
     initializer(*initargs)
 
 
