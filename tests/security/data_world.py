@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import tiny_raw
 from PIL import Image
 
 from rgcd.transforms.raw_io import write_raw
@@ -19,30 +20,12 @@ DAY = datetime(2026, 3, 1, 8, 0, 0)
 
 def plays(day: datetime = DAY) -> pl.DataFrame:
     """Nine plays: users 1-3 x photos 10-12, seven minutes apart."""
-    rows = []
-    for i, (u, p) in enumerate((u, p) for u in (1, 2, 3) for p in (10, 11, 12)):
-        enter = day + timedelta(minutes=7 * i, milliseconds=123)
-        rows.append({"user_id": u, "photo_id": p, "author_id": 100 + p % 2, "enter_timestamp": enter,
-                     "leave_timestamp": enter + timedelta(seconds=15), "enter_play_type": "feed",
-                     "is_complete_play": i % 2, "like_status_type": 0, "is_follow_before_play": 0,
-                     "is_follow_after_play": 0})
-    return pl.DataFrame(rows)
+    return tiny_raw.plays(day, [1, 2, 3], [10, 11, 12])
 
 
 def sessions(day: datetime = DAY) -> pl.DataFrame:
     """Four live sessions, one per user 1-4, eleven minutes apart."""
-    rows = []
-    for i, u in enumerate((1, 2, 3, 4)):
-        start = day + timedelta(minutes=11 * i, milliseconds=456)
-        rows.append({"user_id": u, "author_id": 101, "live_id": 900 + i % 2,
-                     "live_play_start_timestamp": start,
-                     "live_play_end_timestamp": start + timedelta(minutes=3),
-                     "p_date": start.strftime("%Y%m%d"), "live_source_category": "feed",
-                     "enter_live_action": "click", "is_auto_play": 0, "is_follow_enter": 0,
-                     "is_follow_leave": 0, "play_duration": 180_000, "like_cnt": 1, "comment_cnt": 0,
-                     "send_gift_cnt": 0, "send_gift_num": 0, "follow_author_cnt": 0,
-                     "cancel_follow_author_cnt": 0, "share_cnt": 0, "report_live_cnt": 0})
-    return pl.DataFrame(rows)
+    return tiny_raw.sessions(day, [1, 2, 3, 4])
 
 
 def photo_meta(**extra: list) -> pl.DataFrame:

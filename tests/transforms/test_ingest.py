@@ -11,6 +11,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from tiny_raw import plays as _plays
+from tiny_raw import sessions as _sessions
 
 from rgcd.cli import cli
 from rgcd.config import IngestConfig, Workspace
@@ -21,32 +23,6 @@ from rgcd.transforms.raw_io import write_raw
 DAY1 = datetime(2026, 3, 1, 8, 0, 0)
 DAY2 = datetime(2026, 3, 2, 9, 30, 0)
 SMALL = IngestConfig(batch_rows=4)  # several batches even in a tiny world
-
-
-def _plays(day: datetime, users: list[int], photos: list[int]) -> pl.DataFrame:
-    rows = []
-    for i, (u, p) in enumerate((u, p) for u in users for p in photos):
-        enter = day + timedelta(minutes=7 * i, milliseconds=123)
-        rows.append({"user_id": u, "photo_id": p, "author_id": 100 + p % 2, "enter_timestamp": enter,
-                     "leave_timestamp": enter + timedelta(seconds=15), "enter_play_type": "feed",
-                     "is_complete_play": i % 2, "like_status_type": 0, "is_follow_before_play": 0,
-                     "is_follow_after_play": 0})
-    return pl.DataFrame(rows)
-
-
-def _sessions(day: datetime, users: list[int]) -> pl.DataFrame:
-    rows = []
-    for i, u in enumerate(users):
-        start = day + timedelta(minutes=11 * i, milliseconds=456)
-        rows.append({"user_id": u, "author_id": 101, "live_id": 900 + i % 2,
-                     "live_play_start_timestamp": start,
-                     "live_play_end_timestamp": start + timedelta(minutes=3),
-                     "p_date": start.strftime("%Y%m%d"), "live_source_category": "feed",
-                     "enter_live_action": "click", "is_auto_play": 0, "is_follow_enter": 0,
-                     "is_follow_leave": 0, "play_duration": 180_000, "like_cnt": 1, "comment_cnt": 0,
-                     "send_gift_cnt": 0, "send_gift_num": 0, "follow_author_cnt": 0,
-                     "cancel_follow_author_cnt": 0, "share_cnt": 0, "report_live_cnt": 0})
-    return pl.DataFrame(rows)
 
 
 def _dimensions(folder: Path) -> None:
