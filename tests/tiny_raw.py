@@ -33,3 +33,18 @@ def sessions(day: datetime, users: list[int]) -> pl.DataFrame:
                      "send_gift_cnt": 0, "send_gift_num": 0, "follow_author_cnt": 0,
                      "cancel_follow_author_cnt": 0, "share_cnt": 0, "report_live_cnt": 0})
     return pl.DataFrame(rows)
+
+
+def author_profile() -> pl.DataFrame:
+    """Two authors: 100 posts short videos only, 101 also streams."""
+    return pl.DataFrame({
+        "author_id": [100, 101], "is_photo_author": [1, 1], "is_live_author": [0, 1],
+        "gender": ["M", "F"], "age_segment": ["18-23", "24-30"], "fans_user_num": ["[0,10)", "[10,100)"]})
+
+
+def photo_tag() -> pl.DataFrame:
+    """Category paths of photos 10-12."""
+    return pl.DataFrame({
+        "photo_id": [10, 11, 12], "first_level_category_name": ["game", "food", "game"],
+        "second_level_category_name": ["moba", "cook", "fps"], "third_level_category_name": ["", "", ""],
+        "fourth_level_category_name": ["", "", ""]})

@@ -38,14 +38,9 @@ def photo_meta(**extra: list) -> pl.DataFrame:
 def raw_world(folder: Path, *, photos: pl.DataFrame | None = None) -> Path:
     """Write every required file of the tiny world to `folder`; returns it."""
     write_raw(folder, "user_id_set", pl.DataFrame({"user_id": [1, 2, 3, 4]}))
-    write_raw(folder, "author_profile", pl.DataFrame({
-        "author_id": [100, 101], "is_photo_author": [1, 1], "is_live_author": [0, 1],
-        "gender": ["M", "F"], "age_segment": ["18-23", "24-30"], "fans_user_num": ["[0,10)", "[10,100)"]}))
+    write_raw(folder, "author_profile", tiny_raw.author_profile())
     write_raw(folder, "photo_meta", photos if photos is not None else photo_meta())
-    write_raw(folder, "photo_tag", pl.DataFrame({
-        "photo_id": [10, 11, 12], "first_level_category_name": ["game", "food", "game"],
-        "second_level_category_name": ["moba", "cook", "fps"], "third_level_category_name": ["", "", ""],
-        "fourth_level_category_name": ["", "", ""]}))
+    write_raw(folder, "photo_tag", tiny_raw.photo_tag())
     write_raw(folder, "live_room_meta", pl.DataFrame({
         "live_id": [900, 901], "author_id": [101, 101], "live_name": ["room", ""],
         "start_timestamp": [DAY - timedelta(hours=1), DAY],

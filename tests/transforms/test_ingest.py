@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+import tiny_raw
 from click.testing import CliRunner
 from tiny_raw import plays as _plays
 from tiny_raw import sessions as _sessions
@@ -27,16 +28,11 @@ SMALL = IngestConfig(batch_rows=4)  # several batches even in a tiny world
 
 def _dimensions(folder: Path) -> None:
     write_raw(folder, "user_id_set", pl.DataFrame({"user_id": [1, 2, 3, 4]}))
-    write_raw(folder, "author_profile", pl.DataFrame({
-        "author_id": [100, 101], "is_photo_author": [1, 1], "is_live_author": [0, 1],
-        "gender": ["M", "F"], "age_segment": ["18-23", "24-30"], "fans_user_num": ["[0,10)", "[10,100)"]}))
+    write_raw(folder, "author_profile", tiny_raw.author_profile())
     write_raw(folder, "photo_meta", pl.DataFrame({
         "photo_id": [10, 11, 12], "author_id": [100, 101, 100], "duration": [15_000, 30_000, 9_000],
         "display_type": [1, 1, 2], "cover_title": ["a", "b", ""], "video_texts": ["x", "y", "z"]}))
-    write_raw(folder, "photo_tag", pl.DataFrame({
-        "photo_id": [10, 11, 12], "first_level_category_name": ["game", "food", "game"],
-        "second_level_category_name": ["moba", "cook", "fps"], "third_level_category_name": ["", "", ""],
-        "fourth_level_category_name": ["", "", ""]}))
+    write_raw(folder, "photo_tag", tiny_raw.photo_tag())
     write_raw(folder, "live_room_meta", pl.DataFrame({
         "live_id": [900, 901], "author_id": [101, 101], "live_name": ["room", ""],
         "start_timestamp": [DAY1 - timedelta(hours=1), DAY1],
