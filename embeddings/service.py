@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -35,37 +33,15 @@ from rgcd.embeddings.milvus_store import NotPublished, VectorStoreError, is_serv
 from rgcd.embeddings.retrieval import BadQuery, RetrievalError, Retriever, echo, parse_at
 from rgcd.embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
 from rgcd.errors import RgcdError
+from rgcd.redaction import UNEXPECTED, public_message
 
 WRITE_ROUTES = ("/rooms/",)  # POST under /rooms/ writes (start, end); every GET only reads
-UNEXPECTED = "an unexpected error; the server's log has the details"
 
 
 def is_write(method: str, path: str) -> bool:
     """Whether a request writes (and so needs the write token): POST /rooms/..."""
     return method != "GET" and path.startswith(WRITE_ROUTES)
 
-
-def public_message(message: str, ws: Workspace, settings: Settings) -> str:
-    """An error message as a client may see it: no path of this machine's filesystem, no URI (a Milvus
-    URI can carry credentials), no token; at most 1,000 characters."""
-    r = settings.retrieval
-    uri = r.milvus_uri or str(ws.milvus / "rooms.db")  # the Lite file by default (milvus_store.milvus_uri)
-    for secret, shown in ((r.milvus_token, "<token>"), (uri, "<retrieval.milvus_uri>")):
-        if secret:
-            message = message.replace(secret, shown)
-    for root, shown in ((ws.root, "<workspace>"), (_CHECKOUT, "<rgcd>"), (Path(sys.prefix), "<python>"),
-                        (Path.home(), "<home>")):
-        if len(root.parts) > 1:  # a home of "/" would turn every slash into <home>
-            message = message.replace(str(root), shown)
-    message = _PATH.sub("<path>", _URI.sub("<uri>", message))
-    return message if len(message) <= 1000 else message[:1000] + "..."
-
-
-_CHECKOUT = Path(__file__).resolve().parents[1]
-_URI = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
-# what is left of absolute paths after the roots above (a route such as /rooms/start stays)
-_PATH = re.compile(r"/(?:etc|home|root|tmp|var|usr|opt|srv|mnt|media|proc|sys|dev|run|data|work|private)"
-                   r"(?:/[^\s'\",;)]*)?")
 
 
 def create_app(ws: Workspace, settings: Settings, token: str | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ from rgcd.atomic import write_text_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.errors import RgcdError
 from rgcd.faults import kill_point
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -640,7 +643,7 @@ FEAST_CHAT_ROUTES = ("/chat", "/ws/chat", "/static")
 FEAST_CDN_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
 
 
-def restrict_feast_app(app, token: str | None, settings: Settings, expose_writes: bool = False,
+def restrict_feast_app(app, token: str | None, ws: Workspace, settings: Settings, expose_writes: bool = False,
                        expose_chat: bool = False):
     """Feast's feature-server app (`feast.feature_server.get_app`) as `rgcd features serve` runs it:
     write routes and chat removed unless exposed, and then behind the write token (rgcd.access);
@@ -660,7 +663,53 @@ def restrict_feast_app(app, token: str | None, settings: Settings, expose_writes
         return path in guarded or (expose_chat and path.startswith("/static/"))
 
     app.add_middleware(WriteGuard, token=token, is_write=is_write, token_env=settings.serving.write_token_env)
+    _answer_errors_in_one_shape(app, ws, settings)
     return app
+
+
+# What Feast's read routes raise on a request that names what does not exist or sends the wrong types
+# (an unknown feature, a missing join key, a list where a key goes): the client's fault, not the server's.
+_CLIENT_FAULTS = (KeyError, ValueError, TypeError)
+
+
+def _answer_errors_in_one_shape(app, ws: Workspace, settings: Settings) -> None:
+    """Feast's handlers answer {"detail"} or, for any exception that is not a FeastError, a 500 whose
+    body is `str(exc)`; here every error is {"error", "message"} as `rgcd serve` answers it: a 4xx for
+    the client's fault, its message without paths or URIs, and a 500 that says only where details are."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from feast.errors import FeastError
+    from starlette.exceptions import HTTPException
+
+    from rgcd.redaction import UNEXPECTED, public_message
+
+    def answer(status: int, kind: str, message: str) -> JSONResponse:
+        return JSONResponse(status_code=status, content={
+            "error": kind, "message": UNEXPECTED if status >= 500 else public_message(message, ws, settings)})
+
+    async def on_exception(request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        if isinstance(exc, FeastError):
+            return answer(exc.http_status_code(), type(exc).__name__, str(exc))
+        if isinstance(exc, _CLIENT_FAULTS):
+            detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            return answer(422, "BadRequest", detail)
+        return answer(500, "InternalError", "")
+
+    async def on_invalid(request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+                             for e in exc.errors())
+        return answer(422, "BadRequest", f"{problems} (see GET /openapi.json for the body)")
+
+    async def on_http(request, exc: HTTPException) -> JSONResponse:
+        kinds = {404: "NotFound", 405: "MethodNotAllowed"}
+        message = (f"no route {request.method} {request.url.path[:100]}; the routes are in GET /openapi.json"
+                   if exc.status_code in kinds else str(exc.detail))
+        return answer(exc.status_code, kinds.get(exc.status_code, "HTTPError"), message)
+
+    app.exception_handlers[Exception] = on_exception
+    app.exception_handlers[RequestValidationError] = on_invalid
+    app.exception_handlers[HTTPException] = on_http
 
 
 def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int = 6566,
@@ -695,7 +744,7 @@ def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int 
     feast_get_app = feature_server.get_app
 
     def get_app(store, registry_ttl_sec):  # Feast's server builds its app through this name
-        return restrict_feast_app(feast_get_app(store, registry_ttl_sec), token, settings, expose_writes,
+        return restrict_feast_app(feast_get_app(store, registry_ttl_sec), token, ws, settings, expose_writes,
                                   expose_chat)
 
     with mock.patch.object(feature_server, "get_app", get_app):

@@ -34,7 +34,7 @@ def _feast_app(ws, settings, token, **expose):
 
     write_runtime_yaml(ws, settings)
     store = RegistryWatchingStore(repo_path=str(ws.feast))
-    return restrict_feast_app(get_app(store, registry_ttl_sec=0), token, settings, **expose)
+    return restrict_feast_app(get_app(store, registry_ttl_sec=0), token, ws, settings, **expose)
 
 
 def _version(client) -> str:
@@ -89,3 +89,24 @@ def test_exposing_writes_without_a_token_is_refused_in_one_line(world, monkeypat
 def test_the_flags_are_documented(flag):
     out = CliRunner().invoke(cli, ["features", "serve", "--help"])
     assert flag in out.output and "write token" in out.output
+
+
+BAD_READS = [
+    {"features": ["no_such_view:x"], "entities": {"item_id": ["photo:4"]}},
+    {"features": ["item_embeddings:no_such_feature"], "entities": {"item_id": ["photo:4"]}},
+    {"features": ["item_embeddings:model_version"], "entities": {"no_such_key": ["photo:4"]}},
+    {"features": ["item_embeddings:model_version"], "entities": {"item_id": [[1, 2]]}},
+    {"features": "item_embeddings:model_version", "entities": {"item_id": "photo:4"}},
+    {"features": ["not a reference"], "entities": {"item_id": ["photo:4"]}},
+    {"feature_service": "no_such_service", "entities": {"item_id": ["photo:4"]}},
+]
+
+
+@pytest.mark.parametrize("body", BAD_READS)
+def test_a_bad_read_gets_a_client_error_in_one_shape_without_internals(world, settings, body):
+    """Feast's own handler answered any non-Feast exception with 500 and `str(exc)` as the body."""
+    with TestClient(_feast_app(world, settings, TOKEN), raise_server_exceptions=False) as client:
+        got = client.post("/get-online-features", json=body)
+        assert 400 <= got.status_code < 500, got.text
+        assert set(got.json()) == {"error", "message"}, got.text
+        assert str(world.root) not in got.text and "Traceback" not in got.text
