@@ -480,6 +480,12 @@ class RoomVectors:
         for physical in self._physical(target):
             self._ensure_loaded(physical)
         current = self._describe(target)
+        if current.layout != LAYOUT:
+            # an older layout keeps every ended room in one partition and no oldest start: a past `at`
+            # would walk them all and an `at` before any room could not be refused
+            raise NotPublished(f"the published collection {target} has layout {current.layout}, older than "
+                               f"this rgcd's ({LAYOUT}: ended rooms by start day, the oldest start kept): "
+                               "run `rgcd publish` to rebuild it")
         self._current = (now, current)
         return current
 

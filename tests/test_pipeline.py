@@ -106,6 +106,48 @@ def _embeddings(ws: Workspace) -> None:
 def _collection(ws: Workspace) -> None:
     version = pl.read_parquet(ws.feature_data / "item_embeddings.parquet")["model_version"][0]
     _serving_answers_after_the_run(ws.root, version)
+    _the_servers_log_is_quiet(ws)
+
+
+# Third-party chatter a server's log must not carry: tqdm bars (weight loading), gRPC's GOAWAY and
+# keep-alive lines, Python warnings.
+_CHATTER = ("%|", "GOAWAY", "too_many_pings", "Loading weights", "Warning", "\x1b[")
+
+
+def _the_servers_log_is_quiet(ws: Workspace) -> None:
+    """A real `rgcd serve`: a room started with no vectors (the student's weights load to encode it),
+    retrievals, then SIGTERM; its whole log has none of the chatter, only its own lines."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from servers import free_port, stop, wait_until_healthy
+
+    token = "log-check-token-0123456789"
+    port = free_port()
+    env = {**os.environ, "RGCD_WRITE_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "rgcd.cli", "-w", str(ws.root), "serve", "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_healthy(proc, f"http://127.0.0.1:{port}", 120)
+        author = int(pl.read_parquet(ws.marts / "live_schedule.parquet")["author_id"][0])
+        room = {"live_id": 99_999_002, "author_id": author, "live_name": "quiet show", "category_l1": "Food"}
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/rooms/start",
+                                         data=json.dumps(room).encode(), headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            assert resp.status == 200 and "encoded" in resp.read().decode()
+        user = pl.read_parquet(ws.feature_data / "user_embeddings.parquet")["user_id"][0]
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/retrieve/user/{user}", timeout=30) as resp:
+                assert resp.status == 200
+    finally:
+        stop(proc)
+    log = proc.stdout.read()
+    assert not [c for c in _CHATTER if c in log], log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 def _serving_answers_after_the_run(ws, version: str) -> None:

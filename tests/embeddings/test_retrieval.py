@@ -83,6 +83,24 @@ def test_errors(retriever):
         retriever.for_user(1, w.T0, 0)
 
 
+def test_a_collection_of_an_older_layout_is_refused_until_republished(world, settings, retriever):
+    """Layouts before 3 recorded no oldest start (no lower bound on `at`) and kept ended rooms in one
+    partition: readers refuse them, naming the command that rebuilds, instead of serving unbounded."""
+    from rgcd.embeddings.milvus_store import LAYOUT, NotPublished
+
+    published = retriever.published()
+    client = retriever.rooms.client
+    client.alter_collection_properties(published.collection, {"layout": "2"})
+    try:
+        with pytest.raises(NotPublished, match="layout 2.*rgcd publish"):
+            retriever.for_user(1, w.T0)
+        out = CliRunner().invoke(cli, ["-w", str(world.root), "retrieve", "--user", "1"])
+        assert out.exit_code != 0 and "rgcd publish" in out.output and "Traceback" not in out.output
+    finally:
+        client.alter_collection_properties(published.collection, {"layout": LAYOUT})
+    assert retriever.for_user(1, w.T0).candidates
+
+
 def test_cli_json_and_exit_codes(world):
     run = CliRunner()
     out = run.invoke(cli, ["-w", str(world.root), "retrieve", "--user", "2", "--at", "2025-05-09T20:00:00Z",
