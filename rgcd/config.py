@@ -371,6 +371,9 @@ class RetrievalConfig(_Section):
     cache_s: float = Field(1.0, ge=0, description="how long a reader trusts its view of the alias "
                                                   "(which collection and version) before asking Milvus")
     insert_batch: int = Field(5_000, gt=0, description="rows per Milvus insert while publishing")
+    publish_batch_rooms: int = Field(50_000, gt=0, description="rooms per window while publishing: the "
+                                     "window's schedule is read through Feast and its rows staged, then "
+                                     "inserted; publish holds one window, whatever the catalogue")
     host: str = Field("127.0.0.1", description="`rgcd serve` bind address")
     port: int = Field(8765, gt=0, lt=65536, description="`rgcd serve` port")
     serve_workers: int = Field(1, gt=0, description="`rgcd serve` worker processes; more than 1 needs "
