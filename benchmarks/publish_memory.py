@@ -96,10 +96,7 @@ def main() -> None:
         figures={"runs": runs, "window": args.window, "load_average": [round(x, 2) for x in load],
                  "windowed_growth_mib": round(windowed / mib, 1),
                  "one_window_growth_mib": round(whole / mib, 1),
-                 "note": "the windows bound publish's own rows; what still grows with the catalogue is "
-                         "not isolated yet (suspect: the point-in-time join of each window's schedule "
-                         "reads all of live_schedule in DuckDB, bounded by warehouse.memory_limit_gb, "
-                         "not by the window)"},
+                 "note": "see docs/operations.md, Memory: what still grows is not isolated"},
         headline=(f"{small:,} -> {large:,} rooms: publish's peak +{windowed / mib:.0f} MiB in windows of "
                   f"{args.window:,}, +{whole / mib:.0f} MiB with every room in one window "
                   f"(load {load[0]:.1f})"),
