@@ -43,6 +43,7 @@ URI. What a server of another generation cannot do is handled here and only here
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -158,6 +159,53 @@ class Room:
                 "end_ms": None if self.end is None else to_ms(self.end), "popularity": float(self.popularity),
                 **{f: (known.get(f) or "")[:KNOWLEDGE_LENGTH] for f in KNOWLEDGE},
                 "transferable": list(self.transferable), "retrieval": list(self.retrieval)}
+
+
+@dataclass
+class RoomStats:
+    """What the partitions' layout of a collection needs to know of all its rooms, gathered window by
+    window (publish never holds every room)."""
+
+    rooms: int = 0
+    on_air: int = 0
+    ended: int = 0
+    ended_start_min: int = 0
+    ended_start_max: int = 0
+    ended_span_max: int = 0
+    ended_until: int = 0  # the last end (ms), 0 when none ended
+    started_from: int = 0  # the first start (ms)
+
+    def add(self, rooms: list[Room]) -> None:
+        for r in rooms:
+            start = to_ms(r.start)
+            self.started_from = start if self.rooms == 0 else min(self.started_from, start)
+            self.rooms += 1
+            if r.end is None:
+                self.on_air += 1
+                continue
+            end = to_ms(r.end)
+            first = self.ended == 0
+            self.ended += 1
+            self.ended_start_min = start if first else min(self.ended_start_min, start)
+            self.ended_start_max = start if first else max(self.ended_start_max, start)
+            self.ended_span_max = max(self.ended_span_max, end - start)
+            self.ended_until = max(self.ended_until, end)
+
+    @classmethod
+    def of(cls, rooms: list[Room]) -> RoomStats:
+        stats = cls()
+        stats.add(rooms)
+        return stats
+
+
+@dataclass
+class RoomLayout:
+    """How ended rooms are cut into partitions (`bucket_ms`), the longest ended room (`span_ms`), and
+    the partitions created so far."""
+
+    bucket_ms: int
+    span_ms: int
+    created: set[str] = dataclasses.field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -345,21 +393,34 @@ class RoomVectors:
 
     def insert(self, name: str, rooms: list[Room], batch: int) -> None:
         """Insert rooms into their partitions, then flush (unflushed rows are searched brute force)."""
-        ended = [r for r in rooms if r.end is not None]
-        starts = [to_ms(r.start) for r in ended]
-        days = (max(starts) - min(starts)) // DAY_MS + 1 if ended else 1
-        bucket_ms = DAY_MS * -(-days // MAX_BUCKETS)
-        span_ms = max((to_ms(r.end) - to_ms(r.start) for r in ended), default=0)
+        layout = self.begin_insert(name, RoomStats.of(rooms))
+        self.insert_window(name, rooms, batch, layout)
+        self.flush(name)
+
+    def begin_insert(self, name: str, stats: RoomStats) -> RoomLayout:
+        """The partitions' layout of a collection about to hold rooms of `stats` (recorded in its
+        properties); rooms then go in window by window (`insert_window`), then `flush`."""
+        days = (stats.ended_start_max - stats.ended_start_min) // DAY_MS + 1 if stats.ended else 1
+        layout = RoomLayout(bucket_ms=DAY_MS * -(-days // MAX_BUCKETS), span_ms=stats.ended_span_max)
+        self.client.alter_collection_properties(name, {"bucket_ms": str(layout.bucket_ms),
+                                                       "span_ms": str(layout.span_ms)})
+        return layout
+
+    def insert_window(self, name: str, rooms: list[Room], batch: int, layout: RoomLayout) -> None:
+        """Insert one window of rooms into their partitions (each partition created when first needed)."""
         buckets: dict[str, list[Room]] = {}
-        for room, start_ms in zip(ended, starts, strict=True):
-            buckets.setdefault(f"ended_{start_ms // bucket_ms}", []).append(room)
-        for physical in self._physical(name):
-            for partition in sorted(buckets):
+        for room in rooms:
+            if room.end is not None:
+                buckets.setdefault(f"ended_{to_ms(room.start) // layout.bucket_ms}", []).append(room)
+        for partition in sorted(set(buckets) - layout.created):
+            for physical in self._physical(name):
                 self.client.create_partition(physical, partition)
-        self.client.alter_collection_properties(name, {"bucket_ms": str(bucket_ms), "span_ms": str(span_ms)})
+            layout.created.add(partition)
         for partition, part in ((ON_AIR, [r for r in rooms if r.end is None]), *sorted(buckets.items())):
             for start in range(0, len(part), batch):
                 self._write(name, [r.row() for r in part[start:start + batch]], partition)
+
+    def flush(self, name: str) -> None:
         if self.dialect.flush:  # Lite searches unflushed rows row by row; a server its growing segments
             for physical in self._physical(name):
                 self.client.flush(physical)

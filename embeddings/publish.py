@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -42,10 +44,10 @@ from rgcd.embeddings.milvus_store import (
     LAYOUT,
     ON_AIR,
     Room,
+    RoomStats,
     RoomVectors,
     collection_name,
     refuse_lite_held,
-    to_ms,
 )
 from rgcd.embeddings.online_features import ITEM_VECTORS, RECENT_KNOWLEDGE, RECENT_VIDEOS, USER_VECTORS
 from rgcd.errors import RgcdError
@@ -95,32 +97,49 @@ class PublishReport:
         return line
 
 
-def _read_vectors(ws: Workspace) -> pl.DataFrame:
+def _read_vectors(ws: Workspace) -> pl.LazyFrame:
+    """item_embeddings as a scan (columns checked): publish reads it window by window, never whole."""
     path = ws.feature_data / f"{ITEM_VECTORS}.parquet"
     if not path.exists():
         raise NothingToPublish(f"{path} does not exist yet: run `rgcd transfer` (stage 2) first")
-    vectors = pl.read_parquet(path)
+    vectors = pl.scan_parquet(path)
     needed = {"item_id", "domain", "transferable", "residual", "retrieval", "model_version",
               "event_timestamp", "created_timestamp"}
-    missing = sorted(needed - set(vectors.columns))
+    missing = sorted(needed - set(vectors.collect_schema().names()))
     if missing:
         raise PublishError(f"{path} lacks column(s) {missing} (what `rgcd transfer` writes: "
                            "docs/method.md, stage 2's outputs); rerun `rgcd transfer`")
     return vectors
 
 
-def newest_version(vectors: pl.DataFrame) -> str:
+def newest_version(vectors: pl.DataFrame | pl.LazyFrame) -> str:
     """The model version written last (by created_timestamp)."""
-    return vectors.sort("created_timestamp").get_column("model_version")[-1]
+    return (vectors.lazy().select("model_version", "created_timestamp").sort("created_timestamp")
+            .select(pl.col("model_version").last()).collect().item())
 
 
-def _version_rows(vectors: pl.DataFrame, version: str | None) -> tuple[str, pl.DataFrame]:
+def _version_cut(vectors: pl.LazyFrame, version: str | None) -> tuple[str, datetime]:
+    """The version to publish (default: the newest) and its rows' event time (stage 2's cut)."""
     version = version or newest_version(vectors)
-    rows = vectors.filter(pl.col("model_version") == version)
-    if rows.height == 0:
-        known = sorted(vectors["model_version"].unique().to_list())
+    cut = vectors.filter(pl.col("model_version") == version).select(pl.col("event_timestamp").max()).collect()
+    if cut.item() is None:
+        known = sorted(vectors.select(pl.col("model_version").unique()).collect()["model_version"].to_list())
         raise PublishError(f"no vectors of model version {version!r}; known: {known}")
-    return version, rows
+    return version, cut.item()
+
+
+def _live_windows(ws: Workspace, version: str, rows: int) -> Iterator[pl.DataFrame]:
+    """The version's live rows (item_id, transferable, retrieval), at most `rows` at a time, read from
+    the file batch by batch with the version and domain filter pushed into the scan."""
+    import pyarrow.dataset as ds
+
+    scanner = ds.dataset(ws.feature_data / f"{ITEM_VECTORS}.parquet").scanner(
+        columns=["item_id", "transferable", "retrieval"], batch_size=rows, use_threads=False,
+        filter=(ds.field("model_version") == version) & (ds.field("domain") == "live"),
+        batch_readahead=1, fragment_readahead=1)
+    for batch in scanner.to_batches():
+        if batch.num_rows:
+            yield pl.from_arrow(batch)
 
 
 def _schedule(ws: Workspace, settings: Settings, item_ids: list[str]) -> pl.DataFrame:
@@ -217,7 +236,7 @@ def load_online(ws: Workspace, settings: Settings, version: str, vectors: pl.Dat
                        (USER_VECTORS, ws.feature_data / f"{USER_VECTORS}.parquet")):
         if not path.exists():
             continue
-        rows = pl.read_parquet(path).filter(pl.col("model_version") == version)
+        rows = pl.scan_parquet(path).filter(pl.col("model_version") == version).collect()
         if rows.height:
             with contextlib.redirect_stdout(io.StringIO()):
                 store.write_to_online_store(view, rows.to_pandas())
@@ -225,23 +244,72 @@ def load_online(ws: Workspace, settings: Settings, version: str, vectors: pl.Dat
     return f"wrote {version} directly ({', '.join(written) or 'nothing'})"
 
 
-def _rooms(ws: Workspace, settings: Settings, rows: pl.DataFrame,
-           knowledge: pl.DataFrame) -> tuple[list[Room], int]:
-    live = rows.filter(pl.col("domain") == "live").sort("item_id")
+ROOM_COLUMNS = ("item_id", "author_id", "start", "end", "popularity", "transferable", "retrieval", *KNOWLEDGE)
+
+
+def _scheduled(ws: Workspace, settings: Settings, live: pl.DataFrame, popularity: pl.DataFrame,
+               knowledge: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """One window of live rows with its schedule (through Feast), popularity and knowledge: the rows
+    with a schedule (ROOM_COLUMNS) and how many have none."""
     schedule = _schedule(ws, settings, live["item_id"].to_list())
-    cut = rows["event_timestamp"].max()
-    popularity = author_popularity(ws, cut, settings.retrieval.popularity_days)
     joined = (live.join(schedule, on="item_id", how="left")
               .join(popularity, on="author_id", how="left")
               .join(knowledge, on="item_id", how="left")
               .with_columns(pl.col("popularity").fill_null(0.0)))
     known = joined.filter(pl.col("author_id").is_not_null() & pl.col("start").is_not_null())
-    rooms = [Room(r["item_id"], r["author_id"], r["start"], r["end"], r["popularity"], r["transferable"],
-                  r["retrieval"], {f: r[f] or "" for f in KNOWLEDGE}) for r in known.iter_rows(named=True)]
-    return rooms, joined.height - known.height
+    return known.select(ROOM_COLUMNS), joined.height - known.height
 
 
-def _started_since(ws: Workspace, settings: Settings, version: str, rooms: list[Room], cut: datetime,
+def _to_rooms(frame: pl.DataFrame) -> list[Room]:
+    return [Room(r["item_id"], r["author_id"], r["start"], r["end"], r["popularity"], r["transferable"],
+                 r["retrieval"], {f: r[f] or "" for f in KNOWLEDGE}) for r in frame.iter_rows(named=True)]
+
+
+@dataclass
+class _Staged:
+    """The version's rooms with a schedule, staged in a parquet file beside the vectors (one window
+    of Feast reads at a time), and their figures."""
+
+    path: Path
+    stats: RoomStats
+    unscheduled: int
+    dims: tuple[int, int]
+
+    def windows(self, rows: int) -> Iterator[list[Room]]:
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(self.path, pre_buffer=False).iter_batches(batch_size=rows,
+                                                                              use_threads=False):
+            yield _to_rooms(pl.from_arrow(batch))
+
+
+def _stage_rooms(ws: Workspace, settings: Settings, version: str, cut: datetime, knowledge: pl.DataFrame,
+                 path: Path) -> _Staged:
+    """Join each window of the version's live rows with its schedule and write it to `path`."""
+    import pyarrow.parquet as pq
+
+    popularity = author_popularity(ws, cut, settings.retrieval.popularity_days)
+    stats, unscheduled, dims, writer = RoomStats(), 0, (0, 0), None
+    try:
+        for live in _live_windows(ws, version, settings.retrieval.publish_batch_rooms):
+            known, missing = _scheduled(ws, settings, live, popularity, knowledge)
+            unscheduled += missing
+            if known.height == 0:
+                continue
+            stats.add(_to_rooms(known))
+            table = known.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+                first = known.row(0, named=True)
+                dims = (len(first["transferable"]), len(first["retrieval"]))
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    return _Staged(path, stats, unscheduled, dims)
+
+
+def _started_since(ws: Workspace, settings: Settings, version: str, staged: Path, cut: datetime,
                    knowledge: pl.DataFrame) -> tuple[list[Room], pd.DataFrame | None, str]:
     """Rooms that went on air since stage 2 ran (`rgcd rooms start`'s log) and that `version` has no
     vectors for, encoded with it: (rooms, their vectors for the online store, what was done)."""
@@ -253,7 +321,10 @@ def _started_since(ws: Workspace, settings: Settings, version: str, rooms: list[
     log = read_started(ws)
     if log is None:
         return [], None, ""
-    log = log.filter(~pl.col("item_id").is_in([r.item_id for r in rooms]))
+    ids = log["item_id"].implode()
+    published = (pl.scan_parquet(staged).select("item_id").filter(pl.col("item_id").is_in(ids)).collect()
+                 if staged.exists() else pl.DataFrame(schema={"item_id": pl.String}))
+    log = log.filter(~pl.col("item_id").is_in(published["item_id"].implode()))
     if log.height == 0:
         return [], None, ""
     try:
@@ -279,67 +350,74 @@ def _started_since(ws: Workspace, settings: Settings, version: str, rooms: list[
     return out, frame, f"{len(out):,} rooms started since stage 2 encoded with {version}"
 
 
-def _sample(rooms: list[Room], n: int) -> list[Room]:
-    step = max(1, len(rooms) // n)
-    return rooms[::step][:n]
-
-
 def publish(ws: Workspace, settings: Settings, version: str | None = None) -> PublishReport:
-    """Publish one model version (default: the newest) to Feast and Milvus; see the module docstring."""
+    """Publish one model version (default: the newest) to Feast and Milvus; see the module docstring.
+
+    Rooms go through in windows of `retrieval.publish_batch_rooms`: each window's schedule is read
+    through Feast and the joined rows staged in a file, then inserted window by window; no step
+    holds every room (tests/embeddings/test_publish.py checks the windows' sizes)."""
     refuse_lite_held(ws, settings)  # before any work: the Milvus Lite file may be another process's
     from rgcd.featurestore.store import FeatureStoreError
 
     vectors = _read_vectors(ws)
-    version, rows = _version_rows(vectors, version)
-    cut = rows["event_timestamp"].max()
+    version, cut = _version_cut(vectors, version)
     knowledge = item_knowledge(ws)
     history = recent_videos(ws, cut, settings.retrieval.history_videos, knowledge)
     if history is not None:
         _write_recent_videos(ws, history)
+    staging = ws.feature_data / f".publish_rooms_{version}.parquet"
+    staging.unlink(missing_ok=True)
     try:
-        rooms, unscheduled = _rooms(ws, settings, rows, knowledge)
-    except FeatureStoreError as err:
-        raise PublishError(str(err)) from None
-    if not rooms:
-        raise PublishError(f"model version {version} has no live rooms with a schedule in Feast "
-                           "(live_schedule): run `rgcd build` and `rgcd features apply` first")
-    late, late_vectors, started = _started_since(ws, settings, version, rooms, cut, knowledge)
-    rooms += late
-    store = RoomVectors.connect(ws, settings)
-    try:
-        previous = store.alias_target()
-        name, changed = _fill(store, settings, version, rooms)
-        try:  # last before the switch: the window where online vectors and alias differ stays short
-            online = load_online(ws, settings, version, vectors)
-            if late_vectors is not None:  # after the view's own rows, so that these win
-                from feast.data_source import PushMode
-
-                from rgcd.embeddings.rooms import PUSH_SOURCE
-                from rgcd.featurestore.store import feature_store
-
-                feature_store(ws, settings).push(PUSH_SOURCE, late_vectors, to=PushMode.ONLINE)
+        try:
+            staged = _stage_rooms(ws, settings, version, cut, knowledge, staging)
         except FeatureStoreError as err:
             raise PublishError(str(err)) from None
-        store.switch_alias(name)
-        promote(ws, version)
-        dropped = store.prune(settings.retrieval.keep_versions)
+        if staged.stats.rooms == 0:
+            raise PublishError(f"model version {version} has no live rooms with a schedule in Feast "
+                               "(live_schedule): run `rgcd build` and `rgcd features apply` first")
+        late, late_vectors, started = _started_since(ws, settings, version, staging, cut, knowledge)
+        staged.stats.add(late)
+        store = RoomVectors.connect(ws, settings)
+        try:
+            previous = store.alias_target()
+            name, changed = _fill(store, settings, version, staged, late)
+            try:  # last before the switch: the window where online vectors and alias differ stays short
+                online = load_online(ws, settings, version, vectors)
+                if late_vectors is not None:  # after the view's own rows, so that these win
+                    from feast.data_source import PushMode
+
+                    from rgcd.embeddings.rooms import PUSH_SOURCE
+                    from rgcd.featurestore.store import feature_store
+
+                    feature_store(ws, settings).push(PUSH_SOURCE, late_vectors, to=PushMode.ONLINE)
+            except FeatureStoreError as err:
+                raise PublishError(str(err)) from None
+            store.switch_alias(name)
+            promote(ws, version)
+            dropped = store.prune(settings.retrieval.keep_versions)
+        finally:
+            store.close()
     finally:
-        store.close()
-    return PublishReport(version, name, len(rooms), sum(r.end is None for r in rooms), unscheduled, previous,
+        staging.unlink(missing_ok=True)
+    stats = staged.stats
+    return PublishReport(version, name, stats.rooms, stats.on_air, staged.unscheduled, previous,
                          changed or previous != name, tuple(dropped), online,
                          0 if history is None else history.height, started)
 
 
-def _fill(store: RoomVectors, settings: Settings, version: str, rooms: list[Room]) -> tuple[str, bool]:
-    """The validated collection of `version`: reused if already published with these rows, else built.
+def _fill(store: RoomVectors, settings: Settings, version: str, staged: _Staged,
+          late: list[Room]) -> tuple[str, bool]:
+    """The validated collection of `version`: reused if already published with these rows, else built
+    window by window from the staged rooms (then the rooms started since stage 2).
 
     A rebuild of a version already published (rooms started since joined it) goes into a new
     collection `rooms_<version>_<n>`: the one readers search stays whole until the alias moves.
     """
+    stats = staged.stats
     published = store.published()
     target = store.alias_target()
     same = [p for p in published if p.validated and p.model_version == version and p.layout == LAYOUT
-            and p.published_rows == len(rooms)]
+            and p.published_rows == stats.rooms]
     if same:
         return next((p.collection for p in same if p.collection == target), same[-1].collection), False
     validated = {p.collection for p in published if p.validated}
@@ -347,11 +425,19 @@ def _fill(store: RoomVectors, settings: Settings, version: str, rooms: list[Room
     while name in validated:
         n += 1
         name = f"{collection_name(version)}_{n}"
-    store.create(version, len(rooms[0].transferable), len(rooms[0].retrieval), name)
-    store.insert(name, rooms, settings.retrieval.insert_batch)
-    store.validate(name, len(rooms), _sample(rooms, settings.retrieval.validate_sample))
-    ended = [to_ms(r.end) for r in rooms if r.end is not None]
-    store.mark_published(name, len(rooms), max(ended, default=0), min(to_ms(r.start) for r in rooms))
+    dims = staged.dims if staged.dims != (0, 0) else (len(late[0].transferable), len(late[0].retrieval))
+    store.create(version, dims[0], dims[1], name)
+    layout = store.begin_insert(name, stats)
+    batch, wanted = settings.retrieval.insert_batch, settings.retrieval.validate_sample
+    step, sample, seen = max(1, stats.rooms // wanted), [], 0
+    for rooms in (*staged.windows(settings.retrieval.publish_batch_rooms), late):
+        store.insert_window(name, rooms, batch, layout)
+        # every step-th room across the windows, as many as validate_sample asks
+        sample += [r for i, r in enumerate(rooms, seen) if i % step == 0][: wanted - len(sample)]
+        seen += len(rooms)
+    store.flush(name)
+    store.validate(name, stats.rooms, sample)
+    store.mark_published(name, stats.rooms, stats.ended_until, stats.started_from)
     return name, True
 
 

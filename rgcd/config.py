@@ -345,6 +345,8 @@ class TransferConfig(_Section):
                                       "streamers it never saw")
     keep_versions: int = Field(3, gt=0, description="model versions kept in item/user_embeddings "
                                                     "(the newest first), for rollback")
+    write_batch_rows: int = Field(100_000, gt=0, description="rows per batch written to item/user_embeddings "
+                                  "(the writer holds one batch, whatever the catalogue)")
     seed: int = 0
 
 
@@ -369,6 +371,9 @@ class RetrievalConfig(_Section):
     cache_s: float = Field(1.0, ge=0, description="how long a reader trusts its view of the alias "
                                                   "(which collection and version) before asking Milvus")
     insert_batch: int = Field(5_000, gt=0, description="rows per Milvus insert while publishing")
+    publish_batch_rooms: int = Field(50_000, gt=0, description="rooms per window while publishing: the "
+                                     "window's schedule is read through Feast and its rows staged, then "
+                                     "inserted; publish holds one window, whatever the catalogue")
     host: str = Field("127.0.0.1", description="`rgcd serve` bind address")
     port: int = Field(8765, gt=0, lt=65536, description="`rgcd serve` port")
     serve_workers: int = Field(1, gt=0, description="`rgcd serve` worker processes; more than 1 needs "
@@ -445,6 +450,16 @@ class EvaluationConfig(_Section):
                             "2.9x faster, cosine 0.9999 to float32; else float32)")
 
 
+class DistributedConfig(_Section):
+    """Training stages under torchrun (training/distributed.py): read only in processes torchrun
+    started with more than one process; one process ignores it."""
+
+    backend: Literal["gloo", "nccl"] = Field("gloo", description="torch.distributed backend: gloo on "
+                                                                "CPUs, nccl between GPUs")
+    timeout_s: int = Field(1800, gt=0, description="how long a rank waits for the others (at a "
+                                                   "barrier, a gradient average) before the run fails")
+
+
 class Settings(_Section):
     """The whole configuration of one rgcd workspace."""
 
@@ -458,6 +473,7 @@ class Settings(_Section):
     retrieval: RetrievalConfig = RetrievalConfig()
     serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    distributed: DistributedConfig = DistributedConfig()
 
 
 def load_settings(path: Path | None) -> Settings:

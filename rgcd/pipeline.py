@@ -67,20 +67,24 @@ def _reason(ws: Workspace, settings: Settings, data: Path | None) -> str:
 
 def _distill(ws: Workspace, settings: Settings, data: Path | None) -> str:
     from rgcd.training.distill import distill
+    from rgcd.training.distributed import worker_line
     from rgcd.training.frames import MissingInput
 
     try:
-        return distill(ws, settings).one_line()
+        report = distill(ws, settings)
+        return report.one_line() if report else worker_line()
     except MissingInput as err:
         return f"skipped: {err}"
 
 
 def _transfer(ws: Workspace, settings: Settings, data: Path | None) -> str:
+    from rgcd.training.distributed import worker_line
     from rgcd.training.frames import MissingInput
     from rgcd.training.stage2 import transfer
 
     try:
-        return transfer(ws, settings).one_line()
+        report = transfer(ws, settings)
+        return report.one_line() if report else worker_line()
     except MissingInput as err:
         return f"skipped: {err}"
 

@@ -115,8 +115,11 @@ class Checkpointer:
         return sorted(found, reverse=True)
 
     def maybe_save(self, step: int, state: dict[str, Any]) -> bool:
-        """Save `state` as the checkpoint of `step` when `step` is a multiple of `every_steps`."""
-        if not self.enabled or step <= 0 or step % self.every_steps:
+        """Save `state` as the checkpoint of `step` when `step` is a multiple of `every_steps`
+        (under torchrun, rank 0 alone writes: every rank holds the same state)."""
+        from rgcd.training import distributed
+
+        if not self.enabled or step <= 0 or step % self.every_steps or not distributed.is_main():
             return False
         self.save(step, state)
         return True
@@ -167,4 +170,8 @@ class Checkpointer:
 
     def clear(self) -> None:
         """Remove every checkpoint (training finished; its result is saved elsewhere)."""
+        from rgcd.training import distributed
+
+        if not distributed.is_main():
+            return
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from rgcd.config import TransferConfig
 from rgcd.errors import InputError
+from rgcd.training import distributed
 from rgcd.training.chorus_states import DOMAINS, ChorusStates
 
 # Part of every fit's fingerprint: bump it when the method's code changes what a fit computes,
@@ -392,8 +393,12 @@ def train(model: QueryAggregation, states: ChorusStates, pairs: PairSet, high: n
         if epoch != order_epoch:
             order, order_epoch = _epoch_order(cfg.seed, epoch, len(train_rows)), epoch
         b = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-        p = model(states.take(photo_rows[b]), torch.zeros(len(b), dtype=torch.long))
-        lv = model(states.take(live_rows[b]), torch.ones(len(b), dtype=torch.long))
+        # under torchrun each rank encodes its share of the batch and gathers the whole batch back
+        mine = distributed.part(b)
+        p = distributed.gather_outputs(model(states.take(photo_rows[mine]),
+                                               torch.zeros(len(mine), dtype=torch.long)), len(b))
+        lv = distributed.gather_outputs(model(states.take(live_rows[mine]),
+                                                torch.ones(len(mine), dtype=torch.long)), len(b))
         live_ids, photo_ids = torch.from_numpy(live_rows[b]), torch.from_numpy(photo_rows[b])
         keys = BatchKeys(photo_ids, torch.from_numpy(streamer[b]),
                          log_q_live[live_ids] if log_q_live is not None else None,
@@ -407,6 +412,7 @@ def train(model: QueryAggregation, states: ChorusStates, pairs: PairSet, high: n
             loss = loss + cfg.domain_alignment_weight * domain_gap(torch.cat([p[0], lv[0]]), both)
         opt.zero_grad()
         loss.backward()
+        distributed.average_gradients(model)  # under torchrun: the same step on every rank
         opt.step()
         losses.append(loss.item())
         done = step + 1

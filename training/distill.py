@@ -37,6 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rgcd.atomic import atomic_path, write_json_atomic, write_parquet_atomic
 from rgcd.config import Settings, StudentConfig, Workspace
 from rgcd.faults import kill_point
+from rgcd.training import distributed
 from rgcd.training.checkpoint import Checkpointer, restore_rng, rng_state
 from rgcd.training.chorus_states import CHORUS_TENSOR, ChorusStates, write_states_file
 from rgcd.training.frames import MissingInput, read_stage1_frames, stage1_cut
@@ -223,19 +224,22 @@ def train_student(
         restore_rng(resumed["rng"])
         losses, first_step = list(resumed["losses"]), resumed["step"]
     student.train()
-    with _progress(show_progress) as progress:
+    with _progress(show_progress and distributed.is_main()) as progress:
         task = progress.add_task("training", total=cfg.steps, completed=first_step)
         for step in range(first_step, cfg.steps):
             idx = rng.sample(range(len(items)), min(cfg.batch_size, len(items)))
+            idx = distributed.part(idx)  # this rank's share of the batch every rank drew alike
             batch = student.collate([items[i] for i in idx], [knowledge[i] for i in idx])
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, cfg.steps, cfg.lr)
-            loss = student(batch)
+            # under torchrun: weighted by this rank's share of the batch's knowledge tokens
+            loss = distributed.weighted_by_share(student(batch), int(batch.knowledge_valid.sum()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(student)  # under torchrun: the same step on every rank
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
             opt.step()
-            losses.append(loss.item())
+            losses.append(distributed.mean(loss.item()))
             progress.update(task, advance=1, description=f"training loss {losses[-1]:.3f}")
             if checkpointer is not None and checkpointer.maybe_save(step + 1, {
                 "model": student.state_dict(), "optimizer": opt.state_dict(),
@@ -274,26 +278,21 @@ def encode_all(
     `write_states_file` merges the shards.
     """
     shard_dir = out_dir / "chorus_shards" / model_version
-    if shard_dir.parent.exists():  # shards of another model version are stale
-        for old in shard_dir.parent.iterdir():
-            if old.name != model_version:
-                shutil.rmtree(old)
-    # So are shards of other item content: the same ids with a restated title or a new vector.
-    stamp, digest = shard_dir / "items_digest.txt", f"{items_digest(items)} {dtype_name(dtype)}"
-    if shard_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        shutil.rmtree(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest)
+    with distributed.main_first() as main:  # under torchrun rank 0 alone clears stale shards
+        if main:
+            _clear_stale_shards(shard_dir, f"{items_digest(items)} {dtype_name(dtype)}")
     spans = [(start, min(shard_items, end - start)) for lo, end in ((0, boundary), (boundary, items.height))
              for start in range(lo, end, shard_items)]
     shards = [(shard_dir / f"part-{shard:05d}.safetensors", start, size)
               for shard, (start, size) in enumerate(spans)]
     todo = [s for s in shards if not _readable_shard(s[0], s[2])]
+    distributed.barrier()  # every rank has its list before any rank writes a shard
+    everyone_todo, todo = todo, distributed.part(todo)  # under torchrun: this rank's share of the shards
     t0 = time.perf_counter()
-    with _progress(show_progress) as progress:
+    with _progress(show_progress and distributed.is_main()) as progress:
         task = progress.add_task("encoding all items", total=items.height,
                                  completed=items.height - sum(size for _, _, size in todo))
-        if processes > 1 and model_dir is not None and len(todo) > 1:
+        if processes > 1 and model_dir is not None and len(todo) > 1 and not distributed.active():
             done = _encode_in_processes(model_dir, items, todo, batch_size, dtype, processes)
         else:
             encoder = student if dtype == torch.float32 else copy.deepcopy(student).to(dtype)
@@ -301,6 +300,7 @@ def encode_all(
         for size in done:
             kill_point("distill.encode_shard")
             progress.advance(task, size)
+    distributed.barrier()  # every shard is written before rank 0 merges them
     index = pl.DataFrame(
         {
             "row": np.arange(items.height, dtype=np.int64),
@@ -309,7 +309,21 @@ def encode_all(
             "model_version": [model_version] * items.height,
         }
     )
-    return [path for path, _, _ in shards], index, (time.perf_counter() - t0) if todo else 0.0
+    return [path for path, _, _ in shards], index, (time.perf_counter() - t0) if everyone_todo else 0.0
+
+
+def _clear_stale_shards(shard_dir: Path, digest: str) -> None:
+    """Remove shards of another model version or of other item content (the same ids with a restated
+    title or a new vector), then stamp the folder with the content's digest."""
+    if shard_dir.parent.exists():
+        for old in shard_dir.parent.iterdir():
+            if old.name != shard_dir.name:
+                shutil.rmtree(old)
+    stamp = shard_dir / "items_digest.txt"
+    if shard_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
 
 
 def _encode_shard(encoder: ChorusStudent, items: pl.DataFrame, shard: tuple[Path, int, int],
@@ -320,7 +334,8 @@ def _encode_shard(encoder: ChorusStudent, items: pl.DataFrame, shard: tuple[Path
     path, start, size = shard
     states = encode_items(encoder, items.slice(start, size).select(ITEM_COLUMNS).to_dicts(), batch_size)
     with atomic_path(path) as tmp:  # a shard exists only once complete
-        save_file({CHORUS_TENSOR: states.contiguous()}, tmp)
+        # which rank encoded it (under torchrun): what the torchrun test checks
+        save_file({CHORUS_TENSOR: states.contiguous()}, tmp, metadata={"rank": str(distributed.rank())})
     return size
 
 
@@ -501,11 +516,13 @@ def generation_rates(
     return round(parsed_ok / n, 4), {f: round(h / n, 4) for f, h in hits.items()}
 
 
-def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> DistillReport:
-    """Run stage 1b end to end (see the module docstring)."""
+def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> DistillReport | None:
+    """Run stage 1b end to end (see the module docstring). Under torchrun (training/distributed.py)
+    every rank trains and encodes its share; rank 0 writes and reports, the others return None."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    distributed.start(settings.distributed)
     cfg = settings.student
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -528,7 +545,8 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
             f"{ws.quarantine_table('pair_reasoning')} and reports/reason.json"
         )
     knowledge = {r["item_id"]: knowledge_text(r) for r in reasoning.iter_rows(named=True)}
-    base_path, base_name = _ensure_base(ws, cfg, known, knowledge)
+    with distributed.main_first():  # rank 0 builds the tiny base, the others read it
+        base_path, base_name = _ensure_base(ws, cfg, known, knowledge)
     out_dir = ws.student
     model_dir = out_dir / "model"
     fingerprint = _fingerprint(cfg, knowledge, base_name)
@@ -574,11 +592,12 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         checkpoints = Checkpointer(out_dir / "checkpoints", cfg.checkpoint_every_steps, fingerprint)
         losses = train_student(student, train, [knowledge[r["item_id"]] for r in train], cfg, show_progress,
                                checkpoints)
-        # The model folder with its stamp is swapped in whole: a kill leaves the old or the new.
-        with atomic_path(model_dir) as tmp:
-            student.save_pretrained(tmp)
-            (tmp / "losses.json").write_text(json.dumps(losses))
-            (tmp / stamp.name).write_text(fingerprint)
+        if distributed.is_main():  # every rank holds the same weights
+            # The model folder with its stamp is swapped in whole: a kill leaves the old or the new.
+            with atomic_path(model_dir) as tmp:
+                student.save_pretrained(tmp)
+                (tmp / "losses.json").write_text(json.dumps(losses))
+                (tmp / stamp.name).write_text(fingerprint)
         checkpoints.clear()
     train_seconds = time.perf_counter() - t0
 
@@ -591,6 +610,8 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
             student, items, out_dir, model_version, cfg.encode_batch_size, show_progress, dtype=dtype,
             model_dir=model_dir, processes=encode_processes(cfg), boundary=n_known,
         )
+        if not distributed.is_main():
+            return None
         # The index first: the states file carries the model version and items digest that make
         # the pair valid, so a kill between the two renames leaves a pair that is rebuilt.
         write_parquet_atomic(index, index_path)
@@ -601,6 +622,8 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
                                "items_digest": items_digest(items), "encode_dtype": dtype_name(dtype)})
         shutil.rmtree(out_dir / "chorus_shards")  # merged; the shards were only the resume points
         states = ChorusStates(out_dir)
+    if not distributed.is_main():
+        return None
 
     def rows_of(chosen: list[dict]) -> np.ndarray:
         return np.array([states.row_of[r["item_id"]] for r in chosen], dtype=np.int64)

@@ -35,8 +35,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from rgcd.atomic import atomic_path, write_json_atomic, write_parquet_atomic
+from rgcd.atomic import atomic_path, write_json_atomic
 from rgcd.config import Settings, TransferConfig, Workspace
+from rgcd.training import distributed
 from rgcd.training.checkpoint import Checkpointer
 from rgcd.training.chorus_states import ChorusStates
 from rgcd.training.decomposition import (
@@ -54,6 +55,7 @@ from rgcd.training.decomposition import (
 )
 from rgcd.training.frames import MissingInput, checked_store
 from rgcd.training.published_model import prune_versions, save_published
+from rgcd.training.vector_tables import TIMESTAMP, vectors_column, write_versioned_table
 
 # Part of the published retriever's fingerprint: bump it when the retriever's code changes what it learns.
 RETRIEVER_VERSION = "room-2"
@@ -206,13 +208,17 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
     high = high_purity(purity, cfg)
     t0 = time.perf_counter()
     checkpoints = Checkpointer(folder / "checkpoints", cfg.checkpoint_every, fingerprint=fp)
-    with _progress(show_progress, planned_steps(int((~pairs.held_out).sum()), cfg)) as advance:
+    with _progress(show_progress and distributed.is_main(),
+                   planned_steps(int((~pairs.held_out).sum()), cfg)) as advance:
         def step_hook(step: int, loss: float) -> None:
             advance(step, loss)
             if on_step is not None:
                 on_step(step, loss)
         losses, stopping = train(model, states, pairs, high, cfg, checkpoints, step_hook)
     seconds = time.perf_counter() - t0
+    if not distributed.is_main():  # under torchrun rank 0 alone encodes, measures and writes the fit
+        return Fit(fp, model, np.empty((0, cfg.dim), np.float32), None, {"worker_rank": distributed.rank()},
+                   reused=False, train_seconds=seconds)
     transferable, residual = encode_all(model, states, cfg.encode_batch_size)
     train_rows = ~pairs.held_out
     summary = {
@@ -407,29 +413,9 @@ def train_data_at(ws: Workspace, cut: datetime):
     return TrainData("published", interactions_before(inter, catalog, cut), catalog)
 
 
-def _keep_versions(path: Path, new: pl.DataFrame, keep: int) -> pl.DataFrame:
-    """`new` plus the rows of the newest keep-1 other model versions already in `path`."""
-    if not path.exists():
-        return new
-    old = pl.read_parquet(path).filter(pl.col("model_version") != new["model_version"][0])
-    if old.is_empty() or keep <= 1:
-        return new
-    versions = (old.group_by("model_version").agg(pl.col("created_timestamp").max())
-                .sort("created_timestamp", descending=True)["model_version"].head(keep - 1).to_list())
-    return pl.concat([new, old.filter(pl.col("model_version").is_in(versions)).select(new.columns)],
-                     how="vertical_relaxed")
-
-
-def _vectors(x: np.ndarray | None, n: int) -> pl.Series:
-    if x is None:
-        return pl.Series([None] * n, dtype=pl.List(pl.Float32))
-    return pl.Series(np.ascontiguousarray(x, dtype=np.float32)).cast(pl.List(pl.Float32))
-
-
 def _stamps(n: int, cut: datetime, created: datetime) -> list[pl.Series]:
-    ts = pl.Datetime("us", "UTC")
-    return [pl.Series("event_timestamp", [cut] * n, dtype=ts),
-            pl.Series("created_timestamp", [created] * n, dtype=ts)]
+    return [pl.Series("event_timestamp", [cut] * n, dtype=TIMESTAMP),
+            pl.Series("created_timestamp", [created] * n, dtype=TIMESTAMP)]
 
 
 def _retriever_fingerprint(fit: Fit, data, settings: Settings) -> str:
@@ -440,14 +426,19 @@ def _retriever_fingerprint(fit: Fit, data, settings: Settings) -> str:
     return h.hexdigest()[:16]
 
 
-def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> TransferReport:
-    """Run stage 2 end to end (see the module docstring); unchanged inputs retrain nothing."""
+def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -> TransferReport | None:
+    """Run stage 2 end to end (see the module docstring); unchanged inputs retrain nothing. Under
+    torchrun (training/distributed.py) every rank trains on its share of each batch; rank 0 goes on
+    alone (the retriever, the tables, the report), the others return None."""
     from rgcd.training.full_method import RGCD, retriever_config
 
     started = time.perf_counter()
     cfg = settings.transfer
+    distributed.start(settings.distributed)
     cut = training_cut(ws)
     fit = fit_at(ws, settings, cfg, cut, show_progress)
+    if not distributed.is_main():
+        return None
     version = f"rgcd-{fit.fingerprint[:8]}"
     states_dir = ws.student
     data = train_data_at(ws, cut)
@@ -473,20 +464,11 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
     created = datetime.now(UTC)
     domains = pl.read_parquet(states_dir / "chorus_index.parquet").sort("row")["domain"]
     n = len(item_ids)
-    items = pl.DataFrame([pl.Series("item_id", item_ids, pl.Utf8), domains.alias("domain"),
-                          _vectors(fit.transferable, n).alias("transferable"),
-                          _vectors(fit.residual, n).alias("residual"),
-                          _vectors(retrieval, n).alias("retrieval"),
-                          pl.Series("model_version", [version] * n, pl.Utf8), *_stamps(n, cut, created)])
     users_v = retriever.user_vectors()
     user_ids = users_v.ids
-    users = pl.DataFrame([pl.Series("user_id", [int(u) for u in user_ids], pl.Int64),
-                          _vectors(users_v.vectors, len(user_ids)).alias("user_vector"),
-                          pl.Series("model_version", [version] * len(user_ids), pl.Utf8),
-                          *_stamps(len(user_ids), cut, created)])
     ws.feature_data.mkdir(parents=True, exist_ok=True)
-    write_parquet_atomic(_keep_versions(items_path, items, cfg.keep_versions), items_path)
-    write_parquet_atomic(_keep_versions(users_path, users, cfg.keep_versions), users_path)
+    _write_vector_tables(items_path, users_path, version, cfg, cut, created, item_ids, domains,
+                         (fit.transferable, fit.residual, retrieval), user_ids, users_v.vectors)
     save_published(published, fit.model, fit.fingerprint, retriever, version, retriever_fp, cut, cfg)
     kept = pl.scan_parquet(items_path).select("model_version").unique().collect()["model_version"]
     prune_versions(ws, set(kept.to_list()))
@@ -508,6 +490,33 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
                                      "train_interactions": data.interactions.height}},
                       ws.reports / "transfer.json")
     return report
+
+
+def _write_vector_tables(items_path: Path, users_path: Path, version: str, cfg: TransferConfig, cut: datetime,
+                         created: datetime, item_ids: list[str], domains: pl.Series,
+                         item_vectors: tuple[np.ndarray, np.ndarray | None, np.ndarray],
+                         user_ids, user_vectors: np.ndarray) -> None:
+    """item_embeddings and user_embeddings, `cfg.write_batch_rows` rows at a time (vector_tables.py)."""
+    transferable, residual, retrieval = item_vectors
+
+    def items(start: int, stop: int) -> pl.DataFrame:
+        n = stop - start
+        return pl.DataFrame([
+            pl.Series("item_id", item_ids[start:stop], pl.Utf8), domains.slice(start, n).alias("domain"),
+            vectors_column(transferable[start:stop], n).alias("transferable"),
+            vectors_column(None if residual is None else residual[start:stop], n).alias("residual"),
+            vectors_column(retrieval[start:stop], n).alias("retrieval"),
+            pl.Series("model_version", [version] * n, pl.Utf8), *_stamps(n, cut, created)])
+
+    def users(start: int, stop: int) -> pl.DataFrame:
+        n = stop - start
+        return pl.DataFrame([
+            pl.Series("user_id", [int(u) for u in user_ids[start:stop]], pl.Int64),
+            vectors_column(user_vectors[start:stop], n).alias("user_vector"),
+            pl.Series("model_version", [version] * n, pl.Utf8), *_stamps(n, cut, created)])
+
+    write_versioned_table(items_path, version, cfg.keep_versions, len(item_ids), cfg.write_batch_rows, items)
+    write_versioned_table(users_path, version, cfg.keep_versions, len(user_ids), cfg.write_batch_rows, users)
 
 
 def _peak_rss_mb() -> float:

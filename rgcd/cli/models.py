@@ -88,10 +88,11 @@ def distill(c: Context) -> None:
     the `student` section (base_path empty = a tiny untrained Qwen2 built from config, a stand-in).
     """
     from rgcd.training.distill import distill as run_distill
+    from rgcd.training.distributed import worker_line
 
     c.ws.ensure()
     report = run_distill(c.ws, c.settings)
-    console.print(f"[green]✓[/] {report.one_line()}")
+    console.print(f"[green]✓[/] {report.one_line() if report else worker_line()}")
 
 
 @cli.command()
@@ -107,11 +108,12 @@ def transfer(c: Context) -> None:
     until `rgcd publish` (the only writer of what serving reads). Settings: the `transfer`
     section. A rerun with nothing changed retrains nothing.
     """
+    from rgcd.training.distributed import worker_line
     from rgcd.training.stage2 import transfer as run_transfer
 
     c.ws.ensure()
     report = run_transfer(c.ws, c.settings)
-    console.print(f"[green]✓[/] {report.one_line()}")
+    console.print(f"[green]✓[/] {report.one_line() if report else worker_line()}")
 
 
 @cli.command()

@@ -176,3 +176,29 @@ def test_rooms_started_since_stage_2_are_kept_for_the_next_publish(world, settin
     assert report.model_version == "v2" and report.rooms == 40
     assert "1 rooms started since stage 2 left out" in report.one_line()
     assert "models/student/model is missing" in report.one_line()
+
+
+def test_publish_in_windows_reads_schedules_per_window_and_publishes_every_room(world, settings, monkeypatch):
+    """Windows of 7 rooms (40 rooms: 6 windows): Feast is asked for 7 schedules at most at a time, and
+    the collection is what one window would give (every room, the on-air ones in their partition)."""
+    import rgcd.embeddings.publish as pub
+
+    asked: list[int] = []
+    schedule = pub._schedule
+
+    def counting(ws, s, item_ids):
+        asked.append(len(item_ids))
+        return schedule(ws, s, item_ids)
+
+    monkeypatch.setattr(pub, "_schedule", counting)
+    small = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(
+        update={"publish_batch_rooms": 7, "insert_batch": 3})})
+    report = publish(world, small)
+    assert report.changed and report.rooms == 40 and report.on_air == 14
+    assert max(asked) <= 7 and sum(asked) == 40 + report.without_schedule
+    assert not list(world.feature_data.glob(".publish_rooms_*"))  # the staging file is removed
+    store = RoomVectors.connect(world, small)
+    try:
+        assert store.count(report.collection) == 40 and store.count(report.collection, "on_air") == 14
+    finally:
+        store.close()
