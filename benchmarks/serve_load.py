@@ -61,6 +61,32 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) these processes and their descendants have used so far (/proc).
+    Per request, it is what a request costs whatever else the shared machine runs."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in {d for p in pids for d in _descendants(p)}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def config_file(path: Path, settings, **retrieval) -> Path:
     """A YAML configuration: `settings` with these retrieval fields changed (passed as `rgcd -c`)."""
     import yaml
@@ -87,19 +113,28 @@ def start_service(ws_root: Path, config: Path, port: int, workers: int) -> subpr
     return proc
 
 
-def run_cell(port: int, paths: list[str], clients: int, seconds: float, requests: int) -> dict:
-    """`clients` keep-alive clients until `seconds` pass or `requests` were sent: p50/p99/errors/rate."""
+def run_cell(port: int, paths: list[str], clients: int, seconds: float, requests: int,
+             service_pid: int, milvus_pid: int | None) -> dict:
+    """`clients` keep-alive clients until `seconds` pass or `requests` were sent: p50/p99/errors/rate,
+    and the CPU milliseconds per request of the service (all its workers) and of the Milvus server."""
+    cpu0 = cpu_s([service_pid]), cpu_s([milvus_pid]) if milvus_pid else 0.0
     with w.Load(port, paths, clients=clients, max_requests=max(1, requests // clients)) as load:
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds and any(t.is_alive() for t in load.threads):
             time.sleep(0.05)
     wall = time.monotonic() - t0
+    cpu1 = cpu_s([service_pid]), cpu_s([milvus_pid]) if milvus_pid else 0.0
+    n = max(1, len(load.records))
     ok = [r[1] * 1000 for r in load.records if r[2] == 200]
     errors = [r for r in load.records if r[2] != 200]
     return {"clients": clients, "requests": len(load.records), "errors": len(errors),
             "error_examples": sorted({f"{r[2]} {r[3][:160]}" for r in errors})[:3],
             "p50_ms": _pct(ok, 50), "p99_ms": _pct(ok, 99), "max_ms": _pct(ok, 100),
-            "req_per_s": round(len(load.records) / wall, 1), "seconds": round(wall, 1), "load_avg": _load()}
+            "req_per_s": round(len(load.records) / wall, 1), "seconds": round(wall, 1),
+            "service_cpu_ms_per_request": round((cpu1[0] - cpu0[0]) * 1000 / n, 2),
+            "milvus_server_cpu_ms_per_request": (round((cpu1[1] - cpu0[1]) * 1000 / n, 2) if milvus_pid
+                                                 else None),
+            "load_avg": _load()}
 
 
 def warm(port: int, paths: list[str], n: int = 30) -> None:
@@ -208,7 +243,7 @@ def ensure_server(ws, settings, args) -> tuple[object, str, bool, dict]:
             facts["server_start_s"] = round(time.perf_counter() - t0, 1)
             started = True
         uri = running.uri
-        facts["server_pid"] = running.pid
+        facts["server_pid"] = running.pid  # the launcher: its relay and the server are its descendants
     admin = MilvusClient(uri=uri)
     if db and db not in admin.list_databases():
         admin.create_database(db)
@@ -230,7 +265,8 @@ def ensure_server(ws, settings, args) -> tuple[object, str, bool, dict]:
     return server_settings, uri, started, facts
 
 
-def run_backend(name: str, ws, settings, config: Path, workers_list: list[int], paths, args) -> dict:
+def run_backend(name: str, ws, settings, config: Path, workers_list: list[int], paths, args,
+                milvus_pid: int | None = None) -> dict:
     out: dict = {}
     for workers in workers_list:
         label = f"{name}_workers_{workers}"
@@ -247,15 +283,18 @@ def run_backend(name: str, ws, settings, config: Path, workers_list: list[int], 
             for route in ("u2i", "i2i"):
                 warm(port, paths[route])
                 for clients in args.clients:
-                    cell = run_cell(port, paths[route], clients, args.seconds, args.requests)
+                    cell = run_cell(port, paths[route], clients, args.seconds, args.requests, proc.pid,
+                                    milvus_pid)
                     cells[f"{route}_{clients}"] = cell
                     print(f"{label} {route} {clients:>2} clients: p50 {cell['p50_ms']} p99 "
-                          f"{cell['p99_ms']} ms, {cell['req_per_s']} req/s, {cell['errors']} errors "
-                          f"(load {cell['load_avg']})",
+                          f"{cell['p99_ms']} ms, {cell['req_per_s']} req/s, {cell['errors']} errors, "
+                          f"CPU/request {cell['service_cpu_ms_per_request']} ms service + "
+                          f"{cell['milvus_server_cpu_ms_per_request']} ms Milvus (load {cell['load_avg']})",
                           file=sys.stderr, flush=True)
                 past = f"{route}_past"
                 warm(port, paths[past], 10)
-                cells[f"{past}_1"] = cell = run_cell(port, paths[past], 1, args.seconds, args.requests)
+                cells[f"{past}_1"] = cell = run_cell(port, paths[past], 1, args.seconds, args.requests,
+                                                        proc.pid, milvus_pid)
                 print(f"{label} {past}  1 client : p50 {cell['p50_ms']} p99 {cell['p99_ms']} ms "
                       f"(load {cell['load_avg']})", file=sys.stderr, flush=True)
         finally:
@@ -331,7 +370,8 @@ def main() -> None:
             server_settings, uri, started_server, facts = ensure_server(ws, settings, args)
             figures["server"] = facts
             config = config_file(tmp / "server.yaml", server_settings)
-            figures["runs"] |= run_backend("server", ws, server_settings, config, workers_list, paths, args)
+            figures["runs"] |= run_backend("server", ws, server_settings, config, workers_list, paths, args,
+                                           facts.get("server_pid"))
             figures["breakdown"]["server"] = breakdown(ws, server_settings, paths, args.breakdown)
             if started_server:
                 figures["server"]["rss_mib"] = round(ms.rss_bytes(ms.read_state(ws.root).pid) / 2**20)
