@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from results_format import write_result  # noqa: E402
-from servers import free_port  # noqa: E402 (the tests' helper)
+from servers import cpu_s, free_port  # noqa: E402 (the tests' helpers)
 
 RESULTS = ROOT / "benchmarks" / "results" / "feast_online.json"
 T = datetime(2025, 5, 10, tzinfo=UTC)
@@ -140,15 +140,18 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 
 def bench_sdk(store, requests: list[dict[str, list]], warmup: int) -> tuple[dict, dict]:
     fs_ranker = store.get_feature_service("ranker")
-    times, last = [], {}
+    times, cpu, last = [], [], {}
     for i, req in enumerate(requests):
         rows = [{"user_id": u, "item_id": it} for u, it in zip(req["user_id"], req["item_id"], strict=True)]
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         response = store.get_online_features(features=fs_ranker, entity_rows=rows, full_feature_names=True)
         last = response.to_dict()
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1000)
-    return _percentiles(times), last
+            cpu.append((time.process_time() - c) * 1000)
+    # CPU ms of this process per read: what a read costs whatever else the shared machine runs
+    return {**_percentiles(times), "cpu_p50_ms": round(float(np.percentile(cpu, 50)), 2),
+            "cpu_p99_ms": round(float(np.percentile(cpu, 99)), 2)}, last
 
 
 def _start_server(ws, settings, tuned: bool, work: Path) -> tuple[subprocess.Popen, int, float]:
@@ -198,17 +201,21 @@ def _post(conn: http.client.HTTPConnection, req: dict[str, list]) -> tuple[int, 
     return resp.status, json.loads(resp.read())
 
 
-def bench_http(port: int, requests: list[dict[str, list]], warmup: int) -> tuple[dict, dict]:
+def bench_http(port: int, requests: list[dict[str, list]], warmup: int, server_pid: int) -> tuple[dict, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     times, last = [], {}
     for i, req in enumerate(requests):
+        if i == warmup:
+            cpu0 = cpu_s([server_pid])
         t = time.perf_counter()
         status, last = _post(conn, req)
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1000)
         assert status == 200, last
     conn.close()
-    return _percentiles(times), last
+    # the feature server's CPU ms per request (all its workers), mean over the timed requests
+    server_cpu = round((cpu_s([server_pid]) - cpu0) * 1000 / max(1, len(times)), 2)
+    return {**_percentiles(times), "server_cpu_mean_ms": server_cpu}, last
 
 
 def bench_load(port: int, requests: list[dict[str, list]], clients: int, seconds: float) -> dict:
@@ -296,7 +303,7 @@ def run_store(kind: str, work: Path, args, reqs) -> dict:
             sdk, sdk_last = bench_sdk(store, reqs, args.warmup)
             proc, port, ready_s = _start_server(ws, settings, tuned, work)
             try:
-                http_res, http_last = bench_http(port, reqs, args.warmup)
+                http_res, http_last = bench_http(port, reqs, args.warmup, proc.pid)
                 load = (bench_load(port, reqs, args.clients, args.load_seconds)
                         if kind in args.load_stores else None)
             finally:
@@ -304,8 +311,9 @@ def run_store(kind: str, work: Path, args, reqs) -> dict:
             out[label] = {"sdk": sdk, "http": http_res, "http_server_ready_s": round(ready_s, 1),
                           "same_vectors": bool(_same_vectors(http_last, sdk_last)),
                           "load": load, "load_avg_1m": round(os.getloadavg()[0], 1)}
-            print(f"{kind} {label}: sdk p50 {sdk['p50_ms']} / p99 {sdk['p99_ms']} ms, http p50 "
-                  f"{http_res['p50_ms']} / p99 {http_res['p99_ms']} ms"
+            print(f"{kind} {label}: sdk p50 {sdk['p50_ms']} / p99 {sdk['p99_ms']} ms (CPU p50 "
+                  f"{sdk['cpu_p50_ms']} ms), http p50 {http_res['p50_ms']} / p99 {http_res['p99_ms']} ms "
+                  f"(server CPU {http_res['server_cpu_mean_ms']} ms a request)"
                   + (f"; {load['clients']} clients: {load['requests_per_s']} req/s p99 {load['p99_ms']} ms, "
                      f"{load['errors']} errors" if load else "")
                   + f" (load {os.getloadavg()[0]:.1f})", file=sys.stderr)

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "embeddings"))
 import serving_world as w  # noqa: E402 (the tests' tiny world and load generator)
 from results_format import write_result  # noqa: E402
-from servers import free_port, stop, wait_until_healthy  # noqa: E402
+from servers import cpu_s, free_port, stop, wait_until_healthy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
 GOALS = {"u2i_8_clients_p99_ms": 50, "u2i_8_clients_req_s": 200, "i2i_p99_ms": 50, "past_over_now": 2.0}
@@ -59,32 +59,6 @@ def _pct(ms: list[float], q: float) -> float | None:
 
 def _load() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                todo += [int(c) for c in task.read_text().split()]
-            except OSError:
-                continue
-    return found
-
-
-def cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user + system) these processes and their descendants have used so far (/proc).
-    Per request, it is what a request costs whatever else the shared machine runs."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
-    for pid in {d for p in pids for d in _descendants(p)}:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
 
 
 def config_file(path: Path, settings, **retrieval) -> Path:
