@@ -14,7 +14,7 @@ applied and materialized. Each request is one random user and 200 random items (
 45 features). SDK: `FeatureStore.get_online_features(...).to_dict()`; HTTP: POST
 /get-online-features over a kept-alive connection, parsed as JSON. With the tuning, also in two
 reads (the services ranker_user, 1 row, and ranker_items, 200 rows: the user's features once, not
-200 times): SDK `rgcd.featurestore.store.ranker_features`, HTTP two POSTs. Every figure comes with
+200 times): SDK two `get_online_features(...).to_dict()`, HTTP two POSTs. Every figure comes with
 CPU ms a request (SDK: this process; HTTP: the feature server's processes), which a shared
 machine's load does not inflate as it does wall-clock times. Redis is a real redis-server
 on 127.0.0.1 (Debian's package), started and stopped by this script.
@@ -215,13 +215,17 @@ def _post_split(conn: http.client.HTTPConnection, req: dict[str, list]) -> tuple
 
 
 def bench_sdk_split(store, requests: list[dict[str, list]], warmup: int) -> dict:
-    """rgcd.featurestore.store.ranker_features: ranker_user (1 row) + ranker_items, as one polars frame."""
-    from rgcd.featurestore.store import ranker_features
-
+    """ranker_user (1 row) + ranker_items (the items), each `.to_dict()` as bench_sdk reads `ranker`."""
+    user_service = store.get_feature_service("ranker_user")
+    items_service = store.get_feature_service("ranker_items")
     times, cpu = [], []
     for i, req in enumerate(requests):
         t, c = time.perf_counter(), time.process_time()
-        ranker_features(store, req["user_id"][0], req["item_id"])
+        store.get_online_features(features=user_service, entity_rows=[{"user_id": req["user_id"][0]}],
+                                  full_feature_names=True).to_dict()
+        items = [{"item_id": x} for x in req["item_id"]]
+        store.get_online_features(features=items_service, entity_rows=items,
+                                  full_feature_names=True).to_dict()
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1000)
             cpu.append((time.process_time() - c) * 1000)
