@@ -151,14 +151,30 @@ def _mean(vectors: list[list[float]]) -> list[float]:
     return [sum(col) / len(units) for col in zip(*units, strict=True)]
 
 
-def _same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and a.strip().lower() == b.strip().lower()
+class Evidence:
+    """The query videos' knowledge, indexed once per request: per shared field, the first (strongest)
+    video that holds each value, as reasons compare values (trimmed, case-folded; empty never matches).
+    A reason then costs a few lookups per candidate, not a walk over every recent video."""
+
+    def __init__(self, videos: list[tuple[str, dict]]) -> None:
+        self.videos = videos
+        self.first: dict[str, dict[str, str]] = {field: {} for field, _ in SHARED}
+        for photo, knowledge in videos:
+            for field, index in self.first.items():
+                value = knowledge.get(field)
+                if value:
+                    index.setdefault(value.strip().lower(), photo)
+        self.knows_subjects = any(k.get("key_subject") for _, k in videos)
+
+    def sharing(self, field: str, value: str | None) -> str | None:
+        """The strongest query video whose `field` is `value`, or None."""
+        return self.first[field].get(value.strip().lower()) if value else None
 
 
-def explain(room: dict | None, query: list[tuple[str, dict]], who: str, space: str | None) -> str:
+def explain(room: dict | None, query: Evidence, who: str, space: str | None) -> str:
     """A candidate's reason from the teacher's knowledge of the room and of the query's videos.
 
-    `query` is [(photo item id, knowledge)], strongest evidence first; `who` names them in the
+    `query` holds [(photo item id, knowledge)], strongest evidence first; `who` names them in the
     sentence ("your recent short video", "the short video"); `space` is the vector space searched
     (None: not a vector search).
     """
@@ -167,11 +183,11 @@ def explain(room: dict | None, query: list[tuple[str, dict]], who: str, space: s
         return f"no teacher knowledge of this room yet{close}"
     teacher = f" (teacher: {room['teacher_id']})" if room.get("teacher_id") else ""
     for field, label in SHARED:
-        for photo, knowledge in query:
-            if _same(room.get(field), knowledge.get(field)):
-                return f"shares the {label} '{room[field]}' with {who} {photo}{teacher}"
+        photo = query.sharing(field, room.get(field))
+        if photo is not None:
+            return f"shares the {label} '{room[field]}' with {who} {photo}{teacher}"
     about = f"a room about '{room['key_subject']}' ({room.get('vertical_domain') or 'no vertical'}){close}"
-    if any(k.get("key_subject") for _, k in query):
+    if query.knows_subjects:
         about += f"; no topic shared with {who}s the teacher knows"
     return about + teacher
 
@@ -279,8 +295,9 @@ class Retriever:
     def _answer(self, published: Published, query: str, at: datetime, source: str, hits: list[Hit],
                 evidence: list[tuple[str, dict]], who: str, space: str | None) -> Answer:
         candidates = []
+        indexed = Evidence(evidence)
         for h in hits:
-            reason = explain(h.knowledge, evidence, who, space)
+            reason = explain(h.knowledge, indexed, who, space)
             if space is None:
                 reason = (f"popular on air ({h.popularity:.0f} live sessions of its author in the "
                           f"{self.settings.retrieval.popularity_days} days before the cut); " + reason)

@@ -7,7 +7,10 @@
 - item_training: item facts and content, per item_id (stage 1's items, read by the student);
 - item_facts: the few item facts stage 2 joins to its vectors (domain, author, category, start).
 - publishing: each room's author and on-air interval, per item_id (`rgcd publish`).
-- ranker: online features of one request (a user and candidate items) for downstream rankers.
+- ranker: online features of one request (a user and candidate items) for downstream rankers, in
+  one read with the user's features repeated on every candidate's row; ranker_user + ranker_items:
+  the same features in two reads, the user's once (per user_id) and the candidates' (per item_id):
+  about a third of the values to read, convert and send at 200 candidates (benchmarks/feast_online.py).
 - retrieval_user / retrieval_item: what candidate retrieval reads online for a user (vector,
   recent short videos with the teacher's knowledge, short-video activity) and for an item
   (vector, the teacher's knowledge).
@@ -66,17 +69,30 @@ publishing = FeatureService(
     description="Each room's author and on-air interval, over (item_id, event_timestamp).",
 )
 
+RANKER_ITEM_VIEWS = [
+    # item_content's online columns, under item_content's name (item_content__domain, ...)
+    item_content_online.with_name("item_content"),
+    live_schedule[["start_timestamp", "end_timestamp"]],
+    item_reasoning[["vertical_domain", "key_subject", "content_theme"]],
+    item_embeddings,
+]
+
 ranker = FeatureService(
     name="ranker",
-    features=[
-        user_features_daily,
-        # item_content's online columns, under item_content's name (item_content__domain, ...)
-        item_content_online.with_name("item_content"),
-        live_schedule[["start_timestamp", "end_timestamp"]],
-        item_reasoning[["vertical_domain", "key_subject", "content_theme"]],
-        item_embeddings,
-    ],
+    features=[user_features_daily, *RANKER_ITEM_VIEWS],
     description="Online features for rankers: one user x candidate items.",
+)
+
+ranker_user = FeatureService(
+    name="ranker_user",
+    features=[user_features_daily],
+    description="Online features for rankers, per user_id: the ranker service's user half.",
+)
+
+ranker_items = FeatureService(
+    name="ranker_items",
+    features=RANKER_ITEM_VIEWS,
+    description="Online features for rankers, per item_id: the ranker service's candidate half.",
 )
 
 retrieval_user = FeatureService(

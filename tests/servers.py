@@ -4,6 +4,7 @@ by pid, never by name."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,29 @@ def stop(proc: subprocess.Popen, seconds: float = 30) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) these processes and their descendants have used so far (/proc).
+    Per request, it is what a request costs whatever else the shared machine runs."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in {d for p in pids for d in _descendants(p)}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick

@@ -626,6 +626,15 @@ def online_features(store: FeatureStore, service: str, entity_rows: dict[str, li
     return pl.DataFrame(response.to_dict(), strict=False)
 
 
+def ranker_features(store: FeatureStore, user_id: int, item_ids: list[str]) -> pl.DataFrame:
+    """What the `ranker` service answers for one user and candidate items (one row per item, the user's
+    features on each), read as `ranker_user` (one row) and `ranker_items` (one row per item): the user's
+    features are read and converted once, not once per candidate."""
+    user = online_features(store, "ranker_user", {"user_id": [user_id]})
+    items = online_features(store, "ranker_items", {"item_id": list(item_ids)})
+    return pl.concat([user[[0] * items.height], items], how="horizontal")
+
+
 def _rows(columns: dict[str, list]) -> list[dict]:
     lengths = {len(v) for v in columns.values()}
     if len(lengths) != 1:

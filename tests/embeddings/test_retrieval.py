@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from rgcd.cli import cli
 from rgcd.embeddings.publish import publish
-from rgcd.embeddings.retrieval import BadQuery, Retriever, UnknownQuery
+from rgcd.embeddings.retrieval import BadQuery, Evidence, Retriever, UnknownQuery, explain
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +181,22 @@ def test_a_historical_request_searches_the_days_its_rooms_can_have_started_in(wo
     on_air = {r for r in w.ROOMS if w.room_interval(r)[0] <= at
               and (w.room_interval(r)[1] is None or w.room_interval(r)[1] > at)}
     assert found == on_air and len(on_air) > 1
+
+
+def test_a_reason_names_the_strongest_shared_field_then_the_strongest_video():
+    videos = [("photo:1", {"key_subject": "Cats", "content_theme": "pets", "vertical_domain": "animals"}),
+              ("photo:2", {"key_subject": " dogs ", "content_theme": "Pets", "vertical_domain": ""}),
+              ("photo:3", {"key_subject": "dogs", "content_theme": "", "vertical_domain": "animals"})]
+    evidence = Evidence(videos)
+    room = {"key_subject": "DOGS", "content_theme": "pets", "vertical_domain": "animals", "teacher_id": "t"}
+    # the key subject beats the theme, and the first (newest) video holding it is named
+    assert explain(room, evidence, "your recent short video", "transferable") == (
+        "shares the key subject 'DOGS' with your recent short video photo:2 (teacher: t)")
+    room = {"key_subject": "birds", "content_theme": "", "vertical_domain": "animals", "teacher_id": ""}
+    assert explain(room, evidence, "the short video", None) == (
+        "shares the vertical 'animals' with the short video photo:1")
+    room = {"key_subject": "birds", "content_theme": "", "vertical_domain": "", "teacher_id": ""}
+    assert explain(room, evidence, "the short video", "x") == (
+        "a room about 'birds' (no vertical), close in the x space; no topic shared with the short videos "
+        "the teacher knows")
+    assert explain(room, Evidence([]), "the short video", None) == "a room about 'birds' (no vertical)"

@@ -61,6 +61,16 @@ def test_sdk_reads_the_ranker_service(world):
     assert got["item_reasoning__key_subject"].to_list() == [None, None]
 
 
+def test_ranker_in_two_reads_answers_what_the_ranker_service_does(world):
+    _, store, _ = world
+    items = [*ITEMS, "live:404", "live:1"]  # an unknown room and a repeated one, as rankers ask
+    one = fs.online_features(store, "ranker", {"user_id": [1] * len(items), "item_id": items})
+    two = fs.ranker_features(store, 1, items)
+    assert two.height == len(items) and sorted(two.columns) == sorted(one.columns)
+    assert two.select(one.columns).to_dicts() == one.to_dicts()
+    assert two["user_features_daily__sv_plays_7d"].to_list() == [8] * len(items)
+
+
 def test_incremental_materialization_picks_up_new_snapshots(world):
     ws, store, first = world
     # A snapshot newer than the previous run's end (incremental runs start there).
@@ -135,7 +145,7 @@ def test_the_pipeline_stage_skips_without_marts_and_runs_with_them(world, tmp_pa
     assert not (empty.feast / "registry.db").exists()
     ws, _, _ = world
     line = stage.run(ws, Settings(), None)
-    assert "applied 10 feature views, 8 feature services; materialized 4 views" in line
+    assert "applied 10 feature views, 10 feature services; materialized 4 views" in line
     assert "(0 full, 4 incremental; 4 windows)" in line
 
 

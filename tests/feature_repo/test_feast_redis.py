@@ -93,6 +93,13 @@ def test_sdk_reads_the_ranker_service_from_redis(world):
     assert got["item_embeddings__model_version"].to_list() == ["m7", "m7"]
 
 
+def test_ranker_in_two_reads_from_redis_answers_what_one_read_does(world):
+    _, _, store, _, _ = world
+    items = [*ITEMS, "live:404"]
+    one = fs.online_features(store, "ranker", {"user_id": [1] * len(items), "item_id": items})
+    assert fs.ranker_features(store, 1, items).select(one.columns).to_dicts() == one.to_dicts()
+
+
 def test_feature_server_reads_redis_over_http(world):
     ws, _, store, _, _ = world
     port = free_port()
