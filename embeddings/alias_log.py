@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rgcd.atomic import append_json_line
 from rgcd.config import Workspace
 
 FILE = "alias_history.jsonl"
@@ -23,13 +24,10 @@ def history_path(ws: Workspace) -> Path:
 
 def record_switch(ws: Workspace, action: str, model_version: str, collection: str,
                   previous: str | None) -> None:
-    """Append one switch of the alias (a line is written whole: one write call of a short line)."""
+    """Append one switch of the alias to the log."""
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "action": action,
              "model_version": model_version, "collection": collection, "previous": previous}
-    path = history_path(ws)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:
-        out.write(json.dumps(entry) + "\n")
+    append_json_line(entry, history_path(ws))
 
 
 def read_switches(ws: Workspace, last: int = 50) -> list[dict]:

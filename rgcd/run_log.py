@@ -13,6 +13,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rgcd.atomic import append_json_line
+
 RUN_ENV = "RGCD_RUN_ID"  # the id a child `rgcd run --stages` inherits from its parent run
 
 
@@ -27,12 +29,9 @@ def run_id() -> str:
 
 def record_stage(root: Path, stage: str, line: str, ok: bool, seconds: float, peak_bytes: int) -> None:
     """Append one stage's outcome to the workspace's run log."""
-    path = log_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {"run": run_id(), "stage": stage, "line": line, "ok": ok, "seconds": round(seconds, 2),
-             "peak_bytes": int(peak_bytes), "finished": datetime.now(UTC).isoformat(timespec="seconds")}
-    with path.open("a") as out:
-        out.write(json.dumps(entry) + "\n")
+    finished = datetime.now(UTC).isoformat(timespec="seconds")
+    append_json_line({"run": run_id(), "stage": stage, "line": line, "ok": ok, "seconds": round(seconds, 2),
+                      "peak_bytes": int(peak_bytes), "finished": finished}, log_path(root))
 
 
 def last_run(root: Path) -> list[dict]:

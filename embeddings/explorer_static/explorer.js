@@ -22,6 +22,9 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// replaceChildren with h's rules: arrays flattened, null / false left out
+const fill = (el, ...children) => el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+
 async function get(path) {
   const resp = await fetch(path, { headers: { Accept: "application/json" } });
   const body = await resp.json();
@@ -236,7 +239,7 @@ function drawSpace(canvas, tip, legend, p, xy, colour) {
   }
   ctx.globalAlpha = 1;
   canvas.dataset.drawn = String(px.length);
-  legend.replaceChildren(h("span", {}, "■ room  ● short video"), keys.slice(0, PALETTE.length).map((k) =>
+  fill(legend, h("span", {}, "■ room  ● short video"), keys.slice(0, PALETTE.length).map((k) =>
     h("span", {}, h("i", { style: `background:${colourOf.get(k)}` }), `${k} (${counts.get(k)})`)),
   keys.length > PALETTE.length ? h("span", { class: "muted" }, `+${keys.length - PALETTE.length} more in grey`) : null);
   const nearest = (ev) => {
@@ -282,7 +285,8 @@ async function reportView(_arg, query) {
   const parts = [h("div", { class: "controls" }, h("label", {}, "metric", sel),
     h("span", { class: "muted" }, `run ${r.run}, ${r.created || ""}, seeds ${JSON.stringify(r.seeds)} (mean ± std over seeds)`))];
   for (const [protocol, models] of Object.entries(r.protocols)) {
-    const slices = Object.keys(r.cases[protocol] || Object.values(models)[0] || {});
+    // every slice the report names (an empty one shows –), in the report's order
+    const slices = [...new Set(Object.values(models).flatMap((bySlice) => Object.keys(bySlice)))];
     parts.push(h("h2", {}, protocol), h("p", { class: "muted" }, "cases: ",
       slices.map((s) => `${s} ${(r.cases[protocol] || {})[s] ?? "?"}`).join(", ")));
     const best = Object.fromEntries(slices.map((s) => [s, Object.keys(models).reduce((a, m) =>
