@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on demo data, in ./workspace
 	$(VENV)/bin/rgcd --workspace $(WORKSPACE) run
 
+explore: $(STAMP)  ## the explorer page on ./workspace (after make demo); Ctrl-C stops it
+	$(VENV)/bin/rgcd --workspace $(WORKSPACE) explore
+
 test: $(STAMP) redis-server chromium  ## lint + the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

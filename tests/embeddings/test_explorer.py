@@ -276,3 +276,14 @@ def test_browser_platform_view(page):
     assert "user_embeddings" in tab.locator("#views").inner_text()
     tab.screenshot(path=str(shots / "platform.png"), full_page=True)
     assert not errors and not blocked, (errors, blocked)
+
+
+@pytest.mark.slow
+def test_rgcd_explore_points_at_the_service_already_running(service):
+    from click.testing import CliRunner
+
+    from rgcd.cli import cli
+
+    ws, port = service
+    out = CliRunner().invoke(cli, ["-w", str(ws.root), "explore", "--port", str(port), "--no-open"])
+    assert out.exit_code == 0 and f"http://127.0.0.1:{port}/explore/" in out.output
