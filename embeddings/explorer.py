@@ -140,10 +140,11 @@ class Explorer:
         return {r["item_id"]: r for r in found.to_dicts()}
 
     def knowledge(self, ids: list[str]) -> dict[str, dict]:
-        """Per item id: the teacher's knowledge as the online store holds it (one online read)."""
+        """Per item id: the teacher's knowledge as the online store holds it (one online read of the
+        item_reasoning fields that retrieval_item serves, without the vectors)."""
         if not ids:
             return {}
-        rows = self.retriever.online(ITEM_SERVICE, "item_id", ids)
+        rows = self.retriever.online([f"item_reasoning:{f}" for f in KNOWLEDGE], "item_id", ids)
         return {i: {f: r.get(f"item_reasoning__{f}") for f in KNOWLEDGE}
                 for i, r in zip(ids, rows, strict=True)}
 

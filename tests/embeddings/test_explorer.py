@@ -69,6 +69,15 @@ def test_baseline_items_and_bad_inputs(service):
     assert get(port, "/explore/api/report/plot/nothing.png")[0] == 404
     assert get(port, "/explore/api/item/user:1")[0] == 422
     assert get(port, "/explore/api/popular?at=yesterday")[0] == 422
+    hostile = ["/explore/api/user/99999999999999999999", "/explore/api/user/-1",
+               "/explore/api/user/1?window_h=0", "/explore/api/user/1?window_h=nan",
+               "/explore/api/user/1?at=9999-12-31T23:59:59-14:00", "/explore/api/popular?k=0",
+               "/explore/api/popular?k=100000", "/explore/api/item/photo:%00",
+               "/explore/api/items?ids=photo:" + "9" * 40, "/explore/api/report/plot/.png",
+               "/explore/nothing.js"]
+    for path in hostile:
+        status, body = get(port, path)
+        assert 400 <= status < 500 and set(body) == {"error", "message"}, (path, status, body)
 
 
 @pytest.mark.slow
