@@ -289,9 +289,12 @@ async function reportView(_arg, query) {
     const slices = [...new Set(Object.values(models).flatMap((bySlice) => Object.keys(bySlice)))];
     parts.push(h("h2", {}, protocol), h("p", { class: "muted" }, "cases: ",
       slices.map((s) => `${s} ${(r.cases[protocol] || {})[s] ?? "?"}`).join(", ")));
-    const best = Object.fromEntries(slices.map((s) => [s, Object.keys(models).reduce((a, m) =>
-      ((models[m][s] || {})[metric] ?? -1) > ((models[a] && models[a][s] || {})[metric] ?? -1) ? m : a, Object.keys(models)[0])]));
-    const rows = Object.entries(models).map(([model, bySlice]) => h("tr", {}, h("td", {}, model),
+    // the best model per slice in bold; the oracle (an upper bound, not a model) never is
+    const contenders = Object.keys(models).filter((m) => m !== "oracle");
+    const best = Object.fromEntries(slices.map((s) => [s, contenders.reduce((a, m) =>
+      ((models[m][s] || {})[metric] ?? -1) > ((models[a][s] || {})[metric] ?? -1) ? m : a, contenders[0])]));
+    const rows = Object.entries(models).map(([model, bySlice]) => h("tr", { class: model === "oracle" ? "muted" : null },
+      h("td", {}, model === "oracle" ? "oracle (upper bound, not a model)" : model),
       slices.map((s) => {
         const v = (bySlice[s] || {})[metric];
         const sd = ((((r.std || {})[protocol] || {})[model] || {})[s] || {})[metric];
