@@ -294,14 +294,18 @@ class Explorer:
         if not path.exists():
             raise NotPublished("no item vectors yet (feature_data/item_embeddings.parquet): "
                                "run `rgcd transfer`")
-        rows = (pl.scan_parquet(path).filter(pl.col("model_version") == version)
-                .select("item_id", "domain", "transferable", "residual").collect())
-        rooms = rows.filter(pl.col("domain") == "live").sort("item_id")
+        of_version = pl.scan_parquet(path).filter(pl.col("model_version") == version)
+        ids = of_version.select("item_id", "domain").unique("item_id").sort("item_id").collect()
+        rooms = ids.filter(pl.col("domain") == "live")
         rooms = rooms.sample(min(rooms.height, PROJECTION_POINTS // 2), seed=0) if rooms.height else rooms
-        videos = rows.filter(pl.col("domain") != "live").sort("item_id")
+        videos = ids.filter(pl.col("domain") != "live")
         n = min(videos.height, PROJECTION_POINTS - rooms.height)
         videos = videos.sample(n, seed=0) if n else videos.head(0)
-        picked = pl.concat([rooms, videos]).sort("item_id")
+        wanted = pl.concat([rooms, videos])["item_id"].implode()
+        # the vectors of the sample only (the whole version's would be ~100 MB at the demo size)
+        picked = (of_version.filter(pl.col("item_id").is_in(wanted))
+                  .select("item_id", "domain", "transferable", "residual").collect()
+                  .unique("item_id", keep="last").sort("item_id"))
         out: dict = {"model_version": version, "method": "PCA (numpy SVD), per space", "n": picked.height,
                      "item_id": picked["item_id"].to_list(), "domain": picked["domain"].to_list()}
         for space in ("transferable", "residual"):
