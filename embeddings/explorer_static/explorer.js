@@ -111,13 +111,13 @@ function renderUser(user, model, baseline, facts) {
       h("td", {}, v.title || "–"), h("td", {}, v.category || "–"))));
   document.getElementById("user-body").replaceChildren(profile,
     h("div", { class: "grid2" },
+      candidates("model", `Published model ${model.model_version} — source ${model.source}`, model, facts, entered, true),
+      candidates("baseline", "Baseline: the most popular rooms on air", baseline, facts, entered, false)),
+    h("div", { class: "grid2" },
       h("div", { class: "card" }, h("h3", {}, "Recent short videos (as retrieval reads them online)"),
         user.recent_videos.length ? recent : h("p", { class: "muted" }, "none")),
       h("div", { class: "card" }, h("h3", {}, "Live history before this time (newest first)"),
-        user.live_history.length ? history : h("p", { class: "muted" }, "none: a cold-start user"))),
-    h("div", { class: "grid2" },
-      candidates("model", `Published model ${model.model_version} — source ${model.source}`, model, facts, entered, true),
-      candidates("baseline", "Baseline: the most popular rooms on air", baseline, facts, entered, false)));
+        user.live_history.length ? history : h("p", { class: "muted" }, "none: a cold-start user"))));
 }
 
 function candidates(id, title, answer, facts, entered, withReason) {
