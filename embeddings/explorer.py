@@ -39,7 +39,7 @@ import polars as pl
 from rgcd.atomic import write_json_atomic
 from rgcd.config import Settings, Workspace
 from rgcd.embeddings.alias_log import read_switches
-from rgcd.embeddings.milvus_store import KNOWLEDGE, NotPublished
+from rgcd.embeddings.milvus_store import KNOWLEDGE, ON_AIR, QUERY_WINDOW, NotPublished, to_ms
 from rgcd.embeddings.retrieval import ITEM_SERVICE, USER_SERVICE, BadQuery, UnknownQuery, echo, parse_id
 from rgcd.embeddings.retrieval import _recent_evidence as recent_evidence
 from rgcd.run_log import last_run
@@ -51,6 +51,8 @@ STATIC = Path(__file__).with_name("explorer_static")
 PROJECTION_POINTS = 3000  # items drawn in the space view: rooms first (up to half), then short videos
 SUGGESTED_USERS = 12  # users offered on the user view: half cold-start, half not, where the marts say so
 SUGGESTED_VIDEOS = 12
+ON_AIR_SNAPSHOT_S = 5.0  # how long the baseline keeps its copy of the rooms on air (they change)
+ROOM_SCALARS = ["item_id", "author_id", "start_ms", "end_ms", "popularity"]
 MAX_ITEMS = 200  # ids per /explore/api/items request
 HISTORY_ROWS = 10  # live rooms shown of a user's history
 CATALOGUE_COLUMNS = ("item_id", "domain", "author_id", "title", "category_l1", "category_l2")
@@ -95,6 +97,7 @@ class Explorer:
     def __init__(self, ws: Workspace, settings: Settings, retriever: Callable[[], Retriever]) -> None:
         self.ws, self.settings, self._retriever = ws, settings, retriever
         self.files = FileCache()
+        self._partitions: dict[tuple[str, str], tuple[float, pl.DataFrame]] = {}
 
     @property
     def retriever(self) -> Retriever:
@@ -240,15 +243,48 @@ class Explorer:
 
     def popular(self, at: datetime, k: int | None) -> dict:
         """The popularity baseline: the k most popular rooms on air at `at` (popularity = the author's live
-        sessions in the days before the cut), in the shape of a retrieval answer."""
+        sessions in the days before the cut), ties by item id, in the shape of a retrieval answer: what
+        RoomVectors.popular answers, from the rooms' scalars kept in memory (see `_room_scalars`)."""
         r = self.retriever
         k = r._k(k)
         published = r.published()
         r.check_time(at, published)
-        hits = r.rooms.popular(at, k)
+        at_ms = to_ms(at)
+        partitions, _ = r.rooms._window(published, at_ms)
+        kept = [self._room_scalars(published.collection, p) for p in partitions]
+        if any(frame is None for frame in kept):  # a partition too large to keep: Milvus sorts them
+            top = [(h.item_id, h.author_id, h.popularity) for h in r.rooms.popular(at, k)]
+        else:
+            rooms = pl.concat(kept)  # type: ignore[arg-type]
+            top = (rooms.filter((pl.col("start_ms") <= at_ms)
+                                & (pl.col("end_ms").is_null() | (pl.col("end_ms") > at_ms)))
+                   .unique("item_id", keep="first")
+                   .sort(["popularity", "item_id"], descending=[True, False]).head(k)
+                   .select("item_id", "author_id", "popularity").rows())
         return {"model_version": published.model_version, "at": iso(at), "source": "popular_on_air",
-                "candidates": [{"item_id": h.item_id, "author_id": h.author_id, "score": h.popularity}
-                               for h in hits]}
+                "candidates": [{"item_id": i, "author_id": a, "score": p} for i, a, p in top]}
+
+    def _room_scalars(self, collection: str, partition: str) -> pl.DataFrame | None:
+        """item_id, author_id, start_ms, end_ms, popularity of one partition's rooms. An `ended_<n>`
+        partition is written once by publish and never changes: read once. The on-air partition changes
+        as rooms start and end: read again after ON_AIR_SNAPSHOT_S (the baseline may lag that long).
+        None for a partition of QUERY_WINDOW rooms or more (a query returns at most that many)."""
+        import time
+
+        key = (collection, partition)
+        kept = self._partitions.get(key)
+        if kept and (partition != ON_AIR or time.monotonic() - kept[0] < ON_AIR_SNAPSHOT_S):
+            return kept[1]
+        rooms = self.retriever.rooms
+        rows = rooms.client.query(collection, filter="start_ms >= 0", partition_names=[partition],
+                                  output_fields=ROOM_SCALARS, limit=QUERY_WINDOW, **rooms.dialect.read)
+        if len(rows) >= QUERY_WINDOW:  # perhaps cut short: not a whole partition, keep nothing
+            return None
+        frame = pl.DataFrame([rooms._read(row) for row in rows],
+                             schema={"item_id": pl.String, "author_id": pl.Int64, "start_ms": pl.Int64,
+                                     "end_ms": pl.Int64, "popularity": pl.Float64})
+        self._partitions[key] = (time.monotonic(), frame)
+        return frame
 
     def items(self, ids: list[str]) -> dict:
         """Facts and teacher knowledge of up to MAX_ITEMS items, by id."""

@@ -81,6 +81,22 @@ def test_baseline_items_and_bad_inputs(service):
 
 
 @pytest.mark.slow
+def test_baseline_is_what_retrieval_answers_for_a_user_it_knows_nothing_of(service):
+    """User 19 has no vector and no history: /retrieve/user falls back to RoomVectors.popular, the Milvus
+    query the explorer's baseline answers from the rooms' scalars it keeps."""
+    from datetime import timedelta
+
+    _, port = service
+    for hours in (0, 3, 10, 26, 39):
+        at = (w.T0 - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _, fallback = get(port, f"/retrieve/user/19?at={at}&k=10")
+        _, baseline = get(port, f"/explore/api/popular?at={at}&k=10")
+        assert fallback["source"] == "popular_on_air" and fallback["candidates"]
+        assert [(c["item_id"], c["score"]) for c in baseline["candidates"]] == [
+            (c["item_id"], c["score"]) for c in fallback["candidates"]], at
+
+
+@pytest.mark.slow
 def test_projection_is_computed_once_per_version_and_cached(service):
     ws, port = service
     status, first = get(port, "/explore/api/projection")
