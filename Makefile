@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint clean redis-server
+.PHONY: demo test lint clean redis-server chromium explore
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on demo data, in ./workspace
 	$(VENV)/bin/rgcd --workspace $(WORKSPACE) run
 
-test: $(STAMP) redis-server  ## lint + the whole test suite (what CI runs)
+explore: $(STAMP)  ## the explorer page on ./workspace (after make demo); Ctrl-C stops it
+	$(VENV)/bin/rgcd --workspace $(WORKSPACE) explore
+
+test: $(STAMP) redis-server chromium  ## lint + the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -33,3 +36,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(WORKSPACE) .pytest_cache
+
+# The explorer's browser test drives Debian's chromium (/usr/bin/chromium) through Playwright for
+# Python; nothing downloads a browser (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }

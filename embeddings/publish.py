@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from rgcd.config import Settings, Workspace
+from rgcd.embeddings.alias_log import record_switch
 from rgcd.embeddings.milvus_store import (
     KNOWLEDGE,
     LAYOUT,
@@ -393,6 +394,8 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
             except FeatureStoreError as err:
                 raise PublishError(str(err)) from None
             store.switch_alias(name)
+            if previous != name:
+                record_switch(ws, "publish", version, name, previous)
             promote(ws, version)
             dropped = store.prune(settings.retrieval.keep_versions)
         finally:
@@ -462,6 +465,7 @@ def rollback(ws: Workspace, settings: Settings) -> PublishReport:
         except FeatureStoreError as err:
             raise PublishError(str(err)) from None
         store.switch_alias(back.collection)
+        record_switch(ws, "rollback", back.model_version, back.collection, target)
         promote(ws, back.model_version)
         rooms = store.count(back.collection)
         on_air = store.count(back.collection, ON_AIR)

@@ -7,6 +7,7 @@ GET  /retrieve/item/{item_id}      item_id = photo:<id>, same parameters and ans
 POST /rooms/start                  a room, a list of rooms, or {"rooms": [...]} (see embeddings/rooms.py)
 POST /rooms/{item_id}/end          ?at=...
 GET  /openapi.json                 the routes (no /docs or /redoc: those pages load from a CDN)
+GET  /explore/                     the explorer page and its read-only routes (embeddings/explorer.py)
 The POST routes write: they need 'Authorization: Bearer <token>' (rgcd.access; 401 without it, 403
 while no token is configured). Errors are JSON {"error", "message"} everywhere: unknown user, item or
 route 404, bad parameters 422, model version mismatch 409, nothing published 503, anything
@@ -29,6 +30,7 @@ from fastapi import Request  # at module level: FastAPI resolves the routes' ann
 
 from rgcd.access import BodyLimit, WriteGuard, write_token
 from rgcd.config import Settings, Workspace
+from rgcd.embeddings.explorer import mount as mount_explorer
 from rgcd.embeddings.milvus_store import NotPublished, VectorStoreError, is_server
 from rgcd.embeddings.retrieval import BadQuery, RetrievalError, Retriever, echo, parse_at
 from rgcd.embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
@@ -159,6 +161,7 @@ def create_app(ws: Workspace, settings: Settings, token: str | None = None,
         ended = call(lambda: end_room(state["retriever"], item_id, parse_at(at) if at else None))
         return {"item_id": item_id, "ended": ended}
 
+    mount_explorer(app, ws, settings, lambda: state["retriever"])  # the page at /explore/, GET routes only
     app.add_middleware(WriteGuard, token=token, is_write=is_write, token_env=settings.serving.write_token_env)
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_kib * 1024)
     return app

@@ -128,3 +128,17 @@ def remove_stale_temps(folder: Path) -> int:
                 _remove(p)
                 n += 1
     return n
+
+
+def append_json_line(obj: Any, path: Path) -> Path:
+    """Append `obj` as one JSON line to a log file (created with its folder). A line torn by a kill
+    mid-write is closed first, so that it costs only itself, never the line after it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as out:
+        torn = False
+        if out.tell() > 0:
+            out.seek(-1, os.SEEK_END)
+            torn = out.read(1) != b"\n"
+        out.write((b"\n" if torn else b"") + json.dumps(obj).encode() + b"\n")
+    return path

@@ -28,7 +28,9 @@ def run(c: Context, data: Path | None, stages: str | None) -> None:
     processes start beside a process that holds nothing of the earlier stages (their heap).
     """
     from rgcd.pipeline import STAGES
+    from rgcd.run_log import run_id
 
+    run_id()  # one id for this run's log lines, the child process's included (rgcd/run_log.py)
     c.ws.ensure()
     settings = c.settings  # a configuration error stops the run before anything starts
     started = time.perf_counter()
@@ -73,7 +75,9 @@ def _run_stages(ws: Workspace, settings: Settings, data: Path | None, names: lis
     """The named stages in order, one line each; exits with the error's code when one fails."""
     from rgcd.memory import format_bytes, peak_rss_bytes, reset_peak_rss
     from rgcd.pipeline import STAGES
+    from rgcd.run_log import record_stage, run_id
 
+    run_id()  # fixed before the first stage (a child run inherits its parent's)
     for stage in (st for st in STAGES if st.name in names):
         if stage.run is None:
             console.print(f"[yellow]- {stage.name:<10}[/] not built yet ({stage.what})")
@@ -84,8 +88,10 @@ def _run_stages(ws: Workspace, settings: Settings, data: Path | None, names: lis
         try:
             line = stage.run(ws, settings, data)
         except RgcdError as err:
+            record_stage(ws.root, stage.name, str(err), False, time.perf_counter() - t0, peak_rss_bytes())
             console.print(f"[red]✗ {stage.name:<10}[/] {err}")
             console.print("[dim]Fix the cause and run again: finished work is kept and reused.[/]")
             sys.exit(err.exit_code)
+        record_stage(ws.root, stage.name, line, True, time.perf_counter() - t0, peak_rss_bytes())
         console.print(f"{stage_mark(stage.name, line)} {line} [dim]({time.perf_counter() - t0:.1f}s, "
                       f"peak {format_bytes(peak_rss_bytes())})[/]")

@@ -133,3 +133,68 @@ def serve(c: Context, host: str | None, port: int | None, workers: int | None) -
 
     settings = c.settings
     run_service(c.ws, settings, host or settings.retrieval.host, port or settings.retrieval.port, workers)
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to bind (default retrieval.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="TCP port (default retrieval.port, 8765).")
+@click.option("--no-open", is_flag=True, help="Print the page's address; open no browser.")
+@pass_ctx
+def explore(c: Context, host: str | None, port: int | None, no_open: bool) -> None:
+    """The explorer: a page on `rgcd serve` (/explore/) with a user's rooms and why, a short video's
+    rooms, the vector space, the yardstick and the platform (docs/explorer.md).
+
+    Opens it in the browser once the service answers: the one already running on the port, else a
+    service started here, in the foreground (stop it with Ctrl-C). Every request it makes reads.
+    """
+    import threading
+
+    settings = c.settings
+    host, port = host or settings.retrieval.host, port or settings.retrieval.port
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    url = f"{base}/explore/"
+    if _answers(base):
+        console.print(f"the explorer of the service already on {base}: {url}")
+        if not no_open:
+            _open(url)
+        return
+    console.print(f"starting `rgcd serve` on {host}:{port}; the explorer will be at {url} (Ctrl-C stops it)")
+    if not no_open:
+        threading.Thread(target=_open_when_ready, args=(base, url), daemon=True).start()
+    from rgcd.embeddings.service import serve as run_service
+
+    run_service(c.ws, settings, host, port)
+
+
+def _answers(base: str) -> bool:
+    """Whether an `rgcd serve` answers /health on `base` (200 published, 503 not yet)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=2):
+            return True
+    except urllib.error.HTTPError as err:
+        return err.code == 503
+    except OSError:
+        return False
+
+
+def _open(url: str) -> None:
+    import webbrowser
+
+    if not webbrowser.open(url):
+        console.print(f"no browser to open here: open {url}")
+
+
+def _open_when_ready(base: str, url: str, seconds: float = 180.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _answers(base):
+            console.print(f"[green]✓[/] the explorer: {url}")
+            _open(url)
+            return
+        time.sleep(0.5)
