@@ -73,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--work", type=Path, default=Path("/tmp/rgcd-signal-sweep"),
                     help="folder of the workspaces, one per world")
     ap.add_argument("--aggregate-only", action="store_true", help="read the runs under --work, run nothing")
+    ap.add_argument("--only", nargs="+", default=None, metavar="WORLD",
+                    help="run only these worlds (names as printed; to spread the worlds over processes), "
+                         "then aggregate whatever reports --work holds")
     ap.add_argument("--out", type=Path, default=RESULTS / "signal_sweep.json")
     args = ap.parse_args(argv)
     if args.users <= 0 or args.days <= 1:
@@ -118,9 +121,11 @@ def run_world(args: argparse.Namespace, name: str, knobs: dict[str, float]) -> d
         code = subprocess.call([sys.executable, "-m", "rgcd.cli", "--workspace", str(ws), "run",
                                 "--stages", STAGES], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     wall = round(time.perf_counter() - started, 1)
-    return {"world": name, "knobs": knobs, "exit_code": code, "wall_s": wall,
-            "load_before": [round(x, 1) for x in load_before],
-            "load_after": [round(x, 1) for x in os.getloadavg()]}
+    run = {"world": name, "knobs": knobs, "exit_code": code, "wall_s": wall,
+           "load_before": [round(x, 1) for x in load_before],
+           "load_after": [round(x, 1) for x in os.getloadavg()]}
+    (ws / "sweep-run.json").write_text(json.dumps(run) + "\n")  # read back by --aggregate-only
+    return run
 
 
 def measured_channels(ws: Path) -> list[dict]:
@@ -210,12 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs, by_world = [], {}
     for name, knobs in worlds():
         ws = args.work / name
-        if not args.aggregate_only:
+        if not args.aggregate_only and (args.only is None or name in args.only):
             print(f"{name}: rgcd run in {ws} ...", flush=True)
             run = run_world(args, name, knobs)
             print(f"  exit {run['exit_code']} in {run['wall_s']} s (load {run['load_before']} -> "
                   f"{run['load_after']})", flush=True)
-            runs.append(run)
+        if (ws / "sweep-run.json").exists():
+            runs.append(json.loads((ws / "sweep-run.json").read_text()))
         metrics = read_report(ws)
         if metrics is None or PROTOCOL not in metrics["protocols"]:
             print(f"  {name}: no report (see {ws / 'sweep-run.log'})", file=sys.stderr)
