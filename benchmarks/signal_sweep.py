@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -128,6 +129,19 @@ def run_world(args: argparse.Namespace, name: str, knobs: dict[str, float]) -> d
     return run
 
 
+def run_record(ws: Path, name: str, knobs: dict[str, float]) -> dict | None:
+    """A world's run record: the one its sweep process wrote, else (that process was stopped while
+    the run went on) the wall time `rgcd run` printed at the end of its log; None if neither."""
+    if (ws / "sweep-run.json").exists():
+        return json.loads((ws / "sweep-run.json").read_text())
+    log = ws / "sweep-run.log"
+    found = re.search(r"done in ([0-9.]+)s", log.read_text()) if log.exists() else None
+    if found is None:
+        return None
+    return {"world": name, "knobs": knobs, "wall_s": float(found.group(1)),
+            "recorded_from": "the run's own log (the sweep process that started it was stopped)"}
+
+
 def measured_channels(ws: Path) -> list[dict]:
     """Every channel's measured share of the latent topic in the world's raw files."""
     from rgcd.transforms.world_signal import as_dicts, measure_world
@@ -220,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = run_world(args, name, knobs)
             print(f"  exit {run['exit_code']} in {run['wall_s']} s (load {run['load_before']} -> "
                   f"{run['load_after']})", flush=True)
-        if (ws / "sweep-run.json").exists():
-            runs.append(json.loads((ws / "sweep-run.json").read_text()))
+        record = run_record(ws, name, knobs)
+        if record is not None:
+            runs.append(record)
         metrics = read_report(ws)
         if metrics is None or PROTOCOL not in metrics["protocols"]:
             print(f"  {name}: no report (see {ws / 'sweep-run.log'})", file=sys.stderr)
