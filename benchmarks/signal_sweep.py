@@ -18,7 +18,7 @@ Holm-corrected across slices). One world seed and one seed per level: a level-to
 read against those intervals, not as a multi-seed result (benchmarks/yardstick.py is that).
 
     python benchmarks/signal_sweep.py                               # 2,000 users, 14 days: ~1 h here
-    python benchmarks/signal_sweep.py --users 400 --days 6          # minutes
+    python benchmarks/signal_sweep.py --users 1000 --preset smoke    # a loaded machine: smaller budgets
     python benchmarks/signal_sweep.py --aggregate-only              # re-read the runs, re-plot
 
 Writes benchmarks/results/signal_sweep.json (the common format) and signal_sweep.png.
@@ -54,6 +54,12 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "text": ("text_topic_word", (0.6, 0.35, 0.15)),
 }
 DEFAULTS = {"vector_noise": 2.4, "text_topic_word": 0.35}
+# Training budgets below the demo's defaults, for a machine that cannot afford them (said in the result).
+BUDGETS: dict[str, dict] = {
+    "smoke": {"student": {"steps": 40, "max_train_items": 300, "eval_items": 40},
+              "transfer": {"steps": 40, "batch_size": 128, "checkpoint_every": 20},
+              "evaluation": {"mf_samples": 2**15, "contrastive_samples": 2**14, "text_max_items": 200}},
+}
 # The stages that make the numbers (publish writes only what serving reads).
 STAGES = "demo-data,ingest,build,features,reason,distill,transfer,evaluate"
 # The channels printed beside each level: what each sweep moves.
@@ -71,6 +77,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--full-method", default="rgcd",
                     help="comma-separated full-method models evaluated (default rgcd: the ablations "
                          "are the yardstick's, not the sweep's)")
+    ap.add_argument("--preset", choices=sorted(BUDGETS), default=None,
+                    help="smoke: the training budgets of benchmarks/yardstick.py's smoke preset (student "
+                         "40 steps, stage 2 40 steps, small evaluation samples), for a loaded machine; "
+                         "the full method is then trained far less than at the demo's defaults")
     ap.add_argument("--work", type=Path, default=Path("/tmp/rgcd-signal-sweep"),
                     help="folder of the workspaces, one per world")
     ap.add_argument("--aggregate-only", action="store_true", help="read the runs under --work, run nothing")
@@ -103,10 +113,13 @@ def settings_doc(args: argparse.Namespace, knobs: dict[str, float]) -> dict:
     """The rgcd.yaml of one world's workspace, validated before anything runs."""
     from rgcd.config import Settings
 
-    doc = {"demo": {"users": args.users, "days": args.days, "seed": args.world_seed, "world": dict(knobs)},
-           "student": {"seed": args.seed}, "transfer": {"seed": args.seed},
-           "evaluation": {"seeds": [args.seed], "protocols": [PROTOCOL],
-                          "full_method": [m for m in args.full_method.split(",") if m]}}
+    doc = json.loads(json.dumps(BUDGETS.get(args.preset or "", {})))  # a deep copy
+    for section, values in {
+            "demo": {"users": args.users, "days": args.days, "seed": args.world_seed, "world": dict(knobs)},
+            "student": {"seed": args.seed}, "transfer": {"seed": args.seed},
+            "evaluation": {"seeds": [args.seed], "protocols": [PROTOCOL],
+                           "full_method": [m for m in args.full_method.split(",") if m]}}.items():
+        doc.setdefault(section, {}).update(values)
     Settings.model_validate(doc)
     return doc
 
@@ -275,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         claim="which model is strongest per live-room slice as the demo world's multimodal and text "
               "signal move (one knob at a time), each level's channels measured",
         figures={"users": args.users, "days": args.days, "world_seed": args.world_seed, "seed": args.seed,
+                 "preset": args.preset, "budgets": BUDGETS.get(args.preset or "", "the demo's defaults"),
                  "sweeps": {s: {"knob": k, "levels": list(v)} for s, (k, v) in SWEEPS.items()},
                  "runs": runs, "levels": levels, "strongest": wins, "plot": str(png.relative_to(ROOT))},
         headline="strongest per slice by level: " + "; ".join(

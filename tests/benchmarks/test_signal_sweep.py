@@ -21,6 +21,9 @@ def test_each_knob_moves_alone_around_the_demo_default_and_the_default_world_run
         assert sum(knobs[k] != sweep.DEFAULTS[k] for k in knobs) <= 1
     doc = sweep.settings_doc(sweep.parse_args(["--users", "50"]), worlds[next(iter(worlds))])
     assert doc["demo"]["users"] == 50 and doc["evaluation"]["protocols"] == ["live-room"]
+    smoke = sweep.settings_doc(sweep.parse_args(["--preset", "smoke"]), worlds[next(iter(worlds))])
+    assert smoke["student"] == {"steps": 40, "max_train_items": 300, "eval_items": 40, "seed": 0}
+    assert smoke["evaluation"]["seeds"] == [0] and smoke["evaluation"]["mf_samples"] == 2**15
 
 
 def _metrics(values: dict[str, dict[str, float]]) -> dict:
