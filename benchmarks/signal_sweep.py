@@ -227,6 +227,38 @@ def plot(levels: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def markdown(levels: dict[str, list[dict]]) -> str:
+    """Per sweep, one row per level: the knob, the measured channels (10-NN purity / probe), then
+    per slice the strongest model (oracle apart) with its NDCG@10, and the full method's NDCG@10 with
+    its difference to the slice's strongest baseline [Holm-level interval], * where it holds."""
+    lines = []
+    for sweep, points in levels.items():
+        knob = SWEEPS[sweep][0]
+        slices = list(points[0]["slices"])
+        lines += [f"**{sweep} signal** (`demo.world.{knob}`; channels: 10-NN purity / probe)", "",
+                  f"| {knob} | channels | " + " | ".join(slices) + " |", "|" + "---|" * (len(slices) + 2)]
+        for p in points:
+            chans = "; ".join(
+                f"{c['channel']} {c['domain']} {c['purity_10nn']:.2f} / {c['probe_accuracy']:.2f}"
+                for c in p["channels"] if (c["channel"], c["domain"]) in CHANNELS[sweep])
+            cells = []
+            for s in slices:
+                e = p["slices"][s]
+                win = e["strongest"]
+                cell = f"{win} {e['models'][win]['NDCG@10']:.4f}"
+                full = e["models"].get("rgcd")
+                iv = e["intervals"].get("rgcd")
+                if full is not None and win != "rgcd":
+                    cell += f"; rgcd {full['NDCG@10']:.4f}"
+                if iv:
+                    cell += (f" ({iv['delta']:+.4f} [{iv['lo_holm']:+.4f}, {iv['hi_holm']:+.4f}]"
+                             + ("*" if iv.get("significant") else "") + f" vs {e['interval_baseline']})")
+                cells.append(cell)
+            lines.append(f"| {p['level']:g} | {chans} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def level_label(sweep: str, knobs: dict[str, float], channels: list[dict]) -> str:
     knob = SWEEPS[sweep][0]
     picked = [c for c in channels if (c["channel"], c["domain"]) in CHANNELS[sweep]]
@@ -295,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{sweep} {lvl}: all={w.get('all')}" for sweep, by in wins.items() for lvl, w in by.items()),
         peer="the strongest baseline of each level and slice (figures.levels.*.slices.*.strongest_baseline)",
         ratio=None)
-    print(f"\n{len(by_world)} worlds -> {args.out}, {png}")
+    args.out.with_suffix(".md").write_text(markdown(levels) + "\n")
+    print(f"\n{len(by_world)} worlds -> {args.out}, {png}, {args.out.with_suffix('.md')}")
     return 0
 
 

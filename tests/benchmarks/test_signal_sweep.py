@@ -49,3 +49,7 @@ def test_the_plot_is_written(tmp_path):
     point = {"label": "x", "slices": sweep.summarise(metrics, {"popularity"})}
     sweep.plot({"multimodal": [point, point, point], "text": [point, point, point]}, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    point["channels"], point["level"] = [{"channel": "vectors", "domain": "live", "purity_10nn": 0.3,
+                                          "probe_accuracy": 0.7}], 2.4
+    table = sweep.markdown({"multimodal": [point]})
+    assert "| 2.4 | vectors live 0.30 / 0.70 | rgcd 0.2000 (+0.0100 [-0.0100, +0.0300] vs uniembed)" in table
