@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures={"users": args.users, "days": args.days, "world_seed": args.world_seed, "seed": args.seed,
                  "preset": args.preset, "budgets": BUDGETS.get(args.preset or "", "the demo's defaults"),
                  "sweeps": {s: {"knob": k, "levels": list(v)} for s, (k, v) in SWEEPS.items()},
-                 "runs": runs, "levels": levels, "strongest": wins, "plot": str(png.relative_to(ROOT))},
+                 "runs": runs, "levels": levels, "strongest": wins, "plot": os.path.relpath(png, ROOT)},
         headline="strongest per slice by level: " + "; ".join(
             f"{sweep} {lvl}: all={w.get('all')}" for sweep, by in wins.items() for lvl, w in by.items()),
         peer="the strongest baseline of each level and slice (figures.levels.*.slices.*.strongest_baseline)",
