@@ -216,6 +216,7 @@ def plot(levels: dict[str, list[dict]], path: Path) -> None:
             ax.set_xticks(range(len(points)), labels, fontsize=6)
             ax.tick_params(axis="y", labelsize=7)
             ax.set_title(f"{sweep}: {s}", fontsize=8)
+            ax.set_xlabel(f"{SWEEPS[sweep][0]} (10-NN purity of its channels)", fontsize=6)
             if col == 0:
                 ax.set_ylabel("live-room NDCG@10", fontsize=8)
     handles, names = axes[0][0].get_legend_handles_labels()
@@ -262,8 +263,8 @@ def markdown(levels: dict[str, list[dict]]) -> str:
 def level_label(sweep: str, knobs: dict[str, float], channels: list[dict]) -> str:
     knob = SWEEPS[sweep][0]
     picked = [c for c in channels if (c["channel"], c["domain"]) in CHANNELS[sweep]]
-    purity = " ".join(f"{c['purity_10nn']:.2f}" for c in picked)
-    return f"{knob} {knobs[knob]:g}\n10-NN {purity}"
+    purity = "/".join(f"{c['purity_10nn']:.2f}" for c in picked)
+    return f"{knobs[knob]:g}\n({purity})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
