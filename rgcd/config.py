@@ -135,6 +135,11 @@ class DemoConfig(_Section):
     seed: int = 7
     density: DemoDensity = DemoDensity()
     world: DemoWorld = DemoWorld()
+    klm3_core: int = Field(
+        1, gt=0, description="klm3-cdr's k-core on a demo world (a workspace with latent/), in place of "
+                             "warehouse.klm3_core: the benchmark's 10 scaled by the demo's live sessions per "
+                             "streamer against KuaiLive-M3's (6.3 / 84 x 10 = 0.75, so 1: no core filter); "
+                             "measured in benchmarks/klm3_core_density.py, docs/evaluation.md")
     dirty_rate: float = Field(0.001, ge=0, lt=1, description="share of bad rows appended to each raw file "
                                                             "(transforms/dirt.py), so ingest's quarantine "
                                                             "shows; 0 for a clean world")
@@ -179,6 +184,9 @@ class WarehouseConfig(_Section):
                                                              "co-engagements kept per user and day")
     pair_min_strength: float = Field(0.2, ge=0.0, le=1.0, description="floor on a co-engagement's "
                                                                       "strength")
+    klm3_core: int = Field(10, gt=0, description="klm3-cdr's k-core per domain on real data: users and items "
+                                                 "with at least this many positives (the public "
+                                                 "benchmark's 10); a demo world uses demo.klm3_core")
     threads: int = Field(2, gt=0)
     memory_limit_gb: float = Field(0.0, ge=0.0, description="DuckDB memory limit of every connection "
                                                             "(dbt, frames, readers); 0: memory_fraction "
@@ -282,14 +290,18 @@ class StudentConfig(_Section):
                             "has it natively, AMX / AVX512-BF16: 1.1x faster, cosine 0.9998 to float32; "
                             "else float32)")
     encode_processes: int = Field(0, ge=0, description="processes that encode every item after training, "
-                                  "one torch thread each (0: one per CPU core; 1: in this process on "
-                                  "torch_threads); on 2 cores two processes encode 1.40x as fast as one "
-                                  "process on two threads: benchmarks/encode_processes.py)")
+                                  "one torch thread each, so the states do not depend on how many there "
+                                  "are (0: one per CPU core; 1: in this process); on 2 cores two "
+                                  "processes encode 1.40x as fast as one process on two threads: "
+                                  "benchmarks/encode_processes.py")
     eval_items: int = Field(200, gt=0, description="held-out items whose generation is scored")
-    torch_threads: int = Field(0, ge=0, description="CPU threads for torch while training and encoding "
-                                                    "(0: torch's default, one per core; on an idle 2-core "
-                                                    "machine two are 1.4x faster to train and 1.8x to "
-                                                    "encode than one)")
+    torch_threads: int = Field(2, ge=0, description="CPU threads for torch while training, pinned here "
+                                                    "rather than by the machine: a matmul's last bits "
+                                                    "depend on how many threads share it, so the same "
+                                                    "configuration gives the same student anywhere (0: "
+                                                    "torch's default, one per core or OMP_NUM_THREADS: "
+                                                    "the weights then depend on the machine); on an idle "
+                                                    "2-core machine two are 1.4x faster than one")
     checkpoint_every_steps: int = Field(100, ge=0, description="training saves a checkpoint every N "
                                         "steps and a rerun after a kill resumes from it (0: none)")
     seed: int = 0

@@ -104,7 +104,16 @@ def dbt_vars(ws: Workspace, settings: Settings) -> dict[str, object]:
         "lake_path": str(ws.lake),
         "marts_path": str(ws.marts),
         **{name: getattr(settings.warehouse, name) for name in PAIR_RULE},
+        "klm3_core": klm3_core(ws, settings),
     }
+
+
+def klm3_core(ws: Workspace, settings: Settings) -> int:
+    """klm3-cdr's k-core threshold: the benchmark's (warehouse.klm3_core) on real data, the one set for
+    the demo world's density (demo.klm3_core) on a workspace that holds a synthetic world's latent truth."""
+    from rgcd.transforms.latent import has_latent
+
+    return settings.demo.klm3_core if has_latent(ws) else settings.warehouse.klm3_core
 
 
 def check_lake(ws: Workspace) -> None:

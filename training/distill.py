@@ -43,6 +43,7 @@ from rgcd.training.chorus_states import CHORUS_TENSOR, ChorusStates, write_state
 from rgcd.training.frames import MissingInput, read_stage1_frames, stage1_cut
 from rgcd.training.precision import dtype_name, encode_dtype
 from rgcd.training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
+from rgcd.training.recommender import torch_threads
 from rgcd.training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, encode_items, item_text
 from rgcd.training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
 
@@ -58,6 +59,10 @@ ITEM_COLUMNS = [
     "mm_embedding",
 ]
 SHARD_ITEMS = 2_048
+# Every process that encodes (the workers and this one) runs one torch thread: a matmul's last bits
+# depend on how many threads share it (measured here: 3 threads differ from 1), so the chorus states
+# must not depend on how many processes encode them nor on the machine's cores.
+ENCODE_THREADS = 1
 # Settings that change when and how the work is done and saved, not what is learned: outside the
 # fingerprint.
 _NOT_FINGERPRINTED = {"checkpoint_every_steps", "encode_dtype", "encode_processes"}
@@ -297,9 +302,10 @@ def encode_all(
         else:
             encoder = student if dtype == torch.float32 else copy.deepcopy(student).to(dtype)
             done = (_encode_shard(encoder, items, shard, batch_size) for shard in todo)
-        for size in done:
-            kill_point("distill.encode_shard")
-            progress.advance(task, size)
+        with torch_threads(ENCODE_THREADS):  # as many as each worker has (see ENCODE_THREADS)
+            for size in done:
+                kill_point("distill.encode_shard")
+                progress.advance(task, size)
     distributed.barrier()  # every shard is written before rank 0 merges them
     index = pl.DataFrame(
         {
@@ -359,7 +365,7 @@ def _encoder_setup(model_dir: str, dtype: str) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    torch.set_num_threads(1)
+    torch.set_num_threads(ENCODE_THREADS)
     _ENCODER["student"] = ChorusStudent.from_pretrained(Path(model_dir)).eval().to(getattr(torch, dtype))
 
 

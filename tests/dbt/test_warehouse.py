@@ -246,3 +246,15 @@ def test_build_at_ci_size_on_the_demo_world(tmp_path: Path) -> None:
     features = pl.read_parquet(ws.marts / "user_features_daily.parquet")
     assert features.height == 2_000 * 14
 
+
+
+def test_klm3_core_is_the_benchmarks_on_real_data_and_the_demos_on_a_demo_world(tmp_path: Path) -> None:
+    from rgcd.transforms.latent import LATENT_DIR
+    from rgcd.warehouse import dbt_vars
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    settings = Settings.model_validate({"warehouse": {"klm3_core": 10}, "demo": {"klm3_core": 3}})
+    assert dbt_vars(ws, settings)["klm3_core"] == 10  # real data: the public benchmark's 10-core
+    (ws.root / LATENT_DIR).mkdir()
+    (ws.root / LATENT_DIR / "params.json").write_text("{}")
+    assert dbt_vars(ws, settings)["klm3_core"] == 3  # a synthetic world: the threshold set for its density
