@@ -165,7 +165,7 @@ class ItemAnswerFit:
     def as_dict(self) -> dict:
         """The fit for the report: one weight per field and the intercept."""
         weights = (None if self.weights is None else
-                   {**{f: round(float(w), 4) for f, w in zip(self.fields, self.weights, strict=False)},
+                   {**{f: round(float(w), 4) for f, w in zip(self.fields, self.weights[:-1], strict=True)},
                     "intercept": round(float(self.weights[-1]), 4)})
         return {"fields": self.fields, "weights": weights, "fitted_on_judged_pairs": self.fitted_on,
                 "held_out_mae": self.mae, "held_out_mae_constant": self.mae_constant}

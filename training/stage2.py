@@ -1,9 +1,11 @@
 """`rgcd transfer`: fit stage 2 at the training cut, write the vectors, the model and the report.
 
 Inputs, all point in time at the cut: behaviour pairs and the teacher's pair judgement through
-Feast's `pair_training` service (`read_pairs`), item facts through the `item_content` view, and the
-student's chorus states (memory-mapped, `rgcd.training.decomposition.ChorusStates`). Room pairs only: an
-author pair has no single live item with chorus states.
+Feast's `pair_training` service (`read_pairs`), the teacher's item-level answers of each pair's two
+items through the `item_answers` service (what fills the pairs it did not judge), item facts through
+the `item_content` view, and the student's chorus states (memory-mapped,
+`rgcd.training.decomposition.ChorusStates`). Room pairs only: an author pair has no single live item
+with chorus states.
 
 Writes:
 - `<ws>/feature_data/item_embeddings.parquet`: every item of both domains with `transferable`,
