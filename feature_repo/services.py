@@ -5,6 +5,8 @@
 - pair_training: behaviour pairs and the teacher's pair judgement, per pair_id (stage 1 reads the
   pairs, stage 2 the pairs with the judgement).
 - item_training: item facts and content, per item_id (stage 1's items, read by the student);
+- item_answers: the teacher's item-level answers, per item_id (stage 2 fills the transferability of
+  pairs the teacher did not judge from its two items' answers).
 - item_facts: the few item facts stage 2 joins to its vectors (domain, author, category, start).
 - publishing: each room's author and on-air interval, per item_id (`rgcd publish`).
 - ranker: online features of one request (a user and candidate items) for downstream rankers, in
@@ -55,6 +57,13 @@ item_training = FeatureService(
                       "mm_embedding", "cover_path"]],
     ],
     description="Point-in-time item facts over (item_id, event_timestamp): stage 1's and stage 2's items.",
+)
+
+item_answers = FeatureService(
+    name="item_answers",
+    features=[item_reasoning[["vertical_domain", "key_subject", "content_theme"]]],
+    description="Point-in-time teacher answers per item over (item_id, event_timestamp): what stage 2 "
+                "fills an unjudged pair's transferability from.",
 )
 
 item_facts = FeatureService(

@@ -327,6 +327,11 @@ class TransferConfig(_Section):
                                                                   "transferable vectors together (0: off)")
     reasoning_weight: float = Field(0.5, ge=0, le=1, description="purity = behaviour^(1-w) x "
                                                                  "transferability^w")
+    item_answer_fields: list[Literal["vertical_domain", "key_subject", "content_theme"]] = Field(
+        ["content_theme", "vertical_domain"], description="an unjudged pair's transferability from its "
+        "two items' item-level answers (item_reasoning at the cut) where both have them: a least-squares "
+        "fit of the judged training pairs' teacher scores on [same answer] per field (no latent truth, "
+        "no test split); the ridge probe fills the rest. Empty: the probe fills every unjudged pair")
     high_purity_quantile: float = Field(0.5, gt=0, lt=1, description="pairs at or above this quantile "
                                                                      "of purity are high purity")
     temperature: float = Field(0.5, gt=0, description="InfoNCE temperature; behaviour pairs are noisy (87% "

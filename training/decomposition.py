@@ -6,9 +6,11 @@ One shared student (stage 1b) wrote 16 chorus states per item of both domains. H
   each (`ABLATIONS`);
 - **purity**: a behaviour pair's joint purity is behaviour^(1-w) x transferability^w, where
   behaviour is the percentile of strength x log(1 + distinct users) and transferability is the
-  teacher's `semantic_transferability` (pairs the teacher did not judge get it from a ridge probe
-  fitted on the judged ones over the two items' mean chorus states: the teacher's judgement,
-  distilled to every pair). Pairs at or above a quantile are high purity;
+  teacher's `semantic_transferability`. A pair the teacher did not judge gets it from the two
+  items' item-level answers where both have one (`item_reasoning` at the cut: a least-squares fit
+  of the judged pairs' scores on [same answer] per field, `ItemAnswerFit`), else from a ridge
+  probe fitted on the judged pairs over the two items' mean chorus states. Pairs at or above a
+  quantile are high purity;
 - **module**: a query-aware aggregation. An item's chorus states, with its domain added, are
   attended by learnable queries (also shifted by the domain); one group of queries yields the
   **transferable** vector, another the **domain-residual** vector;
@@ -45,7 +47,7 @@ from rgcd.training.chorus_states import DOMAINS, ChorusStates
 
 # Part of every fit's fingerprint: bump it when the method's code changes what a fit computes,
 # so cached fits of the previous code are not reused.
-METHOD_VERSION = "4"
+METHOD_VERSION = "5"
 # The full method and its ablations: each one switch of TransferConfig.
 ABLATIONS: dict[str, dict[str, bool]] = {
     "rgcd": {},
@@ -90,6 +92,10 @@ class PairSet:
     teacher: np.ndarray
     held_out: np.ndarray
     streamer: np.ndarray | None = None  # the room's author_id per pair (same-streamer rooms are no negatives)
+    # per pair and item-answer field (TransferConfig.item_answer_fields): 1.0 where the two items'
+    # item-level answers (item_reasoning at the cut) agree, 0.0 where they differ, NaN where either
+    # item has no answer; None where no item answers were read
+    same_answers: np.ndarray | None = None
 
 
 def held_out_mask(ids: list[str], fraction: float) -> np.ndarray:
@@ -142,10 +148,82 @@ def fit_transferability_probe(pooled: np.ndarray, pairs: PairSet, ridge: float =
     return ProbeFit(w, int(judged.sum()), mae, const)
 
 
-def filled_transferability(pairs: PairSet, pooled: np.ndarray, probe: ProbeFit) -> np.ndarray:
-    """The teacher's semantic_transferability per pair, the probe's estimate where it did not judge."""
+@dataclass
+class ItemAnswerFit:
+    """How the teacher's pair score follows from its item-level answers: least squares of the judged
+    training pairs' semantic_transferability on [same answer] per field and an intercept (fitted on
+    the teacher's own judgements: no latent truth, no test split). `weights` is None when fewer
+    than 10 judged training pairs have both items answered; the error is measured on judged
+    held-out pairs next to a constant's, as the probe's."""
+
+    fields: list[str]
+    weights: np.ndarray | None
+    fitted_on: int
+    mae: float | None
+    mae_constant: float | None
+
+    def as_dict(self) -> dict:
+        """The fit for the report: one weight per field and the intercept."""
+        weights = (None if self.weights is None else
+                   {**{f: round(float(w), 4) for f, w in zip(self.fields, self.weights[:-1], strict=True)},
+                    "intercept": round(float(self.weights[-1]), 4)})
+        return {"fields": self.fields, "weights": weights, "fitted_on_judged_pairs": self.fitted_on,
+                "held_out_mae": self.mae, "held_out_mae_constant": self.mae_constant}
+
+
+def _answer_features(same: np.ndarray) -> np.ndarray:
+    return np.hstack([same, np.ones((len(same), 1))])
+
+
+def answered(pairs: PairSet) -> np.ndarray:
+    """True for pairs whose two items both have every item-level answer the filler reads."""
+    if pairs.same_answers is None or pairs.same_answers.shape[1] == 0:
+        return np.zeros(len(pairs.pair_id), dtype=bool)
+    return ~np.isnan(pairs.same_answers).any(axis=1)
+
+
+def fit_item_answer_filler(pairs: PairSet, fields: list[str], ridge: float = 1.0) -> ItemAnswerFit:
+    """Least squares of semantic_transferability on the pair's [same answer] per field (judged pairs
+    with both items answered; training pairs to fit, held-out pairs to measure)."""
+    judged = ~np.isnan(pairs.teacher) & answered(pairs)
+    fit, test = judged & ~pairs.held_out, judged & pairs.held_out
+    if fit.sum() < 10:
+        return ItemAnswerFit(list(fields), None, int(fit.sum()), None, None)
+    x, y = _answer_features(pairs.same_answers[fit]), pairs.teacher[fit]
+    w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+    mae = const = None
+    if test.any():
+        pred = np.clip(_answer_features(pairs.same_answers[test]) @ w, 0, 1)
+        mae = round(float(np.abs(pred - pairs.teacher[test]).mean()), 4)
+        const = round(float(np.abs(y.mean() - pairs.teacher[test]).mean()), 4)
+    return ItemAnswerFit(list(fields), w, int(fit.sum()), mae, const)
+
+
+# Where a pair's transferability comes from (`fill_sources`).
+FILL_SOURCES = ("judged", "item_answers", "probe")
+
+
+def fill_sources(pairs: PairSet, answers: ItemAnswerFit | None) -> np.ndarray:
+    """Per pair, an index into FILL_SOURCES: the teacher's judgement where it judged the pair, else
+    the item answers where both items have them (and the answer fit exists), else the probe."""
+    source = np.full(len(pairs.pair_id), FILL_SOURCES.index("probe"), dtype=np.int8)
+    if answers is not None and answers.weights is not None:
+        source[answered(pairs)] = FILL_SOURCES.index("item_answers")
+    source[~np.isnan(pairs.teacher)] = FILL_SOURCES.index("judged")
+    return source
+
+
+def filled_transferability(pairs: PairSet, pooled: np.ndarray, probe: ProbeFit,
+                           answers: ItemAnswerFit | None = None) -> np.ndarray:
+    """The teacher's semantic_transferability per pair; where it did not judge, the item answers'
+    estimate where both items have them, the probe's for the rest (`fill_sources`)."""
     semantic = pairs.teacher.copy()
-    missing = np.flatnonzero(np.isnan(semantic))
+    source = fill_sources(pairs, answers)
+    by_answers = source == FILL_SOURCES.index("item_answers")
+    if by_answers.any():
+        estimate = _answer_features(pairs.same_answers[by_answers]) @ answers.weights
+        semantic[by_answers] = np.clip(estimate, 0, 1)
+    missing = np.flatnonzero(source == FILL_SOURCES.index("probe"))
     for s in range(0, len(missing), 65_536):
         rows = missing[s:s + 65_536]
         semantic[rows] = _pair_features(pooled, pairs.photo[rows], pairs.live[rows]) @ probe.weights
@@ -153,12 +231,12 @@ def filled_transferability(pairs: PairSet, pooled: np.ndarray, probe: ProbeFit) 
 
 
 def purity_scores(pairs: PairSet, cfg: TransferConfig, pooled: np.ndarray,
-                  probe: ProbeFit | None) -> np.ndarray:
+                  probe: ProbeFit | None, answers: ItemAnswerFit | None = None) -> np.ndarray:
     """Joint purity per pair: behaviour^(1-w) x transferability^w; behaviour alone without reasoning."""
     behaviour = behaviour_score(pairs.strength, pairs.distinct_users)
     if not cfg.use_reasoning or probe is None or probe.weights is None:
         return behaviour
-    semantic = np.clip(filled_transferability(pairs, pooled, probe), 1e-3, 1.0)
+    semantic = np.clip(filled_transferability(pairs, pooled, probe, answers), 1e-3, 1.0)
     w = cfg.reasoning_weight
     return behaviour ** (1 - w) * semantic ** w
 

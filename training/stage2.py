@@ -1,9 +1,11 @@
 """`rgcd transfer`: fit stage 2 at the training cut, write the vectors, the model and the report.
 
 Inputs, all point in time at the cut: behaviour pairs and the teacher's pair judgement through
-Feast's `pair_training` service (`read_pairs`), item facts through the `item_content` view, and the
-student's chorus states (memory-mapped, `rgcd.training.decomposition.ChorusStates`). Room pairs only: an
-author pair has no single live item with chorus states.
+Feast's `pair_training` service (`read_pairs`), the teacher's item-level answers of each pair's two
+items through the `item_answers` service (what fills the pairs it did not judge), item facts through
+the `item_content` view, and the student's chorus states (memory-mapped,
+`rgcd.training.decomposition.ChorusStates`). Room pairs only: an author pair has no single live item
+with chorus states.
 
 Writes:
 - `<ws>/feature_data/item_embeddings.parquet`: every item of both domains with `transferable`,
@@ -41,11 +43,14 @@ from rgcd.training import distributed
 from rgcd.training.checkpoint import Checkpointer
 from rgcd.training.chorus_states import ChorusStates
 from rgcd.training.decomposition import (
+    FILL_SOURCES,
     METHOD_VERSION,
     PairSet,
     QueryAggregation,
     alignment,
     encode_all,
+    fill_sources,
+    fit_item_answer_filler,
     fit_transferability_probe,
     held_out_mask,
     high_purity,
@@ -116,15 +121,49 @@ def read_pairs(ws: Workspace, settings: Settings, cut: datetime, states: ChorusS
     keep = (photo >= 0) & (live >= 0)
     got = got.filter(pl.Series(keep))
     pair_ids = got["pair_id"].to_list()
+    same_answers, items_answered = None, 0
+    if cfg.item_answer_fields and cfg.use_reasoning and (ws.feature_data / "item_reasoning.parquet").exists():
+        same_answers, items_answered = _same_answers(store, cut, got["photo_item_id"].to_list(),
+                                                     got["target_id"].to_list(), cfg.item_answer_fields)
     pairs = PairSet(
         pair_id=pair_ids, photo=photo[keep], live=live[keep],
         strength=got["strength"].to_numpy().astype(np.float64),
         distinct_users=got["distinct_users"].to_numpy().astype(np.float64),
         teacher=got["semantic_transferability"].fill_null(np.nan).to_numpy().astype(np.float64),
         held_out=held_out_mask(pair_ids, cfg.held_out_fraction),
-        streamer=got["author_id"].fill_null(-1).to_numpy().astype(np.int64))
+        streamer=got["author_id"].fill_null(-1).to_numpy().astype(np.int64),
+        same_answers=same_answers)
     return pairs, {"eligible": eligible, "read": len(ids), "without_chorus_states": int((~keep).sum()),
-                   "reasoning_table": int(reasoning)}
+                   "reasoning_table": int(reasoning), "items_answered": items_answered}
+
+
+def _same_answers(store, cut: datetime, photos: list[str], rooms: list[str],
+                  fields: list[str]) -> tuple[np.ndarray, int]:
+    """Per pair and field: 1.0 where the two items' item-level answers agree, 0.0 where they differ,
+    NaN where either has none; and how many of the pairs' items have an answer.
+
+    Read as the pairs are: through Feast's `item_answers` service at the cut. item_reasoning is a
+    backfill view (docs/features.md): a row is visible from its evidence time (the item's first
+    appearance) and never before, so an answer stamped after the cut, or a later regeneration
+    stamped after it, is not read here.
+    """
+    from rgcd.featurestore.store import frame
+
+    items = sorted(set(photos) | set(rooms))
+    entities = pl.DataFrame({"item_id": items}).with_columns(
+        pl.lit(cut).dt.convert_time_zone("UTC").alias("event_timestamp"))
+    got = frame(store, entities, service="item_answers")
+    columns = {f: dict(zip(got["item_id"].to_list(), got[f"item_reasoning__{f}"].to_list(), strict=True))
+               for f in fields}
+    same = np.full((len(photos), len(fields)), np.nan)
+    for j, f in enumerate(fields):
+        answer = columns[f]
+        for i, (p, r) in enumerate(zip(photos, rooms, strict=True)):
+            a, b = answer.get(p), answer.get(r)
+            if a is not None and b is not None:
+                same[i, j] = float(a == b)
+    has_answer = got.select(pl.any_horizontal(pl.col(f"item_reasoning__{f}").is_not_null() for f in fields))
+    return same, int(has_answer.to_series().sum())
 
 
 def _judged_pair_ids(ws: Workspace) -> set[str]:
@@ -177,6 +216,8 @@ def _fingerprint(cfg: TransferConfig, cut: datetime, states: ChorusStates, pairs
     h.update("\n".join(pairs.pair_id).encode())
     for arr in (pairs.photo, pairs.live, pairs.strength, pairs.distinct_users, pairs.teacher):
         h.update(np.ascontiguousarray(arr).tobytes())
+    if pairs.same_answers is not None:
+        h.update(np.ascontiguousarray(pairs.same_answers).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -204,7 +245,9 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
                    json.loads((folder / "fit.json").read_text()), reused=True)
     pooled = states.mean_pooled()
     probe = fit_transferability_probe(pooled, pairs) if cfg.use_reasoning else None
-    purity = purity_scores(pairs, cfg, pooled, probe)
+    answers = (fit_item_answer_filler(pairs, cfg.item_answer_fields)
+               if cfg.use_reasoning and pairs.same_answers is not None else None)
+    purity = purity_scores(pairs, cfg, pooled, probe, answers)
     high = high_purity(purity, cfg)
     t0 = time.perf_counter()
     checkpoints = Checkpointer(folder / "checkpoints", cfg.checkpoint_every, fingerprint=fp)
@@ -233,6 +276,8 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
                             if probe is not None and probe.weights is not None else "behaviour alone"),
                    "probe": None if probe is None else {"judged": probe.judged, "held_out_mae": probe.mae,
                                                         "held_out_mae_constant": probe.mae_constant},
+                   "item_answers": None if answers is None else answers.as_dict(),
+                   "filled_by": _filled_by(pairs, probe, answers),
                    # how purity and the teacher agree: mean teacher score of high vs low pairs
                    "teacher_mean_high": _nanmean(pairs.teacher[high]),
                    "teacher_mean_low": _nanmean(pairs.teacher[~high])},
@@ -241,7 +286,7 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
         "stopping": stopping,
         "alignment": alignment(transferable, residual, pairs, high, cfg.seed),
         "topic_probe": topic_probe(ws, settings, cut, states, pairs, transferable, residual, cfg.seed),
-        "transferability_vs_truth": transferability_vs_truth(ws, pairs, pooled, probe, states),
+        "transferability_vs_truth": transferability_vs_truth(ws, pairs, pooled, probe, states, answers),
         "train_seconds": round(seconds, 2),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -302,9 +347,21 @@ def topic_probe(ws: Workspace, settings: Settings, cut: datetime, states: Chorus
     return out
 
 
-def transferability_vs_truth(ws: Workspace, pairs: PairSet, pooled: np.ndarray, probe, states) -> dict | None:
+def _filled_by(pairs: PairSet, probe, answers) -> dict[str, int] | None:
+    """How many pairs took their transferability from each source (FILL_SOURCES); None when purity
+    is behaviour alone."""
+    if probe is None or probe.weights is None:
+        return None
+    counts = np.bincount(fill_sources(pairs, answers), minlength=len(FILL_SOURCES))
+    return {name: int(n) for name, n in zip(FILL_SOURCES, counts, strict=True)}
+
+
+def transferability_vs_truth(ws: Workspace, pairs: PairSet, pooled: np.ndarray, probe, states,
+                             answers=None) -> dict | None:
     """ROC AUC of the transferability that purity uses against the world's truth (same latent topic),
-    for the pairs the teacher judged and for those the probe filled; None without latent truth."""
+    for the pairs the teacher judged, those the item answers filled (with the probe's AUC on the
+    same pairs beside it), those the probe filled, and every unjudged pair (the filler against the
+    probe alone); None without latent truth. A measurement only: nothing here feeds the fit."""
     from rgcd.training.decomposition import filled_transferability
     from rgcd.training.reasoning.truth import load_item_topics, roc_auc
 
@@ -321,9 +378,20 @@ def transferability_vs_truth(ws: Workspace, pairs: PairSet, pooled: np.ndarray, 
     out["teacher"] = {"pairs": int((known & judged).sum()),
                       "auc": _round(roc_auc(pairs.teacher[known & judged], same[known & judged]))}
     if probe is not None and probe.weights is not None:
-        filled = filled_transferability(pairs, pooled, probe)
-        sel = known & ~judged
-        out["probe_filled"] = {"pairs": int(sel.sum()), "auc": _round(roc_auc(filled[sel], same[sel]))}
+        filled = filled_transferability(pairs, pooled, probe, answers)
+        probe_only = filled_transferability(pairs, pooled, probe)
+        source = fill_sources(pairs, answers)
+        by_answers = known & (source == FILL_SOURCES.index("item_answers"))
+        by_probe = known & (source == FILL_SOURCES.index("probe"))
+        unjudged = known & ~judged
+        def auc(scores: np.ndarray, sel: np.ndarray) -> float | None:
+            return _round(roc_auc(scores[sel], same[sel]))
+
+        out["item_answers_filled"] = {"pairs": int(by_answers.sum()), "auc": auc(filled, by_answers),
+                                      "probe_auc_same_pairs": auc(probe_only, by_answers)}
+        out["probe_filled"] = {"pairs": int(by_probe.sum()), "auc": auc(filled, by_probe)}
+        out["unjudged"] = {"pairs": int(unjudged.sum()), "auc": auc(filled, unjudged),
+                           "probe_alone_auc": auc(probe_only, unjudged)}
     return out
 
 

@@ -76,7 +76,7 @@ def features_sync(c: Context, manifest: Path | None, check: bool, no_apply: bool
 @click.argument("entities", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--service", default="training", show_default=True,
               help="Feature service (feature_repo/services.py: training, pair_training, item_training, "
-                   "item_facts, publishing, ranker, ranker_user, ranker_items, retrieval_user, "
+                   "item_answers, item_facts, publishing, ranker, ranker_user, ranker_items, retrieval_user, "
                    "retrieval_item).")
 @click.option("--feature", "feature_refs", multiple=True,
               help="'view:feature' instead of a service (repeatable).")

@@ -49,6 +49,8 @@ def test_transfer_writes_both_domains_a_retriever_and_reruns_for_free(tmp_path):
     report = json.loads((ws.reports / "transfer.json").read_text())
     fit = report["fit"]
     assert fit["purity"]["high"] + fit["purity"]["low"] == fit["pairs"]["used"]
+    # no item_reasoning in this world: the teacher judged every room pair, nothing is left to fill
+    assert fit["purity"]["filled_by"] == {"judged": fit["pairs"]["used"], "item_answers": 0, "probe": 0}
     assert set(fit["alignment"]) == {"transferable", "residual", "joint"}
     assert set(fit["alignment"]["transferable"]) == {"high_purity", "low_purity", "random"}
     assert (ws.reports / "transfer_projection.png").read_bytes()[:4] == b"\x89PNG"
