@@ -145,7 +145,7 @@ def test_the_pipeline_stage_skips_without_marts_and_runs_with_them(world, tmp_pa
     assert not (empty.feast / "registry.db").exists()
     ws, _, _ = world
     line = stage.run(ws, Settings(), None)
-    assert "applied 10 feature views, 10 feature services; materialized 4 views" in line
+    assert "applied 10 feature views, 11 feature services; materialized 4 views" in line
     assert "(0 full, 4 incremental; 4 windows)" in line
 
 
