@@ -48,12 +48,16 @@ class Stage2Vectors:
 def tower_groups(transferable: np.ndarray, residual: np.ndarray | None,
                  is_photo: np.ndarray) -> dict[str, np.ndarray]:
     """The item tower's content groups: transferable (one projection for both domains), and the
-    residual split by domain (one projection each), zeros where a group does not apply."""
+    residual split by domain (one projection each), zeros where a group does not apply.
+
+    Without decomposition (`residual` None) the one vector goes through the shared projection and
+    through a projection per domain as well: the tower keeps its shared and its per-domain paths,
+    so the ablation removes the split that stage 2 learns, not a path of the retriever."""
     groups = {"transferable": np.asarray(transferable, dtype=np.float32)}
-    if residual is not None:
-        photo = is_photo[:, None]
-        groups["residual_photo"] = np.where(photo, residual, 0.0).astype(np.float32)
-        groups["residual_live"] = np.where(photo, 0.0, residual).astype(np.float32)
+    per_domain, name = (residual, "residual") if residual is not None else (transferable, "single")
+    photo = is_photo[:, None]
+    groups[f"{name}_photo"] = np.where(photo, per_domain, 0.0).astype(np.float32)
+    groups[f"{name}_live"] = np.where(photo, 0.0, per_domain).astype(np.float32)
     return groups
 
 

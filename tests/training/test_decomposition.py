@@ -171,3 +171,18 @@ def test_the_stopping_metric_sees_a_topic_aligned_space_that_recall_cannot():
                                 np.arange(n), k=1)
     assert aligned["percentile"] > 0.9 and shuffled["percentile"] < 0.6
     assert aligned["recall"] < 0.2  # topic alignment cannot put the own room first
+
+
+def test_the_retriever_reads_one_vector_through_shared_and_per_domain_paths_like_the_split():
+    from rgcd.training.full_method import tower_groups
+
+    t, r = np.ones((3, 4), np.float32), np.full((3, 4), 2.0, np.float32)
+    is_photo = np.array([True, False, True])
+    split, single = tower_groups(t, r, is_photo), tower_groups(t, None, is_photo)
+    # the ablation keeps the tower's paths (one shared, one per domain); only the split is gone
+    assert set(split) == {"transferable", "residual_photo", "residual_live"}
+    assert set(single) == {"transferable", "single_photo", "single_live"}
+    assert (split["residual_photo"][:, 0] == [2, 0, 2]).all()
+    assert (split["residual_live"][:, 0] == [0, 2, 0]).all()
+    assert (single["single_photo"][:, 0] == [1, 0, 1]).all()
+    assert (single["single_live"][:, 0] == [0, 1, 0]).all()
