@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 EncodeDtype = Literal["auto", "float32", "bfloat16"]
 # The full method and its ablations (training/full_method.py), named here so that what only
 # needs the names (evaluate's main process) does not import the models and torch with them.
-FULL_METHOD = ("rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing")
+# rgcd-no-stage2 is the full method's retriever without the stage-2 vectors: what the wiring alone gives.
+FULL_METHOD = ("rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition", "rgcd-no-routing", "rgcd-no-stage2")
 
 
 class _Section(BaseModel):

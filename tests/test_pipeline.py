@@ -80,7 +80,7 @@ def _metrics_and_report(ws: Workspace) -> None:
     assert ("klm3-cdr" in doc["skipped"]) == (klm3_rows == 0)
     expected = {"popularity", "creator_link", "creator_link_popularity", "bpr_mf", "content_mm",
                 "content_text", "uniembed", "emcdr", "rgcd", "rgcd-no-reasoning", "rgcd-no-decomposition",
-                "rgcd-no-routing"}
+                "rgcd-no-routing", "rgcd-no-stage2"}
     assert expected <= set(doc["protocols"]["live-room"])
     assert doc["cases"]["live-room"]["all"] > 0 and doc["strongest"]["live-room"]["all"]["model"]
     assert "rgcd" in doc["intervals"]["live-room"]["all"]["models"]  # against the strongest baseline

@@ -13,7 +13,8 @@ training or a candidate at test time; a room that did not exist in training, or 
 was never seen, still has its content. Id dropout (`retriever_id_dropout`) trains that content
 path to stand alone. Cold-start users (no live history) are placed by their short videos; they
 reach rooms through what both domains share in the tower: the creator identity and the
-transferable projection.
+transferable projection. `rgcd-no-stage2` is this retriever without the stage-2 vectors (room
+level, id dropout, uniembed's inputs): its difference to `rgcd` is what stage 1 and stage 2 add.
 
 The stage-2 model is fitted at the protocol's cut on behaviour pairs whose last co-engagement
 is before it (`rgcd.training.full_method_fits.protocol_cut`), through `rgcd.training.stage2.fit_at`
@@ -72,7 +73,7 @@ def retriever_config(settings) -> UniEmbedConfig:
 class RGCD(UniEmbed):
     """uniembed's retriever with the stage-2 vectors added to its item input (see the module doc)."""
 
-    def __init__(self, name: str, vectors_for: Callable[[TrainData], Stage2Vectors],
+    def __init__(self, name: str, vectors_for: Callable[[TrainData], Stage2Vectors | None],
                  config: UniEmbedConfig | None = None) -> None:
         super().__init__(config or UniEmbedConfig(room_level=True))
         self.name = name
@@ -83,6 +84,10 @@ class RGCD(UniEmbed):
     def fit(self, data: TrainData, seed: int) -> None:
         """Stage-2 vectors at this protocol's cut, then uniembed's training with them as more input."""
         self.stage2 = self.vectors_for(data)
+        self._author_rows = {}
+        if self.stage2 is None:  # rgcd-no-stage2: the same retriever on uniembed's inputs alone
+            super().fit(data, seed)
+            return
         rooms = data.catalog.author_rooms()
         if "start_timestamp" in rooms.columns:
             rooms = rooms.sort("start_timestamp", "item_id", descending=[True, False])
@@ -118,5 +123,6 @@ class RGCD(UniEmbed):
         return tower_groups(mean_of(t_all), mean_of(r_all) if r_all is not None else None, is_photo)
 
     def item_content(self, catalog: ItemCatalog, keys: list[str]) -> dict[str, np.ndarray]:
-        """uniembed's inputs (the raw multimodal vectors) plus the stage-2 vectors."""
-        return {**super().item_content(catalog, keys), **self.stage2_content(keys)}
+        """uniembed's inputs (the raw multimodal vectors) plus the stage-2 vectors, if any."""
+        raw = super().item_content(catalog, keys)
+        return raw if self.stage2 is None else {**raw, **self.stage2_content(keys)}

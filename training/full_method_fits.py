@@ -10,6 +10,9 @@ import polars as pl
 from rgcd.training.full_method import RGCD, Stage2Vectors, retriever_config
 from rgcd.training.recommender import TrainData
 
+# The full method's retriever without stage-2 vectors (no stage-2 fit): what the wiring alone gives.
+NO_STAGE2 = "rgcd-no-stage2"
+
 
 def protocol_cut(ws, protocol: str, data: TrainData):
     """The time before which the stage-2 model may see behaviour pairs, per protocol.
@@ -47,12 +50,15 @@ def full_method_factories(ws, settings, names: Sequence[str]) -> dict[str, Calla
     from rgcd.training.decomposition import ABLATIONS, ablation_config
     from rgcd.training.stage2 import fit_at, stage2_vectors
 
-    unknown = [n for n in names if n not in ABLATIONS]
+    unknown = [n for n in names if n not in ABLATIONS and n != NO_STAGE2]
     if unknown:
-        raise ValueError(f"unknown full-method model(s) {unknown}; known: {', '.join(ABLATIONS)}")
+        known = ", ".join([*ABLATIONS, NO_STAGE2])
+        raise ValueError(f"unknown full-method model(s) {unknown}; known: {known}")
     memo = _STAGE2_MEMO
 
-    def vectors_for(name: str, data: TrainData) -> Stage2Vectors:
+    def vectors_for(name: str, data: TrainData) -> Stage2Vectors | None:
+        if name == NO_STAGE2:
+            return None
         cut = protocol_cut(ws, data.protocol, data)
         if any(n != name for n, _ in memo):  # another model's vectors (~100 MB a cut) are done with
             memo.clear()

@@ -25,6 +25,7 @@ MODEL_STYLE: dict[str, tuple[str, str]] = {
     "rgcd-no-reasoning": ("#ff9896", "h"),
     "rgcd-no-decomposition": ("#e377c2", "p"),
     "rgcd-no-routing": ("#2ca02c", "*"),
+    "rgcd-no-stage2": ("#8c6d31", "8"),
     "oracle": ("#000000", "d"),
 }
 DASHED = frozenset({"oracle"})

@@ -25,7 +25,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--models", default=None,
               help="Comma-separated model names (default: evaluation.models of the config): "
                    "popularity, bpr_mf, content_mm, content_text, uniembed, emcdr, and the full "
-                   "method rgcd, rgcd-no-reasoning, rgcd-no-decomposition, rgcd-no-routing "
+                   "method rgcd, rgcd-no-reasoning, rgcd-no-decomposition, rgcd-no-routing, rgcd-no-stage2 "
                    "(default: after the baselines, once `rgcd distill` has run).")
 @pass_ctx
 def evaluate(c: Context, seeds: list[int] | None, run_name: str | None, models: str | None) -> None:
