@@ -78,6 +78,7 @@ class PublishedModel:
         """
         import torch.nn.functional as F
 
+        from rgcd.training.baselines.uniembed import domain_columns
         from rgcd.training.full_method import tower_groups
 
         t, r = encode_items(self.aggregation, chorus_states, domains)
@@ -87,6 +88,8 @@ class PublishedModel:
         creators = torch.tensor([self.creators.get(str(a), -1) if a is not None else -1 for a in author_ids],
                                 dtype=torch.long)
         groups = {g: torch.from_numpy(m) for g, m in tower_groups(t, r, is_photo).items()}
+        groups.update({g: torch.from_numpy(m) for g, m in domain_columns(is_photo).items()
+                       if g in self.tower.proj})
         for domain in ("photo", "live"):
             if domain not in self.tower.proj:
                 continue
