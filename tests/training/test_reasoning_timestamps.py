@@ -39,8 +39,19 @@ def test_a_backfill_is_visible_after_its_evidence_and_never_before(world_ws):
     # Stamps: the evidence time, and the generation time as created_timestamp.
     want = pairs.join(marts_pairs.select("pair_id", pl.col("last_seen").alias("want")), on="pair_id")
     assert (want["event_timestamp"] == want["want"].dt.cast_time_unit("ms")).all()
-    firsts = items.join(content.select("item_id", pl.col("event_timestamp").alias("want")), on="item_id")
-    assert (firsts["event_timestamp"] == firsts["want"].dt.cast_time_unit("ms")).all()
+    # an item: the later of its first appearance and the evidence of the pair it was answered from,
+    # the accepted pair with the earliest evidence (its answer may rest on the partner item); the
+    # photo side of a pair is its photo_item_id exactly (a live target may be an author key)
+    firsts = items.join(content.select("item_id", pl.col("event_timestamp").dt.cast_time_unit("ms")
+                                       .alias("first")), on="item_id")
+    assert firsts.height == items.height and (firsts["event_timestamp"] >= firsts["first"]).all()
+    photo_pair = pairs.group_by(pl.col("photo_item_id").alias("item_id")).agg(
+        pl.col("event_timestamp").min().alias("pair_seen"))
+    photos = firsts.join(photo_pair, on="item_id")
+    assert photos.height > 0
+    want_photo = photos.select(pl.max_horizontal("first", "pair_seen")).to_series()
+    assert (photos["event_timestamp"] == want_photo).all()
+    assert (photos["event_timestamp"] > photos["first"]).any()  # the pair's evidence matters
     assert (pairs["created_timestamp"] >= started - S).all()
     assert (pairs["event_timestamp"] < started).all()  # a backfill: evidence long before generation
 

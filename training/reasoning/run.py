@@ -476,10 +476,14 @@ def _write_tables(
 ) -> dict:
     """Write pair_reasoning and item_reasoning, stamped with when their evidence existed.
 
-    event_timestamp: a pair's last co-engagement; an item's first appearance (the event time of
-    its item_content row). created_timestamp: now, the generation time, which only breaks ties
-    (a regeneration of the same evidence wins). A backfill over historical logs is so visible to
-    point-in-time frames after its evidence and never before it (docs/features.md).
+    event_timestamp: a pair's last co-engagement; an item's knowledge, the later of its first
+    appearance (the event time of its item_content row) and the last co-engagement of the pair it
+    was answered from: the teacher saw the partner item, which may exist only later, so the answer
+    is evidence of that moment. An item's knowledge comes from its accepted pair with the earliest
+    evidence (the strongest among equals), so it is visible as early as it honestly can be.
+    created_timestamp: now, the generation time, which only breaks ties (a regeneration of the same
+    evidence wins). A backfill over historical logs is so visible to point-in-time frames after its
+    evidence and never before it (docs/features.md).
     """
     created = datetime.now(UTC)
     pair_rows, item_rows, rejected_rows = [], {}, []
@@ -513,21 +517,21 @@ def _write_tables(
                 "created_timestamp": created,
             }
         )
-        # Pairs arrive strongest first: an item's knowledge comes from its strongest accepted pair.
+        # Pairs arrive strongest first: an item keeps the answer of its earliest-evidence pair, the
+        # strongest among equals (a later pair replaces a row only when its evidence is earlier).
         for side, facts in (("photo", pair.photo), ("live", pair.live)):
-            item_rows.setdefault(
-                facts.item_id,
-                {
+            first = first_appearance.get(facts.item_id)
+            stamp = seen if first is None else max(first, seen)
+            held = item_rows.get(facts.item_id)
+            if held is None or stamp < held["event_timestamp"]:
+                item_rows[facts.item_id] = {
                     "item_id": facts.item_id,
                     **{f: knowledge[side][f] for f in ITEM_FIELDS},
                     "teacher_id": teacher.teacher_id,
                     "prompt_version": PROMPT_VERSION,
-                    # No row for it at all would be a bug upstream; the pair's time is then the
-                    # latest moment the item is known to exist, never an earlier one.
-                    "event_timestamp": first_appearance.get(facts.item_id) or seen,
+                    "event_timestamp": stamp,
                     "created_timestamp": created,
-                },
-            )
+                }
     # Each table is renamed in whole; a kill between them is repaired by the rerun, which answers
     # every pair from the cache and writes both again.
     write_parquet_atomic(pl.DataFrame(pair_rows, schema=PAIR_REASONING_SCHEMA),
