@@ -49,8 +49,8 @@ from rgcd.training.intervals import (
     percentile_interval,
 )
 from rgcd.training.model_styles import style_of
-from rgcd.training.oracle import LABEL as ORACLE_LABEL
 from rgcd.training.oracle import NAME as ORACLE
+from rgcd.training.oracle import label as oracle_label
 from rgcd.training.projection import pca_2d
 from rgcd.training.results import PER_CASE_METRICS, SLICES, EvaluationResult
 
@@ -302,7 +302,7 @@ def markdown_table(protocol: str, mean: dict, std: dict, ks: Sequence[int],
     best = {(s, m): max((mean[protocol][x][s].get(m, -1.0) for x in models if x != ORACLE), default=None)
             for s in slices for m in metrics}
     for x in models:
-        cells = [ORACLE_LABEL if x == ORACLE else x]
+        cells = [oracle_label(protocol) if x == ORACLE else x]
         for s in slices:
             for m in metrics:
                 v = mean[protocol][x][s].get(m)
