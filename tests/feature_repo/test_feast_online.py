@@ -71,6 +71,20 @@ def test_ranker_in_two_reads_answers_what_the_ranker_service_does(world):
     assert two["user_features_daily__sv_plays_7d"].to_list() == [8] * len(items)
 
 
+def test_an_online_read_prints_no_warning_from_feasts_milvus_store(world):
+    """Feast's first online read imports its Milvus online store, whose config class makes pydantic
+    warn; a fresh process (the module not yet imported) reading through rgcd prints nothing."""
+    ws, _, _ = world
+    code = ("from rgcd.config import Settings, Workspace; from rgcd.featurestore import store as fs; "
+            f"s = fs.feature_store(Workspace({str(ws.root)!r}), Settings()); "
+            "print(fs.ranker_features(s, 1, ['live:1']).height)")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "1"
+    assert "Warning" not in done.stderr, done.stderr[-2000:]
+
+
 def test_incremental_materialization_picks_up_new_snapshots(world):
     ws, store, first = world
     # A snapshot newer than the previous run's end (incremental runs start there).
