@@ -739,20 +739,30 @@ def main() -> None:
 
 
 def _headline(result: dict) -> dict:
-    """The table's figure, peer and ratio: the 10k-vector search (or the largest) and the HTTP load."""
+    """The table's figure, peer and ratio: the largest size searched (and 10k), Lite and the server side
+    by side, against exact numpy; the HTTP load when measured."""
     parts, peer, ratio = [], None, None
-    if result.get("search"):
-        row = next((r for r in result["search"] if r["live_vectors"] == 10_000), result["search"][-1])
-        parts.append(f"{row['live_vectors']:,} live vectors ({row['on_air']:,} on air): recall@{row['k']} "
-                     f"{row['recall_at_k']:.2f}, p50 {row['milvus_p50_ms']:.1f} ms")
-        peer = ("exact numpy (matmul + argpartition) over the same candidates: "
-                f"p50 {row['exact_numpy_p50_ms']} ms")
-        ratio = f"{row['milvus_over_exact_p50']:.0f}x at p50"
-    server = next((r for r in result.get("search_server", {}).get("rows", []) if r["live_vectors"] == 10_000),
-                  None)
-    if server:
-        parts.append(f"server ({server['backend']}) at 10,000: p50 {server['milvus_p50_ms']:.1f} ms, "
-                     f"recall@{server['k']} {server['recall_at_k']:.2f}")
+    lite = result.get("search") or []
+    server = result.get("search_server", {}).get("rows", [])
+    rows = lite or server
+    if rows:
+        n = max(r["live_vectors"] for r in rows)
+        at = {(r["backend"].startswith("milvus-lite"), r["live_vectors"]): r for r in lite + server}
+        big_lite, big_server = at.get((True, n)), at.get((False, n))
+        big = big_server or big_lite
+        parts.append(f"{n:,} live vectors ({big['on_air']:,} on air), recall@{big['k']} "
+                     + " / ".join(f"{r['recall_at_k']:.2f}" for r in (big_lite, big_server) if r)
+                     + ": p50 " + ", ".join(f"{name} {r['milvus_p50_ms']:.1f} ms" for name, r in
+                                           (("Lite", big_lite), ("server", big_server)) if r))
+        small = [f"{name} {r['milvus_p50_ms']:.1f} ms" for name, r in
+                 (("Lite", at.get((True, 10_000))), ("server", at.get((False, 10_000)))) if r]
+        if small and n != 10_000:
+            parts.append("at 10,000: " + ", ".join(small))
+        peer = ("exact numpy (matmul + argpartition) over the same candidates: p50 "
+                + ", ".join(f"{r['exact_numpy_p50_ms']} ms" for r in (big_lite, big_server) if r)
+                + f" at {n:,}")
+        ratio = ", ".join(f"{name} {r['milvus_over_exact_p50']}x" for name, r in
+                          (("Lite", big_lite), ("server", big_server)) if r) + f" exact at p50, {n:,}"
     if result.get("http_u2i"):
         h = result["http_u2i"]
         parts.append(f"HTTP U2I, {h['clients']} clients: p50 {h['p50_ms']:.0f} / p99 {h['p99_ms']:.0f} ms, "
