@@ -118,9 +118,11 @@ def sdk_store(ws, settings, tuned: bool):
     from feast.repo_config import RepoConfig
 
     from rgcd.featurestore import store as fs
+    from rgcd.featurestore.online import import_feast_milvus_store_quietly
 
     if tuned:
         return fs.feature_store(ws, settings)
+    import_feast_milvus_store_quietly()  # what the tuned store does too: no pydantic warning printed
     config = RepoConfig(**_before_config(ws, settings))
     config.repo_path = fs.REPO_DIR
     return FeatureStore(config=config)
@@ -214,6 +216,29 @@ def _post_split(conn: http.client.HTTPConnection, req: dict[str, list]) -> tuple
     return _post(conn, {"item_id": req["item_id"]}, "ranker_items")
 
 
+def _post_protobuf(conn: http.client.HTTPConnection, req: dict[str, list],
+                   service: str) -> tuple[int, object]:
+    """POST Feast's body to `rgcd features serve`'s protobuf read; the answer parsed into Feast's
+    GetOnlineFeaturesResponse message (what a client gets before reading any value out of it)."""
+    from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+
+    from rgcd.featurestore.store import PROTOBUF_READ_ROUTE
+
+    body = json.dumps({"feature_service": service, "entities": req, "full_feature_names": True})
+    conn.request("POST", PROTOBUF_READ_ROUTE, body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, (GetOnlineFeaturesResponse.FromString(data) if resp.status == 200 else data)
+
+
+def _post_split_protobuf(conn: http.client.HTTPConnection, req: dict[str, list]) -> tuple[int, object]:
+    """The two reads of _post_split, answered as protobuf."""
+    status, _ = _post_protobuf(conn, {"user_id": req["user_id"][:1]}, "ranker_user")
+    if status != 200:
+        return status, {}
+    return _post_protobuf(conn, {"item_id": req["item_id"]}, "ranker_items")
+
+
 def bench_sdk_split(store, requests: list[dict[str, list]], warmup: int) -> dict:
     """ranker_user (1 row) + ranker_items (the items), each `.to_dict()` as bench_sdk reads `ranker`."""
     user_service = store.get_feature_service("ranker_user")
@@ -235,20 +260,34 @@ def bench_sdk_split(store, requests: list[dict[str, list]], warmup: int) -> dict
 
 def bench_http(port: int, requests: list[dict[str, list]], warmup: int, server_pid: int,
                post=_post) -> tuple[dict, dict]:
+    """One client, one request at a time; a failed request (a connection the server closed: gunicorn
+    restarts a worker starved past its 30 s heartbeat on a loaded machine) is counted, not timed."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    times, last = [], {}
+    times, last, errors, answer = [], {}, [], {}
     for i, req in enumerate(requests):
         if i == warmup:
             cpu0 = cpu_s([server_pid])
         t = time.perf_counter()
-        status, last = post(conn, req)
+        try:
+            status, answer = post(conn, req)
+        except (OSError, http.client.HTTPException) as err:
+            errors.append(repr(err)[:200])
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            continue
+        if status != 200:
+            errors.append(f"{status} {str(answer)[:200]}")
+            continue
+        last = answer
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1000)
-        assert status == 200, last
     conn.close()
+    if not times:
+        raise SystemExit(f"the feature server answered no request: {errors[:3]}")
     # the feature server's CPU ms per request (all its workers), mean over the timed requests
     server_cpu = round((cpu_s([server_pid]) - cpu0) * 1000 / max(1, len(times)), 2)
-    return {**_percentiles(times), "server_cpu_mean_ms": server_cpu}, last
+    return {**_percentiles(times), "server_cpu_mean_ms": server_cpu, "errors": len(errors),
+            "first_errors": errors[:3]}, last
 
 
 def bench_load(port: int, requests: list[dict[str, list]], clients: int, seconds: float) -> dict:
@@ -320,6 +359,122 @@ def _same_vectors(http_last: dict, sdk_last: dict) -> bool:
                                sdk_last["item_embeddings__transferable"], strict=True))
 
 
+# Feast's steps of one online read (feast 0.67), by the function that does each: the CPU of a request
+# is charged to the innermost of these running (the rest is "other": request planning, response
+# assembly, the store client's own Python).
+def _feast_steps(kind: str) -> dict[str, tuple[object, str]]:
+    from feast import utils
+    from feast.online_response import OnlineResponse
+
+    steps = {
+        "prepare_entities": (utils, "_prepare_entities_to_read_from_online_store"),
+        "unique_entities": (utils, "_get_unique_entities"),
+        "entity_key_protos": (utils, "_get_entity_key_protos"),
+        "populate_response": (utils, "_populate_response_from_feature_data"),
+        "to_dict": (OnlineResponse, "to_dict"),
+    }
+    if kind == "sqlite":
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+        steps["store_read_and_decode"] = (SqliteOnlineStore, "online_read")
+    else:
+        from feast.infra.online_stores.redis import RedisOnlineStore
+
+        steps["redis_keys"] = (RedisOnlineStore, "_generate_redis_keys_for_entities")
+        steps["store_read"] = (RedisOnlineStore, "_read_hash_fields")
+        steps["decode"] = (RedisOnlineStore, "_convert_redis_values_to_protobuf")
+    return steps
+
+
+def breakdown(store, kind: str, requests: list[dict[str, list]], warmup: int) -> dict:
+    """Where one in-process two-read request's CPU goes (thread CPU ms per request, mean): Feast's
+    steps (_feast_steps), what each item view alone costs, and what the HTTP server and its client add
+    to the same answer (Feast's convert_response_to_dict, the JSON text, the client's parse)."""
+    from feast.feature_server_utils import convert_response_to_dict
+
+    steps = _feast_steps(kind)
+    spent = dict.fromkeys(steps, 0.0)
+    stack: list[list] = []  # [name, started, charged to inner steps]
+
+    def timed(name, fn):
+        def call(*a, **kw):
+            stack.append([name, time.thread_time(), 0.0])
+            try:
+                return fn(*a, **kw)
+            finally:
+                own, started, inner = stack.pop()
+                took = time.thread_time() - started
+                spent[own] += took - inner
+                if stack:
+                    stack[-1][2] += took
+
+        return call
+
+    saved = {name: (owner, attr, getattr(owner, attr)) for name, (owner, attr) in steps.items()}
+    user_service = store.get_feature_service("ranker_user")
+    items_service = store.get_feature_service("ranker_items")
+
+    def read(req):
+        store.get_online_features(features=user_service, entity_rows=[{"user_id": req["user_id"][0]}],
+                                  full_feature_names=True).to_dict()
+        return store.get_online_features(features=items_service, entity_rows=[{"item_id": x} for x in
+                                                                               req["item_id"]],
+                                          full_feature_names=True)
+
+    timed_reqs = requests[warmup:]
+    for req in requests[:warmup]:
+        read(req).to_dict()
+    try:
+        for name, (owner, attr, fn) in saved.items():
+            setattr(owner, attr, timed(name, fn))
+        c0 = time.thread_time()
+        for req in timed_reqs:
+            read(req).to_dict()
+        total = time.thread_time() - c0
+    finally:
+        for owner, attr, fn in saved.values():
+            setattr(owner, attr, fn)
+    n = len(timed_reqs)
+    out = {"requests": n, "cpu_ms_per_request": round(total * 1000 / n, 2),
+           "steps_cpu_ms": {k: round(v * 1000 / n, 2) for k, v in spent.items()}}
+    out["steps_cpu_ms"]["other"] = round((total - sum(spent.values())) * 1000 / n, 2)
+    views = {}
+    for proj in items_service.feature_view_projections:
+        refs = [f"{proj.name_to_use()}:{f.name}" for f in proj.features]
+        c0 = time.thread_time()
+        for req in timed_reqs:
+            store.get_online_features(features=refs, entity_rows=[{"item_id": x} for x in req["item_id"]],
+                                      full_feature_names=True).to_dict()
+        views[proj.name_to_use()] = {"features": len(refs),
+                                     "cpu_ms": round((time.thread_time() - c0) * 1000 / n, 2)}
+    out["item_view_alone_cpu_ms"] = views
+    convert = dumps = loads = encode = decode = 0.0
+    for req in timed_reqs:
+        response = read(req)
+        c0 = time.thread_time()
+        as_dict = convert_response_to_dict(response.proto)
+        c1 = time.thread_time()
+        text = json.dumps(as_dict)
+        c2 = time.thread_time()
+        json.loads(text)
+        c3 = time.thread_time()
+        wire = response.proto.SerializeToString()
+        c4 = time.thread_time()
+        type(response.proto).FromString(wire)
+        c5 = time.thread_time()
+        convert, dumps, loads = convert + c1 - c0, dumps + c2 - c1, loads + c3 - c2
+        encode, decode = encode + c4 - c3, decode + c5 - c4
+    out["http_adds_cpu_ms"] = {"convert_response_to_dict": round(convert * 1000 / n, 2),
+                               "json_dumps": round(dumps * 1000 / n, 2),
+                               "client_json_loads": round(loads * 1000 / n, 2),
+                               "response_bytes": len(text)}
+    # what Feast's gRPC feature server (`feast serve --type grpc`) sends instead: the response's protobuf
+    out["grpc_would_add_cpu_ms"] = {"protobuf_serialize": round(encode * 1000 / n, 2),
+                                    "client_protobuf_parse": round(decode * 1000 / n, 2),
+                                    "response_bytes": len(wire)}
+    return out
+
+
 def run_store(kind: str, work: Path, args, reqs) -> dict:
     """SDK and HTTP, before and after, for one online store; the load test on the tuned server."""
     redis_proc = None
@@ -339,13 +494,22 @@ def run_store(kind: str, work: Path, args, reqs) -> dict:
                 http_res, http_last = bench_http(port, reqs, args.warmup, proc.pid)
                 # the same features in two reads (ranker_user + ranker_items), the tuned store only
                 split = ({"sdk": bench_sdk_split(store, reqs, args.warmup),
-                          "http": bench_http(port, reqs, args.warmup, proc.pid, _post_split)[0]}
+                          "http": bench_http(port, reqs, args.warmup, proc.pid, _post_split)[0],
+                          "http_protobuf": bench_http(port, reqs, args.warmup, proc.pid,
+                                                      _post_split_protobuf)[0]}
                          if tuned else None)
                 load = (bench_load(port, reqs, args.clients, args.load_seconds)
                         if kind in args.load_stores else None)
             finally:
                 _stop(proc)
-            out[label] = {"sdk": sdk, "http": http_res, "split": split,
+            parts = breakdown(store, kind, reqs, args.warmup) if tuned else None
+            if parts:
+                print(f"{kind}: one two-read request in-process, CPU ms: {parts['cpu_ms_per_request']} "
+                      f"({parts['steps_cpu_ms']}); each item view alone {parts['item_view_alone_cpu_ms']}; "
+                      f"HTTP adds {parts['http_adds_cpu_ms']}; "
+                      f"gRPC would add {parts['grpc_would_add_cpu_ms']}",
+                      file=sys.stderr)
+            out[label] = {"sdk": sdk, "http": http_res, "split": split, "breakdown": parts,
                           "http_server_ready_s": round(ready_s, 1),
                           "same_vectors": bool(_same_vectors(http_last, sdk_last)),
                           "load": load, "load_avg_1m": round(os.getloadavg()[0], 1)}
@@ -356,7 +520,10 @@ def run_store(kind: str, work: Path, args, reqs) -> dict:
                      f"{load['errors']} errors" if load else "")
                   + (f"; two reads: sdk p50 {split['sdk']['p50_ms']} / p99 {split['sdk']['p99_ms']} ms "
                      f"(CPU p50 {split['sdk']['cpu_p50_ms']} ms), http p50 {split['http']['p50_ms']} / p99 "
-                     f"{split['http']['p99_ms']} ms (server CPU {split['http']['server_cpu_mean_ms']} ms)"
+                     f"{split['http']['p99_ms']} ms (server CPU {split['http']['server_cpu_mean_ms']} ms), "
+                     f"http protobuf p50 {split['http_protobuf']['p50_ms']} / p99 "
+                     f"{split['http_protobuf']['p99_ms']} ms (server CPU "
+                     f"{split['http_protobuf']['server_cpu_mean_ms']} ms)"
                      if split else "")
                   + f" (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
         return out
@@ -379,6 +546,7 @@ def main() -> None:
     parser.add_argument("--stores", nargs="+", default=["sqlite", "redis"], choices=["sqlite", "redis"])
     parser.add_argument("--load-stores", nargs="*", default=["sqlite"], choices=["sqlite", "redis"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     from rgcd.featurestore.online import default_workers
 
@@ -408,7 +576,7 @@ def main() -> None:
     after = stores[kind]["after"]
     split = after["split"]
     write_result(
-        RESULTS, figures=result,
+        args.out, figures=result,
         claim=("online read of the ranker's features, 1 user + 200 items: SDK and HTTP, SQLite and Redis, "
                "before and after the online tuning, in one read (ranker) and two (ranker_user + "
                "ranker_items); 8 concurrent HTTP clients"),
@@ -426,7 +594,7 @@ def main() -> None:
         a, b = res["after"], res["before"]
         print(f"{kind}: sdk p99 {b['sdk']['p99_ms']} -> {a['sdk']['p99_ms']} ms, "
               f"http p99 {b['http']['p99_ms']} -> {a['http']['p99_ms']} ms")
-    print(f"-> {RESULTS}")
+    print(f"-> {args.out}")
 
 
 if __name__ == "__main__":

@@ -63,23 +63,56 @@ def _pct(xs: list[float], q: float) -> float:
     return round(float(np.percentile(np.array(xs) * 1000, q)), 3)
 
 
-def _rooms(n: int, on_air: int, rng: np.random.Generator):
+def _vectors(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n x DIM float32 room vectors, one matrix (1M rooms: 256 MB; as Python lists they took ~3 GB)."""
+    return rng.normal(size=(n, DIM)).astype(np.float32)
+
+
+def _rooms(vecs: np.ndarray, on_air: int, lo: int = 0, hi: int | None = None) -> list:
+    """Rooms lo..hi of the bench's schedule: the first `on_air` on air at T, the rest ended before it;
+    only this window's vectors become Python lists."""
     from rgcd.embeddings.milvus_store import Room
 
-    vecs = rng.normal(size=(n, DIM)).astype(np.float32)
     rooms = []
-    for i in range(n):
+    for i, vector in enumerate(vecs[lo:hi].tolist(), start=lo):
         start = T - timedelta(hours=1 + i % 50)
         end = None if i < on_air else T - timedelta(minutes=1 + i % 30)
-        vector = vecs[i].tolist()
         rooms.append(Room(f"live:{i}", i % 997, start, end, float(i % 13), vector, vector))
-    return rooms, vecs
+    return rooms
+
+
+def _insert_windows(store, name: str, vecs: np.ndarray, on_air: int, window: int) -> None:
+    """Insert every room the way `rgcd publish` does: the partitions' layout from the whole set's
+    statistics, then window by window (`retrieval.publish_batch_rooms`), then one flush; a window's
+    rooms are the only Python objects alive at a time."""
+    from rgcd.embeddings.milvus_store import RoomStats
+
+    n = len(vecs)
+    stats = RoomStats()
+    for lo in range(0, n, window):
+        stats.add(_rooms(vecs, on_air, lo, lo + window))
+    layout = store.begin_insert(name, stats)
+    for lo in range(0, n, window):
+        store.insert_window(name, _rooms(vecs, on_air, lo, lo + window), 5_000, layout)
+    store.flush(name)
+
+
+def _peak_rss_mib() -> int:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int,
-                 server_uri: str = "") -> list[dict]:
-    """Part 1 on the Milvus Lite file, or on the Milvus server at `server_uri` (database rgcd_bench)."""
-    from rgcd.embeddings.milvus_store import METRICS, RoomVectors, to_ms
+                 server_uri: str = "", server_pid: int = 0, budget_s: float = 300,
+                 window: int = 50_000) -> list[dict]:
+    """Part 1 on the Milvus Lite file, or on the Milvus server at `server_uri` (database rgcd_bench).
+
+    Each size's queries stop after `budget_s` seconds of searching (the row says how many ran): Milvus
+    Lite walks every primary key it searches in Python, so at 1M rooms its searches, and above all the
+    search over every partition, may not finish a full set in time. A size's collection is dropped
+    after it is measured, so the server holds one size at a time (its RSS is recorded per size)."""
+    from rgcd.embeddings.milvus_store import RoomVectors, to_ms
 
     out = []
     if server_uri:
@@ -92,98 +125,113 @@ def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int,
     for n in sizes:
         rng = np.random.default_rng(n)
         on_air = n // 10
-        rooms, vecs = _rooms(n, on_air, rng)
+        vecs = _vectors(n, rng)
         store = (RoomVectors(server_uri, "live_rooms", cache_s=60, db_name="rgcd_bench") if server_uri
                  else RoomVectors(str(root / f"bench_{n}.db"), "live_rooms", cache_s=60))
+        print(f"{store.dialect.name}: inserting {n:,} rooms ({on_air:,} on air) at "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
         t0 = time.perf_counter()
         name = store.create(f"bench-{n}", DIM, DIM)
-        store.insert(name, rooms, 5_000)
-        ended = max(to_ms(r.end) for r in rooms if r.end is not None)
-        store.mark_published(name, n, ended)
+        _insert_windows(store, name, vecs, on_air, window)
+        # the last end of the bench's schedule (room on_air.. ends 1-30 minutes before T)
+        store.mark_published(name, n, to_ms(T - timedelta(minutes=1)))
         store.switch_alias(name)
         load_s = time.perf_counter() - t0
-        cand = vecs[:on_air]  # the rooms on air at T
-        qs = rng.normal(size=(queries, DIM)).astype(np.float32)
-        k = min(100, on_air)
-        exact_t, milvus_t, recalls = [], [], []
-        for q in qs:
-            t = time.perf_counter()
-            scores = cand @ q
-            top = np.argpartition(-scores, k - 1)[:k]
-            exact = {f"live:{i}" for i in top}
-            exact_t.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            hits = store.search("retrieval", q.tolist(), T, k)
-            milvus_t.append(time.perf_counter() - t)
-            recalls.append(len(exact & {h.item_id for h in hits}) / k)
-        naive_t = []
-        current = store.current()
-        expr = store._window(current, to_ms(T))[1]
-        physical = store._holding(name, "retrieval")
-        everything = store.client.list_partitions(physical)
-        for q in qs[:naive_queries]:
-            t = time.perf_counter()
-            store.client.search(
-                physical,
-                data=[q.tolist()],
-                anns_field="retrieval",
-                limit=k,
-                filter=expr,
-                partition_names=everything,
-                **store.dialect.read,
-                output_fields=["author_id"],
-                search_params={"metric_type": METRICS["retrieval"]},
-            )
-            naive_t.append(time.perf_counter() - t)
-        row = {
-            "backend": store.dialect.name,
-            "live_vectors": n,
-            "on_air": on_air,
-            "k": k,
-            "queries": queries,
-            "load_s": round(load_s, 2),
-            "recall_at_k": round(float(np.mean(recalls)), 4),
-            "milvus_p50_ms": _pct(milvus_t, 50),
-            "milvus_p99_ms": _pct(milvus_t, 99),
-            "exact_numpy_p50_ms": _pct(exact_t, 50),
-            "exact_numpy_p99_ms": _pct(exact_t, 99),
-            "all_rooms_searched_p50_ms": _pct(naive_t, 50),
-            "all_rooms_searched_queries": len(naive_t),
-        }
-        row["milvus_over_exact_p50"] = round(row["milvus_p50_ms"] / row["exact_numpy_p50_ms"], 1)
+        row = {"backend": store.dialect.name, "live_vectors": n, "on_air": on_air,
+               "load_s": round(load_s, 2), "load_average_before_queries": round(os.getloadavg()[0], 2)}
+        row |= _timed_queries(store, name, vecs[:on_air], rng, queries, naive_queries, budget_s)
+        if server_pid:
+            from rgcd.embeddings import milvus_server as ms
+
+            row["server_rss_mib"] = round(ms.rss_bytes(server_pid) / 2**20)
+        else:
+            row["process_peak_rss_mib"] = _peak_rss_mib()
         print(json.dumps(row), flush=True)
         out.append(row)
+        store.drop(name)
         store.close()
-    # The floor of one call: a search over a 1-row partition costs what a round trip through
-    # pymilvus' gRPC client and Milvus Lite's in-process server costs.
+        del vecs
     return out
 
 
-def bench_on_server(root: Path, sizes: list[int], queries: int, naive_queries: int) -> dict:
-    """Part 1 on the packaged Milvus 2.3 server (`rgcd milvus start`'s code, data under `root`): its
-    start time, the searches, its resident memory with the largest size loaded; stopped by pid."""
+def _timed_queries(store, name: str, cand: np.ndarray, rng: np.random.Generator, queries: int,
+                   naive_queries: int, budget_s: float) -> dict:
+    """Top-k over the rooms on air at T through the store vs exact numpy over `cand`, recall@k; then
+    the same filter over every partition (no pruning). Each loop stops after its share of `budget_s`."""
+    from rgcd.embeddings.milvus_store import METRICS, to_ms
+
+    qs = rng.normal(size=(queries, DIM)).astype(np.float32)
+    k = min(100, len(cand))
+    exact_t, milvus_t, recalls = [], [], []
+    stop = time.perf_counter() + budget_s * 0.75
+    for q in qs:
+        t = time.perf_counter()
+        scores = cand @ q
+        top = np.argpartition(-scores, k - 1)[:k]
+        exact = {f"live:{i}" for i in top}
+        exact_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        hits = store.search("retrieval", q.tolist(), T, k)
+        milvus_t.append(time.perf_counter() - t)
+        recalls.append(len(exact & {h.item_id for h in hits}) / k)
+        if time.perf_counter() > stop:
+            break
+    naive_t = []
+    expr = store._window(store.current(), to_ms(T))[1]
+    physical = store._holding(name, "retrieval")
+    everything = store.client.list_partitions(physical)
+    stop = time.perf_counter() + budget_s * 0.25
+    for q in qs[:naive_queries]:
+        t = time.perf_counter()
+        store.client.search(physical, data=[q.tolist()], anns_field="retrieval", limit=k, filter=expr,
+                            partition_names=everything, **store.dialect.read, output_fields=["author_id"],
+                            search_params={"metric_type": METRICS["retrieval"]})
+        naive_t.append(time.perf_counter() - t)
+        if time.perf_counter() > stop:
+            break
+    row = {
+        "k": k,
+        "queries": len(milvus_t),
+        "queries_asked": queries,
+        "recall_at_k": round(float(np.mean(recalls)), 4),
+        "milvus_p50_ms": _pct(milvus_t, 50),
+        "milvus_p99_ms": _pct(milvus_t, 99),
+        "exact_numpy_p50_ms": _pct(exact_t, 50),
+        "exact_numpy_p99_ms": _pct(exact_t, 99),
+        "all_rooms_searched_p50_ms": _pct(naive_t, 50),
+        "all_rooms_searched_queries": len(naive_t),
+    }
+    if len(milvus_t) < queries or len(naive_t) < min(naive_queries, queries):
+        row["stopped_by_budget_s"] = budget_s
+    row["milvus_over_exact_p50"] = round(row["milvus_p50_ms"] / row["exact_numpy_p50_ms"], 1)
+    return row
+
+
+def bench_on_server(root: Path, sizes: list[int], queries: int, naive_queries: int, budget_s: float) -> dict:
+    """Part 1 on the packaged Milvus 2.3 server (`rgcd milvus start`'s code, data under `root`, its
+    own network namespace, reached on 127.0.0.1): its start time, the searches, its resident memory
+    with each size loaded; stopped by pid."""
     from rgcd.embeddings import milvus_server as ms
 
     t0 = time.perf_counter()
     state = ms.start(root, free_port())
     started = time.perf_counter() - t0
     try:
-        rows = bench_search(root, sizes, queries, naive_queries, server_uri=state.uri)
-        rss = ms.rss_bytes(state.pid) / 2**20
+        rows = bench_search(root, sizes, queries, naive_queries, server_uri=state.uri, server_pid=state.pid,
+                            budget_s=budget_s)
         version = ms.check_reachable(state.uri)
     finally:
         t1 = time.perf_counter()
         ms.stop(root)
         stopped = time.perf_counter() - t1
-    return {"version": version, "start_s": round(started, 1), "stop_s": round(stopped, 1),
-            "rss_mib_every_size_loaded": round(rss), "rows": rows}
+    return {"version": version, "start_s": round(started, 1), "stop_s": round(stopped, 1), "rows": rows}
 
 
 def floor_ms(root: Path) -> float:
     """p50 of a search over one room: the fixed cost of a Milvus Lite call (gRPC + Python)."""
     from rgcd.embeddings.milvus_store import RoomVectors
 
-    rooms, _ = _rooms(1, 1, np.random.default_rng(0))
+    rooms = _rooms(_vectors(1, np.random.default_rng(0)), 1)
     store = RoomVectors(str(root / "floor.db"), "live_rooms", cache_s=60)
     name = store.create("floor", DIM, DIM)
     store.insert(name, rooms, 10)
@@ -598,6 +646,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--naive-queries", type=int, default=20)
+    ap.add_argument("--budget-s", type=float, default=300,
+                    help="seconds of searching per backend and size (3/4 filtered, 1/4 every partition); "
+                         "a row that stopped early says so")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--users", type=int, default=20_000)
@@ -628,9 +679,11 @@ def main() -> None:
         result["milvus_call_floor_p50_ms"] = floor_ms(root)
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
         if sizes and "lite" in args.backends.split(","):
-            result["search"] = bench_search(root, sizes, args.queries, args.naive_queries)
+            result["search"] = bench_search(root, sizes, args.queries, args.naive_queries,
+                                            budget_s=args.budget_s)
         if sizes and "server" in args.backends.split(","):
-            result["search_server"] = bench_on_server(root, sizes, args.queries, args.naive_queries)
+            result["search_server"] = bench_on_server(root, sizes, args.queries, args.naive_queries,
+                                                      args.budget_s)
         if args.workspace:
             from rgcd.config import Workspace
             from rgcd.embeddings.retrieval import Retriever
@@ -686,20 +739,30 @@ def main() -> None:
 
 
 def _headline(result: dict) -> dict:
-    """The table's figure, peer and ratio: the 10k-vector search (or the largest) and the HTTP load."""
+    """The table's figure, peer and ratio: the largest size searched (and 10k), Lite and the server side
+    by side, against exact numpy; the HTTP load when measured."""
     parts, peer, ratio = [], None, None
-    if result.get("search"):
-        row = next((r for r in result["search"] if r["live_vectors"] == 10_000), result["search"][-1])
-        parts.append(f"{row['live_vectors']:,} live vectors ({row['on_air']:,} on air): recall@{row['k']} "
-                     f"{row['recall_at_k']:.2f}, p50 {row['milvus_p50_ms']:.1f} ms")
-        peer = ("exact numpy (matmul + argpartition) over the same candidates: "
-                f"p50 {row['exact_numpy_p50_ms']} ms")
-        ratio = f"{row['milvus_over_exact_p50']:.0f}x at p50"
-    server = next((r for r in result.get("search_server", {}).get("rows", []) if r["live_vectors"] == 10_000),
-                  None)
-    if server:
-        parts.append(f"server ({server['backend']}) at 10,000: p50 {server['milvus_p50_ms']:.1f} ms, "
-                     f"recall@{server['k']} {server['recall_at_k']:.2f}")
+    lite = result.get("search") or []
+    server = result.get("search_server", {}).get("rows", [])
+    rows = lite or server
+    if rows:
+        n = max(r["live_vectors"] for r in rows)
+        at = {(r["backend"].startswith("milvus-lite"), r["live_vectors"]): r for r in lite + server}
+        big_lite, big_server = at.get((True, n)), at.get((False, n))
+        big = big_server or big_lite
+        parts.append(f"{n:,} live vectors ({big['on_air']:,} on air), recall@{big['k']} "
+                     + " / ".join(f"{r['recall_at_k']:.2f}" for r in (big_lite, big_server) if r)
+                     + ": p50 " + ", ".join(f"{name} {r['milvus_p50_ms']:.1f} ms" for name, r in
+                                           (("Lite", big_lite), ("server", big_server)) if r))
+        small = [f"{name} {r['milvus_p50_ms']:.1f} ms" for name, r in
+                 (("Lite", at.get((True, 10_000))), ("server", at.get((False, 10_000)))) if r]
+        if small and n != 10_000:
+            parts.append("at 10,000: " + ", ".join(small))
+        peer = ("exact numpy (matmul + argpartition) over the same candidates: p50 "
+                + ", ".join(f"{r['exact_numpy_p50_ms']} ms" for r in (big_lite, big_server) if r)
+                + f" at {n:,}")
+        ratio = ", ".join(f"{name} {r['milvus_over_exact_p50']}x" for name, r in
+                          (("Lite", big_lite), ("server", big_server)) if r) + f" exact at p50, {n:,}"
     if result.get("http_u2i"):
         h = result["http_u2i"]
         parts.append(f"HTTP U2I, {h['clients']} clients: p50 {h['p50_ms']:.0f} / p99 {h['p99_ms']:.0f} ms, "

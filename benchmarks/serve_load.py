@@ -143,7 +143,9 @@ def request_paths(ws, version: str, past_at: str, k: int, seed: int = 0) -> dict
 
 def breakdown(ws, settings, paths: dict[str, list[str]], n: int) -> dict:
     """Time one request part by part in this process (no HTTP): Feast online read, Milvus search,
-    the rest of retrieval (reasons), as_json + json.dumps; p50 ms of each over `n` requests per route."""
+    the rest of retrieval (reasons), as_json + json.dumps; p50/p99 ms of each over `n` requests per
+    route, wall clock and this process's CPU (Milvus Lite searches in a thread of this process, so its
+    CPU counts; a server's does not), the CPU being what a loaded machine does not inflate."""
     from urllib.parse import parse_qs, urlsplit
 
     from rgcd.embeddings.retrieval import Retriever, parse_at
@@ -154,42 +156,47 @@ def breakdown(ws, settings, paths: dict[str, list[str]], n: int) -> dict:
 
     def timed(name, fn):
         def wrapper(*a, **kw):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return fn(*a, **kw)
             finally:
-                parts[name].append(parts[name].pop() + (time.perf_counter() - t) * 1000)
+                parts[name][0] += (time.perf_counter() - t) * 1000
+                parts[name][1] += (time.process_time() - c) * 1000
         return wrapper
 
     retriever.online = timed("feast_online_read", online)
     retriever.rooms.search = timed("milvus_search", search)
     out = {}
+    names = ("feast_online_read", "milvus_search", "reasons_and_rest", "json", "total")
     try:
         for route, route_paths in paths.items():
-            rows: dict[str, list[float]] = {
-                k: [] for k in ("feast_online_read", "milvus_search", "reasons_and_rest", "json", "total")}
+            rows: dict[str, list[float]] = {k: [] for k in names}
+            cpu: dict[str, list[float]] = {k: [] for k in names}
             for i in range(n + 10):
                 url = urlsplit(route_paths[i % len(route_paths)])
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 ident = url.path.rsplit("/", 1)[1]
                 for name in ("feast_online_read", "milvus_search"):
-                    parts[name] = [0.0]
-                t0 = time.perf_counter()
+                    parts[name] = [0.0, 0.0]
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn = retriever.for_user if route.startswith("u2i") else retriever.for_item
                 answer = fn(int(ident) if route.startswith("u2i") else ident, parse_at(query.get("at")),
                             int(query["k"]))
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 json.dumps(answer.as_json(), separators=(",", ":"))
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.process_time()
                 if i < 10:
                     continue  # warm-up
-                feast, milvus = parts["feast_online_read"][0], parts["milvus_search"][0]
-                rows["feast_online_read"].append(feast)
-                rows["milvus_search"].append(milvus)
-                rows["reasons_and_rest"].append((t1 - t0) * 1000 - feast - milvus)
-                rows["json"].append((t2 - t1) * 1000)
-                rows["total"].append((t2 - t0) * 1000)
-            out[route] = {k: {"p50_ms": _pct(v, 50), "p99_ms": _pct(v, 99)} for k, v in rows.items()}
+                (feast, feast_cpu), (milvus, milvus_cpu) = parts["feast_online_read"], parts["milvus_search"]
+                for got, values in ((rows, (feast, milvus, (t1 - t0) * 1000 - feast - milvus,
+                                            (t2 - t1) * 1000, (t2 - t0) * 1000)),
+                                    (cpu, (feast_cpu, milvus_cpu, (c1 - c0) * 1000 - feast_cpu - milvus_cpu,
+                                           (c2 - c1) * 1000, (c2 - c0) * 1000))):
+                    for name, value in zip(names, values, strict=True):
+                        got[name].append(value)
+            out[route] = {k: {"p50_ms": _pct(v, 50), "p99_ms": _pct(v, 99),
+                              "cpu_p50_ms": _pct(cpu[k], 50), "cpu_p99_ms": _pct(cpu[k], 99)}
+                          for k, v in rows.items()}
             out[route]["load_avg"] = _load()
     finally:
         retriever.close()

@@ -18,7 +18,10 @@ rooms all the time, so the services stay plain: one read per feature view.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import warnings
 from pathlib import Path
 
 from feast import FeatureStore
@@ -26,6 +29,19 @@ from feast.utils import _get_cached_request_context
 
 # In the registry section of the Feast configuration (see the module docstring).
 REGISTRY_CACHE = {"cache_ttl_seconds": 0, "cache_mode": "thread"}
+# Feast 0.67's first online read in a process imports its Milvus online store (to learn which stores
+# support versioned reads, whatever store is configured), and pydantic warns on that module's config
+# class; the module is imported here first, with that one warning silenced, so no reader prints it.
+FEAST_MILVUS_STORE = "feast.infra.online_stores.milvus_online_store.milvus"
+FEAST_MILVUS_WARNING = r'Field name "vector_enabled" in "MilvusOnlineStoreConfig" shadows an attribute'
+
+
+def import_feast_milvus_store_quietly() -> None:
+    """Import Feast's Milvus online-store module without its pydantic warning (once per process)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=FEAST_MILVUS_WARNING, category=UserWarning)
+        with contextlib.suppress(ImportError):  # Feast without its Milvus extra: nothing to warn about
+            importlib.import_module(FEAST_MILVUS_STORE)
 
 
 def default_workers() -> int:
@@ -45,6 +61,22 @@ class RegistryWatchingStore(FeatureStore):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._registry_seen = self._registry_stamp()
+        self._quiet_imports_done = False
+
+    def _before_online_read(self) -> None:
+        if not self._quiet_imports_done:
+            import_feast_milvus_store_quietly()
+            self._quiet_imports_done = True
+
+    def get_online_features(self, *args, **kwargs):
+        """Feast's online read, its first call in the process without a third-party warning."""
+        self._before_online_read()
+        return super().get_online_features(*args, **kwargs)
+
+    async def get_online_features_async(self, *args, **kwargs):
+        """Feast's async online read (the feature server's, on Redis), as get_online_features."""
+        self._before_online_read()
+        return await super().get_online_features_async(*args, **kwargs)
 
     def _registry_stamp(self) -> tuple[int, int] | None:
         path = Path(self.config.registry.path)
@@ -66,9 +98,11 @@ class RegistryWatchingStore(FeatureStore):
         self.warm()
 
     def warm(self) -> None:
-        """Build every feature service's request plan now, so that no request has to."""
+        """Build every feature service's request plan now, so that no request has to (and import what
+        Feast's first online read imports, so that no request pays for it)."""
         from feast.errors import FeatureNameCollisionError
 
+        self._before_online_read()
         for service in self.registry.list_feature_services(self.project, allow_cache=True):
             for full_feature_names in (True, False):
                 try:

@@ -71,6 +71,47 @@ def test_ranker_in_two_reads_answers_what_the_ranker_service_does(world):
     assert two["user_features_daily__sv_plays_7d"].to_list() == [8] * len(items)
 
 
+def test_an_online_read_prints_no_warning_from_feasts_milvus_store(world):
+    """Feast's first online read imports its Milvus online store, whose config class makes pydantic
+    warn; a fresh process (the module not yet imported) reading through rgcd prints nothing."""
+    ws, _, _ = world
+    code = ("from rgcd.config import Settings, Workspace; from rgcd.featurestore import store as fs; "
+            f"s = fs.feature_store(Workspace({str(ws.root)!r}), Settings()); "
+            "print(fs.ranker_features(s, 1, ['live:1']).height)")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "1"
+    assert "Warning" not in done.stderr, done.stderr[-2000:]
+
+
+def test_the_online_read_is_also_answered_as_protobuf(world):
+    """POST /get-online-features/protobuf takes Feast's body and answers Feast's response message: the
+    same values, statuses and names as the JSON route; an unknown service is an error in one shape."""
+    from fastapi.testclient import TestClient
+    from feast.feature_server import get_app
+    from feast.feature_server_utils import convert_response_to_dict
+    from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+
+    ws, store, _ = world
+    app = fs.restrict_feast_app(get_app(store, registry_ttl_sec=0), None, ws, Settings(), store=store)
+    body = {"feature_service": "ranker_items", "entities": {"item_id": [*ITEMS, "live:404"]},
+            "full_feature_names": True}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        as_json = client.post("/get-online-features", json=body)
+        as_protobuf = client.post(fs.PROTOBUF_READ_ROUTE, json=body)
+        unknown = client.post(fs.PROTOBUF_READ_ROUTE, json={**body, "feature_service": "no_such_service"})
+        assert fs.PROTOBUF_READ_ROUTE in client.get("/openapi.json").json()["paths"]
+    assert as_json.status_code == 200 and as_protobuf.status_code == 200, as_protobuf.text
+    assert as_protobuf.headers["content-type"] == fs.PROTOBUF_MEDIA_TYPE
+    parsed = convert_response_to_dict(GetOnlineFeaturesResponse.FromString(as_protobuf.content))
+    assert parsed == as_json.json()
+    names = parsed["metadata"]["feature_names"]
+    vectors = parsed["results"][names.index("item_embeddings__transferable")]["values"]
+    assert vectors == [[0.5, 1.5], [2.5, 3.5], None]
+    assert unknown.status_code == 404 and set(unknown.json()) == {"error", "message"}
+
+
 def test_incremental_materialization_picks_up_new_snapshots(world):
     ws, store, first = world
     # A snapshot newer than the previous run's end (incremental runs start there).
