@@ -240,7 +240,7 @@ def train_student(
 
 def encode_all(
     student: ChorusStudent,
-    items: pl.DataFrame,
+    items: pl.DataFrame | StudentItems,
     out_dir: Path,
     model_version: str,
     batch_size: int,
@@ -325,15 +325,20 @@ def _encode_shard(encoder: ChorusStudent, items: pl.DataFrame, shard: tuple[Path
     return size
 
 
-def _encode_in_processes(model_dir: Path, items: pl.DataFrame, todo: list[tuple[Path, int, int]],
-                         batch_size: int, dtype: torch.dtype, processes: int):
+def _encode_in_processes(model_dir: Path, items: pl.DataFrame | StudentItems,
+                         todo: list[tuple[Path, int, int]], batch_size: int, dtype: torch.dtype,
+                         processes: int):
     """Yield each shard's size as one of `processes` worker processes (one torch thread each, the
     student loaded from `model_dir`) finishes it. On 2 cores two of them encode 1.40x as many
     items a second as one process on two threads (`benchmarks/encode_processes.py`; the model is
     too small for two threads to share one batch well)."""
     from rgcd.workers import results_as_completed
 
-    jobs = [(items.slice(start, size).select(ITEM_COLUMNS), path, batch_size) for path, start, size in todo]
+    # Items on disk go to a worker as (file, start, size) and are read there: the parent never holds
+    # every shard's rows at once (the pool keeps every submitted job's arguments until it runs).
+    jobs = [((items.path, start, size) if isinstance(items, StudentItems)
+             else items.slice(start, size).select(ITEM_COLUMNS), path, batch_size)
+            for path, start, size in todo]
     yield from results_as_completed(_encoder_job, jobs, processes, _encoder_setup,
                                     (str(model_dir), dtype_name(dtype)))
 
@@ -349,7 +354,9 @@ def _encoder_setup(model_dir: str, dtype: str) -> None:
     _ENCODER["student"] = ChorusStudent.from_pretrained(Path(model_dir)).eval().to(getattr(torch, dtype))
 
 
-def _encoder_job(rows: pl.DataFrame, path: Path, batch_size: int) -> int:
+def _encoder_job(rows: pl.DataFrame | tuple[Path, int, int], path: Path, batch_size: int) -> int:
+    if isinstance(rows, tuple):  # (items file, start, size): this shard's rows, read here
+        rows = StudentItems.rows(*rows)
     return _encode_shard(_ENCODER["student"], rows, (path, 0, rows.height), batch_size)
 
 

@@ -106,9 +106,14 @@ class StudentItems:
         got = pl.read_parquet_schema(self.path)
         return {c: got[c] for c in columns}
 
+    @staticmethod
+    def rows(path: Path, start: int, size: int) -> pl.DataFrame:
+        """Rows start..start+size of an items file, read from the row groups that hold them."""
+        return pl.scan_parquet(path).slice(start, size).collect()
+
     def slice(self, start: int, size: int) -> pl.DataFrame:
-        """Rows start..start+size, read from the file (the row groups that hold them)."""
-        return pl.scan_parquet(self.path).slice(start, size).collect()
+        """Rows start..start+size, read from the file."""
+        return self.rows(self.path, start, size)
 
     def windows(self, stop: int | None = None, columns: list[str] | None = None,
                 size: int = 50_000) -> Iterator[pl.DataFrame]:
