@@ -469,6 +469,8 @@ def main() -> None:
         doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
                                      f"measured sizes), users at the same per-user density and 21 days; "
                                      f"extrapolated to {FULL_USERS:,} users"),
+                      # runs of different days may come from different code: the fit is then rough
+                      "runs_measured_at": {r["users"]: r.get("measured_at") for r in doc["runs"]},
                       "figures": fit(doc["runs"])}
         save_scale(doc)
         print(markdown(doc))
