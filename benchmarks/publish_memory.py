@@ -10,6 +10,10 @@ materialization of the new vectors (part of publish) gets the same window
 
     python benchmarks/publish_memory.py --rooms 4000 32000 --window 2000
 
+    python benchmarks/publish_memory.py --rooms 4000 32000 --window 2000 --new-version
+
+With --new-version a second model version is written after the world was materialized, so Feast
+materializes its vectors inside publish, as after `rgcd transfer` (results/publish_memory_new_version.json).
 Writes benchmarks/results/publish_memory.json. Figures of a shared machine: the load average is
 recorded beside them.
 """
@@ -37,7 +41,9 @@ w.ROOMS = [f"live:{{1000 + k}}" for k in range({rooms})]
 _interval = w.room_interval
 # the world's 40-hour pattern repeated, so that every room has started by now (Feast's view of it)
 w.room_interval = lambda item_id: _interval(f"live:{{1000 + (int(item_id.split(':')[1]) - 1000) % 40}}")
-w.build(__import__("pathlib").Path({root!r}), Settings())
+ws = w.build(__import__("pathlib").Path({root!r}), Settings())
+if {new_version}:  # a second model version after the first was materialized: what a real run's publish loads
+    w.write_vectors(ws, "v2", seed=1)
 """
 
 PUBLISH = """
@@ -68,6 +74,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, nargs="+", default=[4000, 32000])
     parser.add_argument("--window", type=int, default=2000)
+    parser.add_argument("--new-version", action="store_true",
+                        help="publish a second model version, written after the world was materialized (as "
+                             "`rgcd transfer` then `rgcd publish` do): Feast materializes its item vectors "
+                             "inside publish. Without: the published version was materialized at build")
     args = parser.parse_args()
     paths = {"tests": str(ROOT / "tests"), "emb": str(ROOT / "tests" / "embeddings")}
     runs = []
@@ -75,9 +85,10 @@ def main() -> None:
         for window in (args.window, rooms):
             with tempfile.TemporaryDirectory(prefix="publish-memory-") as tmp:
                 root = str(Path(tmp) / "ws")
-                _run(BUILD.format(rooms=rooms, root=root, **paths))
+                _run(BUILD.format(rooms=rooms, root=root, new_version=args.new_version, **paths))
                 got = json.loads(_run(PUBLISH.format(window=window, root=root, **paths)))
             runs.append({"rooms": rooms, "window": window, "published": got["rooms"],
+                         "new_version": args.new_version,
                          "peak_growth_bytes": got["growth"], "process_peak_bytes": got["peak"]})
             print(json.dumps(runs[-1]), flush=True)
     load = os.getloadavg()
@@ -90,8 +101,10 @@ def main() -> None:
     whole = growth(large, large) - growth(small, small)
     mib = 2**20
     write_result(
-        ROOT / "benchmarks" / "results" / "publish_memory.json",
-        claim="publish reads and inserts rooms in windows: how its peak grows with the catalogue",
+        ROOT / "benchmarks" / "results" / ("publish_memory_new_version.json" if args.new_version
+                                           else "publish_memory.json"),
+        claim=("publish reads and inserts rooms in windows: how its peak grows with the catalogue"
+               + (", publishing a version Feast has not materialized yet" if args.new_version else "")),
         machine=machine_summary(f"shared, load average {load[0]:.1f}"),
         figures={"runs": runs, "window": args.window, "load_average": [round(x, 2) for x in load],
                  "windowed_growth_mib": round(windowed / mib, 1),
@@ -103,7 +116,7 @@ def main() -> None:
         peer="the same publish with one window holding every room (publish before windows)",
         ratio=None,
         command=f"python benchmarks/publish_memory.py --rooms {' '.join(map(str, args.rooms))} "
-                f"--window {args.window}",
+                f"--window {args.window}" + (" --new-version" if args.new_version else ""),
     )
 
 

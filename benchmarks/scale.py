@@ -366,6 +366,7 @@ def store_run(doc: dict, result: dict) -> None:
         doc["runs"] = _stored(RESULTS).get("runs", [])
     doc["runs"] = [r for r in doc["runs"] if r["users"] != result["users"]] + [result]
     doc["runs"].sort(key=lambda r: r["users"])
+    doc.setdefault("machine_detail", machine_detail())  # a stage's record written before main's doc
     save_scale(doc)
 
 
@@ -374,6 +375,12 @@ def _stored(path: Path) -> dict:
     if not path.exists():
         return {}
     return {k: v for k, v in json.loads(path.read_text())["figures"].items() if k != "headline"}
+
+
+def machine_detail() -> dict:
+    """Cores, platform and RAM of this machine."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
 
 
 def _machine(detail: dict, load: str) -> str:
@@ -443,8 +450,7 @@ def main() -> None:
     args = parser.parse_args()
 
     doc = _stored(RESULTS) or {"runs": []}
-    doc["machine_detail"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                      "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+    doc["machine_detail"] = machine_detail()
     for users in args.users:
         result = measure(users, args.root, args.seeds, args.memory_limit_gb, args.until, args.start)
         store_run(doc, result)
@@ -463,6 +469,8 @@ def main() -> None:
         doc["fit"] = {"assumption": (f"each figure is a * users^b (least squares on log-log over the "
                                      f"measured sizes), users at the same per-user density and 21 days; "
                                      f"extrapolated to {FULL_USERS:,} users"),
+                      # runs of different days may come from different code: the fit is then rough
+                      "runs_measured_at": {r["users"]: r.get("measured_at") for r in doc["runs"]},
                       "figures": fit(doc["runs"])}
         save_scale(doc)
         print(markdown(doc))

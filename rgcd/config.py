@@ -286,6 +286,9 @@ class StudentConfig(_Section):
     batch_size: int = Field(32, gt=0)
     lr: float = Field(5e-3, gt=0)
     encode_batch_size: int = Field(128, gt=0)
+    read_batch_items: int = Field(
+        200_000, gt=0, description="items per window read through Feast (and per slice of the run's "
+                                   "item file): the item frame is never whole in memory (~1 KB an item)")
     encode_dtype: EncodeDtype = Field(
         "auto", description="dtype for encoding every item after training (auto: bfloat16 where the CPU "
                             "has it natively, AMX / AVX512-BF16: 1.1x faster, cosine 0.9998 to float32; "

@@ -6,7 +6,6 @@ One memory-mapped float32 tensor (n_items, n_chorus, d) behind a small header, w
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import polars as pl
 import torch
 
 from rgcd.errors import InputError
+from rgcd.training.rows_on_disk import pread_rows
 
 DOMAINS = ("photo", "live")
 
@@ -105,14 +105,7 @@ class ChorusStates:
     def read(self, rows: np.ndarray) -> np.ndarray:
         """States of sorted, distinct `rows`, (len(rows), n_chorus, d), one pread per run."""
         out = np.empty((len(rows), *self.shape[1:]), dtype="<f4")
-        if not len(rows):
-            return out
-        cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(rows)], strict=True):
-            buf = memoryview(out[lo:hi]).cast("B")
-            got = os.preadv(self._file.fileno(), [buf], self._data + int(rows[lo]) * self._row_bytes)
-            if got != len(buf):
-                raise InputError(f"{self.path}: truncated (rows {rows[lo]}..{rows[hi - 1]} missing)")
+        pread_rows(self._file.fileno(), self._data, self._row_bytes, rows, out, self.path)
         return out
 
     def take(self, rows: np.ndarray) -> torch.Tensor:
@@ -120,9 +113,31 @@ class ChorusStates:
         uniq, inverse = np.unique(rows, return_inverse=True)  # sorted reads, each row once
         return torch.from_numpy(self.read(uniq)[inverse])
 
+    def pooled_rows(self, rows: np.ndarray, chunk: int = 4096) -> PooledRows:
+        """The mean over the chorus tokens of `rows` only (e.g. the items of the pairs), read chunk by
+        chunk, indexed by their row numbers in the whole file."""
+        return PooledRows(self, rows, chunk)
+
     def mean_pooled(self, chunk: int = 4096) -> np.ndarray:
         """(N, d) mean over the chorus tokens, read chunk by chunk."""
         if not len(self):
             return np.empty((0, self.dim), dtype="<f4")
         return np.concatenate([self.read(np.arange(s, min(s + chunk, len(self)))).mean(axis=1)
                                for s in range(0, len(self), chunk)])
+
+
+class PooledRows:
+    """Mean-pooled chorus states of some rows, indexed like the whole file (`pooled[rows]`), so a
+    pass over pairs holds the pairs' items, not the catalogue."""
+
+    def __init__(self, states: ChorusStates, rows: np.ndarray, chunk: int = 4096) -> None:
+        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
+        parts = [states.read(self.rows[s:s + chunk]).mean(axis=1) for s in range(0, len(self.rows), chunk)]
+        self.values = np.concatenate(parts) if parts else np.empty((0, states.dim), dtype="<f4")
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        at = np.searchsorted(self.rows, index)
+        if len(index) and (at.max() >= len(self.rows) or not np.array_equal(self.rows[at], index)):
+            raise KeyError("a row outside the pooled rows was asked for")
+        return self.values[at]

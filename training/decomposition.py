@@ -35,6 +35,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from rgcd.config import TransferConfig
 from rgcd.errors import InputError
 from rgcd.training import distributed
 from rgcd.training.chorus_states import DOMAINS, ChorusStates
+from rgcd.training.rows_on_disk import RowsOnDisk, RowsWriter
 
 # Part of every fit's fingerprint: bump it when the method's code changes what a fit computes,
 # so cached fits of the previous code are not reused.
@@ -553,22 +555,34 @@ def encode_items(model: QueryAggregation, chorus_states: np.ndarray | torch.Tens
     return (F.normalize(t, dim=-1).numpy(), None if r is None else F.normalize(r, dim=-1).numpy())
 
 
-def encode_all(model: QueryAggregation, states: ChorusStates,
-               chunk: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Both vectors of every item in the chorus states, chunk by chunk (the chunk's temporaries are
-    the pass's peak: 0.53 GiB of RSS with 512 items, 0.90 with 4,096, as fast; the heap they
-    leave is trimmed)."""
+def encode_all(model: QueryAggregation, states: ChorusStates, chunk: int, path: Path) -> None:
+    """Both vectors of every item in the chorus states, chunk by chunk, written to `path` as each
+    chunk is done (tensors `transferable` and, with decomposition, `residual`; rows as the states';
+    read back with `rgcd.training.rows_on_disk.RowsOnDisk`): the pass holds one chunk, never the
+    catalogue's vectors (the chunk's temporaries are its peak: 0.53 GiB of RSS with 512 items, 0.90
+    with 4,096, as fast; the heap they leave is trimmed)."""
     from rgcd.memory import trim_heap
 
-    ts, rs = [], []
-    for s in range(0, len(states), chunk):
-        rows = np.arange(s, min(s + chunk, len(states)))
-        t, r = encode_items(model, states.take(rows), states.domains[rows])
-        ts.append(t)
-        if r is not None:
-            rs.append(r)
+    writer: RowsWriter | None = None
+    try:
+        for s in range(0, max(len(states), 1), chunk):
+            rows = np.arange(s, min(s + chunk, len(states)))
+            t, r = encode_items(model, states.take(rows), states.domains[rows])
+            if writer is None:
+                shapes = {"transferable": (len(states), t.shape[1])}
+                if r is not None:
+                    shapes["residual"] = (len(states), r.shape[1])
+                writer = RowsWriter(path, shapes)
+            writer.write("transferable", s, t)
+            if r is not None:
+                writer.write("residual", s, r)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    assert writer is not None
+    writer.close()
     trim_heap()
-    return np.concatenate(ts), (np.concatenate(rs) if rs else None)
 
 
 # ---- held-out alignment ---------------------------------------------------------------------------
@@ -577,21 +591,27 @@ def _mean_cos(a: np.ndarray, b: np.ndarray) -> float | None:
     return float((a * b).sum(axis=1).mean()) if len(a) else None
 
 
-def alignment(transferable: np.ndarray, residual: np.ndarray | None, pairs: PairSet, high: np.ndarray,
-              seed: int) -> dict[str, dict[str, float | None]]:
-    """Mean cosine of held-out high-purity, low-purity and random (photo, room) pairs, per space."""
+def alignment(transferable: np.ndarray | RowsOnDisk, residual: np.ndarray | RowsOnDisk | None, pairs: PairSet,
+              high: np.ndarray, seed: int) -> dict[str, dict[str, float | None]]:
+    """Mean cosine of held-out high-purity, low-purity and random (photo, room) pairs, per space
+    (the vectors read for the held-out pairs' rows only)."""
     held = pairs.held_out
     rng = np.random.default_rng(seed)
     rand_live = rng.choice(pairs.live[held], size=int(held.sum())) if held.any() else pairs.live[:0]
-    spaces = {"transferable": transferable}
+
+    def joint_rows(rows: np.ndarray) -> np.ndarray:
+        assert residual is not None
+        return np.hstack([transferable[rows], residual[rows]]) / np.sqrt(2)
+
+    spaces: dict[str, Callable[[np.ndarray], np.ndarray]] = {"transferable": lambda rows: transferable[rows]}
     if residual is not None:
-        spaces["residual"] = residual
-        spaces["joint"] = np.hstack([transferable, residual]) / np.sqrt(2)
+        spaces["residual"] = lambda rows: residual[rows]
+        spaces["joint"] = joint_rows
     out = {}
     for name, vec in spaces.items():
         out[name] = {
-            "high_purity": _mean_cos(vec[pairs.photo[held & high]], vec[pairs.live[held & high]]),
-            "low_purity": _mean_cos(vec[pairs.photo[held & ~high]], vec[pairs.live[held & ~high]]),
-            "random": _mean_cos(vec[pairs.photo[held]], vec[rand_live]),
+            "high_purity": _mean_cos(vec(pairs.photo[held & high]), vec(pairs.live[held & high])),
+            "low_purity": _mean_cos(vec(pairs.photo[held & ~high]), vec(pairs.live[held & ~high])),
+            "random": _mean_cos(vec(pairs.photo[held]), vec(rand_live)),
         }
     return out

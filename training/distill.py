@@ -40,24 +40,14 @@ from rgcd.faults import kill_point
 from rgcd.training import distributed
 from rgcd.training.checkpoint import Checkpointer, restore_rng, rng_state
 from rgcd.training.chorus_states import CHORUS_TENSOR, ChorusStates, write_states_file
-from rgcd.training.frames import MissingInput, read_stage1_frames, stage1_cut
+from rgcd.training.frames import MissingInput, stage1_cut
 from rgcd.training.precision import dtype_name, encode_dtype
 from rgcd.training.reasoning.schema import ITEM_FIELDS, knowledge_text, parse_knowledge_text
 from rgcd.training.recommender import torch_threads
 from rgcd.training.student import ChorusStudent, ChorusStudentConfig, cosine_lr, encode_items, item_text
+from rgcd.training.student_items import ITEM_COLUMNS, ItemsDigest, StudentItems
 from rgcd.training.tiny_base import TINY_BASE_NAME, build_tiny_causal_lm
 
-ITEM_COLUMNS = [
-    "item_id",
-    "domain",
-    "title",
-    "body_text",
-    "category_l1",
-    "category_l2",
-    "category_l3",
-    "category_l4",
-    "mm_embedding",
-]
 SHARD_ITEMS = 2_048
 # Every process that encodes (the workers and this one) runs one torch thread: a matmul's last bits
 # depend on how many threads share it (measured here: 3 threads differ from 1), so the chorus states
@@ -65,7 +55,7 @@ SHARD_ITEMS = 2_048
 ENCODE_THREADS = 1
 # Settings that change when and how the work is done and saved, not what is learned: outside the
 # fingerprint.
-_NOT_FINGERPRINTED = {"checkpoint_every_steps", "encode_dtype", "encode_processes"}
+_NOT_FINGERPRINTED = {"checkpoint_every_steps", "encode_dtype", "encode_processes", "read_batch_items"}
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +108,6 @@ class DistillReport:
         )
 
 
-def _known_first(items: pl.DataFrame, cut) -> tuple[pl.DataFrame, int]:
-    """Items that appeared before `cut` (all, without a cut) by id, then the later ones by id;
-    and how many came first."""
-    if cut is None:
-        return items.sort("item_id"), items.height
-    before = pl.col("first_appearance").is_not_null() & (pl.col("first_appearance") < cut)
-    known, later = items.filter(before).sort("item_id"), items.filter(~before).sort("item_id")
-    return pl.concat([known, later]), known.height
-
-
 def _held_out(item_id: str, fraction: float) -> bool:
     # A hash split: stable across runs and machines, independent of row order.
     return int(hashlib.sha1(item_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
@@ -142,17 +122,16 @@ def _fingerprint(cfg: StudentConfig, knowledge: dict[str, str], base: str) -> st
     return h.hexdigest()[:16]
 
 
-def items_digest(items: pl.DataFrame) -> str:
+def items_digest(items: pl.DataFrame | StudentItems) -> str:
     """A digest of what the student reads of every item, in order (ids and content)."""
-    # Ids alone are not enough: a restated title or a vector file added later keeps the ids.
-    hashes = items.select(ITEM_COLUMNS).hash_rows(seed=0).to_numpy()
-    return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
+    return items.digest if isinstance(items, StudentItems) else ItemsDigest().update(items).hexdigest()
 
 
 def _ensure_base(
-    ws: Workspace, cfg: StudentConfig, items: pl.DataFrame, knowledge: dict[str, str]
+    ws: Workspace, cfg: StudentConfig, items: StudentItems, knowledge: dict[str, str]
 ) -> tuple[Path, str]:
-    """The base LM folder: the configured one, or a tiny one built from config in the workspace."""
+    """The base LM folder: the configured one, or a tiny one built from config in the workspace
+    (its tokenizer learns from the first 50,000 items known before the cut and the knowledge)."""
     if cfg.base_path:
         path = Path(cfg.base_path)
         if not (path / "config.json").exists():
@@ -167,12 +146,13 @@ def _ensure_base(
         "layers": cfg.tiny_layers,
         "heads": cfg.tiny_heads,
         "vocab": cfg.tiny_vocab,
-        "items": items.height,
+        "items": items.n_known,
         "seed": cfg.seed,
     }
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
-        rows = items.select(ITEM_COLUMNS[:-1]).to_dicts()
-        corpus = [item_text(r) for r in rows[:50_000]] + list(knowledge.values())
+        first = list(items.windows(stop=min(items.n_known, 50_000), columns=ITEM_COLUMNS[:-1], size=50_000))
+        rows = first[0].to_dicts() if first else []
+        corpus = [item_text(r) for r in rows] + list(knowledge.values())
         max_positions = 2 * (
             cfg.n_soft_tokens + cfg.max_item_tokens + cfg.n_chorus + cfg.max_knowledge_tokens
         )
@@ -260,7 +240,7 @@ def train_student(
 
 def encode_all(
     student: ChorusStudent,
-    items: pl.DataFrame,
+    items: pl.DataFrame | StudentItems,
     out_dir: Path,
     model_version: str,
     batch_size: int,
@@ -345,15 +325,20 @@ def _encode_shard(encoder: ChorusStudent, items: pl.DataFrame, shard: tuple[Path
     return size
 
 
-def _encode_in_processes(model_dir: Path, items: pl.DataFrame, todo: list[tuple[Path, int, int]],
-                         batch_size: int, dtype: torch.dtype, processes: int):
+def _encode_in_processes(model_dir: Path, items: pl.DataFrame | StudentItems,
+                         todo: list[tuple[Path, int, int]], batch_size: int, dtype: torch.dtype,
+                         processes: int):
     """Yield each shard's size as one of `processes` worker processes (one torch thread each, the
     student loaded from `model_dir`) finishes it. On 2 cores two of them encode 1.40x as many
     items a second as one process on two threads (`benchmarks/encode_processes.py`; the model is
     too small for two threads to share one batch well)."""
     from rgcd.workers import results_as_completed
 
-    jobs = [(items.slice(start, size).select(ITEM_COLUMNS), path, batch_size) for path, start, size in todo]
+    # Items on disk go to a worker as (file, start, size) and are read there: the parent never holds
+    # every shard's rows at once (the pool keeps every submitted job's arguments until it runs).
+    jobs = [((items.path, start, size) if isinstance(items, StudentItems)
+             else items.slice(start, size).select(ITEM_COLUMNS), path, batch_size)
+            for path, start, size in todo]
     yield from results_as_completed(_encoder_job, jobs, processes, _encoder_setup,
                                     (str(model_dir), dtype_name(dtype)))
 
@@ -369,7 +354,9 @@ def _encoder_setup(model_dir: str, dtype: str) -> None:
     _ENCODER["student"] = ChorusStudent.from_pretrained(Path(model_dir)).eval().to(getattr(torch, dtype))
 
 
-def _encoder_job(rows: pl.DataFrame, path: Path, batch_size: int) -> int:
+def _encoder_job(rows: pl.DataFrame | tuple[Path, int, int], path: Path, batch_size: int) -> int:
+    if isinstance(rows, tuple):  # (items file, start, size): this shard's rows, read here
+        rows = StudentItems.rows(*rows)
     return _encode_shard(_ENCODER["student"], rows, (path, 0, rows.height), batch_size)
 
 
@@ -461,25 +448,28 @@ def linear_probe(
     return accuracy, float(np.mean([t == majority for t in test_y])), len(classes)
 
 
-def topic_probe_by_domain(ws: Workspace, items: pl.DataFrame, states: ChorusStates, seed: int,
+def topic_probe_by_domain(ws: Workspace, items: StudentItems, states: ChorusStates, seed: int,
                           per_domain: int = 2_000) -> dict:
     """Per domain, linear-probe accuracy at the topic from the chorus states and from the raw
-    multimodal vectors, on the same items (those with a vector; up to `per_domain`, split 80/20
-    by a hash of the item id). The topic is the world's latent one where it has it, else
-    category_l1."""
+    multimodal vectors, on the same items known before the cut (those with a vector; up to
+    `per_domain`, split 80/20 by a hash of the item id). The topic is the world's latent one where
+    it has it, else category_l1. The items are chosen from their ids, domains and topics; only the
+    chosen items' vectors are read."""
     from rgcd.training.reasoning.truth import load_item_topics
 
     topics = load_item_topics(ws)
     label = "latent topic" if topics else "category_l1"
-    if topics:
-        items = items.with_columns(pl.col("item_id").replace_strict(
-            {k: str(v) for k, v in topics.items()}, default=None).alias("topic"))
-    else:
-        items = items.with_columns(pl.col("category_l1").alias("topic"))
+    topic = (pl.col("item_id").replace_strict({k: str(v) for k, v in topics.items()}, default=None)
+             if topics else pl.col("category_l1")).alias("topic")
+    has_vector = pl.col("mm_embedding").is_not_null().alias("vector")
+    small = pl.concat([w.select("item_id", "domain", topic, has_vector)
+                       for w in items.windows(stop=items.n_known,
+                                              columns=["item_id", "domain", "category_l1", "mm_embedding"])]
+                      or [pl.DataFrame(schema={"item_id": pl.String, "domain": pl.String, "topic": pl.String,
+                                               "vector": pl.Boolean})])
     out: dict = {"label": label}
     for domain in ("photo", "live"):
-        rows = items.filter((pl.col("domain") == domain) & pl.col("topic").is_not_null()
-                            & pl.col("mm_embedding").is_not_null())
+        rows = small.filter((pl.col("domain") == domain) & pl.col("topic").is_not_null() & pl.col("vector"))
         rows = rows.sort("item_id").gather_every(max(1, rows.height // per_domain)).head(per_domain)
         if rows.height < 20 or rows["topic"].n_unique() < 2:
             continue
@@ -489,10 +479,14 @@ def topic_probe_by_domain(ws: Workspace, items: pl.DataFrame, states: ChorusStat
         yte = [v for v, t in zip(y, test, strict=True) if t]
         if not ytr or not yte:
             continue
-        dim = len(rows["mm_embedding"][0])
+        chosen = rows["item_id"].implode()
+        vectors = pl.concat([w.filter(pl.col("item_id").is_in(chosen))
+                             for w in items.windows(stop=items.n_known, columns=["item_id", "mm_embedding"])])
+        vectors = rows.select("item_id").join(vectors, on="item_id", how="left", maintain_order="left")
+        dim = len(vectors["mm_embedding"][0])
         spaces = {"chorus_states": states.take(np.array([states.row_of[i] for i in rows["item_id"]])),
                   "raw_vectors": torch.from_numpy(
-                      rows["mm_embedding"].explode().to_numpy().astype(np.float32).reshape(-1, dim))}
+                      vectors["mm_embedding"].explode().to_numpy().astype(np.float32).reshape(-1, dim))}
         figures = {"items": rows.height}
         for name, x in spaces.items():
             mask = torch.from_numpy(test)
@@ -538,27 +532,41 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
             f"{reasoning_path} is missing: run `rgcd reason` first (the student learns from it)"
         )
     cut = stage1_cut(ws)
-    # Every item is encoded (a test-period room needs its chorus states to be ranked), but only
-    # the items that existed before the cut shape the student: its tokenizer, its training.
-    # They are encoded first and in shards of their own, so their states never depend on later ones.
-    items = read_stage1_frames(ws, settings, pairs=False).items
-    items, n_known = _known_first(items, cut)
-    known = items.head(n_known)
     reasoning = pl.read_parquet(reasoning_path)
     if reasoning.height == 0:
         raise MissingInput(
             f"{reasoning_path} has no rows (every teacher answer was rejected?): see "
             f"{ws.quarantine_table('pair_reasoning')} and reports/reason.json"
         )
+    # Every item is encoded (a test-period room needs its chorus states to be ranked), but only
+    # the items that existed before the cut shape the student: its tokenizer, its training.
+    # They are encoded first and in shards of their own, so their states never depend on later ones.
+    # The items are read through Feast in windows into a file of this run (training/student_items.py).
+    scratch = ws.student / f"items_read-{distributed.rank()}.parquet"
+    items = StudentItems.read(ws, settings, cut, scratch)
+    try:
+        return _distill_items(ws, settings, items, reasoning, show_progress)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def _distill_items(ws: Workspace, settings: Settings, items: StudentItems, reasoning: pl.DataFrame,
+                   show_progress: bool) -> DistillReport | None:
+    """distill's work once its items are read: the tiny base, training, encoding, the report."""
+    cfg, n_known = settings.student, items.n_known
     knowledge = {r["item_id"]: knowledge_text(r) for r in reasoning.iter_rows(named=True)}
     with distributed.main_first():  # rank 0 builds the tiny base, the others read it
-        base_path, base_name = _ensure_base(ws, cfg, known, knowledge)
+        base_path, base_name = _ensure_base(ws, cfg, items, knowledge)
     out_dir = ws.student
     model_dir = out_dir / "model"
     fingerprint = _fingerprint(cfg, knowledge, base_name)
     model_version = f"student-{fingerprint}"
 
-    labelled = reasoning.join(known.select(ITEM_COLUMNS), on="item_id", how="inner").sort("item_id")
+    answered = reasoning["item_id"].unique()
+    known_answered = pl.concat([w.filter(pl.col("item_id").is_in(answered.implode()))
+                                for w in items.windows(stop=n_known, columns=ITEM_COLUMNS)]
+                               or [pl.DataFrame(schema=items.schema(ITEM_COLUMNS))])
+    labelled = reasoning.join(known_answered, on="item_id", how="inner").sort("item_id")
     rows = labelled.to_dicts()
     train = [r for r in rows if not _held_out(r["item_id"], cfg.held_out_fraction)][: cfg.max_train_items]
     held = [r for r in rows if _held_out(r["item_id"], cfg.held_out_fraction)]
@@ -669,7 +677,7 @@ def distill(ws: Workspace, settings: Settings, *, show_progress: bool = True) ->
         generation_parse_rate=parse_rate,
         generation_field_rate=field_rate,
         reused_training=reused,
-        topic_probe=topic_probe_by_domain(ws, known, states, cfg.seed),
+        topic_probe=topic_probe_by_domain(ws, items, states, cfg.seed),
     )
     write_json_atomic(asdict(report), ws.reports / "distill.json")
     return report

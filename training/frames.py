@@ -17,6 +17,7 @@ for reading the parquet directly (benchmarks/results/stage1_frames.json; docs/be
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -212,6 +213,36 @@ def _creator_items(ws: Workspace, settings: Settings, items_path: Path, chosen: 
         con.close()
 
 
+def items_mart(ws: Workspace) -> Path:
+    """The item_content mart's file (MissingInput before `rgcd build`)."""
+    return _mart(ws, ITEMS[0])
+
+
+def item_first_appearance(items_path: Path) -> pl.DataFrame:
+    """item_id and first_appearance (the earliest event time of its rows) of every item of the
+    item_content mart: two columns, read by polars from the mart."""
+    return (pl.scan_parquet(items_path).group_by("item_id")
+            .agg(pl.col("event_timestamp").min().alias("first_appearance")).collect())
+
+
+def read_items_in_windows(ws: Workspace, settings: Settings, order: pl.DataFrame,
+                          window: int) -> Iterator[tuple[pl.DataFrame, int]]:
+    """Item content through Feast for the ids of `order` (item_id, first_appearance), `window` ids
+    at a time, point in time at the mart's latest event (what `read_stage1_frames(pairs=False)`
+    reads, in `order`'s order instead of by id): per window, (the answered rows: item_id +
+    ITEM_FEATURES + first_appearance; ids the store did not answer). Memory follows the window,
+    not the catalogue."""
+    path = items_mart(ws)
+    store = checked_store(ws, settings, [ITEMS[0]])
+    at = _request_time([path])
+    for start in range(0, order.height, window):
+        ids = order.slice(start, window)
+        got, missed = _read_view(store, path, ITEMS, at, ids.select("item_id"))
+        # rows keep the entities' order (featurestore.frame); the join keeps the left frame's
+        yield ids.join(got, on="item_id", how="inner", maintain_order="left").select(
+            got.columns + ["first_appearance"]), missed
+
+
 def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
                        strongest_pairs: int | None = None, min_strength: float = 0.0,
                        cut: datetime | None = None, pair_ids: pl.DataFrame | None = None) -> Stage1Frames:
@@ -243,8 +274,7 @@ def read_stage1_frames(ws: Workspace, settings: Settings, *, pairs: bool = True,
     read = {spec[0]: _read_view(store, path, spec, at, ids[spec[0]])
             for spec, path in zip(specs, paths, strict=True)}
     items, unanswered = read["item_content"]
-    first = (pl.scan_parquet(paths[specs.index(ITEMS)]).group_by("item_id")
-             .agg(pl.col("event_timestamp").min().alias("first_appearance")).collect())
+    first = item_first_appearance(paths[specs.index(ITEMS)])
     # Sorted by id: what is read never depends on the order the store answers in.
     items = items.join(first, on="item_id", how="left").sort("item_id")
     if pairs:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ from rgcd.training.decomposition import (
 )
 from rgcd.training.frames import MissingInput, checked_store
 from rgcd.training.published_model import prune_versions, save_published
+from rgcd.training.rows_on_disk import RowsOnDisk
 from rgcd.training.vector_tables import TIMESTAMP, vectors_column, write_versioned_table
 
 # Part of the published retriever's fingerprint: bump it when the retriever's code changes what it learns.
@@ -202,8 +204,8 @@ class Fit:
 
     fingerprint: str
     model: QueryAggregation
-    transferable: np.ndarray
-    residual: np.ndarray | None
+    transferable: np.ndarray | RowsOnDisk  # on disk (the fit's vectors.safetensors), read by rows
+    residual: np.ndarray | RowsOnDisk | None
     summary: dict
     reused: bool
     train_seconds: float = 0.0
@@ -239,11 +241,10 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
     model = QueryAggregation(states.dim, cfg)
     if (folder / "fit.json").exists():
         model.load_state_dict(load_file(folder / "model.safetensors"))
-        vectors = load_file(folder / "vectors.safetensors")
-        return Fit(fp, model.eval(), vectors["transferable"].numpy(),
-                   vectors["residual"].numpy() if "residual" in vectors else None,
+        transferable, residual = fit_vectors(folder)
+        return Fit(fp, model.eval(), transferable, residual,
                    json.loads((folder / "fit.json").read_text()), reused=True)
-    pooled = states.mean_pooled()
+    pooled = states.pooled_rows(np.concatenate([pairs.photo, pairs.live]))  # the pairs' items only
     probe = fit_transferability_probe(pooled, pairs) if cfg.use_reasoning else None
     answers = (fit_item_answer_filler(pairs, cfg.item_answer_fields)
                if cfg.use_reasoning and pairs.same_answers is not None else None)
@@ -262,7 +263,10 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
     if not distributed.is_main():  # under torchrun rank 0 alone encodes, measures and writes the fit
         return Fit(fp, model, np.empty((0, cfg.dim), np.float32), None, {"worker_rank": distributed.rank()},
                    reused=False, train_seconds=seconds)
-    transferable, residual = encode_all(model, states, cfg.encode_batch_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "vectors.safetensors") as tmp:
+        encode_all(model, states, cfg.encode_batch_size, tmp)
+    transferable, residual = fit_vectors(folder)
     train_rows = ~pairs.held_out
     summary = {
         "fingerprint": fp, "cut": cut.isoformat(), "student_version": states.student_version,
@@ -289,17 +293,18 @@ def fit_at(ws: Workspace, settings: Settings, cfg: TransferConfig, cut: datetime
         "transferability_vs_truth": transferability_vs_truth(ws, pairs, pooled, probe, states, answers),
         "train_seconds": round(seconds, 2),
     }
-    folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
-    tensors = {"transferable": torch.from_numpy(transferable)}
-    if residual is not None:
-        tensors["residual"] = torch.from_numpy(residual)
-    with atomic_path(folder / "vectors.safetensors") as tmp:
-        save_file(tensors, tmp)
     write_json_atomic(summary, folder / "fit.json")  # last: its presence means the fit is complete
     checkpoints.clear()
     return Fit(fp, model, transferable, residual, summary, reused=False, train_seconds=seconds)
+
+
+def fit_vectors(folder: Path) -> tuple[RowsOnDisk, RowsOnDisk | None]:
+    """A fit's (transferable, residual) vectors, read from its vectors.safetensors by rows."""
+    path = folder / "vectors.safetensors"
+    return (RowsOnDisk(path, "transferable"),
+            RowsOnDisk(path, "residual") if "residual" in RowsOnDisk.names(path) else None)
 
 
 def _item_labels(ws: Workspace, settings: Settings, cut: datetime) -> tuple[dict[str, str], str]:
@@ -528,7 +533,6 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
         retriever.fit(data, cfg.seed)
     assert retriever.stage2 is not None and retriever.tower is not None
     item_ids = retriever.stage2.item_ids
-    retrieval, _ = retriever.retrieval_vectors(item_ids)
     created = datetime.now(UTC)
     domains = pl.read_parquet(states_dir / "chorus_index.parquet").sort("row")["domain"]
     n = len(item_ids)
@@ -536,7 +540,8 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
     user_ids = users_v.ids
     ws.feature_data.mkdir(parents=True, exist_ok=True)
     _write_vector_tables(items_path, users_path, version, cfg, cut, created, item_ids, domains,
-                         (fit.transferable, fit.residual, retrieval), user_ids, users_v.vectors)
+                         (fit.transferable, fit.residual, lambda ids: retriever.retrieval_vectors(ids)[0]),
+                         user_ids, users_v.vectors)
     save_published(published, fit.model, fit.fingerprint, retriever, version, retriever_fp, cut, cfg)
     kept = pl.scan_parquet(items_path).select("model_version").unique().collect()["model_version"]
     prune_versions(ws, set(kept.to_list()))
@@ -562,10 +567,13 @@ def transfer(ws: Workspace, settings: Settings, *, show_progress: bool = True) -
 
 def _write_vector_tables(items_path: Path, users_path: Path, version: str, cfg: TransferConfig, cut: datetime,
                          created: datetime, item_ids: list[str], domains: pl.Series,
-                         item_vectors: tuple[np.ndarray, np.ndarray | None, np.ndarray],
+                         item_vectors: tuple[RowsOnDisk, RowsOnDisk | None,
+                                             Callable[[list[str]], np.ndarray]],
                          user_ids, user_vectors: np.ndarray) -> None:
-    """item_embeddings and user_embeddings, `cfg.write_batch_rows` rows at a time (vector_tables.py)."""
-    transferable, residual, retrieval = item_vectors
+    """item_embeddings and user_embeddings, `cfg.write_batch_rows` rows at a time (vector_tables.py):
+    each batch's stage-2 vectors are read from the fit's file and its retrieval vectors computed
+    by the retriever's item tower then, so no batch holds the catalogue's vectors."""
+    transferable, residual, retrieval_of = item_vectors
 
     def items(start: int, stop: int) -> pl.DataFrame:
         n = stop - start
@@ -573,7 +581,7 @@ def _write_vector_tables(items_path: Path, users_path: Path, version: str, cfg: 
             pl.Series("item_id", item_ids[start:stop], pl.Utf8), domains.slice(start, n).alias("domain"),
             vectors_column(transferable[start:stop], n).alias("transferable"),
             vectors_column(None if residual is None else residual[start:stop], n).alias("residual"),
-            vectors_column(retrieval[start:stop], n).alias("retrieval"),
+            vectors_column(retrieval_of(item_ids[start:stop]), n).alias("retrieval"),
             pl.Series("model_version", [version] * n, pl.Utf8), *_stamps(n, cut, created)])
 
     def users(start: int, stop: int) -> pl.DataFrame:

@@ -164,7 +164,11 @@ def _view_sql(p: _ViewPlan) -> str:
     """
     key_list = [_quote(k) for k, _ in p.keys]
     keys = "".join(f"{k}, " for k in key_list)  # each followed by a comma: none for no entities
-    not_null = "".join(f" AND {k} IS NOT NULL" for k in key_list)
+    # Only the rows of the entities asked for: a row of another entity can never join, and without
+    # this filter every read sorted the whole table (a window of 5,000 items cost as much memory
+    # as the whole catalogue: benchmarks/distill_items_memory.py).
+    not_null = "".join(f" AND {_quote(k)} IS NOT NULL AND {_quote(k)} IN (SELECT {_quote(e)} FROM entities)"
+                       for k, e in p.keys)
     partition = f"PARTITION BY {', '.join(key_list)} " if key_list else ""
     src = f"read_parquet({_sql_str(p.path)})"
     feats = [f"{_quote(c)} AS __f{i}" for i, (c, _) in enumerate(p.features)]

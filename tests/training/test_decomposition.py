@@ -49,6 +49,35 @@ def test_chorus_states_are_read_by_row_without_loading_all(stage2_ws, tmp_path):
         ChorusStates.from_file(torn).read(np.array([len(states) - 1]))
 
 
+def test_the_pairs_pooled_states_equal_the_whole_files_rows(stage2_ws):
+    states = ChorusStates(stage2_ws.student)
+    rows = np.array([9, 2, 2, len(states) - 1, 0])
+    pooled = states.pooled_rows(rows, chunk=2)
+    assert np.array_equal(pooled[rows], states.mean_pooled()[rows])
+    with pytest.raises(KeyError):
+        pooled[np.array([3])]
+
+
+def test_the_fits_vectors_go_to_disk_chunk_by_chunk_and_equal_one_pass_over_every_item(stage2_ws):
+    """encode_all writes each chunk as it is encoded; what it wrote equals encoding every item in
+    one pass, and rows read back in any order equal those rows."""
+    from rgcd.training.decomposition import encode_items
+
+    fit = _fit(stage2_ws, small(encode_batch_size=7, steps=20))
+    states = ChorusStates(stage2_ws.student)
+    t, r = encode_items(fit.model, states.take(np.arange(len(states))), states.domains)
+    assert np.array_equal(np.asarray(fit.transferable), t)
+    assert np.array_equal(np.asarray(fit.residual), r)
+    rows = np.array([len(states) - 1, 3, 3, 0])
+    whole = np.asarray(fit.transferable)
+    assert np.array_equal(fit.transferable[rows], whole[rows])
+    assert np.array_equal(fit.transferable[2:9], whole[2:9]) and np.array_equal(fit.transferable[4], whole[4])
+    mask = np.arange(len(states)) % 3 == 0
+    assert np.array_equal(fit.transferable[mask], whole[mask])
+    again = _fit(stage2_ws, small(encode_batch_size=7, steps=20))  # reused: read from the same file
+    assert again.reused and np.array_equal(np.asarray(again.residual), np.asarray(fit.residual))
+
+
 def test_reasoning_switch_changes_the_purity_split(stage2_ws):
     with_reasoning = _fit(stage2_ws, small()).summary["purity"]
     behaviour_only = _fit(stage2_ws, small(), "rgcd-no-reasoning").summary["purity"]
@@ -104,7 +133,7 @@ def test_no_decomposition_gives_one_vector(stage2_ws):
 
 def test_separation_keeps_the_two_spaces_apart(stage2_ws):
     def mean_sq_cos(fit) -> float:
-        return float(((fit.transferable * fit.residual).sum(axis=1) ** 2).mean())
+        return float(((np.asarray(fit.transferable) * np.asarray(fit.residual)).sum(axis=1) ** 2).mean())
 
     apart = _fit(stage2_ws, small(separation_weight=1.0))
     together = _fit(stage2_ws, small(separation=False))

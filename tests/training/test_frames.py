@@ -80,3 +80,26 @@ def test_missing_marts_name_the_build_command(tmp_path):
     # Item content alone (stage 1b) does not need the pairs.
     apply(ws, Settings())
     assert read_stage1_frames(ws, Settings(), pairs=False).items.height > 0
+
+
+def test_distills_items_read_in_windows_equal_the_whole_read(world_ws, tmp_path):
+    """`StudentItems` (distill) reads item content through Feast a few ids at a time into a file:
+    the same rows, order (known before the cut first), digest and known count as one whole read,
+    with a restated item and one the store does not answer."""
+    from rgcd.training.student_items import KEPT, ItemsDigest, StudentItems, known_first
+
+    path = world_ws.marts / "item_content.parquet"
+    items = pl.read_parquet(path)
+    first = items.row(0, named=True)
+    later = {**first, "title": "renamed", "event_timestamp": first["event_timestamp"] + timedelta(hours=1)}
+    orphan = {**first, "item_id": "photo:999999", "event_timestamp": None}
+    pl.concat([items, pl.DataFrame([later, orphan], schema=items.schema)]).write_parquet(path)
+    cut = items["event_timestamp"].sort()[items.height // 2]
+    whole, n_known = known_first(read_stage1_frames(world_ws, Settings(), pairs=False).items, cut)
+    settings = Settings.model_validate({"student": {"read_batch_items": 3}})
+    got = StudentItems.read(world_ws, settings, cut, tmp_path / "items.parquet")
+    assert 0 < n_known < whole.height and got.n_known == n_known and got.height == whole.height
+    assert_frame_equal(pl.concat(got.windows(size=4)), whole.select(KEPT), check_dtypes=False)
+    assert_frame_equal(got.slice(5, 3), whole.select(KEPT).slice(5, 3), check_dtypes=False)
+    assert got.digest == ItemsDigest().update(whole).hexdigest()
+    assert got["item_id"].to_list() == whole["item_id"].to_list()

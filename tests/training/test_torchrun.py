@@ -52,7 +52,8 @@ import torch
 from safetensors import safe_open
 from rgcd.config import Settings, Workspace
 from rgcd.training import distributed
-from rgcd.training.distill import encode_all, _known_first
+from rgcd.training.distill import encode_all
+from rgcd.training.student_items import known_first as _known_first
 from rgcd.training.frames import read_stage1_frames, stage1_cut
 from rgcd.training.student import ChorusStudent
 ws, out = Workspace(sys.argv[1]), Path(sys.argv[2])
