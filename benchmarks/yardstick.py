@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -336,28 +334,42 @@ def markdown(agg: dict, worlds: Sequence[int], seeds: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def headline(agg: dict, model: str = "rgcd") -> str:
+    """Per protocol and slice of the main three: the winner, `model`'s mean and its difference."""
+    parts = []
+    for protocol, by_slice in agg["intervals"].items():
+        for s in ("all", "cold_start", "cold_start_not_linked"):
+            entry = by_slice.get(s)
+            if entry is None or model not in entry["models"]:
+                continue
+            base, mean = entry["baseline"], agg["means"][protocol]
+            e = entry["models"][model][RANK_METRIC]
+            parts.append(f"{protocol}/{s}: {base} {mean[base][s][RANK_METRIC]:.4f}, {model} "
+                         f"{mean[model][s][RANK_METRIC]:.4f} ({e['delta']:+.4f} [{e['lo_holm']:+.4f}, "
+                         f"{e['hi_holm']:+.4f}])")
+    return f"{RANK_METRIC}, the slice's winner vs {model} (Holm-level 95%): " + "; ".join(parts)
 
 
 def result_doc(args: argparse.Namespace, agg: dict, runs: list[dict], command: str) -> dict:
-    """The common benchmark format around the aggregate."""
-    return {
+    """The common benchmark format (benchmarks/results_format.py) around the aggregate."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from results_format import check_result, current_commit, machine_summary
+
+    doc = {
         "claim": "per protocol and slice, each model's NDCG@10 / HR@10 against the strongest baseline, "
                  "with paired bootstrap intervals over test cases, every learned seed and world seeds",
-        "command": command, "commit": _commit(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "figures": {"users": args.users, "days": args.days, "preset": args.preset,
+        "command": command, "commit": current_commit(),
+        "machine": machine_summary(f"{len(runs)} runs, {sum(r.get('wall_s', 0) for r in runs):.0f} s"),
+        "figures": {"headline": headline(agg), "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "users": args.users, "days": args.days, "preset": args.preset,
                     "world_seeds": args.world_seeds, "seeds": args.seeds,
                     "overrides": {".".join(p): v for p, v in args.overrides}, "n_boot": args.n_boot,
-                    "runs": runs, "means": agg["means"], "intervals": agg["intervals"]},
+                    "runs": runs, "means": agg["means"], "intervals": agg["intervals"],
+                    "ratio_to_strongest": ratios(agg)},
         "peer": "the strongest baseline of each protocol and slice (figures.intervals.*.baseline)",
-        "ratio": ratios(agg),
+        "ratio": "pooled NDCG@10 over the slice's strongest baseline's: figures.ratio_to_strongest",
     }
+    return check_result(doc, "yardstick.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
