@@ -27,6 +27,7 @@ Writes benchmarks/results/feast_online.json.
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -113,7 +114,8 @@ def _before_config(ws, settings) -> dict:
 
 
 def sdk_store(ws, settings, tuned: bool):
-    """The SDK's FeatureStore, after (fs.feature_store) or before (plain Feast, old registry cache)."""
+    """The SDK's FeatureStore, after (fs.feature_store, ready to serve: plans built, start-up heap frozen)
+    or before (plain Feast, old registry cache, nothing frozen)."""
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
@@ -121,7 +123,10 @@ def sdk_store(ws, settings, tuned: bool):
     from rgcd.featurestore.online import import_feast_milvus_store_quietly
 
     if tuned:
-        return fs.feature_store(ws, settings)
+        store = fs.feature_store(ws, settings)
+        store.ready_to_serve()  # what a ranker's process does once after opening (docs/serving.md)
+        return store
+    gc.unfreeze()  # "before" had no frozen heap, whatever an earlier store of this run froze
     import_feast_milvus_store_quietly()  # what the tuned store does too: no pydantic warning printed
     config = RepoConfig(**_before_config(ws, settings))
     config.repo_path = fs.REPO_DIR

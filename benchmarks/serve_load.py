@@ -149,8 +149,10 @@ def breakdown(ws, settings, paths: dict[str, list[str]], n: int) -> dict:
     from urllib.parse import parse_qs, urlsplit
 
     from rgcd.embeddings.retrieval import Retriever, parse_at
+    from rgcd.featurestore.online import freeze_startup_heap
 
     retriever = Retriever(ws, settings)
+    freeze_startup_heap()  # as the service does once it has loaded what it serves
     parts: dict[str, list[float]] = {}
     online, search = retriever.online, retriever.rooms.search
 

@@ -47,12 +47,13 @@ def is_write(method: str, path: str) -> bool:
 
 
 def create_app(ws: Workspace, settings: Settings, token: str | None = None,
-               retriever: Retriever | None = None):
+               retriever: Retriever | None = None, freeze_heap: bool = False):
     """The FastAPI app over one workspace; the retriever opens at start-up and closes at shutdown.
 
     Write routes need `token` (rgcd.access); without one they answer 403. No /docs or /redoc page
     (they load their scripts from a CDN); /openapi.json describes every route. `retriever`: one
     `serve` opened already (so that a workspace it cannot open is an error before the server starts).
+    `freeze_heap`: a serving process (not a test's) freezes what start-up loaded (`freeze_startup_heap`).
     """
     from fastapi import FastAPI, Query
     from fastapi.exceptions import RequestValidationError
@@ -68,6 +69,10 @@ def create_app(ws: Workspace, settings: Settings, token: str | None = None,
             state["encoder"] = RoomEncoder(ws, settings)
         except RetrievalError:  # no student / stage-2 model yet: rooms must bring their vectors
             state["encoder"] = None
+        if freeze_heap:  # a serving process: full collections would otherwise scan all loaded above
+            from rgcd.featurestore.online import freeze_startup_heap
+
+            freeze_startup_heap()
         try:
             yield
         finally:
@@ -179,7 +184,7 @@ def app_from_environment():
     """The app of a worker process started by `serve` with several workers (uvicorn's factory)."""
     ws = Workspace(Path(os.environ[_WORKSPACE_ENV]))
     settings = Settings.model_validate_json(os.environ[_SETTINGS_ENV])
-    return create_app(ws, settings, write_token(ws, settings))
+    return create_app(ws, settings, write_token(ws, settings), freeze_heap=True)
 
 
 def workers_for(settings: Settings, workers: int | None) -> int:
@@ -256,8 +261,8 @@ def serve(ws: Workspace, settings: Settings, host: str, port: int, workers: int 
         except RgcdError:
             retriever.close()
             raise
-        uvicorn.run(create_app(ws, settings, token, retriever), host=host, port=port, log_level="warning",
-                    access_log=False)
+        uvicorn.run(create_app(ws, settings, token, retriever, freeze_heap=True), host=host, port=port,
+                    log_level="warning", access_log=False)
         return
     feature_store(ws, settings)  # applied, and this workspace's own: else an error before workers start
     os.environ[_WORKSPACE_ENV] = str(ws.root.resolve())

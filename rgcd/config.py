@@ -280,7 +280,8 @@ class StudentConfig(_Section):
     mm_distill_weight: float = Field(1.0, ge=0, description="weight of the multimodal distillation term: "
                                      "the mean chorus state must point where the item's multimodal "
                                      "vector points (0: next-token prediction alone)")
-    max_train_items: int = Field(3_000, gt=0, description="cap on items with teacher knowledge used")
+    max_train_items: int = Field(3_000, gt=0, description="cap on the items with teacher knowledge the "
+                                 "student trains on, shared evenly among the domains")
     held_out_fraction: float = Field(0.2, gt=0, lt=1)
     steps: int = Field(800, gt=0)
     batch_size: int = Field(32, gt=0)

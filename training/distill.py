@@ -108,14 +108,44 @@ class DistillReport:
         )
 
 
+# Which items a student trains on is part of what it is: a change here retrains every student.
+TRAINING_SPLIT = "domains-shared-hash-order-1"
+
+
 def _held_out(item_id: str, fraction: float) -> bool:
     # A hash split: stable across runs and machines, independent of row order.
-    return int(hashlib.sha1(item_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+    return _hash_rank(item_id) / 0xFFFFFFFF < fraction
+
+
+def _hash_rank(item_id: str) -> int:
+    return int(hashlib.sha1(item_id.encode()).hexdigest()[:8], 16)
+
+
+def training_split(rows: list[dict], cap: int, held_out_fraction: float) -> tuple[list[dict], list[dict]]:
+    """(train, held out) of the items with teacher knowledge.
+
+    The held-out items are a hash split. The train items are at most `cap`, shared evenly among the
+    domains (a domain with fewer leaves its share to the others), each domain's in hash order, and
+    the chosen ones mixed in hash order: a prefix in id order would be rooms only ("live:" sorts
+    before "photo:"), and the student would never learn a short video."""
+    held = [r for r in rows if _held_out(r["item_id"], held_out_fraction)]
+    candidates = sorted((r for r in rows if not _held_out(r["item_id"], held_out_fraction)),
+                        key=lambda r: (_hash_rank(r["item_id"]), r["item_id"]))
+    by_domain: dict[str, list[dict]] = {}
+    for r in candidates:
+        by_domain.setdefault(r["domain"], []).append(r)
+    quota, left = {}, cap
+    for n, (domain, group) in enumerate(sorted(by_domain.items(), key=lambda kv: len(kv[1]))):
+        quota[domain] = min(len(group), left // (len(by_domain) - n))
+        left -= quota[domain]
+    chosen = {r["item_id"] for domain, group in by_domain.items() for r in group[: quota[domain]]}
+    return [r for r in candidates if r["item_id"] in chosen], held
 
 
 def _fingerprint(cfg: StudentConfig, knowledge: dict[str, str], base: str) -> str:
     h = hashlib.sha256(json.dumps(cfg.model_dump(exclude=_NOT_FINGERPRINTED), sort_keys=True).encode())
     h.update(base.encode())
+    h.update(TRAINING_SPLIT.encode())
     # What the student learns from, not the file's bytes: `rgcd reason` rewrites the table with a
     # fresh created_timestamp even when every answer comes from its cache.
     h.update(json.dumps(sorted(knowledge.items()), ensure_ascii=False).encode())
@@ -568,8 +598,7 @@ def _distill_items(ws: Workspace, settings: Settings, items: StudentItems, reaso
                                or [pl.DataFrame(schema=items.schema(ITEM_COLUMNS))])
     labelled = reasoning.join(known_answered, on="item_id", how="inner").sort("item_id")
     rows = labelled.to_dicts()
-    train = [r for r in rows if not _held_out(r["item_id"], cfg.held_out_fraction)][: cfg.max_train_items]
-    held = [r for r in rows if _held_out(r["item_id"], cfg.held_out_fraction)]
+    train, held = training_split(rows, cfg.max_train_items, cfg.held_out_fraction)
     if len(train) < 2 or len(held) < 1:
         raise MissingInput(
             f"only {len(rows)} items have teacher knowledge and content ({len(train)} train, "

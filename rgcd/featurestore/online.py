@@ -19,6 +19,7 @@ rooms all the time, so the services stay plain: one read per feature view.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import warnings
@@ -42,6 +43,19 @@ def import_feast_milvus_store_quietly() -> None:
         warnings.filterwarnings("ignore", message=FEAST_MILVUS_WARNING, category=UserWarning)
         with contextlib.suppress(ImportError):  # Feast without its Milvus extra: nothing to warn about
             importlib.import_module(FEAST_MILVUS_STORE)
+
+
+def freeze_startup_heap() -> None:
+    """Take every object alive now (imports, the registry, the request plans, models) out of the cyclic
+    garbage collector's scans (`gc.freeze`), once a serving process has loaded what it serves.
+
+    Measured (benchmarks/feast_online.py's world, SQLite, two reads of 1 + 200): ~416,000 objects are
+    tracked after start-up, and each full collection paused a read 450-790 ms of CPU, which was the
+    whole p99 (749 ms against a p50 of 43); frozen, a collection scans only what requests create and
+    the p99 fell to 59 ms. Done before a fork it also keeps those pages shared by the workers (the
+    `gc` module's documentation). Objects created later are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def default_workers() -> int:
@@ -96,6 +110,12 @@ class RegistryWatchingStore(FeatureStore):
         super().refresh_registry()
         self._registry_seen = stamp
         self.warm()
+
+    def ready_to_serve(self) -> None:
+        """What a process that serves reads calls once, after opening the store: `warm`, then
+        `freeze_startup_heap` (the p99 of an online read was the garbage collector's full scans)."""
+        self.warm()
+        freeze_startup_heap()
 
     def warm(self) -> None:
         """Build every feature service's request plan now, so that no request has to (and import what

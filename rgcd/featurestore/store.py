@@ -780,7 +780,7 @@ def serve(ws: Workspace, settings: Settings, host: str = "127.0.0.1", port: int 
     write_runtime_yaml(ws, settings)
     _control_socket_inside(ws)
     store = RegistryWatchingStore(repo_path=str(ws.feast))
-    store.warm()  # before gunicorn forks: every worker starts with the plans built
+    store.ready_to_serve()  # before gunicorn forks: every worker starts with the plans built, frozen
     f = settings.features
     feast_get_app = feature_server.get_app
 

@@ -244,3 +244,24 @@ def test_encoding_resumes_from_finished_shards(world_ws, tmp_path):
     cosine = torch.nn.functional.cosine_similarity(half.flatten(1), full.flatten(1))
     assert cosine.min() > 0.99, cosine.min()
     assert student.chorus.dtype == torch.float32
+
+
+def test_the_training_items_share_the_cap_among_domains_not_the_id_order():
+    # The cap used to take a prefix in id order: "live:" sorts before "photo:", so at the demo
+    # size the student trained on rooms alone and its short-video states learned nothing.
+    from rgcd.training.distill import _held_out, training_split
+
+    rows = ([{"item_id": f"live:{i}", "domain": "live"} for i in range(400)]
+            + [{"item_id": f"photo:{i}", "domain": "photo"} for i in range(50)])
+    train, held = training_split(rows, cap=200, held_out_fraction=0.2)
+    domains = [r["domain"] for r in train]
+    assert len(train) == 200
+    n_photo = sum(not _held_out(f"photo:{i}", 0.2) for i in range(50))
+    assert domains.count("photo") == n_photo  # the smaller domain gives all it has
+    assert domains.count("live") == 200 - n_photo
+    assert "photo" in domains[:20]  # mixed, not one domain then the other
+    assert {r["item_id"] for r in held} == {r["item_id"] for r in rows if _held_out(r["item_id"], 0.2)}
+    assert not {r["item_id"] for r in train} & {r["item_id"] for r in held}
+    assert training_split(list(reversed(rows)), 200, 0.2)[0] == train  # whatever the rows' order
+    even, _ = training_split(rows, cap=60, held_out_fraction=0.2)
+    assert [r["domain"] for r in even].count("photo") == 30
