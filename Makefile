@@ -22,7 +22,7 @@ explore: $(STAMP)  ## the explorer page on ./workspace (after make demo); Ctrl-C
 
 test: $(STAMP) redis-server chromium  ## lint + the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n auto --dist worksteal $(PYTEST_ARGS)
 
 # The Redis online-store tests run a real redis-server (Debian's package) on 127.0.0.1.
 redis-server:

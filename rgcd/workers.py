@@ -24,8 +24,14 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-def _setup(initializer: Callable[..., None], initargs: tuple) -> None:
+def _setup(parent: int, initializer: Callable[..., None], initargs: tuple) -> None:
+    import os
+
     die_with_parent()
+    # A parent killed while this worker was still booting sent no signal (the request above came
+    # after); then this process has been handed to another parent and leaves by itself.
+    if os.getppid() != parent:
+        os._exit(1)
     initializer(*initargs)
 
 
@@ -35,11 +41,12 @@ def results_as_completed(fn: Callable[..., Any], jobs: Sequence[tuple], processe
     result as its job finishes. A failed job (or Ctrl-C) cancels the rest instead of waiting for
     them, and its error is raised here."""
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=max(1, min(processes, len(jobs))),
                              mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_setup, initargs=(initializer, initargs)) as pool:
+                             initializer=_setup, initargs=(os.getpid(), initializer, initargs)) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
         try:
             for future in as_completed(futures):
