@@ -124,13 +124,14 @@ def _hash_rank(item_id: str) -> int:
 def training_split(rows: list[dict], cap: int, held_out_fraction: float) -> tuple[list[dict], list[dict]]:
     """(train, held out) of the items with teacher knowledge.
 
-    The held-out items are a hash split. The train items are at most `cap`, shared evenly among the
+    The held-out items are a hash split, in hash order (the generation check scores the first few: both
+    domains, not the rooms that sort first). The train items are at most `cap`, shared evenly among the
     domains (a domain with fewer leaves its share to the others), each domain's in hash order, and
     the chosen ones mixed in hash order: a prefix in id order would be rooms only ("live:" sorts
     before "photo:"), and the student would never learn a short video."""
-    held = [r for r in rows if _held_out(r["item_id"], held_out_fraction)]
-    candidates = sorted((r for r in rows if not _held_out(r["item_id"], held_out_fraction)),
-                        key=lambda r: (_hash_rank(r["item_id"]), r["item_id"]))
+    in_hash_order = sorted(rows, key=lambda r: (_hash_rank(r["item_id"]), r["item_id"]))
+    held = [r for r in in_hash_order if _held_out(r["item_id"], held_out_fraction)]
+    candidates = [r for r in in_hash_order if not _held_out(r["item_id"], held_out_fraction)]
     by_domain: dict[str, list[dict]] = {}
     for r in candidates:
         by_domain.setdefault(r["domain"], []).append(r)

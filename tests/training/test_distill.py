@@ -263,6 +263,7 @@ def test_the_training_items_share_the_cap_among_domains_not_the_id_order():
     assert domains.count("live") == 200 - n_photo
     assert "photo" in domains[:20]  # mixed, not one domain then the other
     assert {r["item_id"] for r in held} == {r["item_id"] for r in rows if _held_out(r["item_id"], 0.2)}
+    assert "photo" in [r["domain"] for r in held[:20]]  # the generation check reads the first ones
     assert not {r["item_id"] for r in train} & {r["item_id"] for r in held}
     assert training_split(list(reversed(rows)), 200, 0.2)[0] == train  # whatever the rows' order
     even, _ = training_split(rows, cap=60, held_out_fraction=0.2)
