@@ -9,6 +9,7 @@ the thread that started the worker).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,8 +26,6 @@ def die_with_parent() -> None:
 
 
 def _setup(parent: int, initializer: Callable[..., None], initargs: tuple) -> None:
-    import os
-
     die_with_parent()
     # A parent killed while this worker was still booting sent no signal (the request above came
     # after); then this process has been handed to another parent and leaves by itself.
@@ -41,7 +40,6 @@ def results_as_completed(fn: Callable[..., Any], jobs: Sequence[tuple], processe
     result as its job finishes. A failed job (or Ctrl-C) cancels the rest instead of waiting for
     them, and its error is raised here."""
     import multiprocessing
-    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=max(1, min(processes, len(jobs))),

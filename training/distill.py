@@ -129,9 +129,10 @@ def training_split(rows: list[dict], cap: int, held_out_fraction: float) -> tupl
     domains (a domain with fewer leaves its share to the others), each domain's in hash order, and
     the chosen ones mixed in hash order: a prefix in id order would be rooms only ("live:" sorts
     before "photo:"), and the student would never learn a short video."""
-    in_hash_order = sorted(rows, key=lambda r: (_hash_rank(r["item_id"]), r["item_id"]))
-    held = [r for r in in_hash_order if _held_out(r["item_id"], held_out_fraction)]
-    candidates = [r for r in in_hash_order if not _held_out(r["item_id"], held_out_fraction)]
+    held: list[dict] = []
+    candidates: list[dict] = []
+    for r in sorted(rows, key=lambda r: (_hash_rank(r["item_id"]), r["item_id"])):
+        (held if _held_out(r["item_id"], held_out_fraction) else candidates).append(r)
     by_domain: dict[str, list[dict]] = {}
     for r in candidates:
         by_domain.setdefault(r["domain"], []).append(r)
