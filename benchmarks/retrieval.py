@@ -470,7 +470,7 @@ def request_split(ws, requests: int) -> dict:
     users = pl.read_parquet(ws.feature_data / "user_embeddings.parquet", columns=["user_id"])["user_id"]
     retriever = Retriever(ws, ws.settings())
     parts: dict[str, list[float]] = {"feast_online_read": [], "milvus_search": [], "json": [], "whole": []}
-    online, search = retriever.online, retriever.rooms.search
+    online, search = retriever.online, retriever.rooms.search_many
 
     def timed(name, fn):
         def call(*args):
@@ -482,7 +482,7 @@ def request_split(ws, requests: int) -> dict:
         return call
 
     try:
-        retriever.online, retriever.rooms.search = (
+        retriever.online, retriever.rooms.search_many = (
             timed("feast_online_read", online),
             timed("milvus_search", search),
         )

@@ -154,7 +154,7 @@ def breakdown(ws, settings, paths: dict[str, list[str]], n: int) -> dict:
     retriever = Retriever(ws, settings)
     freeze_startup_heap()  # as the service does once it has loaded what it serves
     parts: dict[str, list[float]] = {}
-    online, search = retriever.online, retriever.rooms.search
+    online, search = retriever.online, retriever.rooms.search_many
 
     def timed(name, fn):
         def wrapper(*a, **kw):
@@ -167,7 +167,7 @@ def breakdown(ws, settings, paths: dict[str, list[str]], n: int) -> dict:
         return wrapper
 
     retriever.online = timed("feast_online_read", online)
-    retriever.rooms.search = timed("milvus_search", search)
+    retriever.rooms.search_many = timed("milvus_search", search)
     out = {}
     names = ("feast_online_read", "milvus_search", "reasons_and_rest", "json", "total")
     try:
@@ -302,8 +302,12 @@ def main() -> None:
     ap.add_argument("--server-uri", default="", help="a running Milvus server (default: the workspace's "
                     "packaged server, started here if it does not run)")
     ap.add_argument("--server-db", default=SERVER_DB)
+    ap.add_argument("--search-batch", default="16,0", help="retrieval.search_batch values the server is "
+                    "served with, the first as the main rows (0: each request searches on its own, as "
+                    "before batching; the peer)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    args.search_batch = [int(b) for b in args.search_batch.split(",")]
     args.clients = [int(c) for c in args.clients.split(",")]
     workers_list = [int(x) for x in args.workers.split(",")]
     backends = args.backends.split(",")
@@ -352,9 +356,12 @@ def main() -> None:
         if "server" in backends:
             server_settings, uri, started_server, facts = ensure_server(ws, settings, args)
             figures["server"] = facts
-            config = config_file(tmp / "server.yaml", server_settings)
-            figures["runs"] |= run_backend("server", ws, server_settings, config, workers_list, paths, args,
-                                           facts.get("server_pid"))
+            for batch in args.search_batch:
+                # the first value names the plain rows (server_workers_N); others add _batch_<value>
+                name = "server" if batch == args.search_batch[0] else f"server_batch_{batch}"
+                config = config_file(tmp / f"server_{batch}.yaml", server_settings, search_batch=batch)
+                figures["runs"] |= run_backend(name, ws, server_settings, config, workers_list, paths, args,
+                                               facts.get("server_pid"))
             figures["breakdown"]["server"] = breakdown(ws, server_settings, paths, args.breakdown)
             if started_server:
                 figures["server"]["rss_mib"] = round(ms.rss_bytes(ms.read_state(ws.root).pid) / 2**20)
@@ -369,6 +376,12 @@ def main() -> None:
     lite = runs.get("lite_workers_1")
     label = next(k for k in ("server_workers_2", "server_workers_1", "lite_workers_1") if runs.get(k) is best)
     u8 = best.get("u2i_8", {})
+    peers = {k: v["u2i_8"] for k, v in runs.items()
+             if k.startswith("server_batch_") and k.endswith(label[-10:]) and "u2i_8" in v}
+    if peers and u8:  # the same server and workers, each request searching on its own: (main, peer)
+        compared = ("p50_ms", "p99_ms", "req_per_s", "service_cpu_ms_per_request",
+                    "milvus_server_cpu_ms_per_request")
+        figures["batching"] = {k: {f: (u8[f], v[f]) for f in compared} for k, v in peers.items()}
     write_result(
         args.out,
         claim="rgcd serve under 1, 8 and 32 keep-alive clients, U2I and I2I, Milvus Lite and server",

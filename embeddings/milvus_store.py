@@ -75,6 +75,9 @@ LAYOUT = "3"  # 2: the teacher's knowledge beside the vectors; 3: ended rooms by
 QUERY_WINDOW = 16_384
 # `end_ms` of a room on air where fields cannot be null (Milvus 2.3).
 END_NEVER = 2**63 - 1
+# Extra hits a batched search asks for when its searches' times differ: rooms that started or ended
+# between those times (ms apart) take no slot of another search's k.
+BATCH_MARGIN = 8
 COMPANION = "__retrieval"  # suffix of the retrieval vectors' collection on Milvus 2.3
 
 
@@ -222,6 +225,17 @@ class Published:
     bucket_ms: int = DAY_MS  # width of an `ended_<n>` partition
     span_ms: int = 0  # the longest ended room (end - start)
     started_from: int = 0  # epoch ms of the oldest room's start (0: published before it was recorded)
+
+
+@dataclass(frozen=True)
+class Search:
+    """One search of the rooms on air at `at_ms`: the k nearest to `vector` in `field` of `published`."""
+
+    field: str
+    vector: list[float]
+    at_ms: int
+    k: int
+    published: Published
 
 
 @dataclass(frozen=True)
@@ -579,10 +593,14 @@ class RoomVectors:
             self._partition_names[name] = set(self.client.list_partitions(name))
         return self._partition_names[name]
 
+    def _on_air(self, first_ms: int, last_ms: int) -> str:
+        """The filter of rooms on air at some time in [first_ms, last_ms]."""
+        open_end = "end_ms is null or " if self.dialect.nullable else ""
+        return f"start_ms <= {last_ms} and ({open_end}end_ms > {first_ms})"
+
     def _window(self, current: Published, at_ms: int) -> tuple[list[str], str]:
         """Partitions to search at `at_ms` and the on-air filter over them."""
-        on_air = "end_ms is null or " if self.dialect.nullable else ""
-        expr = f"start_ms <= {at_ms} and ({on_air}end_ms > {at_ms})"
+        expr = self._on_air(at_ms, at_ms)
         if at_ms >= current.ended_until:  # every ended room had ended by then: `on_air` suffices
             return [ON_AIR], expr
         if current.layout < "3":
@@ -596,15 +614,52 @@ class RoomVectors:
                published: Published | None = None) -> list[Hit]:
         """The k rooms on air at `at` nearest to `vector` in `field` (transferable or retrieval), in
         `published` (default: the alias's collection)."""
-        current = published or self.current()
-        partitions, expr = self._window(current, to_ms(at))
-        found = self.client.search(self._holding(current.collection, field), data=[vector],
-                                   anns_field=field, limit=k, filter=expr, partition_names=partitions,
+        return self.search_many([Search(field, vector, to_ms(at), k, published or self.current())])[0]
+
+    def search_many(self, searches: list[Search]) -> list[list[Hit]]:
+        """Each search's k rooms on air at its time, in order. Searches of one collection, field and
+        set of partitions go to Milvus as one multi-vector search: a search costs a server mostly
+        per call (proxy, query node, reduce), not per query vector (docs/serving.md, Speed)."""
+        groups: dict[tuple, list[int]] = {}
+        for n, s in enumerate(searches):
+            partitions = tuple(self._window(s.published, s.at_ms)[0])
+            # requests "now" batch across their ms; a past `at` only with the same `at`, since hours
+            # apart the rooms on air differ and the group's hits would not hold each one's k
+            when = None if s.at_ms >= s.published.ended_until else s.at_ms
+            groups.setdefault((s.published.collection, s.field, partitions, when), []).append(n)
+        answers: list[list[Hit]] = [[] for _ in searches]
+        for (_, _, partitions, _), members in groups.items():
+            group = [searches[n] for n in members]
+            for n, hits in zip(members, self._search_group(group, list(partitions)), strict=True):
+                answers[n] = hits
+        return answers
+
+    def _search_group(self, group: list[Search], partitions: list[str]) -> list[list[Hit]]:
+        """One Milvus search for searches that share collection, field and partitions.
+
+        Their times may differ (requests "now" a few ms apart): the filter keeps the rooms on air at
+        any of them, and each search keeps its own from the ranked hits. The hits are ranked by
+        score, so when at least k of them were on air at the search's time, those k are its exact
+        top k; when fewer were and Milvus filled the limit, that search runs again alone."""
+        first, last = min(s.at_ms for s in group), max(s.at_ms for s in group)
+        expr = self._on_air(first, last)
+        limit = max(s.k for s in group) + (BATCH_MARGIN if first != last else 0)
+        field, current = group[0].field, group[0].published
+        found = self.client.search(self._holding(current.collection, field), data=[s.vector for s in group],
+                                   anns_field=field, limit=limit, filter=expr, partition_names=partitions,
                                    output_fields=SCALARS[1:], search_params={"metric_type": METRICS[field]},
                                    **self.dialect.read)
-        # the primary key of a hit: `item_id` from Milvus Lite 3.x, `id` from a 2.3 server
-        return [_hit(self._read(h["entity"] | {"item_id": h["id"] if "id" in h else h["item_id"]}),
-                     float(h["distance"])) for h in found[0]]
+        answers = []
+        for s, rows in zip(group, found, strict=True):
+            # the primary key of a hit: `item_id` from Milvus Lite 3.x, `id` from a 2.3 server
+            hits = [_hit(self._read(h["entity"] | {"item_id": h["id"] if "id" in h else h["item_id"]}),
+                         float(h["distance"])) for h in rows]
+            if first != last:
+                hits = [h for h in hits if h.start_ms <= s.at_ms and (h.end_ms is None or h.end_ms > s.at_ms)]
+                if len(hits) < s.k and len(rows) == limit:
+                    hits = self._search_group([s], partitions)[0]
+            answers.append(hits[: s.k])
+        return answers
 
     def popular(self, at: datetime, k: int) -> list[Hit]:
         """The k most popular rooms on air at `at` (score = popularity), ties by item id."""

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from rgcd.config import Settings, Workspace
-from rgcd.embeddings.milvus_store import KNOWLEDGE, Hit, Published, RoomVectors, to_ms
+from rgcd.embeddings.milvus_store import KNOWLEDGE, Hit, Published, RoomVectors, Search, to_ms
 from rgcd.embeddings.online_features import RECENT_KNOWLEDGE
 from rgcd.errors import RgcdError
 
@@ -88,6 +90,14 @@ class Answer:
         return {"model_version": self.model_version, "query": self.query,
                 "at": self.at.isoformat().replace("+00:00", "Z"), "source": self.source,
                 "candidates": [asdict(c) for c in self.candidates]}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request up to its one Milvus search: the search, and what makes the answer of its hits."""
+
+    search: Search
+    finish: Callable[[list[Hit]], Answer]
 
 
 INT64_MAX = 2**63 - 1
@@ -306,6 +316,20 @@ class Retriever:
 
     def for_user(self, user_id: int, at: datetime | None = None, k: int | None = None) -> Answer:
         """User -> live: the k rooms on air at `at` (default now) for this user."""
+        return self.complete(self.plan_user(user_id, at, k))
+
+    def for_item(self, item_id: str, at: datetime | None = None, k: int | None = None) -> Answer:
+        """Short video -> live: the k rooms on air at `at` closest to this short video."""
+        return self.complete(self.plan_item(item_id, at, k))
+
+    def complete(self, plan: Answer | Pending) -> Answer:
+        """The answer of a plan, its search run alone (the service batches them: SearchBatcher)."""
+        if isinstance(plan, Answer):
+            return plan
+        return plan.finish(self.rooms.search_many([plan.search])[0])
+
+    def plan_user(self, user_id: int, at: datetime | None = None, k: int | None = None) -> Answer | Pending:
+        """for_user up to its search: the answer, or the search and what makes the answer of its hits."""
         user_id, at, k = parse_id(user_id, "user_id"), at or datetime.now(UTC), self._k(k)
         published = self.published()
         self.check_time(at, published)
@@ -316,13 +340,13 @@ class Retriever:
             raise UnknownQuery(f"user {user_id} is not in the online store (no vector, no history, no "
                                "features): check the id, or run `rgcd features materialize` after new "
                                "users")
-        query = f"user:{user_id}"
+        query, who = f"user:{user_id}", "your recent short video"
         evidence = _recent_evidence(row, recent)
         if vector is not None:
             published = self._collection_for(f"the vector of user {user_id}", version, published)
-            hits = self.rooms.search("retrieval", list(vector), at, k, published)
-            return self._answer(published, query, at, "user_vector", hits, evidence,
-                                "your recent short video", "user-room")
+            return Pending(Search("retrieval", list(vector), to_ms(at), k, published),
+                           partial(self._answer, published, query, at, "user_vector", evidence=evidence,
+                                   who=who, space="user-room"))
         photos = self.online(ITEM_SERVICE, "item_id", recent) if recent else []
         with_vectors = [r for r in photos if r["item_embeddings__transferable"] is not None]
         if with_vectors:
@@ -332,15 +356,14 @@ class Retriever:
             if not matching:
                 self._check_version(f"the recent short videos of user {user_id}", versions[0], published)
             centre = _mean([list(r["item_embeddings__transferable"]) for r in matching])
-            hits = self.rooms.search("transferable", centre, at, k)
-            return self._answer(published, query, at, "recent_short_videos", hits, evidence,
-                                "your recent short video", "transferable")
+            return Pending(Search("transferable", centre, to_ms(at), k, published),
+                           partial(self._answer, published, query, at, "recent_short_videos",
+                                   evidence=evidence, who=who, space="transferable"))
         hits = self.rooms.popular(at, k)
-        return self._answer(published, query, at, "popular_on_air", hits, evidence,
-                            "your recent short video", None)
+        return self._answer(published, query, at, "popular_on_air", hits, evidence, who, None)
 
-    def for_item(self, item_id: str, at: datetime | None = None, k: int | None = None) -> Answer:
-        """Short video -> live: the k rooms on air at `at` closest to this short video."""
+    def plan_item(self, item_id: str, at: datetime | None = None, k: int | None = None) -> Pending:
+        """for_item up to its search."""
         item_id, at, k = parse_item(item_id), at or datetime.now(UTC), self._k(k)
         published = self.published()
         self.check_time(at, published)
@@ -351,7 +374,7 @@ class Retriever:
                                "publish the model version that encoded it (`rgcd publish`)")
         published = self._collection_for(f"the vector of {item_id}", row["item_embeddings__model_version"],
                                          published)
-        hits = self.rooms.search("transferable", list(vector), at, k, published)
         evidence = [(item_id, {f: row[f"item_reasoning__{f}"] for f in KNOWLEDGE})]
-        return self._answer(published, item_id, at, "item_vector", hits, evidence, "the short video",
-                            "transferable")
+        return Pending(Search("transferable", list(vector), to_ms(at), k, published),
+                       partial(self._answer, published, item_id, at, "item_vector", evidence=evidence,
+                               who="the short video", space="transferable"))

@@ -12,9 +12,10 @@ The POST routes write: they need 'Authorization: Bearer <token>' (rgcd.access; 4
 while no token is configured). Errors are JSON {"error", "message"} everywhere: unknown user, item or
 route 404, bad parameters 422, model version mismatch 409, nothing published 503, anything
 unexpected 500; messages carry no path, URI or traceback (`public_message`). Each worker process
-answers its requests one at a time, on its event loop's thread: the Feast SQLite store and the
-Milvus client are not for several threads, and a request is CPU-bound Python, so a thread pool
-(FastAPI's default for plain functions) only adds hand-offs and GIL contention. With the embedded
+takes its requests one at a time, on its event loop's thread: the Feast SQLite store is not for
+several threads, and a request is CPU-bound Python, so a thread pool (FastAPI's default for plain
+functions) only adds hand-offs and GIL contention. Only the Milvus search leaves the loop, with a
+server: concurrent requests' searches go to Milvus as one (embeddings/search_batcher.py). With the embedded
 Milvus Lite file there is one worker (a Lite file allows one process); with `retrieval.milvus_uri`
 naming a server, `retrieval.serve_workers` (or --workers) processes share it.
 """
@@ -34,6 +35,7 @@ from rgcd.embeddings.explorer import mount as mount_explorer
 from rgcd.embeddings.milvus_store import NotPublished, VectorStoreError, is_server
 from rgcd.embeddings.retrieval import BadQuery, RetrievalError, Retriever, echo, parse_at
 from rgcd.embeddings.rooms import RoomEncoder, end_room, parse_rooms_payload, start_rooms
+from rgcd.embeddings.search_batcher import SearchBatcher
 from rgcd.errors import RgcdError
 from rgcd.redaction import UNEXPECTED, public_message
 
@@ -65,6 +67,9 @@ def create_app(ws: Workspace, settings: Settings, token: str | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state["retriever"] = retriever or Retriever(ws, settings)
+        r = settings.retrieval
+        state["searches"] = SearchBatcher(state["retriever"], is_server(r.milvus_uri) and r.search_batch > 0,
+                                          r.search_batch)
         try:  # loaded once, so that a room going on air is encoded in milliseconds, not seconds
             state["encoder"] = RoomEncoder(ws, settings)
         except RetrievalError:  # no student / stage-2 model yet: rooms must bring their vectors
@@ -76,6 +81,7 @@ def create_app(ws: Workspace, settings: Settings, token: str | None = None,
         try:
             yield
         finally:
+            state.pop("searches").close()
             state.pop("retriever").close()
 
     app = FastAPI(title="rgcd retrieval", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -141,11 +147,13 @@ def create_app(ws: Workspace, settings: Settings, token: str | None = None,
     @app.get("/retrieve/user/{user_id}")
     async def retrieve_user(user_id: int, at: str | None = None,
                       k: int | None = Query(None, description="candidates (default retrieval.default_k)")):
-        return answer(call(lambda: state["retriever"].for_user(user_id, parse_at(at), k).as_json()))
+        plan = call(lambda: state["retriever"].plan_user(user_id, parse_at(at), k))
+        return answer((await state["searches"].complete(plan)).as_json())
 
     @app.get("/retrieve/item/{item_id}")
     async def retrieve_item(item_id: str, at: str | None = None, k: int | None = None):
-        return answer(call(lambda: state["retriever"].for_item(item_id, parse_at(at), k).as_json()))
+        plan = call(lambda: state["retriever"].plan_item(item_id, parse_at(at), k))
+        return answer((await state["searches"].complete(plan)).as_json())
 
     rooms_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "description": 'a room, a list of rooms or {"rooms": [...]} (embeddings/rooms.py)'}}}}}

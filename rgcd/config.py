@@ -400,6 +400,9 @@ class RetrievalConfig(_Section):
     publish_batch_rooms: int = Field(50_000, gt=0, description="rooms per window while publishing: the "
                                      "window's schedule is read through Feast and its rows staged, then "
                                      "inserted; publish holds one window, whatever the catalogue")
+    search_batch: int = Field(16, ge=0, description="`rgcd serve` with a Milvus server: concurrent "
+                              "requests' searches sent to Milvus as one, at most this many (0: each "
+                              "request searches on its own, in turn, as with Milvus Lite)")
     host: str = Field("127.0.0.1", description="`rgcd serve` bind address")
     port: int = Field(8765, gt=0, lt=65536, description="`rgcd serve` port")
     serve_workers: int = Field(1, gt=0, description="`rgcd serve` worker processes; more than 1 needs "

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rgcd.training.baselines.uniembed import UniEmbed, UniEmbedConfig
-from rgcd.training.recommender import ItemCatalog, TrainData
+from rgcd.training.recommender import ItemCatalog, TrainData, sum_rows_by
 
 
 @dataclass
@@ -115,8 +115,7 @@ class RGCD(UniEmbed):
         count = np.bincount(at, minlength=len(ids))
 
         def mean_of(matrix: np.ndarray) -> np.ndarray:
-            total = np.zeros((len(ids), matrix.shape[1]), dtype=np.float64)
-            np.add.at(total, at, matrix[take])
+            total = sum_rows_by(at, matrix[take], len(ids))  # stage 2's rows come from disk by row
             return (total / np.maximum(count, 1)[:, None]).astype(np.float32)
 
         is_photo = np.array([i.startswith("photo:") for i in ids], dtype=bool)

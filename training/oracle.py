@@ -37,6 +37,7 @@ class Oracle:
     """Scores by the latent truth; `fit` learns nothing (the truth is given, not estimated)."""
 
     name = NAME
+    seed_independent = True  # fit reads no seed: evaluation fits it once for every seed
 
     def __init__(self, truth: LatentTruth) -> None:
         self.truth = truth

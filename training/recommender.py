@@ -83,7 +83,9 @@ class TrainData:
 
 @runtime_checkable
 class Recommender(Protocol):
-    """What evaluation needs from a model. `name` is its row in the report."""
+    """What evaluation needs from a model. `name` is its row in the report. A model whose fit reads
+    no seed (nothing random) may say so with a class attribute `seed_independent = True`: evaluation
+    then fits it once and ranks with each seed's tie-breaks (training/evaluation.py: run_seeds)."""
 
     name: str
 
@@ -135,6 +137,18 @@ class VectorScorer:
         uv, uk = self.users.take([str(int(x)) for x in user_ids])
         iv, ik = self.items.take(self.catalog.cf_keys(item_ids))
         return dot_scores(uv, uk, iv, ik)
+
+
+def sum_rows_by(index: np.ndarray, values: np.ndarray, n: int, take: np.ndarray | None = None) -> np.ndarray:
+    """(n, d) float64 sums: row r adds up values[take[i]] (values[i] without `take`) over every i with
+    index[i] == r, in the order of i. Bit for bit what `np.add.at(total, index, values[take])` into
+    zeros computes, column by column through np.bincount, without the (len(index), d) gather:
+    np.add.at with 2-D values took ~100 s of evaluate's CPU at the demo size (session 12's profile)."""
+    out = np.empty((n, values.shape[1]), dtype=np.float64)
+    for c in range(values.shape[1]):
+        column = values[:, c] if take is None else values[take, c]
+        out[:, c] = np.bincount(index, weights=column, minlength=n)
+    return out
 
 
 def dot_scores(users: np.ndarray, users_known: np.ndarray, items: np.ndarray,

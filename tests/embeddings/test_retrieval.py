@@ -200,3 +200,81 @@ def test_a_reason_names_the_strongest_shared_field_then_the_strongest_video():
         "a room about 'birds' (no vertical), close in the x space; no topic shared with the short videos "
         "the teacher knows")
     assert explain(room, Evidence([]), "the short video", None) == "a room about 'birds' (no vertical)"
+
+
+@pytest.mark.parametrize("margin", [8, 0])  # 0: every search whose rooms differ runs again alone
+def test_searches_batched_into_one_give_each_its_own_answer(retriever, monkeypatch, margin):
+    """Searches sent as one multi-vector search (requests "now" ms apart) answer exactly as each alone:
+    rooms on air at one search's time but not at another's never take its slots."""
+    import dataclasses
+
+    from rgcd.embeddings import milvus_store
+    from rgcd.embeddings.milvus_store import Search, to_ms
+
+    monkeypatch.setattr(milvus_store, "BATCH_MARGIN", margin)
+    # every time counts as "now" (after the last end known), so all of them go to Milvus as one;
+    # rooms live:1036 and live:1039 (on air, from T0 - 4 h and T0 - 1 h) separate the times
+    published = dataclasses.replace(retriever.published(), ended_until=0)
+    times = [w.T0 - timedelta(hours=5), w.T0, w.T0 - timedelta(hours=2)]
+    searches = [Search(field, w.topic_vector(topic), to_ms(at), k, published)
+                for field, topic, at, k in [("retrieval", 0, times[0], 14), ("retrieval", 0, times[1], 1),
+                                            ("transferable", 1, times[2], 3), ("retrieval", 3, times[0], 2),
+                                            ("retrieval", 3, times[1], 5), ("transferable", 1, times[0], 40)]]
+    sent: list[int] = []
+    search_group = retriever.rooms._search_group
+
+    def counted(group, partitions):
+        sent.append(len(group))
+        return search_group(group, partitions)
+
+    monkeypatch.setattr(retriever.rooms, "_search_group", counted)
+    together = retriever.rooms.search_many(searches)
+    # one Milvus search per field; with no margin, the search at T0 - 5 h for 14 rooms (12 on air then)
+    # runs again alone
+    assert sorted(sent) == ([2, 4] if margin else [1, 2, 4])
+    alone = [retriever.rooms.search_many([s])[0] for s in searches]
+    assert [[h.item_id for h in hits] for hits in together] == [[h.item_id for h in hits] for hits in alone]
+    assert together[0][0].score == pytest.approx(alone[0][0].score)
+    early = {h.item_id for h in together[0]}
+    assert "live:1039" not in early and "live:1036" not in early and len(early) == 12  # on air at T0 - 5 h
+
+
+def test_the_service_sends_concurrent_searches_together(retriever, monkeypatch):
+    """While one search is in Milvus, the requests that reach their search wait and go as one; each
+    gets the answer it would get alone."""
+    import asyncio
+
+    from rgcd.embeddings.search_batcher import SearchBatcher
+
+    sizes: list[int] = []
+    search_many = retriever.rooms.search_many
+
+    def counted(searches):
+        sizes.append(len(searches))
+        return search_many(searches)
+
+    monkeypatch.setattr(retriever.rooms, "search_many", counted)
+    asks = [(u, w.T0 - timedelta(hours=h)) for u, h in [(1, 0), (2, 1), (3, 0), (5, 30), (6, 0), (17, 0)]]
+    batcher = SearchBatcher(retriever, threaded=True, max_batch=4)
+
+    async def ask_all():
+        return await asyncio.gather(*(batcher.complete(retriever.plan_user(u, at, 5)) for u, at in asks),
+                                    batcher.complete(retriever.plan_item("photo:4", w.T0, 5)))
+
+    try:
+        answers = asyncio.run(ask_all())
+    finally:
+        batcher.close()
+    assert sizes == [1, 4, 2]  # the first at once; the rest, at most max_batch at a time, as it returned
+    sizes.clear()
+    alone = [retriever.for_user(u, at, 5) for u, at in asks] + [retriever.for_item("photo:4", w.T0, 5)]
+    assert sizes == [1] * len(alone)
+    def without_scores(answer):
+        body = answer.as_json()
+        return body | {"candidates": [c | {"score": None} for c in body["candidates"]]}
+
+    # the same rooms, order and reasons; scores to float32's precision (a search of several vectors
+    # may sum in another order)
+    assert [without_scores(a) for a in answers] == [without_scores(a) for a in alone]
+    assert [c.score for a in answers for c in a.candidates] == pytest.approx(
+        [c.score for a in alone for c in a.candidates], abs=1e-5)

@@ -278,3 +278,24 @@ def test_rank_top_equals_a_full_sort_with_the_same_tie_keys():
                 want.append(chosen[np.lexsort((keys[chosen], -row[chosen]))])
             got = rank_top(scores, k, np.random.default_rng(trial))
             assert np.array_equal(got, np.array(want)), (trial, k)
+
+
+def test_a_model_whose_fit_reads_no_seed_is_fitted_once_and_ranked_per_seed(eval_ws, eval_cfg):
+    """A seed-independent model (popularity) is fitted once for every seed; each seed still breaks
+    ties its own way, and the metrics equal those of a fresh fit per seed."""
+    from rgcd.training.baselines.popularity import Popularity
+    from rgcd.training.evaluation import fit_and_evaluate, run_seeds
+
+    protocol = load_protocols(eval_ws, eval_cfg, ["live-room"])["live-room"]
+    made: list[Popularity] = []
+
+    def factory() -> Popularity:
+        made.append(Popularity())
+        return made[-1]
+
+    runs, _ = run_seeds("popularity", factory, protocol, eval_cfg.ks, [0, 1, 2], threads=1)
+    assert len(made) == 1 and [r.seed for r in runs] == [0, 1, 2]
+    assert runs[1].fit_s == 0.0 and runs[0].fit_s > 0
+    fresh = [fit_and_evaluate(Popularity(), protocol, eval_cfg.ks, seed) for seed in (0, 1, 2)]
+    assert [r.metrics for r in runs] == [r.metrics for r in fresh]
+    assert runs[0].metrics != runs[1].metrics  # ties broken by each seed's keys (popularity ties)

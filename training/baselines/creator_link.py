@@ -47,6 +47,7 @@ class CreatorLink:
     """Rooms ranked by the user's training plays of the room's creator (see module doc)."""
 
     name = "creator_link"
+    seed_independent = True  # fit reads no seed: evaluation fits it once for every seed
 
     def __init__(self, config: CreatorLinkConfig | None = None) -> None:
         self.config = config or CreatorLinkConfig()

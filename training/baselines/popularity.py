@@ -23,6 +23,7 @@ class Popularity:
     """Most-popular baseline; the same ranking for every user."""
 
     name = "popularity"
+    seed_independent = True  # fit reads no seed: evaluation fits it once for every seed
 
     def __init__(self, config: PopularityConfig | None = None) -> None:
         self.config = config or PopularityConfig()

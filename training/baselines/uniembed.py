@@ -29,6 +29,7 @@ from rgcd.training.recommender import (
     VectorScorer,
     dot_scores,
     indexed_pairs,
+    sum_rows_by,
     training_batches,
 )
 
@@ -111,8 +112,7 @@ def _content_matrix(catalog: ItemCatalog, keys: list[str], rooms_per_author: int
         dim = len(table["mm_embedding"][0])
         rows = table["row"].to_numpy()
         vectors = table["mm_embedding"].explode().to_numpy().astype(np.float32).reshape(-1, dim)
-        total = np.zeros((len(keys), dim), dtype=np.float64)
-        np.add.at(total, rows, vectors)
+        total = sum_rows_by(rows, vectors, len(keys))
         count = np.bincount(rows, minlength=len(keys))[:, None]
         out[domain] = (total / np.maximum(count, 1)).astype(np.float32)
     return out
