@@ -88,11 +88,13 @@ def start_service(ws_root: Path, config: Path, port: int, workers: int) -> subpr
 
 
 def run_cell(port: int, paths: list[str], clients: int, seconds: float, requests: int,
-             service_pid: int, milvus_pid: int | None) -> dict:
+             service_pid: int, milvus_pid: int | None, rate: float | None = None) -> dict:
     """`clients` keep-alive clients until `seconds` pass or `requests` were sent: p50/p99/errors/rate,
-    and the CPU milliseconds per request of the service (all its workers) and of the Milvus server."""
+    and the CPU milliseconds per request of the service (all its workers) and of the Milvus server.
+    `rate`: the clients send that many requests a second together, on a schedule (else each sends
+    as soon as its last answer arrived)."""
     cpu0 = cpu_s([service_pid]), cpu_s([milvus_pid]) if milvus_pid else 0.0
-    with w.Load(port, paths, clients=clients, max_requests=max(1, requests // clients)) as load:
+    with w.Load(port, paths, clients=clients, max_requests=max(1, requests // clients), rate=rate) as load:
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds and any(t.is_alive() for t in load.threads):
             time.sleep(0.05)
@@ -108,7 +110,7 @@ def run_cell(port: int, paths: list[str], clients: int, seconds: float, requests
             "service_cpu_ms_per_request": round((cpu1[0] - cpu0[0]) * 1000 / n, 2),
             "milvus_server_cpu_ms_per_request": (round((cpu1[1] - cpu0[1]) * 1000 / n, 2) if milvus_pid
                                                  else None),
-            "load_avg": _load()}
+            "offered_req_per_s": rate, "load_avg": _load()}
 
 
 def warm(port: int, paths: list[str], n: int = 30) -> None:
@@ -274,6 +276,12 @@ def run_backend(name: str, ws, settings, config: Path, workers_list: list[int], 
                           f"CPU/request {cell['service_cpu_ms_per_request']} ms service + "
                           f"{cell['milvus_server_cpu_ms_per_request']} ms Milvus (load {cell['load_avg']})",
                           file=sys.stderr, flush=True)
+                for rate in args.paced:  # 8 clients at a set rate: the latency at that throughput
+                    cells[f"{route}_8_at_{rate:g}"] = cell = run_cell(
+                        port, paths[route], 8, args.seconds, args.requests, proc.pid, milvus_pid, rate)
+                    print(f"{label} {route}  8 clients at {rate:g} req/s: p50 {cell['p50_ms']} p99 "
+                          f"{cell['p99_ms']} ms, {cell['req_per_s']} req/s, {cell['errors']} errors "
+                          f"(load {cell['load_avg']})", file=sys.stderr, flush=True)
                 past = f"{route}_past"
                 warm(port, paths[past], 10)
                 cells[f"{past}_1"] = cell = run_cell(port, paths[past], 1, args.seconds, args.requests,
@@ -302,12 +310,16 @@ def main() -> None:
     ap.add_argument("--server-uri", default="", help="a running Milvus server (default: the workspace's "
                     "packaged server, started here if it does not run)")
     ap.add_argument("--server-db", default=SERVER_DB)
+    ap.add_argument("--paced", default="200", help="total request rates (comma-separated) at which 8 "
+                    "clients also send on a schedule: the p99 at that throughput, below the service's "
+                    "limit (empty: none)")
     ap.add_argument("--search-batch", default="16,0", help="retrieval.search_batch values the server is "
                     "served with, the first as the main rows (0: each request searches on its own, as "
                     "before batching; the peer)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     args.search_batch = [int(b) for b in args.search_batch.split(",")]
+    args.paced = [float(r) for r in args.paced.split(",") if r]
     args.clients = [int(c) for c in args.clients.split(",")]
     workers_list = [int(x) for x in args.workers.split(",")]
     backends = args.backends.split(",")

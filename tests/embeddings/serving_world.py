@@ -205,12 +205,20 @@ def start_service(ws: Workspace, port: int, *args: str, token: str | None = TOKE
 
 class Load:
     """`clients` threads sending GET requests to the service on 127.0.0.1 until stopped (at most
-    `max_requests` each), recording (start time, seconds, status, model version) per request."""
+    `max_requests` each), recording (start time, seconds, status, model version) per request.
 
-    def __init__(self, port: int, paths: list[str], clients: int, max_requests: int = 5_000) -> None:
+    Without `rate` each client sends its next request when the last answer arrives (closed loop: the
+    service runs at its limit). With `rate` (requests per second, all clients together) each client
+    sends on a fixed schedule, the clients staggered; a request's time counts from its scheduled
+    start, so an answer that holds a client up is charged to the requests it delays (no coordinated
+    omission)."""
+
+    def __init__(self, port: int, paths: list[str], clients: int, max_requests: int = 5_000,
+                 rate: float | None = None) -> None:
         import threading
 
-        self.port, self.paths, self.max_requests = port, paths, max_requests
+        self.port, self.paths, self.max_requests, self.rate = port, paths, max_requests, rate
+        self.clients = clients
         self.stop = threading.Event()
         self.records: list[tuple[float, float, int, str]] = []
         self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(clients)]
@@ -221,11 +229,16 @@ class Load:
         import time
 
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        start = time.monotonic()
         for i in range(self.max_requests):
             if self.stop.is_set():
                 break
             path = self.paths[(n * 7 + i) % len(self.paths)]
-            t0 = time.monotonic()
+            if self.rate:
+                t0 = start + (i * self.clients + n) / self.rate  # this client's i-th slot
+                time.sleep(max(0.0, t0 - time.monotonic()))
+            else:
+                t0 = time.monotonic()
             try:
                 conn.request("GET", path)
                 resp = conn.getresponse()
