@@ -94,12 +94,14 @@ def run_cell(port: int, paths: list[str], clients: int, seconds: float, requests
     `rate`: the clients send that many requests a second together, on a schedule (else each sends
     as soon as its last answer arrived)."""
     cpu0 = cpu_s([service_pid]), cpu_s([milvus_pid]) if milvus_pid else 0.0
+    client0 = time.process_time()  # this process: the load's client threads
     with w.Load(port, paths, clients=clients, max_requests=max(1, requests // clients), rate=rate) as load:
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds and any(t.is_alive() for t in load.threads):
             time.sleep(0.05)
     wall = time.monotonic() - t0
     cpu1 = cpu_s([service_pid]), cpu_s([milvus_pid]) if milvus_pid else 0.0
+    client_s = time.process_time() - client0
     n = max(1, len(load.records))
     ok = [r[1] * 1000 for r in load.records if r[2] == 200]
     errors = [r for r in load.records if r[2] != 200]
@@ -110,6 +112,7 @@ def run_cell(port: int, paths: list[str], clients: int, seconds: float, requests
             "service_cpu_ms_per_request": round((cpu1[0] - cpu0[0]) * 1000 / n, 2),
             "milvus_server_cpu_ms_per_request": (round((cpu1[1] - cpu0[1]) * 1000 / n, 2) if milvus_pid
                                                  else None),
+            "client_cpu_ms_per_request": round(client_s * 1000 / n, 2),
             "offered_req_per_s": rate, "load_avg": _load()}
 
 
@@ -274,7 +277,8 @@ def run_backend(name: str, ws, settings, config: Path, workers_list: list[int], 
                     print(f"{label} {route} {clients:>2} clients: p50 {cell['p50_ms']} p99 "
                           f"{cell['p99_ms']} ms, {cell['req_per_s']} req/s, {cell['errors']} errors, "
                           f"CPU/request {cell['service_cpu_ms_per_request']} ms service + "
-                          f"{cell['milvus_server_cpu_ms_per_request']} ms Milvus (load {cell['load_avg']})",
+                          f"{cell['milvus_server_cpu_ms_per_request']} ms Milvus + "
+                          f"{cell['client_cpu_ms_per_request']} ms clients (load {cell['load_avg']})",
                           file=sys.stderr, flush=True)
                 for rate in args.paced:  # 8 clients at a set rate: the latency at that throughput
                     cells[f"{route}_8_at_{rate:g}"] = cell = run_cell(

@@ -655,12 +655,13 @@ def _release_job_memory() -> None:
     trim_heap()
 
 
-# Relative cost of a model's job at the demo size (measured: evaluate's timing_s in run E of the
-# whole demo run, docs/journal/2026-12-07.md; fit + rank seconds per seed on both protocols,
-# content_text in bfloat16; uniembed = 2.2), so the largest jobs start first and the two workers
-# finish together; an unlisted model counts as a two-tower one.
-_RELATIVE_COST = {"content_text": 3.8, "emcdr": 2.5, "uniembed": 2.2, "bpr_mf": 0.9, "content_mm": 0.9,
-                  "oracle": 0.5, "popularity": 0.25, "creator_link": 0.3, "creator_link_popularity": 0.3}
+# Relative cost of a model's job at the demo size (measured: evaluate's timing_s at the demo size in
+# session 12, after ranking by torch.topk and seed-independent models fitted once,
+# docs/journal/2026-12-07.md; fit + rank seconds of all seeds on both protocols, content_text in
+# bfloat16; uniembed = 2.2), so the largest jobs start first and the two workers finish together; an
+# unlisted model counts as a two-tower one.
+_RELATIVE_COST = {"content_text": 4.8, "uniembed": 2.2, "emcdr": 1.9, "oracle": 1.0, "bpr_mf": 0.6,
+                  "creator_link": 0.5, "creator_link_popularity": 0.5, "content_mm": 0.3, "popularity": 0.25}
 
 
 def _jobs(models: list[str], full: list[str],
