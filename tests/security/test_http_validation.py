@@ -145,7 +145,7 @@ def test_an_unexpected_error_is_a_500_without_its_text(client, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom in /home/someone/secret/file.py with http://user:pw@milvus:19530")
 
-    monkeypatch.setattr(Retriever, "for_user", boom)
+    monkeypatch.setattr(Retriever, "plan_user", boom)  # what the service calls
     body = _error(client.get(f"/retrieve/user/1?at={AT}"), 500)
     assert body["error"] == "InternalError" and "boom" not in body["message"]
 
