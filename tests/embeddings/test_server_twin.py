@@ -147,3 +147,31 @@ def test_publish_under_load_answers_every_request(tmp_path, milvus_server):
     versions = [r[3] for r in sorted(records)]
     assert versions[0] == "v1" and versions[-1] == "v2" and set(versions) == {"v1", "v2"}
     assert len(during) > 10  # the service answered while the publish ran
+
+
+def test_the_relay_sends_small_frames_at_once():
+    """The launcher's relay sets TCP_NODELAY on the connections it accepts: asyncio does so only for
+    sockets made with proto=IPPROTO_TCP, and with Nagle on, ~1% of searches through the relay waited
+    40 ms for the client's delayed ACK (docs/serving.md, Speed)."""
+    import asyncio
+    import socket
+
+    from rgcd.embeddings.milvus_server import relay_listener
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted = writer.get_extra_info("socket")
+            seen.set_result(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listener = relay_listener(free_port())
+        server = await asyncio.start_server(handle, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname())
+            value = await asyncio.wait_for(seen, 10)
+            writer.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
