@@ -226,6 +226,11 @@ class Published:
     span_ms: int = 0  # the longest ended room (end - start)
     started_from: int = 0  # epoch ms of the oldest room's start (0: published before it was recorded)
 
+    def only_on_air(self, at_ms: int) -> bool:
+        """Whether `on_air` holds every room on air at `at_ms`: at or after the last end known at
+        publication (every request "now"), every room in an `ended` partition had ended by then."""
+        return at_ms >= self.ended_until
+
 
 @dataclass(frozen=True)
 class Search:
@@ -601,7 +606,7 @@ class RoomVectors:
     def _window(self, current: Published, at_ms: int) -> tuple[list[str], str]:
         """Partitions to search at `at_ms` and the on-air filter over them."""
         expr = self._on_air(at_ms, at_ms)
-        if at_ms >= current.ended_until:  # every ended room had ended by then: `on_air` suffices
+        if current.only_on_air(at_ms):
             return [ON_AIR], expr
         if current.layout < "3":
             return [ON_AIR, ENDED], expr
@@ -625,7 +630,7 @@ class RoomVectors:
             partitions = tuple(self._window(s.published, s.at_ms)[0])
             # requests "now" batch across their ms; a past `at` only with the same `at`, since hours
             # apart the rooms on air differ and the group's hits would not hold each one's k
-            when = None if s.at_ms >= s.published.ended_until else s.at_ms
+            when = None if s.published.only_on_air(s.at_ms) else s.at_ms
             groups.setdefault((s.published.collection, s.field, partitions, when), []).append(n)
         answers: list[list[Hit]] = [[] for _ in searches]
         for (_, _, partitions, _), members in groups.items():
