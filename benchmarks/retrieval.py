@@ -56,6 +56,12 @@ from servers import free_port  # noqa: E402 (the tests' helper: a port Milvus Li
 
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval.json"
 DIM = 64
+# `--vectors clustered`: the demo's 153,374 rooms' `retrieval` vectors (make demo of a7b198d) keep
+# 0.611 of their variance within 256 k-means clusters (`within_cluster_share`); a mixture of 256
+# unit Gaussians in 64-d with this spread keeps 0.618 (`--workspace` measures both again, in the row).
+CLUSTERS = 256
+SPREAD = 1.25
+CENTRES_SEED = 20_250_519
 T = datetime(2025, 5, 19, tzinfo=UTC)
 
 
@@ -63,9 +69,36 @@ def _pct(xs: list[float], q: float) -> float:
     return round(float(np.percentile(np.array(xs) * 1000, q)), 3)
 
 
-def _vectors(n: int, rng: np.random.Generator) -> np.ndarray:
-    """n x DIM float32 room vectors, one matrix (1M rooms: 256 MB; as Python lists they took ~3 GB)."""
-    return rng.normal(size=(n, DIM)).astype(np.float32)
+def _vectors(n: int, rng: np.random.Generator, kind: str = "gaussian") -> np.ndarray:
+    """n x DIM float32 vectors, one matrix (1M rooms: 256 MB; as Python lists they took ~3 GB):
+    `gaussian` (no structure: no approximate index keeps its recall there) or `clustered` (a mixture of
+    CLUSTERS Gaussians of spread SPREAD around centres drawn once: as much structure as the demo's
+    rooms have, see SPREAD)."""
+    if kind == "gaussian":
+        return rng.normal(size=(n, DIM)).astype(np.float32)
+    centres = np.random.default_rng(CENTRES_SEED).normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    noise = rng.normal(scale=SPREAD, size=(n, DIM)).astype(np.float32)
+    noise += centres[rng.integers(0, CLUSTERS, n)]
+    return noise
+
+
+def within_cluster_share(vectors: np.ndarray, clusters: int = CLUSTERS, sample: int = 50_000,
+                         iterations: int = 25) -> float:
+    """The share of the vectors' variance left within `clusters` k-means clusters (Lloyd's iterations
+    from a seeded draw, on a seeded sample): how much structure an approximate index can use."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(vectors[rng.permutation(len(vectors))[:sample]].astype(np.float32))
+    x = x - x.mean(0)
+    centres = x[torch.from_numpy(rng.permutation(len(x))[:clusters])].clone()
+    for _ in range(iterations):
+        nearest = torch.cdist(x, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, nearest, x)
+        counts = torch.bincount(nearest, minlength=clusters).unsqueeze(1)
+        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+    nearest = torch.cdist(x, centres).argmin(1)
+    return round(float(((x - centres[nearest]) ** 2).sum(1).mean() / (x**2).sum(1).mean()), 3)
 
 
 def _rooms(vecs: np.ndarray, on_air: int, lo: int = 0, hi: int | None = None) -> list:
@@ -81,10 +114,11 @@ def _rooms(vecs: np.ndarray, on_air: int, lo: int = 0, hi: int | None = None) ->
     return rooms
 
 
-def _insert_windows(store, name: str, vecs: np.ndarray, on_air: int, window: int) -> None:
+def _insert_windows(store, name: str, vecs: np.ndarray, on_air: int, window: int) -> float:
     """Insert every room the way `rgcd publish` does: the partitions' layout from the whole set's
-    statistics, then window by window (`retrieval.publish_batch_rooms`), then one flush; a window's
-    rooms are the only Python objects alive at a time."""
+    statistics, then window by window (`retrieval.publish_batch_rooms`), then one flush (and, with an
+    approximate index, its build); a window's rooms are the only Python objects alive at a time.
+    Returns the seconds of the flush."""
     from rgcd.embeddings.milvus_store import RoomStats
 
     n = len(vecs)
@@ -94,7 +128,9 @@ def _insert_windows(store, name: str, vecs: np.ndarray, on_air: int, window: int
     layout = store.begin_insert(name, stats)
     for lo in range(0, n, window):
         store.insert_window(name, _rooms(vecs, on_air, lo, lo + window), 5_000, layout)
+    t = time.perf_counter()
     store.flush(name)
+    return time.perf_counter() - t
 
 
 def _peak_rss_mib() -> int:
@@ -105,13 +141,17 @@ def _peak_rss_mib() -> int:
 
 def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int,
                  server_uri: str = "", server_pid: int = 0, budget_s: float = 300,
-                 window: int = 50_000) -> list[dict]:
+                 window: int = 50_000, indexes: tuple[str, ...] = ("FLAT",),
+                 kind: str = "gaussian") -> list[dict]:
     """Part 1 on the Milvus Lite file, or on the Milvus server at `server_uri` (database rgcd_bench).
 
     Each size's queries stop after `budget_s` seconds of searching (the row says how many ran): Milvus
     Lite walks every primary key it searches in Python, so at 1M rooms its searches, and above all the
     search over every partition, may not finish a full set in time. A size's collection is dropped
-    after it is measured, so the server holds one size at a time (its RSS is recorded per size)."""
+    after it is measured, so the server holds one size at a time (its RSS is recorded per size). On
+    the server each of `indexes` (`retrieval.index.type`, default parameters) is built and searched
+    in turn over the same vectors and queries; Milvus Lite is FLAT whatever is asked."""
+    from rgcd.config import IndexConfig
     from rgcd.embeddings.milvus_store import RoomVectors, to_ms
 
     out = []
@@ -122,24 +162,26 @@ def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int,
         if "rgcd_bench" not in admin.list_databases():
             admin.create_database("rgcd_bench")
         admin.close()
-    for n in sizes:
-        rng = np.random.default_rng(n)
+    for n, index in ((n, index) for n in sizes for index in (indexes if server_uri else ("FLAT",))):
         on_air = n // 10
-        vecs = _vectors(n, rng)
+        vecs = _vectors(n, np.random.default_rng(n), kind)
         store = (RoomVectors(server_uri, "live_rooms", cache_s=60, db_name="rgcd_bench") if server_uri
                  else RoomVectors(str(root / f"bench_{n}.db"), "live_rooms", cache_s=60))
-        print(f"{store.dialect.name}: inserting {n:,} rooms ({on_air:,} on air) at "
+        print(f"{store.dialect.name}, {index}: inserting {n:,} {kind} rooms ({on_air:,} on air) at "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
         t0 = time.perf_counter()
-        name = store.create(f"bench-{n}", DIM, DIM)
-        _insert_windows(store, name, vecs, on_air, window)
+        name = store.create(f"bench-{n}", DIM, DIM, index=IndexConfig(type=index))
+        flush_s = _insert_windows(store, name, vecs, on_air, window)
         # the last end of the bench's schedule (room on_air.. ends 1-30 minutes before T)
         store.mark_published(name, n, to_ms(T - timedelta(minutes=1)))
         store.switch_alias(name)
         load_s = time.perf_counter() - t0
-        row = {"backend": store.dialect.name, "live_vectors": n, "on_air": on_air,
-               "load_s": round(load_s, 2), "load_average_before_queries": round(os.getloadavg()[0], 2)}
-        row |= _timed_queries(store, name, vecs[:on_air], rng, queries, naive_queries, budget_s)
+        row = {"backend": store.dialect.name, "index": store.current().index, "vectors": kind,
+               "live_vectors": n, "on_air": on_air, "load_s": round(load_s, 2),
+               "flush_and_index_s": round(flush_s, 2),
+               "load_average_before_queries": round(os.getloadavg()[0], 2)}
+        queries_rng = np.random.default_rng(n + 1)  # the same queries for every index
+        row |= _timed_queries(store, name, vecs[:on_air], queries_rng, queries, naive_queries, budget_s, kind)
         if server_pid:
             from rgcd.embeddings import milvus_server as ms
 
@@ -155,12 +197,12 @@ def bench_search(root: Path, sizes: list[int], queries: int, naive_queries: int,
 
 
 def _timed_queries(store, name: str, cand: np.ndarray, rng: np.random.Generator, queries: int,
-                   naive_queries: int, budget_s: float) -> dict:
+                   naive_queries: int, budget_s: float, kind: str = "gaussian") -> dict:
     """Top-k over the rooms on air at T through the store vs exact numpy over `cand`, recall@k; then
     the same filter over every partition (no pruning). Each loop stops after its share of `budget_s`."""
-    from rgcd.embeddings.milvus_store import METRICS, to_ms
+    from rgcd.embeddings.milvus_store import to_ms
 
-    qs = rng.normal(size=(queries, DIM)).astype(np.float32)
+    qs = _vectors(queries, rng, kind)  # users drawn like the rooms: near the same clusters, if any
     k = min(100, len(cand))
     exact_t, milvus_t, recalls = [], [], []
     stop = time.perf_counter() + budget_s * 0.75
@@ -185,7 +227,7 @@ def _timed_queries(store, name: str, cand: np.ndarray, rng: np.random.Generator,
         t = time.perf_counter()
         store.client.search(physical, data=[q.tolist()], anns_field="retrieval", limit=k, filter=expr,
                             partition_names=everything, **store.dialect.read, output_fields=["author_id"],
-                            search_params={"metric_type": METRICS["retrieval"]})
+                            search_params=store.current().search_params("retrieval", k))
         naive_t.append(time.perf_counter() - t)
         if time.perf_counter() > stop:
             break
@@ -207,34 +249,35 @@ def _timed_queries(store, name: str, cand: np.ndarray, rng: np.random.Generator,
     return row
 
 
-def bench_on_server(root: Path, sizes: list[int], queries: int, naive_queries: int, budget_s: float) -> dict:
+def bench_on_server(root: Path, sizes: list[int], queries: int, naive_queries: int, budget_s: float,
+                    indexes: tuple[str, ...] = ("FLAT",), kind: str = "gaussian") -> dict:
     """Part 1 on the packaged Milvus 2.3 server (`rgcd milvus start`'s code, data under `root`, its
-    own network namespace, reached on 127.0.0.1): its start time, the searches, its resident memory
-    with each size loaded; stopped by pid."""
+    own network namespace, reached on 127.0.0.1): its start time, its call floors, the searches, its
+    resident memory with each size loaded; stopped by pid."""
     from rgcd.embeddings import milvus_server as ms
 
     t0 = time.perf_counter()
     state = ms.start(root, free_port())
     started = time.perf_counter() - t0
     try:
+        floors = server_floors_ms(state.uri)
         rows = bench_search(root, sizes, queries, naive_queries, server_uri=state.uri, server_pid=state.pid,
-                            budget_s=budget_s)
+                            budget_s=budget_s, indexes=indexes, kind=kind)
         version = ms.check_reachable(state.uri)
     finally:
         t1 = time.perf_counter()
         ms.stop(root)
         stopped = time.perf_counter() - t1
-    return {"version": version, "start_s": round(started, 1), "stop_s": round(stopped, 1), "rows": rows}
+    return {"version": version, "start_s": round(started, 1), "stop_s": round(stopped, 1)} | floors | {
+        "rows": rows}
 
 
-def floor_ms(root: Path) -> float:
-    """p50 of a search over one room: the fixed cost of a Milvus Lite call (gRPC + Python)."""
-    from rgcd.embeddings.milvus_store import RoomVectors
-
+def _search_one_room_ms(store) -> float:
+    """p50 of 200 searches of a store's one published room: what any search through it costs."""
     rooms = _rooms(_vectors(1, np.random.default_rng(0)), 1)
-    store = RoomVectors(str(root / "floor.db"), "live_rooms", cache_s=60)
     name = store.create("floor", DIM, DIM)
     store.insert(name, rooms, 10)
+    store.flush(name)
     store.mark_published(name, 1, 0)
     store.switch_alias(name)
     times = []
@@ -242,8 +285,46 @@ def floor_ms(root: Path) -> float:
         t = time.perf_counter()
         store.search("retrieval", rooms[0].retrieval, T, 1)
         times.append(time.perf_counter() - t)
+    store.drop(name)
     store.close()
     return _pct(times, 50)
+
+
+def floor_ms(root: Path) -> float:
+    """p50 of a search over one room: the fixed cost of a Milvus Lite call (gRPC + Python)."""
+    from rgcd.embeddings.milvus_store import RoomVectors
+
+    return _search_one_room_ms(RoomVectors(str(root / "floor.db"), "live_rooms", cache_s=60))
+
+
+def server_floors_ms(uri: str) -> dict:
+    """The server's floors: a search over one room (proxy, query node, reduce, the client's Python)
+    and the cheapest call there is (the server's version: one gRPC round trip to the proxy)."""
+    from pymilvus import MilvusClient
+
+    from rgcd.embeddings.milvus_store import RoomVectors
+
+    client, times = MilvusClient(uri=uri), []
+    for _ in range(200):
+        t = time.perf_counter()
+        client.get_server_version()
+        times.append(time.perf_counter() - t)
+    client.close()
+    return {"round_trip_p50_ms": _pct(times, 50),
+            "search_one_room_p50_ms": _search_one_room_ms(RoomVectors(uri, "floor_rooms", cache_s=60))}
+
+
+def structure(kind: str, workspace: Path | None) -> dict:
+    """The within-cluster share of the searched vectors (and of a workspace's rooms' `retrieval`
+    vectors, the figure `--vectors clustered` is set from)."""
+    out = {"vectors": kind, "clusters": CLUSTERS,
+           "within_cluster_share": within_cluster_share(_vectors(200_000, np.random.default_rng(0), kind))}
+    if workspace:
+        rooms = pl.read_parquet(workspace / "feature_data" / "item_embeddings.parquet",
+                                columns=["domain", "retrieval"]).filter(pl.col("domain") == "live")
+        out["workspace_rooms"] = rooms.height
+        out["workspace_within_cluster_share"] = within_cluster_share(np.array(rooms["retrieval"].to_list()))
+    return out
 
 
 def build_demo_world(ws_root: Path, users: int, rooms: int, on_air: int, photos: int, seed: int):
@@ -667,8 +748,14 @@ def main() -> None:
     ap.add_argument("--backends", default="lite",
                     help="part 1 on: lite, server (the packaged Milvus 2.3 server, started and stopped "
                          "here), or lite,server")
+    ap.add_argument("--index", default="FLAT",
+                    help="the server's indexes to build and search in turn, of FLAT, HNSW, IVF_FLAT "
+                         "(retrieval.index's defaults); Milvus Lite is FLAT")
+    ap.add_argument("--vectors", choices=("gaussian", "clustered"), default="gaussian",
+                    help="gaussian: no structure; clustered: as much structure as the demo's rooms have")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    indexes = tuple(args.index.split(","))
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
                f"(load average {os.getloadavg()[0]:.1f} at start")
@@ -680,10 +767,12 @@ def main() -> None:
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
         if sizes and "lite" in args.backends.split(","):
             result["search"] = bench_search(root, sizes, args.queries, args.naive_queries,
-                                            budget_s=args.budget_s)
+                                            budget_s=args.budget_s, kind=args.vectors)
         if sizes and "server" in args.backends.split(","):
             result["search_server"] = bench_on_server(root, sizes, args.queries, args.naive_queries,
-                                                      args.budget_s)
+                                                      args.budget_s, indexes, args.vectors)
+        if sizes:
+            result["structure"] = structure(args.vectors, args.workspace)
         if args.workspace:
             from rgcd.config import Workspace
             from rgcd.embeddings.retrieval import Retriever
@@ -739,30 +828,29 @@ def main() -> None:
 
 
 def _headline(result: dict) -> dict:
-    """The table's figure, peer and ratio: the largest size searched (and 10k), Lite and the server side
-    by side, against exact numpy; the HTTP load when measured."""
+    """The table's figure, peer and ratio: the largest size searched (and 10k), Lite and the server's
+    indexes side by side, against exact numpy; the HTTP load when measured."""
     parts, peer, ratio = [], None, None
     lite = result.get("search") or []
     server = result.get("search_server", {}).get("rows", [])
-    rows = lite or server
+    rows = lite + server
     if rows:
         n = max(r["live_vectors"] for r in rows)
-        at = {(r["backend"].startswith("milvus-lite"), r["live_vectors"]): r for r in lite + server}
-        big_lite, big_server = at.get((True, n)), at.get((False, n))
-        big = big_server or big_lite
-        parts.append(f"{n:,} live vectors ({big['on_air']:,} on air), recall@{big['k']} "
-                     + " / ".join(f"{r['recall_at_k']:.2f}" for r in (big_lite, big_server) if r)
-                     + ": p50 " + ", ".join(f"{name} {r['milvus_p50_ms']:.1f} ms" for name, r in
-                                           (("Lite", big_lite), ("server", big_server)) if r))
-        small = [f"{name} {r['milvus_p50_ms']:.1f} ms" for name, r in
-                 (("Lite", at.get((True, 10_000))), ("server", at.get((False, 10_000)))) if r]
+
+        def name(r: dict) -> str:
+            lite = r.get("backend", "milvus-lite").startswith("milvus-lite")
+            return "Lite" if lite else f"server {r.get('index', 'FLAT')}"
+
+        big = [r for r in rows if r["live_vectors"] == n]
+        parts.append(f"{n:,} live {big[0].get('vectors', 'gaussian')} vectors ({big[0]['on_air']:,} on air): "
+                     + ", ".join(f"{name(r)} p50 {r['milvus_p50_ms']:.1f} ms at recall@{r['k']} "
+                                 f"{r['recall_at_k']:.2f}" for r in big))
+        small = [f"{name(r)} {r['milvus_p50_ms']:.1f} ms" for r in rows if r["live_vectors"] == 10_000]
         if small and n != 10_000:
             parts.append("at 10,000: " + ", ".join(small))
-        peer = ("exact numpy (matmul + argpartition) over the same candidates: p50 "
-                + ", ".join(f"{r['exact_numpy_p50_ms']} ms" for r in (big_lite, big_server) if r)
-                + f" at {n:,}")
-        ratio = ", ".join(f"{name} {r['milvus_over_exact_p50']}x" for name, r in
-                          (("Lite", big_lite), ("server", big_server)) if r) + f" exact at p50, {n:,}"
+        peer = (f"exact numpy (matmul + argpartition) over the same candidates: p50 "
+                f"{min(r['exact_numpy_p50_ms'] for r in big)} ms at {n:,}")
+        ratio = ", ".join(f"{name(r)} {r['milvus_over_exact_p50']}x" for r in big) + f" exact at p50, {n:,}"
     if result.get("http_u2i"):
         h = result["http_u2i"]
         parts.append(f"HTTP U2I, {h['clients']} clients: p50 {h['p50_ms']:.0f} / p99 {h['p99_ms']:.0f} ms, "

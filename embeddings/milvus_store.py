@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rgcd.config import Settings, Workspace
+from rgcd.config import IndexConfig, Settings, Workspace
 from rgcd.errors import RgcdError
 
 ON_AIR, ENDED = "on_air", "ended"  # `ended`: the archive in one partition (layout 2)
@@ -94,6 +95,7 @@ class Dialect:
     # names), and keeps an alias whose collection was dropped: resolve it through describe_collection
     alias_by_describe: bool = False
     flush: bool = True  # flush after a bulk insert (Lite: else brute force in Python; a server: ~2 s)
+    indexes: bool = False  # builds the index asked (Milvus Lite: FLAT whatever is asked)
 
     @classmethod
     def of(cls, client, server: bool) -> Dialect:
@@ -104,7 +106,7 @@ class Dialect:
         old = (major, minor) < (2, 5)
         return cls(f"milvus {version}", (major, minor) < (2, 4), not old,
                    {"consistency_level": "Session"}, {"consistency_level": "Strong"}, (major, minor) < (2, 4),
-                   flush=False)
+                   flush=False, indexes=True)
 
 
 
@@ -225,6 +227,16 @@ class Published:
     bucket_ms: int = DAY_MS  # width of an `ended_<n>` partition
     span_ms: int = 0  # the longest ended room (end - start)
     started_from: int = 0  # epoch ms of the oldest room's start (0: published before it was recorded)
+    index: str = "FLAT"  # the vector index (FLAT: exact)
+    search: tuple[tuple[str, int], ...] = ()  # its search parameters, as validated
+
+    def search_params(self, field: str, limit: int) -> dict:
+        """What a search of `limit` hits in `field` asks Milvus (HNSW keeps at least `limit` candidates)."""
+        params = dict(self.search)
+        if "ef" in params:
+            params["ef"] = max(params["ef"], limit)
+        asked = {"metric_type": METRICS[field]}
+        return asked | {"params": params} if params else asked
 
     def only_on_air(self, at_ms: int) -> bool:
         """Whether `on_air` holds every room on air at `at_ms`: at or after the last end known at
@@ -331,17 +343,20 @@ class RoomVectors:
                          float(props.get("published_at", 0)), props.get("validated") == "true",
                          int(props.get("ended_until", 0)), props.get("layout", "1"),
                          int(props.get("bucket_ms", DAY_MS)), int(props.get("span_ms", 0)),
-                         int(props.get("started_from", 0)))
+                         int(props.get("started_from", 0)), *_index_of(props.get("index", "")))
 
     def create(self, model_version: str, dim_transferable: int, dim_retrieval: int,
-               name: str | None = None) -> str:
+               name: str | None = None, index: IndexConfig | None = None) -> str:
         """A fresh, empty collection for `model_version` (default name `rooms_<version>`; a leftover of
-        a killed publish under that name is dropped)."""
+        a killed publish under that name is dropped), its vectors indexed as `index` asks (a server;
+        Milvus Lite: FLAT)."""
         from pymilvus import DataType
 
         name = name or collection_name(model_version)
         self.drop(name)
         dims = {"transferable": dim_transferable, "retrieval": dim_retrieval}
+        index = index if index and self.dialect.indexes else IndexConfig()
+        recorded = json.dumps({"type": index.type, "search": index.search_params()})
 
         def make(physical: str, fields: tuple[str, ...]) -> None:
             schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -356,14 +371,15 @@ class RoomVectors:
             schema.add_field("popularity", DataType.FLOAT)
             for field in KNOWLEDGE:
                 schema.add_field(field, DataType.VARCHAR, max_length=KNOWLEDGE_LENGTH)
-            index = self.client.prepare_index_params()
+            params = self.client.prepare_index_params()
             for field in fields:
                 schema.add_field(field, DataType.FLOAT_VECTOR, dim=dims[field])
-                # FLAT: exact; what the rooms on air hold is small, and recall is the contract.
-                index.add_index(field, index_type="FLAT", metric_type=METRICS[field])
-            properties = ({"model_version": model_version, "validated": "false", "layout": LAYOUT}
+                params.add_index(field, index_type=index.type, index_name=field, metric_type=METRICS[field],
+                                 params=index.build_params())
+            properties = ({"model_version": model_version, "validated": "false", "layout": LAYOUT,
+                           "index": recorded}
                           if physical == name else {"model_version": model_version, "companion_of": name})
-            self.client.create_collection(physical, schema=schema, index_params=index, properties=properties)
+            self.client.create_collection(physical, schema=schema, index_params=params, properties=properties)
             self.client.create_partition(physical, ON_AIR)
             self._loaded.add(physical)
 
@@ -439,10 +455,39 @@ class RoomVectors:
             for start in range(0, len(part), batch):
                 self._write(name, [r.row() for r in part[start:start + batch]], partition)
 
-    def flush(self, name: str) -> None:
-        if self.dialect.flush:  # Lite searches unflushed rows row by row; a server its growing segments
-            for physical in self._physical(name):
-                self.client.flush(physical)
+    def flush(self, name: str, timeout_s: float = 1800) -> None:
+        """After a bulk insert, make the rows searchable as fast as they can be: Milvus Lite searches
+        unflushed rows row by row; a server searches unsealed rows exactly, with no index, so an
+        approximate index needs the rows sealed, indexed and loaded with their index."""
+        approximate = self._describe(name).index != "FLAT"
+        if not (self.dialect.flush or approximate):
+            return
+        for physical in self._physical(name):
+            self.client.flush(physical)
+        if approximate:
+            for physical, fields in self._physical(name).items():
+                self._wait_indexed(physical, fields, time.monotonic() + timeout_s)
+
+    def _wait_indexed(self, physical: str, fields: tuple[str, ...], deadline: float) -> None:
+        """Wait until every sealed row of `physical` is indexed, then load the collection again so
+        that its query node searches the index (not the rows it loaded before)."""
+        for field in fields:
+            while True:
+                state = self.client.describe_index(physical, field)
+                if state.get("state") == "Failed":
+                    raise VectorStoreError(f"Milvus could not build the {field} index of {physical} "
+                                           f"({state.get('index_state_fail_reason') or 'no reason given'}); "
+                                           "set retrieval.index.type: FLAT or fix the index parameters")
+                if state.get("pending_index_rows", 0) == 0 and state.get("indexed_rows", 0) >= state.get(
+                        "total_rows", 0):
+                    break
+                if time.monotonic() > deadline:
+                    done = f"{state.get('indexed_rows')} of {state.get('total_rows')} rows"
+                    raise VectorStoreError(f"the {field} index of {physical} was not built in time ({done}): "
+                                           "run `rgcd publish` again")
+                time.sleep(0.2)
+        self.client.release_collection(physical)
+        self.client.load_collection(physical)
 
     def dims(self, name: str) -> dict[str, int]:
         """The length of each vector field of a collection."""
@@ -479,14 +524,18 @@ class RoomVectors:
                                    "the alias was not switched: run `rgcd publish` again")
         if not sample:
             return
+        published = self._describe(name)
+        # an approximate index may rank a near twin first: the room must then be among the first ten
+        limit = 1 if published.index == "FLAT" else 10
         hits = self.client.search(name, data=[r.transferable for r in sample], anns_field="transferable",
-                                  limit=1, output_fields=["item_id"],
-                                  search_params={"metric_type": METRICS["transferable"]},
+                                  limit=limit, output_fields=["item_id"],
+                                  search_params=published.search_params("transferable", limit),
                                   **self.dialect.check)
         for room, found in zip(sample, hits, strict=True):
             top = found[0] if found else None
-            found_id = None if top is None else top["id"] if "id" in top else top["item_id"]
-            if top is None or (found_id != room.item_id and top["distance"] < 1 - 1e-5):
+            ids = [h["id"] if "id" in h else h["item_id"] for h in found]
+            found_id = ids[0] if ids else None
+            if top is None or (room.item_id not in ids and top["distance"] < 1 - 1e-5):
                 raise VectorStoreError(
                     f"collection {name}: the vector of {room.item_id} found "
                     f"{found_id or 'nothing'} first; the alias was not switched: run "
@@ -652,8 +701,8 @@ class RoomVectors:
         field, current = group[0].field, group[0].published
         found = self.client.search(self._holding(current.collection, field), data=[s.vector for s in group],
                                    anns_field=field, limit=limit, filter=expr, partition_names=partitions,
-                                   output_fields=SCALARS[1:], search_params={"metric_type": METRICS[field]},
-                                   **self.dialect.read)
+                                   output_fields=SCALARS[1:],
+                                   search_params=current.search_params(field, limit), **self.dialect.read)
         answers = []
         for s, rows in zip(group, found, strict=True):
             # the primary key of a hit: `item_id` from Milvus Lite 3.x, `id` from a 2.3 server
@@ -726,6 +775,14 @@ class RoomVectors:
         row["transferable"], row["retrieval"] = list(row["transferable"]), list(row["retrieval"])
         self._write(current.collection, [row], ON_AIR, upsert=True)
         return {"author_id": int(row["author_id"]), "start": from_ms(row["start_ms"]), "end": from_ms(end_ms)}
+
+
+def _index_of(recorded: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """A collection's index and search parameters as `create` recorded them (none: FLAT)."""
+    if not recorded:
+        return "FLAT", ()
+    index = json.loads(recorded)
+    return index["type"], tuple(sorted(index["search"].items()))
 
 
 def _hit(row: dict, score: float) -> Hit:

@@ -429,7 +429,7 @@ def _fill(store: RoomVectors, settings: Settings, version: str, staged: _Staged,
         n += 1
         name = f"{collection_name(version)}_{n}"
     dims = staged.dims if staged.dims != (0, 0) else (len(late[0].transferable), len(late[0].retrieval))
-    store.create(version, dims[0], dims[1], name)
+    store.create(version, dims[0], dims[1], name, settings.retrieval.index)
     layout = store.begin_insert(name, stats)
     batch, wanted = settings.retrieval.insert_batch, settings.retrieval.validate_sample
     step, sample, seen = max(1, stats.rooms // wanted), [], 0

@@ -376,6 +376,31 @@ class TransferConfig(_Section):
     seed: int = 0
 
 
+class IndexConfig(_Section):
+    """The vector index of a published collection on a Milvus server (Milvus Lite: FLAT whatever
+    this says). FLAT is exact; HNSW and IVF_FLAT trade recall for time once the rooms on air are many
+    (docs/serving.md, Retrieval against exact search, measured). The search parameters are recorded
+    in the collection with its index, so every reader searches as publish validated."""
+
+    type: Literal["FLAT", "HNSW", "IVF_FLAT"] = Field("FLAT", description="FLAT (exact), HNSW or IVF_FLAT")
+    hnsw_m: int = Field(16, ge=2, le=2048, description="HNSW: links per vector")
+    hnsw_ef_construction: int = Field(200, gt=0, description="HNSW: candidates kept while building")
+    hnsw_ef: int = Field(200, gt=0, description="HNSW: candidates kept while searching (at least the k "
+                                                "asked: raised to it)")
+    ivf_nlist: int = Field(1024, ge=1, le=65536, description="IVF_FLAT: clusters the vectors are cut into")
+    ivf_nprobe: int = Field(32, ge=1, description="IVF_FLAT: clusters searched (at most ivf_nlist)")
+
+    def build_params(self) -> dict[str, int]:
+        """Milvus' index parameters for this type."""
+        return {"HNSW": {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction},
+                "IVF_FLAT": {"nlist": self.ivf_nlist}}.get(self.type, {})
+
+    def search_params(self) -> dict[str, int]:
+        """Milvus' search parameters for this type (HNSW's ef is raised to the k of each search)."""
+        return {"HNSW": {"ef": self.hnsw_ef}, "IVF_FLAT": {"nprobe": min(self.ivf_nprobe, self.ivf_nlist)}
+                }.get(self.type, {})
+
+
 class RetrievalConfig(_Section):
     """Publishing and serving vectors: Milvus Lite file by default, a Milvus server by URI."""
 
@@ -396,6 +421,7 @@ class RetrievalConfig(_Section):
                                                       "(its author's sessions before the cut)")
     cache_s: float = Field(1.0, ge=0, description="how long a reader trusts its view of the alias "
                                                   "(which collection and version) before asking Milvus")
+    index: IndexConfig = Field(default_factory=IndexConfig)
     insert_batch: int = Field(5_000, gt=0, description="rows per Milvus insert while publishing")
     publish_batch_rooms: int = Field(50_000, gt=0, description="rooms per window while publishing: the "
                                      "window's schedule is read through Feast and its rows staged, then "

@@ -7,6 +7,7 @@ handles the differences.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,82 @@ def test_the_relay_sends_small_frames_at_once():
         return value
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+@pytest.mark.slow
+def test_a_published_hnsw_index_is_built_validated_and_searched_with_its_ef(tmp_path, milvus_server):
+    """`retrieval.index.type: HNSW` on a server: publish flushes the rows, waits until every sealed row
+    is indexed (both collections on 2.3), validates and records the search parameters it validated;
+    readers search with them (ef raised to k) and get the rooms on air."""
+    from rgcd.config import IndexConfig, RetrievalConfig, Settings
+
+    remote = Settings(retrieval=RetrievalConfig(default_k=10, validate_sample=8, milvus_uri=milvus_server,
+                                                milvus_db=new_database(milvus_server),
+                                                index=IndexConfig(type="HNSW", hnsw_ef=16)))
+    ws = w.build(tmp_path / "ws", remote)
+    publish(ws, remote)
+    store = RoomVectors.connect(ws, remote)
+    try:
+        current = store.current()
+        assert current.index == "HNSW" and dict(current.search) == {"ef": 16}
+        assert current.search_params("retrieval", 50) == {"metric_type": "IP", "params": {"ef": 50}}
+        for physical, fields in store._physical(current.collection).items():
+            for field in fields:
+                index = store.client.describe_index(physical, field)
+                assert index["index_type"] == "HNSW" and index["pending_index_rows"] == 0, index
+        hits = store.search("retrieval", w.topic_vector(1), w.T0, 10)
+        assert len(hits) == 10
+        for hit in hits:
+            start, end = w.room_interval(hit.item_id)
+            assert start <= w.T0 and (end is None or end > w.T0)
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_hnsw_over_thousands_of_rooms_keeps_recall_against_exact(milvus_server):
+    """Rooms enough for Milvus to index their segment (it leaves segments under 1,024 rows unindexed):
+    after `flush` every row is indexed, and HNSW's top 20 holds at least 95% of the exact top 20."""
+    import numpy as np
+
+    from rgcd.config import IndexConfig
+    from rgcd.embeddings.milvus_store import Room, RoomStats
+
+    rng = np.random.default_rng(0)
+    vectors = (rng.normal(size=(8, 16))[rng.integers(0, 8, 3000)] + rng.normal(size=(3000, 16)) * 0.5)
+    vectors = vectors.astype(np.float32)
+    rooms = [Room(f"live:{i}", i, w.T0 - timedelta(hours=1), None, 1.0, v, v)
+             for i, v in enumerate(vectors.tolist())]
+    store = RoomVectors(milvus_server, "live_rooms", cache_s=0, db_name=new_database(milvus_server))
+    try:
+        name = store.create("hnsw", 16, 16, index=IndexConfig(type="HNSW", hnsw_ef=64))
+        store.insert_window(name, rooms, 1000, store.begin_insert(name, RoomStats.of(rooms)))
+        store.flush(name)
+        index = store.client.describe_index(store._holding(name, "retrieval"), "retrieval")
+        assert index["indexed_rows"] == index["total_rows"] == 3000, index
+        store.validate(name, 3000, rooms[::300])
+        store.mark_published(name, 3000, 0)
+        store.switch_alias(name)
+        found = []
+        for q in vectors[:20]:
+            exact = set(np.argsort(-(vectors @ q))[:20].tolist())
+            hits = store.search("retrieval", q.tolist(), w.T0, 20)
+            found.append(len(exact & {int(h.item_id.split(":")[1]) for h in hits}) / 20)
+        assert np.mean(found) >= 0.95, found
+    finally:
+        store.close()
+
+
+def test_milvus_lite_publishes_flat_whatever_index_is_asked(tmp_path):
+    """Milvus Lite searches exactly whatever it is told; the collection says FLAT, and readers send no
+    approximate search parameters."""
+    from rgcd.config import IndexConfig
+
+    store = RoomVectors(str(tmp_path / "rooms.db"), "live_rooms")
+    try:
+        name = store.create("v1", 4, 4, index=IndexConfig(type="HNSW"))
+        published = store._describe(name)
+        assert published.index == "FLAT" and published.search == ()
+        assert published.search_params("retrieval", 10) == {"metric_type": "IP"}
+    finally:
+        store.close()
