@@ -741,7 +741,8 @@ def main() -> None:
         "--workspace",
         type=Path,
         default=None,
-        help="a published workspace (a copy: part 3 adds rooms): check it, serve it",
+        help="a published workspace (a copy: part 3 adds rooms): check it, serve it; with --skip-http, "
+             "only its rooms' structure is measured beside the searched vectors'",
     )
     ap.add_argument("--check-queries", type=int, default=50)
     ap.add_argument("--split-requests", type=int, default=200)
@@ -773,7 +774,7 @@ def main() -> None:
                                                       args.budget_s, indexes, args.vectors)
         if sizes:
             result["structure"] = structure(args.vectors, args.workspace)
-        if args.workspace:
+        if args.workspace and not args.skip_http:
             from rgcd.config import Workspace
             from rgcd.embeddings.retrieval import Retriever
 
