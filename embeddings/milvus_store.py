@@ -468,9 +468,17 @@ class RoomVectors:
             for physical, fields in self._physical(name).items():
                 self._wait_indexed(physical, fields, time.monotonic() + timeout_s)
 
+    def index_state(self, name: str) -> list[dict]:
+        """Milvus' account of each vector index behind a collection: rows indexed, rows in total, rows
+        waiting for a build (segments merged by compaction are indexed again), state."""
+        return [self.client.describe_index(physical, field)
+                for physical, fields in self._physical(name).items() for field in fields]
+
     def _wait_indexed(self, physical: str, fields: tuple[str, ...], deadline: float) -> None:
         """Wait until every sealed row of `physical` is indexed, then load the collection again so
-        that its query node searches the index (not the rows it loaded before)."""
+        that its query node searches the index (not the rows it loaded before). Segments that
+        compaction merges afterwards are indexed again in the background (`pending_index_rows`); the
+        query node keeps searching the indexed ones until then."""
         for field in fields:
             while True:
                 state = self.client.describe_index(physical, field)
@@ -478,8 +486,7 @@ class RoomVectors:
                     raise VectorStoreError(f"Milvus could not build the {field} index of {physical} "
                                            f"({state.get('index_state_fail_reason') or 'no reason given'}); "
                                            "set retrieval.index.type: FLAT or fix the index parameters")
-                if state.get("pending_index_rows", 0) == 0 and state.get("indexed_rows", 0) >= state.get(
-                        "total_rows", 0):
+                if state.get("indexed_rows", 0) >= state.get("total_rows", 0):
                     break
                 if time.monotonic() > deadline:
                     done = f"{state.get('indexed_rows')} of {state.get('total_rows')} rows"
