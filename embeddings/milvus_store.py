@@ -355,7 +355,7 @@ class RoomVectors:
         name = name or collection_name(model_version)
         self.drop(name)
         dims = {"transferable": dim_transferable, "retrieval": dim_retrieval}
-        index = index if index and self.dialect.indexes else IndexConfig()
+        index = self.buildable(index)
         recorded = json.dumps({"type": index.type, "search": index.search_params()})
 
         def make(physical: str, fields: tuple[str, ...]) -> None:
@@ -387,6 +387,10 @@ class RoomVectors:
         with ThreadPoolExecutor(len(self._physical(name))) as pool:
             list(pool.map(make, *zip(*self._physical(name).items(), strict=True)))
         return name
+
+    def buildable(self, index: IndexConfig | None) -> IndexConfig:
+        """The index `create` builds when `index` is asked (Milvus Lite, or none asked: FLAT)."""
+        return index if index and self.dialect.indexes else IndexConfig()
 
     def _physical(self, name: str) -> dict[str, tuple[str, ...]]:
         """The Milvus collections behind one rooms collection and the vector fields each holds."""

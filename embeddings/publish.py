@@ -410,8 +410,8 @@ def publish(ws: Workspace, settings: Settings, version: str | None = None) -> Pu
 
 def _fill(store: RoomVectors, settings: Settings, version: str, staged: _Staged,
           late: list[Room]) -> tuple[str, bool]:
-    """The validated collection of `version`: reused if already published with these rows, else built
-    window by window from the staged rooms (then the rooms started since stage 2).
+    """The validated collection of `version`: reused if already published with these rows and the index
+    asked, else built window by window from the staged rooms (then the rooms started since stage 2).
 
     A rebuild of a version already published (rooms started since joined it) goes into a new
     collection `rooms_<version>_<n>`: the one readers search stays whole until the alias moves.
@@ -419,8 +419,10 @@ def _fill(store: RoomVectors, settings: Settings, version: str, staged: _Staged,
     stats = staged.stats
     published = store.published()
     target = store.alias_target()
+    index = store.buildable(settings.retrieval.index)
     same = [p for p in published if p.validated and p.model_version == version and p.layout == LAYOUT
-            and p.published_rows == stats.rooms]
+            and p.published_rows == stats.rooms
+            and (p.index, dict(p.search)) == (index.type, index.search_params())]
     if same:
         return next((p.collection for p in same if p.collection == target), same[-1].collection), False
     validated = {p.collection for p in published if p.validated}
@@ -429,7 +431,7 @@ def _fill(store: RoomVectors, settings: Settings, version: str, staged: _Staged,
         n += 1
         name = f"{collection_name(version)}_{n}"
     dims = staged.dims if staged.dims != (0, 0) else (len(late[0].transferable), len(late[0].retrieval))
-    store.create(version, dims[0], dims[1], name, settings.retrieval.index)
+    store.create(version, dims[0], dims[1], name, index)
     layout = store.begin_insert(name, stats)
     batch, wanted = settings.retrieval.insert_batch, settings.retrieval.validate_sample
     step, sample, seen = max(1, stats.rooms // wanted), [], 0

@@ -206,6 +206,17 @@ def test_a_published_hnsw_index_is_built_validated_and_searched_with_its_ef(tmp_
             assert start <= w.T0 and (end is None or end > w.T0)
     finally:
         store.close()
+    assert not publish(ws, remote).changed  # the same rows and index: nothing to do
+    # another index asked: the version is built again beside the one readers search
+    flat = remote.retrieval.model_copy(update={"index": IndexConfig()})
+    exact = remote.model_copy(update={"retrieval": flat})
+    report = publish(ws, exact)
+    assert report.changed and report.collection == "rooms_v1_2" and report.previous == "rooms_v1"
+    store = RoomVectors.connect(ws, exact)
+    try:
+        assert store.current().index == "FLAT"
+    finally:
+        store.close()
 
 
 def _hnsw_recall(uri: str, rooms: int, dim: int = 16, spread: float = 0.5, k: int = 20) -> tuple[float, dict]:
