@@ -545,11 +545,11 @@ class RoomVectors:
         for room, found in zip(sample, hits, strict=True):
             top = found[0] if found else None
             ids = [h["id"] if "id" in h else h["item_id"] for h in found]
-            found_id = ids[0] if ids else None
             if top is None or (room.item_id not in ids and top["distance"] < 1 - 1e-5):
+                missed = f" and itself not among the first {limit}" if limit > 1 else ""
                 raise VectorStoreError(
                     f"collection {name}: the vector of {room.item_id} found "
-                    f"{found_id or 'nothing'} first; the alias was not switched: run "
+                    f"{ids[0] if ids else 'nothing'} first{missed}; the alias was not switched: run "
                     "`rgcd publish` again")
         companion = self._holding(name, "retrieval")
         if companion != name:  # inner product has no "finds itself": the stored vectors must be the rooms'

@@ -283,3 +283,32 @@ def test_milvus_lite_publishes_flat_whatever_index_is_asked(tmp_path):
         assert published.search_params("retrieval", 10) == {"metric_type": "IP"}
     finally:
         store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", ["FLAT", "HNSW"])
+def test_validation_refuses_a_collection_whose_vectors_are_not_the_rooms(tmp_path, milvus_server, index):
+    """A sampled room whose published vector does not find it (here: the sample's vector negated)
+    stops the publish before the alias moves, and the message says what was found and what to do."""
+    import numpy as np
+
+    from rgcd.config import IndexConfig
+    from rgcd.embeddings.milvus_store import Room, RoomStats, VectorStoreError
+
+    vectors = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32).tolist()
+    rooms = [Room(f"live:{i}", i, w.T0 - timedelta(hours=1), None, 1.0, v, v) for i, v in enumerate(vectors)]
+    store = RoomVectors(milvus_server, "live_rooms", cache_s=0, db_name=new_database(milvus_server))
+    try:
+        name = store.create("v1", 8, 8, index=IndexConfig(type=index))
+        store.insert_window(name, rooms, 50, store.begin_insert(name, RoomStats.of(rooms)))
+        store.flush(name)
+        store.validate(name, 50, rooms[:5])  # the rooms themselves pass
+        wrong = Room("live:3", 3, rooms[3].start, None, 1.0, [-x for x in vectors[3]], vectors[3])
+        with pytest.raises(VectorStoreError) as err:
+            store.validate(name, 50, [wrong])
+        message = str(err.value)
+        assert "the vector of live:3 found" in message and "run `rgcd publish` again" in message
+        assert ("not among the first 10" in message) == (index == "HNSW")
+        assert store.alias_target() is None
+    finally:
+        store.close()
