@@ -238,6 +238,10 @@ class Published:
         asked = {"metric_type": METRICS[field]}
         return asked | {"params": params} if params else asked
 
+    def indexed_as(self, index: IndexConfig) -> bool:
+        """Whether this collection was built with `index` and searches with its parameters."""
+        return (self.index, dict(self.search)) == (index.type, index.search_params())
+
     def only_on_air(self, at_ms: int) -> bool:
         """Whether `on_air` holds every room on air at `at_ms`: at or after the last end known at
         publication (every request "now"), every room in an `ended` partition had ended by then."""

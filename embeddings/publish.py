@@ -422,7 +422,7 @@ def _fill(store: RoomVectors, settings: Settings, version: str, staged: _Staged,
     index = store.buildable(settings.retrieval.index)
     same = [p for p in published if p.validated and p.model_version == version and p.layout == LAYOUT
             and p.published_rows == stats.rooms
-            and (p.index, dict(p.search)) == (index.type, index.search_params())]
+            and p.indexed_as(index)]
     if same:
         return next((p.collection for p in same if p.collection == target), same[-1].collection), False
     validated = {p.collection for p in published if p.validated}
